@@ -1,0 +1,21 @@
+# Two commands: `make demo` renders a video, `make test` runs the whole suite.
+# Both create or reuse .venv/ and, unless COMFYUI_DIR points at an existing ComfyUI, a pinned host in .comfyui/.
+PY := .venv/bin/python
+PYTEST_ARGS ?=
+
+.PHONY: setup test demo bench clean
+
+setup:
+	bash scripts/setup_env.sh
+
+test: setup
+	COMFYUI_DIR="$(COMFYUI_DIR)" $(PY) -m pytest -q $(PYTEST_ARGS)
+
+demo: setup
+	COMFYUI_DIR="$(COMFYUI_DIR)" $(PY) scripts/demo.py $(DEMO_ARGS)
+
+bench: setup
+	$(PY) bench/bench_models.py $(BENCH_ARGS)
+
+clean:
+	rm -rf .venv .comfyui .pytest_cache

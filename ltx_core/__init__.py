@@ -1,0 +1,22 @@
+"""Native torch LTX-Video 0.9.x: transformer, causal video VAE, latent upsampler and checkpoint loading.
+
+Plain torch (+ einops, safetensors); never imports ComfyUI. Layers come from an injected `operations`
+namespace and attention from an injected function, so a host can add low-VRAM loading and weight casting.
+"""
+
+from .checkpoint import LTXCheckpoint, load_checkpoint, load_latent_upsampler
+from .positions import latent_positions
+from .transformer import SkipLayers, Transformer3D
+from .upsampler import LatentUpsampler
+from .vae import CausalVideoVAE
+
+__all__ = [
+    "CausalVideoVAE",
+    "LTXCheckpoint",
+    "LatentUpsampler",
+    "SkipLayers",
+    "Transformer3D",
+    "latent_positions",
+    "load_checkpoint",
+    "load_latent_upsampler",
+]

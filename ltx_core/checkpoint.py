@@ -1,0 +1,222 @@
+"""Loading LTX-Video checkpoints (safetensors only) into `ltx_core` models.
+
+Models are built on the meta device and the file's tensors assigned to them, so a 13B checkpoint is read once
+and never initialised twice. The config comes from the file's metadata (official files) or, for files without
+one (ComfyUI, diffusers single files), from the released architecture whose names and shapes the file matches.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import torch
+from safetensors import safe_open
+from torch import nn
+
+from . import known_configs
+from .formats import split_components
+from .ops import AttentionFn, default_attention, manual_cast
+from .transformer import Transformer3D
+from .upsampler import LatentUpsampler
+from .vae import CausalVideoVAE
+
+logger = logging.getLogger(__name__)
+
+FP8_DTYPES = (torch.float8_e4m3fn, torch.float8_e5m2)
+_STAT_KEYS = ("per_channel_statistics.std-of-means", "per_channel_statistics.mean-of-means")
+
+
+@dataclass
+class LTXCheckpoint:
+    """What one file holds: the transformer and/or the VAE, and the config they were built from."""
+
+    path: str
+    config: dict = field(default_factory=dict)
+    transformer: Optional[Transformer3D] = None
+    vae: Optional[CausalVideoVAE] = None
+
+
+class _SafetensorsFile:
+    """Header-first access to a safetensors file, with a sentence when it is not one."""
+
+    def __init__(self, path: str | Path):
+        self.path = str(path)
+        if not Path(self.path).is_file():
+            raise FileNotFoundError(f"checkpoint '{self.path}' does not exist")
+        if not self.path.endswith(".safetensors"):
+            raise ValueError(f"'{self.path}' is not a .safetensors file; only safetensors checkpoints are loaded "
+                             "(pickled .ckpt/.pt/.bin files can run code and are refused)")
+        try:
+            self._file = safe_open(self.path, framework="pt", device="cpu")
+        except Exception as error:  # safetensors raises its own error types for broken headers
+            raise ValueError(f"'{self.path}' is not a readable safetensors file: {error}") from error
+        self.metadata = self._file.metadata() or {}
+        self.keys = list(self._file.keys())
+
+    def shape(self, key: str) -> tuple[int, ...]:
+        return tuple(self._file.get_slice(key).get_shape())
+
+    def tensor(self, key: str) -> torch.Tensor:
+        return self._file.get_tensor(key)
+
+    def metadata_config(self) -> dict:
+        raw = self.metadata.get("config")
+        if not raw:
+            return {}
+        try:
+            return json.loads(raw)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"'{self.path}': the 'config' metadata is not valid JSON ({error})") from error
+
+
+def _storage_dtypes(dtype: torch.dtype) -> tuple[torch.dtype, torch.dtype]:
+    """(dtype for large matrices, dtype for everything else and for compute)."""
+    if dtype in FP8_DTYPES:
+        return dtype, torch.bfloat16
+    if dtype not in (torch.float32, torch.bfloat16, torch.float16):
+        raise ValueError(f"dtype {dtype} is not supported (allowed: float32, bfloat16, float16, float8_e4m3fn, "
+                         "float8_e5m2)")
+    return dtype, dtype
+
+
+def _convert(tensor: torch.Tensor, matrix_dtype: torch.dtype, other_dtype: torch.dtype, is_matrix: bool):
+    if not tensor.is_floating_point():
+        return tensor
+    if is_matrix:
+        if tensor.dtype in FP8_DTYPES and matrix_dtype in FP8_DTYPES:
+            return tensor  # keep the file's fp8 encoding rather than re-quantising
+        return tensor.to(matrix_dtype)
+    return tensor.to(other_dtype)
+
+
+def _check_keys(what: str, path: str, expected: set[str], found: set[str]) -> None:
+    missing, unexpected = sorted(expected - found), sorted(found - expected)
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing (e.g. {', '.join(missing[:5])})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected (e.g. {', '.join(unexpected[:5])})")
+        raise ValueError(f"'{path}': the {what} weights do not match its config: {'; '.join(parts)}")
+
+
+def _assign(model: nn.Module, tensors: dict[str, torch.Tensor], what: str, path: str, device) -> nn.Module:
+    _check_keys(what, path, set(model.state_dict().keys()), set(tensors))
+    model.load_state_dict(tensors, strict=True, assign=True)
+    return model.to(device).eval().requires_grad_(False)
+
+
+def _matching_config(candidates: dict[str, dict], build: Callable[[dict], nn.Module],
+                     shapes: dict[str, tuple[int, ...]]) -> Optional[dict]:
+    for name, config in candidates.items():
+        with torch.device("meta"):
+            model = build(config)
+        expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+        if expected == shapes:
+            logger.info("no config in the file; it matches the released %s architecture", name)
+            return config
+    return None
+
+
+def _load_transformer(file: _SafetensorsFile, names: dict[str, str], config: Optional[dict], dtype: torch.dtype,
+                      device, operations, attention: AttentionFn) -> tuple[Transformer3D, dict]:
+    shapes = {name: file.shape(key) for key, name in names.items()}
+    if config is None:
+        config = known_configs.transformer_config_from_shapes(shapes)
+        if config is None:
+            raise ValueError(f"'{file.path}' has no transformer config in its metadata and its shapes match no "
+                             "released LTX-Video transformer (13B 0.9.7: 48 blocks × 4096, 2B: 28 blocks × 2048)")
+        logger.warning("'%s' carries no config; using the released %d-block transformer config", file.path,
+                       config["num_layers"])
+    matrix_dtype, other_dtype = _storage_dtypes(dtype)
+    with torch.device("meta"):
+        model = Transformer3D(config, dtype=other_dtype, compute_dtype=other_dtype, operations=operations,
+                              attention=attention)
+    matrices = {name for name, m in model.named_modules() if hasattr(m, "weight") and isinstance(m, nn.Linear)}
+    tensors = {}
+    for key, name in names.items():
+        is_matrix = name.endswith(".weight") and name[: -len(".weight")] in matrices
+        tensors[name] = _convert(file.tensor(key), matrix_dtype, other_dtype, is_matrix)
+    return _assign(model, tensors, "transformer", file.path, device), config
+
+
+def _load_vae(file: _SafetensorsFile, names: dict[str, str], config: Optional[dict], dtype: torch.dtype, device,
+              operations) -> tuple[CausalVideoVAE, dict]:
+    _, vae_dtype = _storage_dtypes(dtype)  # the VAE is never stored in fp8
+    # Of the five statistics buffers only the two the reference uses are kept.
+    tensors = {name: _convert(file.tensor(key), vae_dtype, vae_dtype, False) for key, name in names.items()
+               if not name.startswith("per_channel_statistics.") or name in _STAT_KEYS}
+    std_key, mean_key = _STAT_KEYS
+    if std_key not in tensors:
+        raise ValueError(f"'{file.path}': the VAE has no latent statistics ({std_key})")
+    tensors.setdefault(mean_key, torch.zeros_like(tensors[std_key]))
+
+    def build(cfg: dict) -> CausalVideoVAE:
+        return CausalVideoVAE.from_config(cfg, dtype=vae_dtype, operations=operations)
+
+    if config is None:
+        shapes = {name: tuple(t.shape) for name, t in tensors.items()}
+        config = _matching_config(known_configs.candidate_vae_configs(), build, shapes)
+        if config is None:
+            raise ValueError(f"'{file.path}' has no VAE config in its metadata and its weights match no released "
+                             "LTX-Video VAE (0.9.0, 0.9.1, 0.9.5+)")
+    with torch.device("meta"):
+        model = build(config)
+    return _assign(model, tensors, "VAE", file.path, device), config
+
+
+def load_checkpoint(path: str | Path, *, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu",
+                    operations: Any = None, attention: Optional[AttentionFn] = None) -> LTXCheckpoint:
+    """Load the transformer and/or VAE of an LTX-Video safetensors file.
+
+    `dtype` is the storage dtype: float32, bfloat16, float16, or float8_e4m3fn / float8_e5m2 (transformer
+    matrices in fp8, everything else and all compute in bfloat16; the VAE then stays bfloat16).
+    `operations` is the layer namespace (default `torch.nn`, or our casting layers for fp8);
+    `attention` the attention function (default PyTorch SDPA).
+    """
+    file = _SafetensorsFile(path)
+    transformer_names, vae_names, unknown = split_components(file.keys)
+    if not transformer_names and not vae_names:
+        sample = ", ".join(file.keys[:5]) or "no tensors"
+        raise ValueError(f"'{file.path}' is not an LTX-Video checkpoint: no transformer or VAE weights found "
+                         f"(keys look like: {sample})")
+    if unknown:
+        logger.warning("'%s': ignoring %d tensors that belong to neither the transformer nor the VAE (e.g. %s)",
+                       file.path, len(unknown), ", ".join(unknown[:3]))
+    if operations is None:
+        operations = manual_cast if dtype in FP8_DTYPES else nn
+    metadata_config = file.metadata_config()
+    checkpoint = LTXCheckpoint(path=file.path, config=dict(metadata_config))
+    if transformer_names:
+        checkpoint.transformer, checkpoint.config["transformer"] = _load_transformer(
+            file, transformer_names, metadata_config.get("transformer"), dtype, device, operations,
+            attention or default_attention)
+    if vae_names:
+        checkpoint.vae, checkpoint.config["vae"] = _load_vae(file, vae_names, metadata_config.get("vae"), dtype,
+                                                             device, operations)
+    return checkpoint
+
+
+def load_latent_upsampler(path: str | Path, *, dtype: torch.dtype = torch.float32,
+                          device: str | torch.device = "cpu", operations: Any = None) -> LatentUpsampler:
+    """Load a latent upsampler file (flat keys, config in the metadata or a released architecture)."""
+    file = _SafetensorsFile(path)
+    _, compute_dtype = _storage_dtypes(dtype)
+    operations = operations or (manual_cast if dtype in FP8_DTYPES else nn)
+    shapes = {key: file.shape(key) for key in file.keys}
+
+    def build(cfg: dict) -> LatentUpsampler:
+        return LatentUpsampler(cfg, dtype=compute_dtype, compute_dtype=compute_dtype, operations=operations)
+
+    config = file.metadata_config() or _matching_config(known_configs.candidate_upsampler_configs(), build, shapes)
+    if not config or "initial_conv.weight" not in shapes:
+        raise ValueError(f"'{file.path}' is not an LTX-Video latent upsampler (expected keys initial_conv.*, "
+                         f"res_blocks.*, upsampler.0.*, final_conv.*; found e.g. {', '.join(file.keys[:5])})")
+    with torch.device("meta"):
+        model = build(config)
+    tensors = {key: _convert(file.tensor(key), compute_dtype, compute_dtype, False) for key in file.keys}
+    return _assign(model, tensors, "latent upsampler", file.path, device)

@@ -12,7 +12,7 @@ test: setup
 	COMFYUI_DIR="$(COMFYUI_DIR)" $(PY) -m pytest -q $(PYTEST_ARGS)
 
 demo: setup
-	COMFYUI_DIR="$(COMFYUI_DIR)" $(PY) scripts/demo.py $(DEMO_ARGS)
+	$(PY) scripts/demo.py $(DEMO_ARGS)
 
 bench: setup
 	$(PY) bench/bench_models.py $(BENCH_ARGS)

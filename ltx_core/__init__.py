@@ -5,6 +5,8 @@ namespace and attention from an injected function, so a host can add low-VRAM lo
 """
 
 from .checkpoint import LTXCheckpoint, load_checkpoint, load_latent_upsampler
+from .conditioning import Condition
+from .pipeline import generate
 from .positions import latent_positions
 from .transformer import SkipLayers, Transformer3D
 from .upsampler import LatentUpsampler
@@ -12,10 +14,12 @@ from .vae import CausalVideoVAE
 
 __all__ = [
     "CausalVideoVAE",
+    "Condition",
     "LTXCheckpoint",
     "LatentUpsampler",
     "SkipLayers",
     "Transformer3D",
+    "generate",
     "latent_positions",
     "load_checkpoint",
     "load_latent_upsampler",

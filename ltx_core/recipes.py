@@ -1,0 +1,117 @@
+"""The official sampling recipes (configs/*.yaml of LTX-Video), as data, and how overrides apply to them.
+
+A recipe is shaped like the official files: `pipeline_type: base` keeps the pass settings at the top level,
+`multi-scale` has `first_pass` / `second_pass` dicts and a `downscale_factor`. Keys we add (not in the yaml) carry
+the defaults of the official `inference.py`: conditioning noise 0.15, CRF 29, AdaIN factor 1.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any, Mapping, Union
+
+_COMMON = {
+    "stg_mode": "attention_values",
+    "decode_timestep": 0.05,
+    "decode_noise_scale": 0.025,
+    "sampler": "from_checkpoint",
+    "stochastic_sampling": False,
+    "image_cond_noise_scale": 0.15,
+    "crf": 29,
+    "tone_map_compression_ratio": 0.0,
+    "batched_guidance": True,
+}
+
+RECIPES: dict[str, dict[str, Any]] = {
+    "0.9.7-dev": {
+        **_COMMON,
+        "pipeline_type": "multi-scale",
+        "downscale_factor": 0.6666666,
+        "adain_factor": 1.0,
+        "first_pass": {
+            "guidance_scale": [1, 1, 6, 8, 6, 1, 1],
+            "stg_scale": [0, 0, 4, 4, 4, 2, 1],
+            "rescaling_scale": [1, 1, 0.5, 0.5, 1, 1, 1],
+            "guidance_timesteps": [1.0, 0.996, 0.9933, 0.9850, 0.9767, 0.9008, 0.6180],
+            "skip_block_list": [[], [11, 25, 35, 39], [22, 35, 39], [28], [28], [28], [28]],
+            "num_inference_steps": 30,
+            "skip_final_inference_steps": 3,
+            "cfg_star_rescale": True,
+        },
+        "second_pass": {
+            "guidance_scale": [1],
+            "stg_scale": [1],
+            "rescaling_scale": [1],
+            "guidance_timesteps": [1.0],
+            "skip_block_list": [27],
+            "num_inference_steps": 30,
+            "skip_initial_inference_steps": 17,
+            "cfg_star_rescale": True,
+        },
+    },
+    "0.9.7-distilled": {
+        **_COMMON,
+        "pipeline_type": "multi-scale",
+        "downscale_factor": 0.6666666,
+        "adain_factor": 1.0,
+        "first_pass": {"timesteps": [1.0000, 0.9937, 0.9875, 0.9812, 0.9750, 0.9094, 0.7250], "guidance_scale": 1,
+                       "stg_scale": 0, "rescaling_scale": 1, "skip_block_list": [42]},
+        "second_pass": {"timesteps": [0.9094, 0.7250, 0.4219], "guidance_scale": 1, "stg_scale": 0,
+                        "rescaling_scale": 1, "skip_block_list": [42]},
+    },
+    "0.9.6-2b-dev": {
+        **_COMMON, "pipeline_type": "base", "guidance_scale": 3, "stg_scale": 1, "rescaling_scale": 0.7,
+        "skip_block_list": [19], "num_inference_steps": 40,
+    },
+    "0.9.6-2b-distilled": {
+        **_COMMON, "pipeline_type": "base", "guidance_scale": 1, "stg_scale": 0, "rescaling_scale": 1,
+        "num_inference_steps": 8, "stochastic_sampling": True,
+    },
+}
+
+PASS_KEYS = frozenset({"guidance_scale", "stg_scale", "rescaling_scale", "guidance_timesteps", "skip_block_list",
+                       "num_inference_steps", "skip_initial_inference_steps", "skip_final_inference_steps",
+                       "timesteps", "cfg_star_rescale"})
+TOP_KEYS = frozenset({*_COMMON, "pipeline_type", "downscale_factor", "adain_factor", "first_pass", "second_pass"})
+# Keys of the official yaml that concern loading, not sampling; accepted and ignored.
+IGNORED_KEYS = frozenset({"checkpoint_path", "spatial_upscaler_model_path", "text_encoder_model_name_or_path",
+                          "precision", "prompt_enhancement_words_threshold",
+                          "prompt_enhancer_image_caption_model_name_or_path",
+                          "prompt_enhancer_llm_model_name_or_path"})
+
+
+def _check_keys(mapping: Mapping[str, Any], allowed: frozenset, where: str) -> None:
+    unknown = sorted(set(mapping) - allowed - IGNORED_KEYS)
+    if unknown:
+        raise ValueError(f"recipe {where}: unknown key(s) {', '.join(unknown)} (allowed: {', '.join(sorted(allowed))})")
+
+
+def resolve_recipe(recipe: Union[str, Mapping[str, Any]], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """The named (or given) recipe with `overrides` applied field by field; pass dicts merge key by key."""
+    if isinstance(recipe, str):
+        if recipe not in RECIPES:
+            raise ValueError(f"recipe '{recipe}' is not known (allowed: {', '.join(RECIPES)})")
+        resolved = copy.deepcopy(RECIPES[recipe])
+    else:
+        base = RECIPES["0.9.7-dev"] if recipe.get("pipeline_type") == "multi-scale" else RECIPES["0.9.6-2b-dev"]
+        resolved = {k: copy.deepcopy(v) for k, v in _COMMON.items()}
+        resolved.setdefault("adain_factor", base.get("adain_factor", 1.0))
+        resolved.update({k: copy.deepcopy(v) for k, v in recipe.items() if k not in IGNORED_KEYS})
+    for key, value in overrides.items():
+        if key in ("first_pass", "second_pass") and isinstance(value, Mapping):
+            _check_keys(value, PASS_KEYS, key)
+            resolved.setdefault(key, {}).update(copy.deepcopy(dict(value)))
+        else:
+            resolved[key] = copy.deepcopy(value)
+    kind = resolved.get("pipeline_type", "base")
+    if kind == "multi-scale":
+        _check_keys(resolved, TOP_KEYS, "(top level)")
+        for name in ("first_pass", "second_pass"):
+            if name not in resolved:
+                raise ValueError(f"recipe: a multi-scale recipe needs '{name}'")
+            _check_keys(resolved[name], PASS_KEYS, name)
+    elif kind == "base":
+        _check_keys(resolved, TOP_KEYS | PASS_KEYS, "(top level)")
+    else:
+        raise ValueError(f"recipe: pipeline_type '{kind}' is not supported (allowed: base, multi-scale)")
+    return resolved

@@ -80,3 +80,37 @@ def test_multi_scale_dev_recipe(files, ours, prompts):
 
 def test_distilled_recipe(files, ours, prompts):
     _compare(files, ours, prompts, recipe="0.9.7-distilled", width=192, height=128, num_frames=9)
+
+
+def test_padding_and_cropping(files, ours, prompts):
+    """20 frames at 100×70 px are generated at 128×96 and 25 frames, then cropped back."""
+    _compare(files, ours, prompts, recipe="0.9.6-2b-dev", width=100, height=70, num_frames=20,
+             skip_block_list=[2], num_inference_steps=4)
+
+
+def test_image_at_frame_0_strength_08(files, ours, prompts):
+    image = _media(1, 64, 96, seed=1)
+    _compare(files, ours, prompts, recipe="0.9.6-2b-dev", width=96, height=64, num_frames=17,
+             conditions=[Condition(image, 0, 0.8)], skip_block_list=[1], num_inference_steps=5)
+
+
+def test_keyframe_at_frame_16(files, ours, prompts):
+    first, last = _media(1, 64, 96, seed=2), _media(1, 64, 96, seed=3)
+    _compare(files, ours, prompts, recipe="0.9.6-2b-dev", width=96, height=64, num_frames=25,
+             conditions=[Condition(first, 0, 1.0), Condition(last, 16, 1.0)], skip_block_list=[0],
+             num_inference_steps=5)
+
+
+def test_video_at_frame_8(files, ours, prompts):
+    video = _media(17, 64, 96, seed=4)
+    _compare(files, ours, prompts, recipe="0.9.6-2b-dev", width=96, height=64, num_frames=33,
+             conditions=[Condition(video, 8, 0.9)], skip_block_list=[1], num_inference_steps=4)
+
+
+def test_multi_scale_with_image_condition(files, ours, prompts):
+    _compare(files, ours, prompts, recipe="0.9.7-distilled", width=192, height=128, num_frames=17,
+             conditions=[Condition(_media(1, 128, 192, seed=5), 0, 1.0)])
+
+
+def test_stochastic_sampling_recipe(files, ours, prompts):
+    _compare(files, ours, prompts, recipe="0.9.6-2b-distilled", width=96, height=64, num_frames=9)

@@ -27,6 +27,7 @@ from .vae import CausalVideoVAE
 logger = logging.getLogger(__name__)
 
 FP8_DTYPES = (torch.float8_e4m3fn, torch.float8_e5m2)
+SAFETENSORS_SUFFIXES = (".safetensors", ".sft")
 _STAT_KEYS = ("per_channel_statistics.std-of-means", "per_channel_statistics.mean-of-means")
 
 
@@ -47,8 +48,8 @@ class _SafetensorsFile:
         self.path = str(path)
         if not Path(self.path).is_file():
             raise FileNotFoundError(f"checkpoint '{self.path}' does not exist")
-        if not self.path.endswith(".safetensors"):
-            raise ValueError(f"'{self.path}' is not a .safetensors file; only safetensors checkpoints are loaded "
+        if not self.path.endswith(SAFETENSORS_SUFFIXES):
+            raise ValueError(f"'{self.path}' is not a .safetensors/.sft file; only safetensors checkpoints are loaded "
                              "(pickled .ckpt/.pt/.bin files can run code and are refused)")
         try:
             self._file = safe_open(self.path, framework="pt", device="cpu")
@@ -144,9 +145,8 @@ def _load_transformer(file: _SafetensorsFile, names: dict[str, str], config: Opt
     return _assign(model, tensors, "transformer", file.path, device), config
 
 
-def _load_vae(file: _SafetensorsFile, names: dict[str, str], config: Optional[dict], dtype: torch.dtype, device,
+def _load_vae(file: _SafetensorsFile, names: dict[str, str], config: Optional[dict], vae_dtype: torch.dtype, device,
               operations) -> tuple[CausalVideoVAE, dict]:
-    _, vae_dtype = _storage_dtypes(dtype)  # the VAE is never stored in fp8
     # Of the five statistics buffers only the two the reference uses are kept.
     tensors = {name: _convert(file.tensor(key), vae_dtype, vae_dtype, False) for key, name in names.items()
                if not name.startswith("per_channel_statistics.") or name in _STAT_KEYS}
@@ -170,11 +170,13 @@ def _load_vae(file: _SafetensorsFile, names: dict[str, str], config: Optional[di
 
 
 def load_checkpoint(path: str | Path, *, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu",
-                    operations: Any = None, attention: Optional[AttentionFn] = None) -> LTXCheckpoint:
+                    operations: Any = None, attention: Optional[AttentionFn] = None,
+                    vae_dtype: Optional[torch.dtype] = None) -> LTXCheckpoint:
     """Load the transformer and/or VAE of an LTX-Video safetensors file.
 
     `dtype` is the storage dtype: float32, bfloat16, float16, or float8_e4m3fn / float8_e5m2 (transformer
-    matrices in fp8, everything else and all compute in bfloat16; the VAE then stays bfloat16).
+    matrices in fp8, everything else and all compute in bfloat16). The VAE is stored in `vae_dtype`
+    (default: the transformer's compute dtype; never fp8).
     `operations` is the layer namespace (default `torch.nn`, or our casting layers for fp8);
     `attention` the attention function (default PyTorch SDPA).
     """
@@ -196,8 +198,11 @@ def load_checkpoint(path: str | Path, *, dtype: torch.dtype = torch.float32, dev
             file, transformer_names, metadata_config.get("transformer"), dtype, device, operations,
             attention or default_attention)
     if vae_names:
-        checkpoint.vae, checkpoint.config["vae"] = _load_vae(file, vae_names, metadata_config.get("vae"), dtype,
-                                                             device, operations)
+        vae_dtype = vae_dtype or _storage_dtypes(dtype)[1]
+        if vae_dtype in FP8_DTYPES:
+            raise ValueError(f"vae_dtype {vae_dtype} is not supported: the VAE runs in float32, bfloat16 or float16")
+        checkpoint.vae, checkpoint.config["vae"] = _load_vae(file, vae_names, metadata_config.get("vae"),
+                                                             _storage_dtypes(vae_dtype)[1], device, operations)
     return checkpoint
 
 

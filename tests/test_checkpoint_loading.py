@@ -118,6 +118,16 @@ def test_half_dtypes(official, dtype):
     assert _velocity(ckpt.transformer, dtype).dtype == dtype
 
 
+def test_separate_vae_dtype_and_sft_suffix(official, tmp_path):
+    sft = tmp_path / "model.sft"
+    sft.write_bytes(official[0].read_bytes())
+    ckpt = load_checkpoint(sft, dtype=torch.bfloat16, vae_dtype=torch.float32)
+    assert {p.dtype for p in ckpt.transformer.parameters()} == {torch.bfloat16}
+    assert {p.dtype for p in ckpt.vae.parameters()} == {torch.float32}
+    with pytest.raises(ValueError, match="vae_dtype"):
+        load_checkpoint(official[0], vae_dtype=torch.float8_e4m3fn)
+
+
 @pytest.mark.parametrize("dtype", [torch.float8_e4m3fn, torch.float8_e5m2])
 def test_fp8_storage_bf16_compute(official, dtype):
     ckpt = load_checkpoint(official[0], dtype=dtype)

@@ -43,18 +43,29 @@ class ConvCache:
         self.frames: Optional[torch.Tensor] = None
 
     def window(self, x: torch.Tensor, *, context: int, front: int, back: int, final: bool) -> torch.Tensor:
-        """The frames the conv must run on now: cached context (or the replicated first frame) + `x` (+ flush)."""
+        """The frames the conv must run on now: cached context (or the replicated first frame) + `x` (+ flush).
+
+        One concatenation per call, and no cached copy after the last chunk, so a one-shot decode holds no more
+        activations than the reference's padding does.
+        """
+        if not self.started and x.shape[2] == 0:
+            return x
+        parts = []
         if not self.started:
-            if x.shape[2] == 0:
-                return x
             self.started = True
-            x = torch.cat([x[:, :, :1].expand(-1, -1, front, -1, -1), x], dim=2)
+            parts.append(x[:, :, :1].expand(-1, -1, front, -1, -1))
         elif self.frames is not None:
-            x = torch.cat([self.frames, x], dim=2)
+            parts.append(self.frames)
+        parts.append(x)
         if final:
-            x = torch.cat([x, x[:, :, -1:].expand(-1, -1, back, -1, -1)], dim=2)
-        self.frames = x[:, :, x.shape[2] - context:].clone() if context else None
-        return x
+            last = next(p for p in reversed(parts) if p.shape[2])[:, :, -1:]
+            parts.append(last.expand(-1, -1, back, -1, -1))
+        window = torch.cat(parts, dim=2) if len(parts) > 1 else x
+        if final or not context:
+            self.frames = None
+        else:
+            self.frames = window[:, :, window.shape[2] - context:].clone()
+        return window
 
 
 class FrameQueue:

@@ -6,7 +6,7 @@ namespace and attention from an injected function, so a host can add low-VRAM lo
 
 from .checkpoint import LTXCheckpoint, load_checkpoint, load_latent_upsampler
 from .conditioning import Condition
-from .pipeline import generate
+from .pipeline import VideoLatents, decode_video, generate, sample_video
 from .positions import latent_positions
 from .transformer import SkipLayers, Transformer3D
 from .upsampler import LatentUpsampler
@@ -19,8 +19,11 @@ __all__ = [
     "LatentUpsampler",
     "SkipLayers",
     "Transformer3D",
+    "VideoLatents",
+    "decode_video",
     "generate",
     "latent_positions",
     "load_checkpoint",
     "load_latent_upsampler",
+    "sample_video",
 ]

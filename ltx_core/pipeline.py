@@ -1,4 +1,4 @@
-"""`generate`: text/image/video to video with the official 0.9.x recipes, as plain torch.
+"""Text/image/video to video with the official 0.9.x recipes: `sample_video`, `decode_video`, `generate`.
 
 Geometry follows the official `inference.py`: width and height are padded to multiples of 32 and the frame count
 to 8k+1 for generation, and the result is cropped back to exactly what was asked for. Multi-scale recipes run a
@@ -9,138 +9,45 @@ and resize to the target.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
 import torch
 import torch.nn.functional as F
 
 from .checkpoint import LTXCheckpoint
-from .conditioning import Condition, apply_conditions, patchify, unpatchify
-from .guidance import resolve_guidance
-from .media import padded_frame_count, padding_for, prepare_media, resize_media, trim_frames
+from .conditioning import Condition
+from .media import padded_frame_count, padding_for, prepare_media, trim_frames
+from .passes import LATENT_SCALE, Callback, ModelHook, PassRunner, tone_map
 from .randomness import Randomness
 from .recipes import resolve_recipe
-from .sampler import PassSettings, Prompts, denoise
-from .schedules import make_timesteps
+from .sampler import Prompts
 
 logger = logging.getLogger(__name__)
 
-LATENT_SCALE = 32
 MAX_TEXT_TOKENS = 256
-# callback(step, total, denoised latents [B, C, F, H, W]) after every step of every pass
-Callback = Callable[[int, int, torch.Tensor], None]
 
 
-def adain(latents: torch.Tensor, reference: torch.Tensor, factor: float) -> torch.Tensor:
-    """Match each channel's mean and (unbiased) std to the first pass's, then blend by `factor`."""
-    ref_std, ref_mean = torch.std_mean(reference, dim=(2, 3, 4), keepdim=True)
-    std, mean = torch.std_mean(latents, dim=(2, 3, 4), keepdim=True)
-    return torch.lerp(latents, (latents - mean) / std * ref_std + ref_mean, factor)
+@dataclass
+class VideoLatents:
+    """Sampled latents and what decoding needs to turn them into exactly the requested frames."""
 
+    latents: torch.Tensor  # normalised [B, C, F, H, W] at the last pass's size
+    width: int
+    height: int
+    num_frames: int
+    frame_rate: float
+    padding: tuple[int, int, int, int]  # (left, right, top, bottom) around the requested size
+    decode_timestep: float
+    decode_noise_scale: float
+    tone_map_compression_ratio: float
+    seed: int
+    rng: str = "default"
 
-def tone_map(latents: torch.Tensor, compression: float) -> torch.Tensor:
-    """Sigmoid compression of large latent values (0 = identity), applied before decoding."""
-    if not 0 <= compression <= 1:
-        raise ValueError(f"tone_map_compression_ratio={compression} must lie in [0, 1]")
-    scale = compression * 0.75
-    return latents * (1.0 - 0.8 * scale * torch.sigmoid(4.0 * scale * (latents.abs() - 1.0)))
-
-
-def _pass_settings(recipe: dict, settings: dict, scheduler_config: dict, latent_shape: tuple, frame_rate: float,
-                   allowed: Optional[Sequence[float]]) -> PassSettings:
-    timesteps = make_timesteps(scheduler_config, num_steps=settings.get("num_inference_steps"),
-                               timesteps=settings.get("timesteps"), latent_shape=latent_shape,
-                               skip_initial=settings.get("skip_initial_inference_steps", 0),
-                               skip_final=settings.get("skip_final_inference_steps", 0))
-    if allowed is not None:
-        bad = [round(t, 4) for t in timesteps.tolist() if round(t, 4) not in allowed]
-        if bad:
-            raise ValueError(f"timesteps {bad} are not allowed by this checkpoint (allowed: {list(allowed)})")
-    guidance = resolve_guidance(timesteps, guidance_scale=settings.get("guidance_scale", 4.5),
-                                stg_scale=settings.get("stg_scale", 1.0),
-                                rescaling_scale=settings.get("rescaling_scale", 0.7),
-                                skip_block_list=settings.get("skip_block_list"),
-                                guidance_timesteps=settings.get("guidance_timesteps"))
-    return PassSettings(timesteps=timesteps, guidance=guidance,
-                        cfg_star_rescale=bool(settings.get("cfg_star_rescale", False)),
-                        skip_strategy=recipe["stg_mode"], frame_rate=frame_rate,
-                        image_cond_noise_scale=float(recipe["image_cond_noise_scale"]),
-                        stochastic=bool(recipe["stochastic_sampling"]),
-                        batched_guidance=bool(recipe["batched_guidance"]))
-
-
-def _scheduler_config(checkpoint: LTXCheckpoint, sampler: str) -> dict:
-    if sampler == "from_checkpoint":
-        return checkpoint.config.get("scheduler") or {"sampler": "LinearQuadratic"}
-    if sampler.lower() in ("uniform", "linear-quadratic"):
-        return {"sampler": "Uniform" if sampler.lower() == "uniform" else "LinearQuadratic"}
-    raise ValueError(f"sampler '{sampler}' is not supported (allowed: from_checkpoint, uniform, linear-quadratic)")
-
-
-class _Generation:
-    """One call of `generate`: the shared state of its passes."""
-
-    def __init__(self, checkpoint: LTXCheckpoint, prompts: Prompts, recipe: dict, frame_rate: float,
-                 randomness: Randomness, callback: Optional[Callback], cancel: Optional[Callable[[], None]]):
-        self.transformer, self.vae = checkpoint.transformer, checkpoint.vae
-        self.checkpoint, self.prompts, self.recipe = checkpoint, prompts, recipe
-        self.frame_rate, self.randomness = frame_rate, randomness
-        self.callback, self.cancel = callback, cancel
-        self.scheduler_config = _scheduler_config(checkpoint, recipe["sampler"])
-        self.device = next(self.transformer.parameters()).device
-        self.dtype = self.transformer.compute_dtype
-        self.vae_dtype = next(self.vae.parameters()).dtype
-        self.step_offset, self.total_steps = 0, 0
-
-    def plan(self, passes: Sequence[tuple[dict, tuple]]) -> list[PassSettings]:
-        allowed = self.checkpoint.config.get("allowed_inference_steps")
-        plans = [_pass_settings(self.recipe, s, self.scheduler_config, shape, self.frame_rate, allowed)
-                 for s, shape in passes]
-        self.total_steps = sum(len(p.timesteps) for p in plans)
-        return plans
-
-    def encode_items(self, media_items: Sequence[tuple[torch.Tensor, int, float]], height: int, width: int):
-        encoded = []
-        for media, start, strength in media_items:
-            resized = resize_media(media, height, width).to(device=self.device, dtype=self.vae_dtype)
-            latents = self.vae.encode(resized, sample=True, generator=self.randomness.vae_generator)
-            encoded.append((latents, start, strength))
-        return encoded
-
-    def run_pass(self, settings: PassSettings, latent_shape: tuple, media_items, init_latents=None) -> torch.Tensor:
-        """One pass at the size of `latent_shape`; returns normalised latents without extra tokens."""
-        batch, channels, frames, height, width = latent_shape
-        noise = self.randomness.randn((batch, frames * height * width, channels), self.dtype)
-        noise = unpatchify(noise, frames, height, width)
-        t0 = settings.timesteps[0]
-        latents = noise if init_latents is None else t0 * noise + (1 - t0) * init_latents.to(self.dtype)
-        encoded = self.encode_items(media_items, height * LATENT_SCALE, width * LATENT_SCALE)
-        conditioned = apply_conditions(latents, encoded, causal_fix=self.transformer.causal_temporal_positioning,
-                                       noise=lambda shape, dtype, device: self.randomness.randn(shape, dtype))
-
-        def on_step(step: int, total: int, denoised: torch.Tensor) -> None:
-            if self.callback is not None:
-                self.callback(step, total, unpatchify(denoised[:, conditioned.num_extra:], frames, height, width))
-
-        tokens = denoise(self.transformer, conditioned, self.prompts, settings, randn=self.randomness.randn,
-                         global_randn=self.randomness.global_randn_like, callback=on_step, cancel=self.cancel,
-                         step_offset=self.step_offset, total_steps=self.total_steps)
-        self.step_offset += len(settings.timesteps)
-        return unpatchify(tokens[:, conditioned.num_extra:], frames, height, width)
-
-    def decode(self, latents: torch.Tensor) -> torch.Tensor:
-        """Normalised latents → frames `[B, 3, F, H, W]` in [0, 1] with the recipe's decode noise."""
-        timestep, noise_scale = self.recipe["decode_timestep"], self.recipe["decode_noise_scale"]
-        if noise_scale is None:
-            noise_scale = timestep
-        if self.vae.decoder.timestep_conditioning and noise_scale:
-            noise = self.randomness.global_randn_like(latents)
-            scale = torch.tensor([noise_scale] * latents.shape[0], device=latents.device)[:, None, None, None, None]
-            latents = latents * (1 - scale) + noise * scale
-        latents = tone_map(latents, self.recipe["tone_map_compression_ratio"])
-        pixels = self.vae.decode(latents, timestep=torch.tensor([timestep] * latents.shape[0]), noise_scale=0.0,
-                                 dtype=self.vae_dtype, cancel=self.cancel)
-        return (pixels / 2 + 0.5).clamp(0, 1)
+    @property
+    def padded_size(self) -> tuple[int, int]:
+        left, right, top, bottom = self.padding
+        return self.height + top + bottom, self.width + left + right
 
 
 def _validate(width: int, height: int, num_frames: int, frame_rate: float, conditions: Sequence[Condition]) -> None:
@@ -175,22 +82,21 @@ def _prepare_conditions(conditions: Sequence[Condition], width: int, height: int
     return prepared
 
 
-def generate(checkpoint: LTXCheckpoint, *, context: torch.Tensor, context_mask: torch.Tensor,
-             negative_context: torch.Tensor, negative_context_mask: torch.Tensor, width: int, height: int,
-             num_frames: int, frame_rate: float, seed: int, recipe: Union[str, Mapping[str, Any]] = "0.9.7-dev",
-             steps: Optional[int] = None, conditions: Sequence[Condition] = (), upsampler=None,
-             callback: Optional[Callback] = None, cancel: Optional[Callable[[], None]] = None,
-             rng: str = "default", **overrides) -> torch.Tensor:
-    """Generate a video; returns frames `[num_frames, height, width, 3]` float in [0, 1].
+def sample_video(checkpoint: LTXCheckpoint, *, context: torch.Tensor, context_mask: torch.Tensor,
+                 negative_context: torch.Tensor, negative_context_mask: torch.Tensor, width: int, height: int,
+                 num_frames: int, frame_rate: float, seed: int, recipe: Union[str, Mapping[str, Any]] = "0.9.7-dev",
+                 steps: Optional[int] = None, conditions: Sequence[Condition] = (), upsampler=None,
+                 callback: Optional[Callback] = None, cancel: Optional[Callable[[], None]] = None,
+                 rng: str = "default", device: Optional[torch.device] = None, on_model: Optional[ModelHook] = None,
+                 **overrides) -> VideoLatents:
+    """Run the recipe's passes and return the final latents (see `generate` for the arguments).
 
-    `context` / `negative_context` are T5 outputs `[1, L, 4096]` with 0/1 masks `[1, L]` (L ≤ 256).
-    `recipe` is a recipe name or a dict shaped like the official recipe files; `overrides` replace its fields.
-    `steps` sets the number of steps (first pass; the second pass keeps its re-noise point).
-    `rng="reference"` draws every random number from the sources the official pipeline uses, in its order.
+    `device` is where the computation runs (default: where the transformer's weights are); `on_model(name)` is
+    called before the transformer, the VAE or the upsampler is used, so a host can load it there first.
     """
     _validate(width, height, num_frames, frame_rate, conditions)
     if checkpoint.transformer is None or checkpoint.vae is None:
-        raise ValueError("generate needs a checkpoint with both a transformer and a VAE")
+        raise ValueError("sampling needs a checkpoint with both a transformer and a VAE")
     settings = resolve_recipe(recipe, overrides)
     if steps is not None:
         settings = _apply_steps(settings, steps)
@@ -199,31 +105,96 @@ def generate(checkpoint: LTXCheckpoint, *, context: torch.Tensor, context_mask: 
         raise ValueError("this recipe is multi-scale and needs the latent upsampler "
                          "(ltxv-spatial-upscaler-0.9.7.safetensors)")
     (padded_h, padded_w), padding = padding_for(height, width)
-    padded_frames = padded_frame_count(num_frames)
-    device = next(checkpoint.transformer.parameters()).device
+    device = torch.device(device) if device is not None else next(checkpoint.transformer.parameters()).device
     dtype = checkpoint.transformer.compute_dtype
-    prompts = Prompts(*(t[:, :MAX_TEXT_TOKENS].to(device) for t in (context, context_mask, negative_context,
-                                                                      negative_context_mask)))
+    tensors = (context, context_mask, negative_context, negative_context_mask)
+    prompts = Prompts(*(t[:, :MAX_TEXT_TOKENS].to(device) for t in tensors))
     prompts.context, prompts.negative_context = prompts.context.to(dtype), prompts.negative_context.to(dtype)
     media_items = _prepare_conditions(conditions, width, height, num_frames, padding, settings["crf"])
     randomness = Randomness(seed, device, mode=rng)
-    run = _Generation(checkpoint, prompts, settings, frame_rate, randomness, callback, cancel)
-    latent_frames = (padded_frames - 1) // 8 + 1
+    runner = PassRunner(checkpoint, prompts, settings, frame_rate, randomness, device, callback=callback,
+                        cancel=cancel, on_model=on_model)
+    latent_frames = (padded_frame_count(num_frames) - 1) // 8 + 1
     channels = checkpoint.transformer.config.get("in_channels", 128)
-
     with torch.no_grad():
         if multi_scale:
-            frames = _multi_scale(run, settings, upsampler, media_items, channels, latent_frames, padded_h, padded_w)
+            latents = _multi_scale(runner, settings, upsampler, media_items, channels, latent_frames, padded_h,
+                                   padded_w)
         else:
             shape = (1, channels, latent_frames, padded_h // LATENT_SCALE, padded_w // LATENT_SCALE)
-            (plan,) = run.plan([(settings, shape)])
-            frames = run.decode(run.run_pass(plan, shape, media_items))
-    left, right, top, bottom = padding
-    frames = frames[0, :, :num_frames, top:padded_h - bottom, left:padded_w - right]
+            (plan,) = runner.plan([(settings, shape)])
+            latents = runner.run_pass(plan, shape, media_items)
+    noise_scale = settings["decode_noise_scale"]
+    return VideoLatents(latents=latents, width=width, height=height, num_frames=num_frames, frame_rate=frame_rate,
+                        padding=padding, decode_timestep=float(settings["decode_timestep"]),
+                        decode_noise_scale=float(settings["decode_timestep"] if noise_scale is None else noise_scale),
+                        tone_map_compression_ratio=float(settings["tone_map_compression_ratio"]), seed=seed, rng=rng)
+
+
+def decode_video(vae, video: VideoLatents, *, cancel: Optional[Callable[[], None]] = None,
+                 chunk_frames: Optional[int] = None, device: Optional[torch.device] = None) -> torch.Tensor:
+    """Decode sampled latents to frames `[num_frames, height, width, 3]` float in [0, 1] on the CPU.
+
+    Adds the recipe's decode noise (from a generator seeded by the video's seed, or the global RNG in reference
+    mode), decodes in chunks of latent frames (`cancel` runs after each), resizes to the padded size when the last
+    pass ran larger (multi-scale), and crops the padding and extra frames.
+    """
+    latents = video.latents
+    if device is not None:
+        latents = latents.to(device)
+    dtype = next(vae.parameters()).dtype
+    with torch.no_grad():
+        if vae.decoder.timestep_conditioning and video.decode_noise_scale:
+            noise = _decode_noise(latents, video)
+            scale = torch.tensor([video.decode_noise_scale] * latents.shape[0], device=latents.device)
+            latents = latents * (1 - scale[:, None, None, None, None]) + noise * scale[:, None, None, None, None]
+        latents = tone_map(latents, video.tone_map_compression_ratio)
+        timestep = torch.tensor([video.decode_timestep] * latents.shape[0])
+        pixels = vae.decode(latents, timestep=timestep, noise_scale=0.0, dtype=dtype, cancel=cancel,
+                            chunk_frames=chunk_frames)
+        frames = (pixels / 2 + 0.5).clamp(0, 1)
+        padded_h, padded_w = video.padded_size
+        if tuple(frames.shape[3:]) != (padded_h, padded_w):
+            count = frames.shape[2]
+            flat = F.interpolate(frames.transpose(1, 2).flatten(0, 1), size=(padded_h, padded_w), mode="bilinear",
+                                 align_corners=False)
+            frames = flat.unflatten(0, (frames.shape[0], count)).transpose(1, 2)
+    left, right, top, bottom = video.padding
+    frames = frames[0, :, :video.num_frames, top:padded_h - bottom, left:padded_w - right]
     return frames.permute(1, 2, 3, 0).float().cpu()
 
 
-def _multi_scale(run: _Generation, settings: dict, upsampler, media_items, channels: int, latent_frames: int,
+def _decode_noise(latents: torch.Tensor, video: VideoLatents) -> torch.Tensor:
+    if video.rng == "reference":
+        return torch.randn_like(latents)
+    generator = torch.Generator(device=latents.device).manual_seed(Randomness.decode_seed(video.seed))
+    return torch.randn(latents.shape, generator=generator, device=latents.device, dtype=latents.dtype)
+
+
+def generate(checkpoint: LTXCheckpoint, *, context: torch.Tensor, context_mask: torch.Tensor,
+             negative_context: torch.Tensor, negative_context_mask: torch.Tensor, width: int, height: int,
+             num_frames: int, frame_rate: float, seed: int, recipe: Union[str, Mapping[str, Any]] = "0.9.7-dev",
+             steps: Optional[int] = None, conditions: Sequence[Condition] = (), upsampler=None,
+             callback: Optional[Callback] = None, cancel: Optional[Callable[[], None]] = None,
+             rng: str = "default", **overrides) -> torch.Tensor:
+    """Generate a video; returns frames `[num_frames, height, width, 3]` float in [0, 1].
+
+    `context` / `negative_context` are T5 outputs `[1, L, 4096]` with 0/1 masks `[1, L]` (truncated to 256).
+    `recipe` is a recipe name or a dict shaped like the official recipe files; `overrides` replace its fields.
+    `steps` sets the number of steps of every pass (each keeps its σ window). `conditions` are
+    `Condition(media, start_frame, strength)`. `callback(step, total, latents)` runs after every step and
+    `cancel()` before every step and after every decode chunk (it raises to stop).
+    `rng="reference"` draws every random number from the sources the official pipeline uses, in its order.
+    """
+    video = sample_video(checkpoint, context=context, context_mask=context_mask, negative_context=negative_context,
+                         negative_context_mask=negative_context_mask, width=width, height=height,
+                         num_frames=num_frames, frame_rate=frame_rate, seed=seed, recipe=recipe, steps=steps,
+                         conditions=conditions, upsampler=upsampler, callback=callback, cancel=cancel, rng=rng,
+                         **overrides)
+    return decode_video(checkpoint.vae, video, cancel=cancel)
+
+
+def _multi_scale(runner: PassRunner, settings: dict, upsampler, media_items, channels: int, latent_frames: int,
                  height: int, width: int) -> torch.Tensor:
     factor = settings["downscale_factor"]
     first_w, first_h = int(width * factor), int(height * factor)
@@ -233,16 +204,11 @@ def _multi_scale(run: _Generation, settings: dict, upsampler, media_items, chann
                          f"{first_w}×{first_h}); use at least {LATENT_SCALE * 2}×{LATENT_SCALE * 2}")
     first_shape = (1, channels, latent_frames, first_h // LATENT_SCALE, first_w // LATENT_SCALE)
     second_shape = (1, channels, latent_frames, 2 * first_h // LATENT_SCALE, 2 * first_w // LATENT_SCALE)
-    first_plan, second_plan = run.plan([(settings["first_pass"], first_shape), (settings["second_pass"], second_shape)])
-    first = run.run_pass(first_plan, first_shape, media_items)
-    upsampled = run.vae.normalize(upsampler(run.vae.denormalize(first)))
-    upsampled = adain(upsampled, first, settings["adain_factor"])
-    second = run.run_pass(second_plan, second_shape, media_items, init_latents=upsampled)
-    frames = run.decode(second)
-    num = frames.shape[2]
-    flat = frames.transpose(1, 2).flatten(0, 1)
-    flat = F.interpolate(flat, size=(height, width), mode="bilinear", align_corners=False)
-    return flat.unflatten(0, (frames.shape[0], num)).transpose(1, 2)
+    first_plan, second_plan = runner.plan([(settings["first_pass"], first_shape),
+                                           (settings["second_pass"], second_shape)])
+    first = runner.run_pass(first_plan, first_shape, media_items)
+    upsampled = runner.upsample(upsampler, first, settings["adain_factor"])
+    return runner.run_pass(second_plan, second_shape, media_items, init_latents=upsampled)
 
 
 def _apply_steps(settings: dict, steps: int) -> dict:

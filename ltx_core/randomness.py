@@ -35,6 +35,11 @@ class Randomness:
             return torch.randn_like(like)
         return torch.randn(like.shape, generator=self.generator, device=like.device, dtype=like.dtype)
 
+    @staticmethod
+    def decode_seed(seed: int) -> int:
+        """Seed of the decode noise in default mode: derived from the run's seed, independent of the sampling."""
+        return (int(seed) * 1_000_003 + 0xDEC0DE) % (2 ** 63)
+
     @property
     def vae_generator(self) -> torch.Generator | None:
         """Generator for the VAE's posterior sample (None: the global RNG, as the reference)."""

@@ -7,7 +7,7 @@ from PIL import Image
 
 from ltx_core.guidance import GuidanceStep, combine, resolve_guidance
 from ltx_core.media import padded_frame_count, padding_for, prepare_media, trim_frames
-from ltx_core.pipeline import adain, tone_map
+from ltx_core.passes import adain, tone_map
 from ltx_core.recipes import RECIPES, resolve_recipe
 from ltx_core.schedules import euler_step, linear_quadratic, make_timesteps
 

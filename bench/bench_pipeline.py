@@ -59,13 +59,9 @@ def _skip_blocks(layers: int) -> dict:
 def write_models(preset: Preset, folder: Path) -> tuple[Path, Path]:
     import tiny
 
-    tconfig = tiny.transformer_config(num_layers=preset.layers, heads=preset.heads, head_dim=preset.head_dim,
-                                      caption_channels=preset.caption_channels)
-    vconfig = tiny.vae_config(base_channels=preset.vae_base, layers=preset.vae_layers)
-    uconfig = tiny.upsampler_config(mid_channels=preset.up_mid, num_blocks_per_stage=preset.up_blocks)
-    ckpt = tiny.save_single_file(folder / "model.safetensors", transformer=tiny.reference_transformer(tconfig),
-                                 transformer_config_=tconfig, vae=tiny.reference_vae(vconfig), vae_config_=vconfig)
-    return ckpt, tiny.save_upsampler(folder / "up.safetensors", tiny.reference_upsampler(uconfig), uconfig)
+    return tiny.save_model_set(folder, num_layers=preset.layers, heads=preset.heads, head_dim=preset.head_dim,
+                               caption_channels=preset.caption_channels, vae_base=preset.vae_base,
+                               vae_layers=preset.vae_layers, up_mid=preset.up_mid, up_blocks=preset.up_blocks)
 
 
 def run_side(args: argparse.Namespace) -> None:

@@ -9,11 +9,7 @@ from ltx_core import Condition, generate, load_checkpoint, load_latent_upsampler
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("generate")
-    tconfig, vconfig, uconfig = tiny.transformer_config(num_layers=3), tiny.vae_config(), tiny.upsampler_config()
-    ckpt = tiny.save_single_file(folder / "m.safetensors", transformer=tiny.reference_transformer(tconfig),
-                                 transformer_config_=tconfig, vae=tiny.reference_vae(vconfig), vae_config_=vconfig)
-    up = tiny.save_upsampler(folder / "u.safetensors", tiny.reference_upsampler(uconfig), uconfig)
+    ckpt, up = tiny.save_model_set(tmp_path_factory.mktemp("generate"))
     return load_checkpoint(ckpt), load_latent_upsampler(up)
 
 

@@ -16,12 +16,7 @@ DEV_TINY = {"first_pass": {"skip_block_list": [[], [0, 1], [1, 2], [2], [2], [2]
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("pipeline")
-    tconfig, vconfig, uconfig = tiny.transformer_config(num_layers=3), tiny.vae_config(), tiny.upsampler_config()
-    ckpt = tiny.save_single_file(folder / "ltxv-tiny.safetensors", transformer=tiny.reference_transformer(tconfig),
-                                 transformer_config_=tconfig, vae=tiny.reference_vae(vconfig), vae_config_=vconfig)
-    upsampler = tiny.save_upsampler(folder / "up.safetensors", tiny.reference_upsampler(uconfig), uconfig)
-    return ckpt, upsampler
+    return tiny.save_model_set(tmp_path_factory.mktemp("pipeline"))
 
 
 @pytest.fixture(scope="module")

@@ -186,3 +186,18 @@ def save_upsampler(path: Path, upsampler, config: dict) -> Path:
     save_file({k: v.contiguous() for k, v in upsampler.state_dict().items()}, str(path),
               metadata={"config": json.dumps(config)})
     return path
+
+
+def save_model_set(folder: Path, *, num_layers: int = 3, heads: int = HEADS, head_dim: int = 32,
+                   caption_channels: int = 64, vae_base: int = 8, vae_layers: int = 1, up_mid: int = 32,
+                   up_blocks: int = 1) -> tuple[Path, Path]:
+    """A checkpoint (transformer + VAE) and a latent upsampler, as the official files: what a generation needs."""
+    tconfig = transformer_config(num_layers=num_layers, heads=heads, head_dim=head_dim,
+                                 caption_channels=caption_channels)
+    vconfig = vae_config(base_channels=vae_base, layers=vae_layers)
+    uconfig = upsampler_config(mid_channels=up_mid, num_blocks_per_stage=up_blocks)
+    checkpoint = save_single_file(Path(folder) / "ltxv-tiny.safetensors", transformer=reference_transformer(tconfig),
+                                  transformer_config_=tconfig, vae=reference_vae(vconfig), vae_config_=vconfig)
+    upsampler = save_upsampler(Path(folder) / "ltxv-tiny-upsampler.safetensors", reference_upsampler(uconfig),
+                               uconfig)
+    return checkpoint, upsampler

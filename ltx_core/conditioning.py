@@ -20,11 +20,16 @@ PREFIX_LATENT_FRAMES = 2
 
 @dataclass
 class Condition:
-    """`media` `[F, H, W, 3]` in [0, 1] placed at pixel frame `start_frame` with `strength` in [0, 1]."""
+    """`media` `[F, H, W, 3]` in [0, 1] placed at pixel frame `start_frame` with `strength` in [0, 1].
+
+    `crf` is the H.264 quality of the compression round trip the media goes through (0 = none); None takes the
+    recipe's (29 in the official recipes).
+    """
 
     media: torch.Tensor
     start_frame: int = 0
     strength: float = 1.0
+    crf: Optional[int] = None
 
 
 @dataclass

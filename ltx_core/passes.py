@@ -71,6 +71,10 @@ def _scheduler_config(checkpoint: LTXCheckpoint, sampler: str) -> dict:
     raise ValueError(f"sampler '{sampler}' is not supported (allowed: from_checkpoint, uniform, linear-quadratic)")
 
 
+def _device_of(module: torch.nn.Module) -> torch.device:
+    return next(module.parameters()).device
+
+
 class PassRunner:
     """One generation: the state its passes share."""
 
@@ -95,13 +99,15 @@ class PassRunner:
         return plans
 
     def encode_items(self, media_items: Sequence[tuple[torch.Tensor, int, float]], height: int, width: int):
-        if media_items:
-            self.use("vae")
+        if not media_items:
+            return []
+        self.use("vae")
+        vae_device = _device_of(self.vae)
         encoded = []
         for media, start, strength in media_items:
-            resized = resize_media(media, height, width).to(device=self.device, dtype=self.vae_dtype)
+            resized = resize_media(media, height, width).to(device=vae_device, dtype=self.vae_dtype)
             latents = self.vae.encode(resized, sample=True, generator=self.randomness.vae_generator)
-            encoded.append((latents, start, strength))
+            encoded.append((latents.to(self.device), start, strength))
         return encoded
 
     def run_pass(self, settings: PassSettings, latent_shape: tuple, media_items, init_latents=None) -> torch.Tensor:
@@ -129,7 +135,8 @@ class PassRunner:
     def upsample(self, upsampler, latents: torch.Tensor, adain_factor: float) -> torch.Tensor:
         """Un-normalise, upsample ×2, re-normalise, and match the first pass's statistics (AdaIN)."""
         self.use("upsampler")
-        upsampled = self.vae.normalize(upsampler(self.vae.denormalize(latents)).to(latents.device))
+        denormalized = self.vae.denormalize(latents).to(_device_of(upsampler))
+        upsampled = self.vae.normalize(upsampler(denormalized).to(latents.device))
         return adain(upsampled, latents, adain_factor)
 
 

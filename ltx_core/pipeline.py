@@ -64,6 +64,23 @@ def _validate(width: int, height: int, num_frames: int, frame_rate: float, condi
             raise ValueError(f"conditions[{index}].strength={item.strength} must lie in 0–1")
 
 
+def _prompts(context: torch.Tensor, mask: torch.Tensor, negative: torch.Tensor, negative_mask: torch.Tensor,
+             device: torch.device, dtype: torch.dtype) -> Prompts:
+    """Truncate to the reference's 256 tokens and pad both prompts to one length (masked out) so they batch."""
+    pairs = [(c[:, :MAX_TEXT_TOKENS], m[:, :MAX_TEXT_TOKENS]) for c, m in ((context, mask), (negative, negative_mask))]
+    for name, (c, m) in zip(("context", "negative_context"), pairs):
+        if c.ndim != 3 or m.shape != c.shape[:2]:
+            raise ValueError(f"{name} must be [1, tokens, channels] with a [1, tokens] mask; got {tuple(c.shape)} "
+                             f"and {tuple(m.shape)}")
+    length = max(c.shape[1] for c, _ in pairs)
+    padded = []
+    for c, m in pairs:
+        extra = length - c.shape[1]
+        padded.append(F.pad(c, (0, 0, 0, extra)).to(device=device, dtype=dtype))
+        padded.append(F.pad(m, (0, extra)).to(device))
+    return Prompts(*padded)
+
+
 def _prepare_conditions(conditions: Sequence[Condition], width: int, height: int, num_frames: int,
                         padding: tuple[int, int, int, int], crf: int) -> list[tuple[torch.Tensor, int, float]]:
     prepared = []
@@ -77,7 +94,8 @@ def _prepare_conditions(conditions: Sequence[Condition], width: int, height: int
         if frames > 1 and item.start_frame % 8:
             raise ValueError(f"conditions[{index}]: a video after frame 0 must start at a multiple of 8, "
                              f"not {item.start_frame}")
-        media = prepare_media(item.media[:frames], width=width, height=height, padding=padding, crf=crf)
+        media = prepare_media(item.media[:frames], width=width, height=height, padding=padding,
+                              crf=crf if item.crf is None else int(item.crf))
         prepared.append((media, item.start_frame, float(item.strength)))
     return prepared
 
@@ -107,9 +125,7 @@ def sample_video(checkpoint: LTXCheckpoint, *, context: torch.Tensor, context_ma
     (padded_h, padded_w), padding = padding_for(height, width)
     device = torch.device(device) if device is not None else next(checkpoint.transformer.parameters()).device
     dtype = checkpoint.transformer.compute_dtype
-    tensors = (context, context_mask, negative_context, negative_context_mask)
-    prompts = Prompts(*(t[:, :MAX_TEXT_TOKENS].to(device) for t in tensors))
-    prompts.context, prompts.negative_context = prompts.context.to(dtype), prompts.negative_context.to(dtype)
+    prompts = _prompts(context, context_mask, negative_context, negative_context_mask, device, dtype)
     media_items = _prepare_conditions(conditions, width, height, num_frames, padding, settings["crf"])
     randomness = Randomness(seed, device, mode=rng)
     runner = PassRunner(checkpoint, prompts, settings, frame_rate, randomness, device, callback=callback,
@@ -132,11 +148,13 @@ def sample_video(checkpoint: LTXCheckpoint, *, context: torch.Tensor, context_ma
 
 
 def decode_video(vae, video: VideoLatents, *, cancel: Optional[Callable[[], None]] = None,
-                 chunk_frames: Optional[int] = None, device: Optional[torch.device] = None) -> torch.Tensor:
+                 chunk_frames: Optional[int] = None, device: Optional[torch.device] = None,
+                 progress: Optional[Callable[[int, int], None]] = None) -> torch.Tensor:
     """Decode sampled latents to frames `[num_frames, height, width, 3]` float in [0, 1] on the CPU.
 
     Adds the recipe's decode noise (from a generator seeded by the video's seed, or the global RNG in reference
-    mode), decodes in chunks of latent frames (`cancel` runs after each), resizes to the padded size when the last
+    mode), decodes in chunks of latent frames (`progress(done, total)` in latent frames and `cancel()` run after
+    each), resizes to the padded size when the last
     pass ran larger (multi-scale), and crops the padding and extra frames.
     """
     latents = video.latents
@@ -151,7 +169,7 @@ def decode_video(vae, video: VideoLatents, *, cancel: Optional[Callable[[], None
         latents = tone_map(latents, video.tone_map_compression_ratio)
         timestep = torch.tensor([video.decode_timestep] * latents.shape[0])
         pixels = vae.decode(latents, timestep=timestep, noise_scale=0.0, dtype=dtype, cancel=cancel,
-                            chunk_frames=chunk_frames)
+                            chunk_frames=chunk_frames, progress=progress)
         frames = (pixels / 2 + 0.5).clamp(0, 1)
         padded_h, padded_w = video.padded_size
         if tuple(frames.shape[3:]) != (padded_h, padded_w):

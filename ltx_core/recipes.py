@@ -22,22 +22,24 @@ _COMMON = {
     "batched_guidance": True,
 }
 
+_DEV_FIRST_PASS = {
+    "guidance_scale": [1, 1, 6, 8, 6, 1, 1],
+    "stg_scale": [0, 0, 4, 4, 4, 2, 1],
+    "rescaling_scale": [1, 1, 0.5, 0.5, 1, 1, 1],
+    "guidance_timesteps": [1.0, 0.996, 0.9933, 0.9850, 0.9767, 0.9008, 0.6180],
+    "skip_block_list": [[], [11, 25, 35, 39], [22, 35, 39], [28], [28], [28], [28]],
+    "num_inference_steps": 30,
+    "skip_final_inference_steps": 3,
+    "cfg_star_rescale": True,
+}
+
 RECIPES: dict[str, dict[str, Any]] = {
     "0.9.7-dev": {
         **_COMMON,
         "pipeline_type": "multi-scale",
         "downscale_factor": 0.6666666,
         "adain_factor": 1.0,
-        "first_pass": {
-            "guidance_scale": [1, 1, 6, 8, 6, 1, 1],
-            "stg_scale": [0, 0, 4, 4, 4, 2, 1],
-            "rescaling_scale": [1, 1, 0.5, 0.5, 1, 1, 1],
-            "guidance_timesteps": [1.0, 0.996, 0.9933, 0.9850, 0.9767, 0.9008, 0.6180],
-            "skip_block_list": [[], [11, 25, 35, 39], [22, 35, 39], [28], [28], [28], [28]],
-            "num_inference_steps": 30,
-            "skip_final_inference_steps": 3,
-            "cfg_star_rescale": True,
-        },
+        "first_pass": _DEV_FIRST_PASS,
         "second_pass": {
             "guidance_scale": [1],
             "stg_scale": [1],
@@ -58,6 +60,11 @@ RECIPES: dict[str, dict[str, Any]] = {
                        "stg_scale": 0, "rescaling_scale": 1, "skip_block_list": [42]},
         "second_pass": {"timesteps": [0.9094, 0.7250, 0.4219], "guidance_scale": 1, "stg_scale": 0,
                         "rescaling_scale": 1, "skip_block_list": [42]},
+    },
+    # The dev first pass's guidance over all 30 steps at full size: no upsampler, no second pass.
+    "0.9.7-dev-single-scale": {
+        **_COMMON, "pipeline_type": "base",
+        **{k: v for k, v in _DEV_FIRST_PASS.items() if k != "skip_final_inference_steps"},
     },
     "0.9.6-2b-dev": {
         **_COMMON, "pipeline_type": "base", "guidance_scale": 3, "stg_scale": 1, "rescaling_scale": 0.7,

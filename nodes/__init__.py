@@ -1,8 +1,17 @@
 """The pack's ComfyUI nodes (V3 schema). Imported only inside ComfyUI; see the pack's `__init__`."""
 
+from .conditioning import NODES as CONDITIONING_NODES
+from .decode import NODES as DECODE_NODES
+from .guidance import NODES as GUIDANCE_NODES
 from .loaders import NODES as LOADER_NODES
+from .lora import NODES as LORA_NODES
+from .sampling import NODES as SAMPLING_NODES
+from .text import NODES as TEXT_NODES
+from .text_to_video import NODES as TEXT_TO_VIDEO_NODES
+from .video import NODES as VIDEO_NODES
 
-NODE_LIST = [*LOADER_NODES]
+NODE_LIST = [*LOADER_NODES, *TEXT_NODES, *CONDITIONING_NODES, *GUIDANCE_NODES, *SAMPLING_NODES, *DECODE_NODES,
+             *VIDEO_NODES, *TEXT_TO_VIDEO_NODES, *LORA_NODES]
 """Every node class the pack registers, in menu order."""
 
 __all__ = ["NODE_LIST"]

@@ -101,3 +101,43 @@ def test_bad_input_is_a_sentence(models, kwargs, message):
         arguments.update(num_inference_steps=2, skip_block_list=[1])
     with pytest.raises(ValueError, match=message):
         generate(checkpoint, **_prompts(), **arguments)
+
+
+def test_named_single_scale_recipe_uses_no_upsampler(models):
+    checkpoint, _ = models
+    seen = []
+    generate(checkpoint, **_prompts(), width=96, height=64, num_frames=9, frame_rate=24.0, seed=1,
+             recipe="0.9.7-dev-single-scale", steps=4, skip_block_list=[[], [0], [1], [2], [2], [2], [2]],
+             callback=lambda step, total, latents: seen.append(total))
+    assert seen == [4] * 4
+
+
+def test_prompts_of_different_lengths_and_per_condition_crf(models):
+    checkpoint, upsampler = models
+    prompts = _prompts()
+    prompts["negative_context"], prompts["negative_context_mask"] = torch.randn(1, 3, 64), torch.ones(1, 3)
+    image = torch.rand(1, 64, 96, 3, generator=torch.Generator().manual_seed(0))
+    base = dict(width=96, height=64, num_frames=9, frame_rate=24.0, seed=5, recipe="0.9.6-2b-dev",
+                skip_block_list=[1], num_inference_steps=2)
+    frames = generate(checkpoint, **prompts, conditions=[Condition(image, 0, 1.0, crf=0)], **base)
+    assert frames.shape == (9, 64, 96, 3)
+    from ltx_core.pipeline import _prepare_conditions
+
+    items = [Condition(image, 0, 1.0, crf=0), Condition(image, 8, 1.0)]
+    (plain, _, _), (compressed, _, _) = _prepare_conditions(items, 96, 64, 9, (0, 0, 0, 0), crf=29)
+    from ltx_core.media import gaussian_blur
+
+    blurred = gaussian_blur(image.permute(0, 3, 1, 2))[0] * 2 - 1
+    assert torch.allclose(plain[0, :, 0], blurred, atol=1e-5)  # crf 0: blurred, not compressed
+    assert (plain - compressed).abs().max() > 0.05
+
+
+def test_decode_progress_reports_latent_frames(models):
+    from ltx_core import decode_video, sample_video
+
+    checkpoint, _ = models
+    video = sample_video(checkpoint, **_prompts(), width=96, height=64, num_frames=17, frame_rate=24.0, seed=5,
+                         recipe="0.9.6-2b-distilled", num_inference_steps=2)
+    steps = []
+    frames = decode_video(checkpoint.vae, video, chunk_frames=1, progress=lambda done, total: steps.append((done, total)))
+    assert steps == [(1, 3), (2, 3), (3, 3)] and frames.shape == (17, 64, 96, 3)

@@ -43,10 +43,10 @@ class PerChannelStatistics(nn.Module):
         super()._load_from_state_dict(kept, prefix, *args)
 
     def std(self, like: torch.Tensor) -> torch.Tensor:
-        return getattr(self, "std-of-means").to(like.dtype).view(1, -1, 1, 1, 1)
+        return getattr(self, "std-of-means").to(device=like.device, dtype=like.dtype).view(1, -1, 1, 1, 1)
 
     def mean(self, like: torch.Tensor) -> torch.Tensor:
-        return getattr(self, "mean-of-means").to(like.dtype).view(1, -1, 1, 1, 1)
+        return getattr(self, "mean-of-means").to(device=like.device, dtype=like.dtype).view(1, -1, 1, 1, 1)
 
 
 def _per_sample(value: float | torch.Tensor, batch: int, device: torch.device) -> torch.Tensor:
@@ -134,7 +134,8 @@ class CausalVideoVAE(nn.Module):
     def decode(self, latents: torch.Tensor, *, timestep: float | torch.Tensor = 0.05,
                noise_scale: float | torch.Tensor = 0.025, generator: Optional[torch.Generator] = None,
                chunk_frames: Optional[int] = None, cancel: Optional[Callable[[], None]] = None,
-               dtype: Optional[torch.dtype] = None) -> torch.Tensor:
+               dtype: Optional[torch.dtype] = None,
+               progress: Optional[Callable[[int, int], None]] = None) -> torch.Tensor:
         """Normalised latents → pixels `[B, 3, F, H, W]` in about [-1, 1] (not clamped).
 
         As in the official pipeline, a timestep-conditioned decoder first blends noise into the normalised
@@ -143,7 +144,8 @@ class CausalVideoVAE(nn.Module):
         blends in fp32 and only then casts to the VAE dtype: pass fp32 latents and `dtype=torch.bfloat16` to do the
         same. The decoder runs in `dtype` (default: the latents' dtype).
         Decoding runs over chunks of `chunk_frames` latent frames (default: sized from free memory) and equals
-        the one-shot decode; `cancel` is called after every chunk and may raise to abort.
+        the one-shot decode up to float rounding (the convolutions see other tensor sizes); after every chunk
+        `progress(done, total)` reports latent frames and `cancel()` may raise to abort.
         """
         batch = latents.shape[0]
         t = None
@@ -155,11 +157,13 @@ class CausalVideoVAE(nn.Module):
                 noise = gaussian_noise(tuple(latents.shape), latents, generator)
                 latents = (latents * (1 - scale) + noise * scale).to(latents.dtype)
         z = self.denormalize(latents.to(dtype or latents.dtype))
-        return self.decode_unnormalized(z, t, generator=generator, chunk_frames=chunk_frames, cancel=cancel)
+        return self.decode_unnormalized(z, t, generator=generator, chunk_frames=chunk_frames, cancel=cancel,
+                                        progress=progress)
 
     def decode_unnormalized(self, z: torch.Tensor, timestep: Optional[torch.Tensor], *,
                             generator: Optional[torch.Generator] = None, chunk_frames: Optional[int] = None,
-                            cancel: Optional[Callable[[], None]] = None) -> torch.Tensor:
+                            cancel: Optional[Callable[[], None]] = None,
+                            progress: Optional[Callable[[int, int], None]] = None) -> torch.Tensor:
         """The decoder on un-normalised latents and `[B]` (unscaled) timesteps, chunk by chunk.
 
         `generator` feeds the decoder's noise injection (global RNG without one).
@@ -184,6 +188,8 @@ class CausalVideoVAE(nn.Module):
                 out[:, :, written:written + pixels.shape[2]] = pixels
                 written += pixels.shape[2]
             del pixels
+            if progress is not None:
+                progress(min(start + chunk, frames), frames)
             if cancel is not None:
                 cancel()
         if out is None or written != total:

@@ -1,4 +1,5 @@
-"""State that lets the decoder run on temporal chunks of latents and still equal the one-shot decode.
+"""State that lets the decoder run on temporal chunks of latents and still equal the one-shot decode
+(up to float rounding).
 
 The decoder's convolutions are not causal in time (one replicated frame of padding on each side), so a frame's
 output needs the next input frame. Streaming therefore works with a delay: every temporal conv keeps its last

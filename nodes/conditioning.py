@@ -1,0 +1,204 @@
+"""Image and video conditions: media pinned to a frame of the generated video with a strength (spec §4).
+
+The nodes chain into one `LTX097_CONDITIONS` tuple that the sampler (and the one-node text-to-video) consume.
+Each item is an `ltx_core.Condition` carrying its CRF: like the reference, media is centre-cropped to the
+output's aspect ratio, blurred and passed through one H.264 encode at that CRF before it is encoded, because the
+model was trained on compressed frames.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+import torch
+from comfy_api.latest import io
+
+from .. import ltx_core
+from .common import CATEGORY
+
+logger = logging.getLogger(__name__)
+
+LTXConditionsType = io.Custom("LTX097_CONDITIONS")
+DEFAULT_CRF = 29
+MAX_FRAME = 4096
+
+
+@dataclass
+class MediaCondition(ltx_core.Condition):
+    """An `ltx_core.Condition` with the CRF of its preprocessing and where it came from (for messages).
+
+    `start_frame` may be negative for an image: -1 is the last frame of the video, resolved by `resolve`.
+    """
+
+    crf: int = DEFAULT_CRF
+    label: str = "condition"
+
+    def resolve(self, num_frames: int) -> "MediaCondition":
+        """This condition with its start frame checked against a video of `num_frames` frames."""
+        start = self.start_frame + num_frames if self.start_frame < 0 else self.start_frame
+        if not 0 <= start < num_frames:
+            raise ValueError(f"{self.label}: start frame {self.start_frame} is outside the video, which has "
+                             f"{num_frames} frames (allowed: 0 to {num_frames - 1}, or -1 for the last frame)")
+        frames = self.media.shape[0]
+        if frames > 1:
+            if start % 8:
+                raise ValueError(f"{self.label}: a video condition after frame 0 must start at a multiple of 8 "
+                                 f"(0, 8, 16, ...), not at frame {start}")
+            if num_frames - start < 9:
+                raise ValueError(f"{self.label}: only {num_frames - start} frames of the video remain after frame "
+                                 f"{start}; a video condition needs at least 9 of them (8k+1)")
+        return dataclasses.replace(self, start_frame=start)
+
+
+def as_frames(images: torch.Tensor, label: str) -> torch.Tensor:
+    """IMAGE `[F, H, W, C]` → float RGB `[F, H, W, 3]` in [0, 1] on the CPU (alpha dropped)."""
+    if not torch.is_tensor(images) or images.ndim != 4 or images.shape[-1] not in (1, 3, 4):
+        shape = tuple(images.shape) if torch.is_tensor(images) else type(images).__name__
+        raise ValueError(f"{label}: expected an IMAGE batch [frames, height, width, channels], got {shape}")
+    if images.shape[0] == 0:
+        raise ValueError(f"{label}: the image batch is empty")
+    frames = images[..., :3] if images.shape[-1] >= 3 else images.expand(*images.shape[:3], 3)
+    return frames.detach().to(device="cpu", dtype=torch.float32).clamp(0, 1).contiguous()
+
+
+def chain(conditions: Optional[Sequence[ltx_core.Condition]], item: ltx_core.Condition) -> tuple:
+    return (*(conditions or ()), item)
+
+
+def resolve_conditions(conditions: Optional[Sequence[ltx_core.Condition]], num_frames: int
+                       ) -> tuple[list[ltx_core.Condition], Optional[int]]:
+    """Conditions with their start frames resolved, and the one CRF they share (None if there are none).
+
+    ltx_core applies one CRF to all media of a generation, so conditions with different CRFs are refused.
+    """
+    resolved, crfs = [], set()
+    for index, item in enumerate(conditions or ()):
+        if isinstance(item, MediaCondition):
+            resolved.append(item.resolve(num_frames))
+            crfs.add(int(item.crf))
+        else:  # a plain ltx_core.Condition from another pack
+            label = f"condition {index + 1}"
+            resolved.append(MediaCondition(item.media, item.start_frame, item.strength, label=label)
+                            .resolve(num_frames))
+    if len(crfs) > 1:
+        raise ValueError(f"the conditions use different CRF values ({', '.join(map(str, sorted(crfs)))}); set the "
+                         "same CRF on every image and video condition of one generation")
+    return resolved, (crfs.pop() if crfs else None)
+
+
+def _common_inputs() -> list:
+    return [
+        io.Float.Input("strength", default=1.0, min=0.0, max=1.0, step=0.01,
+                       tooltip="How strongly the media holds: 1 keeps it (the model only adds motion around "
+                               "it), lower values let the model change it more."),
+        io.Int.Input("crf", default=DEFAULT_CRF, min=0, max=51, step=1,
+                     tooltip="H.264 quality the media is compressed at before encoding, as in the reference "
+                             "(29). The model was trained on compressed frames: 0 (no compression) tends to give "
+                             "static videos; higher values give more motion and less detail."),
+        LTXConditionsType.Input("conditions", optional=True,
+                                tooltip="Conditions to add this one to (chain several image and video "
+                                        "conditions, e.g. a first and a last keyframe)."),
+    ]
+
+
+_OUTPUT = LTXConditionsType.Output(display_name="conditions",
+                                   tooltip="The chained conditions; connect to the sampler's conditions input.")
+
+
+class LTX097ImageCondition(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="LTX097ImageCondition",
+            display_name="LTX-Video 0.9.7 Image Condition",
+            category=f"{CATEGORY}/conditioning",
+            description=(
+                "Pins one image to a frame of the generated video: frame 0 for image-to-video, any later frame "
+                "(or -1, the last) for keyframes. The image is centre-cropped to the video's aspect ratio. "
+                "Chain several to set first and last frames."
+            ),
+            inputs=[
+                io.Image.Input("image", tooltip="The image (from Load Image, or a frame batch: see batch_index)."),
+                io.Int.Input("start_frame", default=0, min=-MAX_FRAME, max=MAX_FRAME, step=1,
+                             tooltip="The video frame the image is pinned to: 0 = first frame (image-to-video), "
+                                     "a later frame for a keyframe, negative counts from the end (-1 = last "
+                                     "frame). Must lie inside the video."),
+                *_common_inputs()[:2],
+                io.Int.Input("batch_index", default=0, min=-MAX_FRAME, max=MAX_FRAME, step=1,
+                             tooltip="Which image of a batch to use (0 = first, -1 = last, e.g. the last frame "
+                                     "of a video to continue it). A single image is index 0."),
+                _common_inputs()[2],
+            ],
+            outputs=[_OUTPUT],
+        )
+
+    @classmethod
+    def execute(cls, image: torch.Tensor, start_frame: int = 0, strength: float = 1.0, crf: int = DEFAULT_CRF,
+                batch_index: int = 0, conditions=None) -> io.NodeOutput:
+        frames = as_frames(image, "image condition")
+        count = frames.shape[0]
+        if not -count <= batch_index < count:
+            raise ValueError(f"image condition: batch_index {batch_index} does not exist in a batch of {count} "
+                             f"image(s) (allowed: {-count} to {count - 1})")
+        item = MediaCondition(frames[batch_index].unsqueeze(0).clone(),
+                              start_frame=int(start_frame), strength=float(strength), crf=int(crf),
+                              label=f"image condition at frame {start_frame}")
+        return io.NodeOutput(chain(conditions, item))
+
+
+class LTX097VideoCondition(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="LTX097VideoCondition",
+            display_name="LTX-Video 0.9.7 Video Condition",
+            category=f"{CATEGORY}/conditioning",
+            description=(
+                "Pins a video clip to the generated video from a start frame: at frame 0 for video-to-video or "
+                "to extend a clip, at a later multiple of 8 to continue into it. Takes a core VIDEO (Load Video) "
+                "or an IMAGE frame batch; uses the first 8k+1 frames (9, 17, 25, ...) that fit."
+            ),
+            inputs=[
+                io.Video.Input("video", optional=True,
+                               tooltip="A core VIDEO (e.g. Load Video). Give this or images."),
+                io.Image.Input("images", optional=True,
+                               tooltip="The clip as an IMAGE frame batch [frames, height, width, 3] (e.g. from "
+                                       "another video node). Used when no video is connected."),
+                io.Int.Input("start_frame", default=0, min=0, max=MAX_FRAME, step=8,
+                             tooltip="The video frame the clip starts at: 0, or a multiple of 8 (8, 16, ...). "
+                                     "Frames that do not fit in the generated video are dropped."),
+                *_common_inputs(),
+            ],
+            outputs=[_OUTPUT],
+        )
+
+    @classmethod
+    def execute(cls, video=None, images: Optional[torch.Tensor] = None, start_frame: int = 0,
+                strength: float = 1.0, crf: int = DEFAULT_CRF, conditions=None) -> io.NodeOutput:
+        if video is not None:
+            if images is not None:
+                logger.warning("video condition: both video and images are connected; using the video")
+            frames = as_frames(video.get_components().images, "video condition")
+        elif images is not None:
+            frames = as_frames(images, "video condition")
+        else:
+            raise ValueError("video condition: connect a video (Load Video) or an image batch")
+        count = frames.shape[0]
+        if count < 9:
+            raise ValueError(f"video condition: the clip has {count} frame(s) but needs at least 9 frames (8k+1: "
+                             "9, 17, 25, ...); use an Image Condition for a single frame")
+        if start_frame % 8:
+            raise ValueError(f"video condition: start frame {start_frame} is not a multiple of 8; a video "
+                             "condition starts at frame 0, 8, 16, ...")
+        used = (count - 1) // 8 * 8 + 1
+        if used < count:
+            logger.info("video condition: using the first %d of %d frames (8k+1)", used, count)
+        item = MediaCondition(frames[:used].clone(), start_frame=int(start_frame), strength=float(strength),
+                              crf=int(crf), label=f"video condition at frame {start_frame}")
+        return io.NodeOutput(chain(conditions, item))
+
+
+NODES = [LTX097ImageCondition, LTX097VideoCondition]

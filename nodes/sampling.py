@@ -1,0 +1,315 @@
+"""The sampler node: encoded prompts (+ conditions, upsampler, guidance settings) → LTX-Video latents.
+
+`sample()` is shared with the one-node text-to-video. It adds no math of its own: it maps the node inputs to
+`ltx_core.sample_video` (same result as `ltx_core.generate` on the same models and inputs) and plugs in the
+host: ComfyUI's memory management (each model loaded with an estimate right before it is used), the progress
+bar with latent previews, and interruption before every step.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import dataclass
+from types import SimpleNamespace
+from typing import Any, Optional, Sequence, Union
+
+import comfy.model_management as mm
+from comfy_api.latest import io
+
+from .. import ltx_core
+from ..ltx_core.media import padded_frame_count, padding_for
+from ..ltx_core.recipes import RECIPES, resolve_recipe
+from .common import CATEGORY, LTXModel, LTXModelType, LTXUpsampler, LTXUpsamplerType, LTXVae, LTXVaeType
+from .conditioning import LTXConditionsType, resolve_conditions
+from .guidance import LTXGuidanceType, check_pass
+from .memory import ModelLoads, transformer_bytes, upsampler_bytes, vae_bytes
+from .progress import StepProgress, check_interrupted
+from .text import pad_to_same_length, prompt_context
+
+logger = logging.getLogger(__name__)
+
+LATENT_KEY = "ltx097"
+"""Key of the `ltx_core.VideoLatents` in our LATENT dicts (the decode node crops with it)."""
+UPSAMPLER_FILE = "ltxv-spatial-upscaler-0.9.7.safetensors"
+MAX_SIZE = 8192
+MAX_FRAMES = 2049
+MAX_SEED = 0xFFFFFFFFFFFFFFFF
+
+
+def _single_scale_dev() -> dict:
+    """The 0.9.7 dev first pass's guidance schedule as a one-pass (base) recipe at the full size.
+
+    All 30 steps run (the multi-scale first pass stops 3 steps early because its second pass finishes it).
+    """
+    dev = RECIPES["0.9.7-dev"]
+    recipe = {k: v for k, v in dev.items() if k not in ("first_pass", "second_pass", "downscale_factor",
+                                                         "adain_factor")}
+    first = {k: v for k, v in dev["first_pass"].items() if k != "skip_final_inference_steps"}
+    return {**recipe, **first, "pipeline_type": "base"}
+
+
+@dataclass(frozen=True)
+class RecipeChoice:
+    label: str
+    recipe: Union[str, dict]
+    multi_scale: bool
+    fixed_steps: bool
+    about: str
+
+
+RECIPE_CHOICES = {choice.label: choice for choice in (
+    RecipeChoice("0.9.7 dev multi-scale", "0.9.7-dev", True, False,
+                 "the official 13B dev recipe: 30 steps at 2/3 size with CFG + STG schedules, 2× latent upsample, "
+                 "13 refining steps (best quality; needs the upsampler)"),
+    RecipeChoice("0.9.7 distilled multi-scale", "0.9.7-distilled", True, True,
+                 "the official 13B distilled recipe: 7 + 3 fixed steps without guidance (fast; use the distilled "
+                 "checkpoint; needs the upsampler)"),
+    RecipeChoice("0.9.7 dev single-scale", _single_scale_dev(), False, False,
+                 "the dev recipe's first-pass guidance schedule in one pass of 30 steps at the full size (no "
+                 "upsampler; slower per step at large sizes)"),
+    RecipeChoice("0.9.6 2B dev", "0.9.6-2b-dev", False, False,
+                 "the 2B 0.9.6 dev recipe: 40 steps, CFG 3, STG 1 on block 19"),
+    RecipeChoice("0.9.6 2B distilled", "0.9.6-2b-distilled", False, False,
+                 "the 2B 0.9.6 distilled recipe: 8 stochastic steps without guidance"),
+)}
+DEFAULT_RECIPE = "0.9.7 dev multi-scale"
+RECIPE_TOOLTIP = "Sampling recipe: " + "; ".join(f"{c.label}: {c.about}" for c in RECIPE_CHOICES.values()) + "."
+
+
+def recipe_choice(label: str) -> RecipeChoice:
+    if label not in RECIPE_CHOICES:
+        raise ValueError(f"recipe '{label}' is not one of: {', '.join(RECIPE_CHOICES)}")
+    return RECIPE_CHOICES[label]
+
+
+def recipe_overrides(choice: RecipeChoice, guidance: Optional[dict]) -> dict:
+    """Guidance settings → `sample_video` overrides for this recipe (a base recipe reads `first_pass` as its pass)."""
+    overrides = dict(guidance or {})
+    if choice.multi_scale:
+        return overrides
+    first, second = overrides.pop("first_pass", None), overrides.pop("second_pass", None)
+    if second and second != first:
+        logger.warning("the %s recipe has one pass; the guidance settings for a second pass are not used",
+                       choice.label)
+    overrides.update(first or {})
+    return overrides
+
+
+def _as_list(value, count: int) -> list:
+    return list(value) if isinstance(value, (list, tuple)) else [value] * count
+
+
+def _pass_entries(settings: dict) -> list[tuple[float, float, list]]:
+    """(cfg, stg, skipped blocks) for every guidance-timestep entry of a pass (one entry without a schedule)."""
+    lengths = [len(settings[k]) for k in ("guidance_scale", "stg_scale") if isinstance(settings.get(k), list)]
+    blocks = settings.get("skip_block_list") or []
+    per_step_blocks = bool(blocks) and isinstance(blocks[0], (list, tuple))
+    if per_step_blocks:
+        lengths.append(len(blocks))
+    count = max(lengths, default=1)
+    cfg = _as_list(settings.get("guidance_scale", 1.0), count)
+    stg = _as_list(settings.get("stg_scale", 0.0), count)
+    skips = list(blocks) if per_step_blocks else [list(blocks)] * count
+    return list(zip(cfg, stg, skips))
+
+
+def passes_of(settings: dict) -> list[tuple[str, dict]]:
+    if settings["pipeline_type"] == "multi-scale":
+        return [("the first pass", settings["first_pass"]), ("the second pass", settings["second_pass"])]
+    return [("the recipe", settings)]
+
+
+def check_recipe(settings: dict, num_layers: int, label: str) -> None:
+    """Sentences, before any model is loaded, for schedules of the wrong length and STG on blocks the model does
+    not have (a recipe made for another model: the 13B recipes name blocks up to 39, the 2B model has 0–27)."""
+    for where, settings_of_pass in passes_of(settings):
+        check_pass(settings_of_pass, f"{label}, {where}")
+        missing = sorted({b for _, stg, blocks in _pass_entries(settings_of_pass) if stg > 0 for b in blocks
+                          if b >= num_layers})
+        if missing:
+            raise ValueError(f"{label}, {where}: STG skips block {missing[0]}, but this model has {num_layers} "
+                             f"blocks (0–{num_layers - 1}); choose the recipe made for this model, or set "
+                             "skip_block_list with a Guidance Settings node")
+
+
+def guidance_branches(settings: dict) -> list[int]:
+    """Most predictions one step of each pass batches together (1 when the guidance runs one by one)."""
+    if not settings.get("batched_guidance", True):
+        return [1 for _ in passes_of(settings)]
+    return [max(1 + (cfg > 1) + (stg > 0) for cfg, stg, _ in _pass_entries(s)) for _, s in passes_of(settings)]
+
+
+def pass_sizes(settings: dict, width: int, height: int) -> list[tuple[int, int]]:
+    """(latent height, latent width) of every pass, as ltx_core computes them."""
+    (padded_h, padded_w), _ = padding_for(height, width)
+    if settings["pipeline_type"] != "multi-scale":
+        return [(padded_h // 32, padded_w // 32)]
+    factor = settings["downscale_factor"]
+    first_w, first_h = int(padded_w * factor), int(padded_h * factor)
+    first_w, first_h = first_w - first_w % 32, first_h - first_h % 32
+    return [(first_h // 32, first_w // 32), (2 * first_h // 32, 2 * first_w // 32)]
+
+
+def checkpoint_of(model: LTXModel, vae: Optional[LTXVae]) -> SimpleNamespace:
+    """What ltx_core needs of a checkpoint, from the (possibly LoRA-patched) model and the VAE."""
+    if vae is None:
+        raise ValueError("the vae input is empty: the loaded checkpoint has no VAE; load a checkpoint that "
+                         "contains one (the official LTX-Video single files do)")
+    return SimpleNamespace(transformer=model.transformer, vae=vae.vae, config=model.config)
+
+
+def sample(model: LTXModel, vae: LTXVae, positive: Any, negative: Any, *, recipe: str, width: int, height: int,
+           num_frames: int, frame_rate: float, seed: int, steps: Optional[int] = None,
+           conditions: Optional[Sequence[ltx_core.Condition]] = None, upsampler: Optional[LTXUpsampler] = None,
+           guidance: Optional[dict] = None, node_id: Optional[str] = None) -> ltx_core.VideoLatents:
+    """Sample a video's latents (on ComfyUI's intermediate device); see the module docstring."""
+    choice = recipe_choice(recipe)
+    if not 32 <= width <= MAX_SIZE or not 32 <= height <= MAX_SIZE:
+        raise ValueError(f"{width}×{height} is out of range: width and height must lie in 32–{MAX_SIZE} pixels")
+    if not 1 <= num_frames <= MAX_FRAMES:
+        raise ValueError(f"num_frames={num_frames} is out of range (1–{MAX_FRAMES})")
+    if steps and choice.fixed_steps:
+        raise ValueError(f"the {choice.label} recipe runs the fixed timesteps the distilled model was trained "
+                         f"for; set steps to 0 (it was {steps})")
+    if choice.multi_scale and upsampler is None:
+        raise ValueError(f"the {choice.label} recipe refines upsampled latents in a second pass and needs the "
+                         f"spatial latent upsampler: put {UPSAMPLER_FILE} in models/latent_upscale_models and "
+                         "connect an LTX-Video 0.9.7 Latent Upsampler Loader to the upsampler input (or choose a "
+                         "single-scale recipe)")
+    if not choice.multi_scale and upsampler is not None:
+        logger.info("the %s recipe is single-scale; the upsampler is not used", choice.label)
+        upsampler = None
+    checkpoint = checkpoint_of(model, vae)
+    transformer_config = model.transformer_config
+    caption_channels = transformer_config.get("caption_channels")
+    (context, mask), (negative_context, negative_mask) = pad_to_same_length(
+        prompt_context(positive, "positive", caption_channels),
+        prompt_context(negative, "negative", caption_channels))
+    items, crf = resolve_conditions(conditions, num_frames)
+    overrides = recipe_overrides(choice, guidance)
+    if crf is not None:
+        overrides["crf"] = crf
+    settings = resolve_recipe(choice.recipe, overrides)
+    check_recipe(settings, int(transformer_config.get("num_layers", 0)), choice.label)
+
+    device = model.patcher.load_device
+    sizes = pass_sizes(settings, width, height)
+    latent_frames = (padded_frame_count(num_frames) - 1) // 8 + 1
+    # tokens of each pass: the video's, plus at most 2 latent frames of extra tokens per condition
+    tokens = [(latent_frames + 2 * len(items)) * h * w for h, w in sizes]
+    inner_dim = int(transformer_config.get("num_attention_heads", 32)) * int(
+        transformer_config.get("attention_head_dim", 128))
+    peak = max(t * b for t, b in zip(tokens, guidance_branches(settings)))
+    largest_h, largest_w = max(sizes, key=lambda hw: hw[0] * hw[1])
+    loads = ModelLoads()
+    loads.add("transformer", model.patcher, transformer_bytes(peak, inner_dim, 1, model.compute_dtype))
+    loads.add("vae", vae.patcher, vae_bytes(vae.vae, largest_h, largest_w, vae.dtype))
+    if upsampler is not None:
+        first_h, first_w = sizes[0]
+        loads.add("upsampler", upsampler.patcher,
+                  upsampler_bytes(latent_frames * first_h * first_w, int(upsampler.config.get("mid_channels", 512)),
+                                  upsampler.dtype))
+    video = ltx_core.sample_video(
+        checkpoint, context=context, context_mask=mask, negative_context=negative_context,
+        negative_context_mask=negative_mask, width=width, height=height, num_frames=num_frames,
+        frame_rate=frame_rate, seed=seed, recipe=choice.recipe, steps=steps or None, conditions=items,
+        upsampler=upsampler.upsampler if upsampler is not None else None, callback=StepProgress(node_id),
+        cancel=check_interrupted, device=device, on_model=loads, **overrides)
+    return dataclasses.replace(video, latents=video.latents.to(mm.intermediate_device()))
+
+
+def as_latent(video: ltx_core.VideoLatents) -> dict:
+    """Core LATENT (`samples` = normalised `[B, 128, F, H, W]`, as core's LTXV uses) plus our crop information."""
+    return {"samples": video.latents, LATENT_KEY: video}
+
+
+def hidden_unique_id(cls) -> Optional[str]:
+    hidden = getattr(cls, "hidden", None)
+    return getattr(hidden, "unique_id", None) if hidden is not None else None
+
+
+def size_inputs(width: int = 768, height: int = 512, num_frames: int = 97, frame_rate: float = 25.0) -> list:
+    return [
+        io.Int.Input("width", default=width, min=32, max=MAX_SIZE, step=8,
+                     tooltip="Video width in pixels. Generated on a multiple of 32 (padded around the centre) and "
+                             "cropped back to exactly this width."),
+        io.Int.Input("height", default=height, min=32, max=MAX_SIZE, step=8,
+                     tooltip="Video height in pixels. Generated on a multiple of 32 and cropped back to exactly "
+                             "this height."),
+        io.Int.Input("num_frames", default=num_frames, min=1, max=MAX_FRAMES, step=1,
+                     tooltip="Number of frames. The model works on 8k+1 frames (9, 17, ..., 97, 121): other "
+                             "counts are generated as the next 8k+1 and cut back."),
+        io.Float.Input("frame_rate", default=frame_rate, min=1.0, max=120.0, step=0.01,
+                       tooltip="Frames per second. The model is told the frame rate (it times the motion with "
+                               "it); save the video at the same rate."),
+    ]
+
+
+class LTX097Sampler(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="LTX097Sampler",
+            display_name="LTX-Video 0.9.7 Sampler",
+            category=f"{CATEGORY}/sampling",
+            description=(
+                "Generates a video's latents with an official LTX-Video recipe (multi-scale 0.9.7 dev or "
+                "distilled, single-scale, 2B 0.9.6), from encoded prompts and optional image/video conditions. "
+                "Decode the LATENT with LTX-Video 0.9.7 Decode, which crops it to exactly the requested size and "
+                "frame count."
+            ),
+            inputs=[
+                LTXModelType.Input("model", tooltip="The LTX-Video transformer (LTX-Video 0.9.7 Model Loader, "
+                                                    "optionally with LoRAs)."),
+                LTXVaeType.Input("vae", tooltip="The video VAE from the same checkpoint (encodes the conditions)."),
+                io.Conditioning.Input("positive", tooltip="The encoded prompt (LTX-Video 0.9.7 Text Encode, or "
+                                                          "CLIP Text Encode with a T5-XXL)."),
+                io.Conditioning.Input("negative", tooltip="The encoded negative prompt."),
+                io.Combo.Input("recipe", options=list(RECIPE_CHOICES), default=DEFAULT_RECIPE,
+                               tooltip=RECIPE_TOOLTIP),
+                *size_inputs(),
+                io.Int.Input("steps", default=0, min=0, max=200, step=1,
+                             tooltip="Steps per pass; 0 = the recipe's (30 for 0.9.7 dev, whose second pass then "
+                                     "runs the last 13). Each pass keeps its σ range. Distilled 0.9.7 runs fixed "
+                                     "timesteps: leave 0."),
+                io.Int.Input("seed", default=0, min=0, max=MAX_SEED, control_after_generate=True,
+                             tooltip="Seed of the noise; the same seed and inputs give the same video."),
+                LTXUpsamplerType.Input("upsampler", optional=True,
+                                       tooltip=f"The spatial latent upsampler ({UPSAMPLER_FILE}); required by the "
+                                               "multi-scale recipes."),
+                LTXConditionsType.Input("conditions", optional=True,
+                                        tooltip="Images / videos pinned to frames (Image Condition, Video "
+                                                "Condition)."),
+                LTXGuidanceType.Input("guidance", optional=True,
+                                      tooltip="Changes to the recipe's guidance (Guidance Settings)."),
+            ],
+            outputs=[io.Latent.Output(display_name="latent",
+                                      tooltip="The video latents, with what the decode node needs to crop them.")],
+            hidden=[io.Hidden.unique_id],
+        )
+
+    @classmethod
+    def validate_inputs(cls, recipe: str = DEFAULT_RECIPE, steps: int = 0) -> bool | str:
+        if recipe not in RECIPE_CHOICES:
+            return f"recipe '{recipe}' is not one of: {', '.join(RECIPE_CHOICES)}"
+        if not 0 <= steps <= 200:
+            return f"steps={steps} is out of range (0–200)"
+        if steps and RECIPE_CHOICES[recipe].fixed_steps:
+            return (f"the {recipe} recipe runs the fixed timesteps the distilled model was trained for; set steps "
+                    "to 0")
+        return True
+
+    @classmethod
+    def execute(cls, model: LTXModel, vae: LTXVae, positive, negative, recipe: str = DEFAULT_RECIPE,
+                width: int = 768, height: int = 512, num_frames: int = 97, frame_rate: float = 25.0, steps: int = 0,
+                seed: int = 0, upsampler: Optional[LTXUpsampler] = None, conditions=None,
+                guidance: Optional[dict] = None) -> io.NodeOutput:
+        video = sample(model, vae, positive, negative, recipe=recipe, width=width, height=height,
+                       num_frames=num_frames, frame_rate=frame_rate, seed=seed, steps=steps or None,
+                       conditions=conditions, upsampler=upsampler, guidance=guidance,
+                       node_id=hidden_unique_id(cls))
+        return io.NodeOutput(as_latent(video))
+
+
+NODES = [LTX097Sampler]

@@ -1,0 +1,159 @@
+"""Prompt encoding with the host's T5-XXL (core `CLIPLoader`, type `ltxv`), the way the reference does it.
+
+The reference tokenises with `truncation=True, max_length=256` and pads to 256: at most 255 prompt tokens, then
+the end token, then padding, with a 0/1 mask over them. The conditioning this produces is core's own format
+(`[[cond [1, 256, 4096], {"pooled_output": None, "attention_mask": [1, 256] 0/1}]]`), so it also feeds core
+nodes, and the sampler takes core `CLIPTextEncode` output as well (`prompt_context`).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Optional
+
+import torch
+from comfy_api.latest import io
+
+from .common import CATEGORY
+
+logger = logging.getLogger(__name__)
+
+MAX_TOKENS = 256
+T5_KEY = "t5xxl"
+T5_END, T5_PAD = 1, 0
+DEFAULT_NEGATIVE_PROMPT = "blurry, low quality, low resolution, inconsistent motion, jittery, distorted"
+NOT_T5 = ("this CLIP is not a T5-XXL text encoder; load t5xxl_fp16.safetensors (or another T5-XXL file) from "
+          "models/text_encoders with the core Load CLIP node, type ltxv")
+
+
+def reference_tokens(clip, text: str, max_tokens: int = MAX_TOKENS) -> dict[str, list]:
+    """The host tokenizer's tokens for `text`, cut and padded like the reference (`max_length=256`).
+
+    The prompt goes to T5 as written (`strip()` only, as the reference does): ComfyUI's `(word:1.2)` weighting
+    is not applied. Returns `{"t5xxl": [[(token, 1.0), ...]]}` of exactly `max_tokens` entries, end token last
+    among the real ones.
+    """
+    tokens = clip.tokenize(text.strip(), disable_weights=True)
+    if set(tokens) != {T5_KEY}:
+        raise ValueError(NOT_T5)
+    content = []
+    for batch in tokens[T5_KEY]:
+        for token, _weight in batch:
+            if isinstance(token, int) and token in (T5_END, T5_PAD):
+                break
+            content.append(token)
+    if len(content) > max_tokens - 1:
+        logger.warning("the prompt has %d tokens; LTX-Video reads the first %d (and the end token)", len(content),
+                       max_tokens - 1)
+        content = content[:max_tokens - 1]
+    content.append(T5_END)
+    content += [T5_PAD] * (max_tokens - len(content))
+    return {T5_KEY: [[(token, 1.0) for token in content]]}
+
+
+def token_mask(tokens: dict[str, list]) -> torch.Tensor:
+    """`[1, L]` int64 0/1 mask: 1 up to and including the first end token (what ComfyUI's T5 computes)."""
+    mask, ended = [], False
+    for token, _weight in tokens[T5_KEY][0]:
+        mask.append(0 if ended else 1)
+        ended = ended or (isinstance(token, int) and token == T5_END)
+    return torch.tensor([mask], dtype=torch.long)
+
+
+def encode_prompt(clip, text: str) -> list:
+    """Core CONDITIONING `[[cond [1, 256, D], {"pooled_output": None, "attention_mask": [1, 256]}]]`."""
+    if clip is None:
+        raise ValueError("no text encoder is connected; load a T5-XXL file with the core Load CLIP node, type ltxv")
+    tokens = reference_tokens(clip, text)
+    conditioning = clip.encode_from_tokens_scheduled(tokens)
+    mask = token_mask(tokens)
+    for cond, extra in conditioning:
+        # ComfyUI's T5 (type ltxv) returns the same mask; other T5 wrappers may not return one
+        own = extra.get("attention_mask")
+        if own is None or own.shape[-1] != cond.shape[1]:
+            extra["attention_mask"] = mask if mask.shape[-1] == cond.shape[1] else \
+                torch.ones(cond.shape[:2], dtype=torch.long)
+    return conditioning
+
+
+def prompt_context(conditioning: Any, which: str, caption_channels: Optional[int] = None
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(context `[1, L, D]`, 0/1 mask `[1, L]`) from core CONDITIONING (ours or core `CLIPTextEncode`'s).
+
+    A conditioning without an `attention_mask` gets an all-ones mask. When several entries were combined, the
+    first is used (LTX-Video takes one prompt).
+    """
+    if not conditioning:
+        raise ValueError(f"the {which} conditioning is empty; connect a LTX-Video 0.9.7 Text Encode (or CLIP Text "
+                         "Encode) output")
+    try:
+        cond, extra = conditioning[0][0], conditioning[0][1]
+    except (TypeError, IndexError, KeyError) as error:
+        raise ValueError(f"the {which} input is not a CONDITIONING from a text encode node") from error
+    if len(conditioning) > 1:
+        logger.warning("the %s conditioning has %d entries; LTX-Video uses the first", which, len(conditioning))
+    if not torch.is_tensor(cond) or cond.ndim != 3:
+        raise ValueError(f"the {which} conditioning holds no [batch, tokens, channels] text embedding")
+    if cond.shape[0] != 1:
+        logger.warning("the %s conditioning has a batch of %d; LTX-Video uses the first", which, cond.shape[0])
+        cond = cond[:1]
+    if caption_channels is not None and cond.shape[-1] != caption_channels:
+        raise ValueError(f"the {which} conditioning has {cond.shape[-1]} channels but this model reads "
+                         f"{caption_channels} (a T5-XXL has 4096); {NOT_T5}")
+    mask = extra.get("attention_mask") if isinstance(extra, dict) else None
+    if mask is None:
+        mask = torch.ones(cond.shape[:2], dtype=torch.long)
+    else:
+        mask = mask.reshape(mask.shape[0], -1)[:1, :cond.shape[1]]
+        if mask.is_floating_point():
+            mask = (mask > 0.5).long()
+    return cond, mask.to(device=cond.device, dtype=torch.long)
+
+
+def pad_to_same_length(*pairs: tuple[torch.Tensor, torch.Tensor]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Zero-pad (context, mask) pairs to one token length (masked out), so they batch together."""
+    length = max(context.shape[1] for context, _ in pairs)
+    padded = []
+    for context, mask in pairs:
+        extra = length - context.shape[1]
+        if extra:
+            context = torch.nn.functional.pad(context, (0, 0, 0, extra))
+            mask = torch.nn.functional.pad(mask, (0, extra))
+        padded.append((context, mask))
+    return padded
+
+
+class LTX097TextEncode(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="LTX097TextEncode",
+            display_name="LTX-Video 0.9.7 Text Encode",
+            category=f"{CATEGORY}/conditioning",
+            description=(
+                "Encodes the prompt and the negative prompt with a T5-XXL text encoder exactly as the reference "
+                "LTX-Video pipeline does: the text as written (no (word:1.2) weighting), cut to 256 tokens with "
+                "the end token kept, padded to 256, with a 0/1 attention mask. Outputs core CONDITIONING."
+            ),
+            inputs=[
+                io.Clip.Input("clip", tooltip="A T5-XXL text encoder: t5xxl_fp16.safetensors (or fp8) in "
+                                              "models/text_encoders, loaded with the core Load CLIP node, type ltxv."),
+                io.String.Input("prompt", multiline=True, default="",
+                                tooltip="What the video shows. LTX-Video likes long, literal descriptions of the "
+                                        "scene, the motion and the camera. Read up to 255 tokens (about 190 "
+                                        "words); the rest is cut off."),
+                io.String.Input("negative_prompt", multiline=True, default=DEFAULT_NEGATIVE_PROMPT,
+                                tooltip="What to steer away from (used by the classifier-free guidance steps)."),
+            ],
+            outputs=[
+                io.Conditioning.Output(display_name="positive", tooltip="The encoded prompt with its mask."),
+                io.Conditioning.Output(display_name="negative", tooltip="The encoded negative prompt with its mask."),
+            ],
+        )
+
+    @classmethod
+    def execute(cls, clip, prompt: str, negative_prompt: str = DEFAULT_NEGATIVE_PROMPT) -> io.NodeOutput:
+        return io.NodeOutput(encode_prompt(clip, prompt), encode_prompt(clip, negative_prompt))
+
+
+NODES = [LTX097TextEncode]

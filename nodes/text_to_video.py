@@ -1,0 +1,145 @@
+"""Text to video in one node, with the parameters and defaults of the hosted LTX-Video 0.9.7 LoRA service.
+
+Prompt encoding, (LoRAs,) sampling, decoding and saving are the same functions the separate nodes use.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Optional
+
+from comfy_api.latest import io, ui
+
+from .common import CATEGORY, LTXModel, LTXModelType, LTXUpsampler, LTXUpsamplerType, LTXVae, LTXVaeType
+from .conditioning import LTXConditionsType
+from .decode import decode
+from .guidance import LTXGuidanceType
+from .sampling import (DEFAULT_RECIPE, MAX_SEED, RECIPE_CHOICES, RECIPE_TOOLTIP, UPSAMPLER_FILE, as_latent,
+                       hidden_unique_id, recipe_choice, sample)
+from .text import DEFAULT_NEGATIVE_PROMPT, encode_prompt
+from .video import metadata_of, save_inputs, save_video
+
+logger = logging.getLogger(__name__)
+
+LTXLoraStackType = io.Custom("LTX097_LORA_STACK")
+
+RESOLUTIONS = {
+    "480p": {"16:9": (848, 480), "1:1": (480, 480), "9:16": (480, 848)},
+    "720p": {"16:9": (1280, 720), "1:1": (720, 720), "9:16": (720, 1280)},
+}
+"""(width, height) per resolution and aspect ratio; generated on the ×32 / 8k+1 grid and cropped back."""
+ASPECT_RATIOS = ("16:9", "1:1", "9:16")
+MIN_FRAMES, MAX_FRAMES = 9, 257
+
+
+def video_size(resolution: str, aspect_ratio: str) -> tuple[int, int]:
+    if resolution not in RESOLUTIONS:
+        raise ValueError(f"resolution '{resolution}' is not one of {', '.join(RESOLUTIONS)}")
+    if aspect_ratio not in RESOLUTIONS[resolution]:
+        raise ValueError(f"aspect_ratio '{aspect_ratio}' is not one of {', '.join(ASPECT_RATIOS)}")
+    return RESOLUTIONS[resolution][aspect_ratio]
+
+
+def with_loras(model: LTXModel, loras) -> LTXModel:
+    """The model with a LoRA stack applied (a patched clone; the input model is not changed)."""
+    if not loras:
+        return model
+    from .lora import apply_lora_stack  # the LoRA nodes' module; only needed when a stack is connected
+
+    return apply_lora_stack(model, loras)
+
+
+class LTX097TextToVideo(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="LTX097TextToVideo",
+            display_name="LTX-Video 0.9.7 Text to Video",
+            category=CATEGORY,
+            description=(
+                "Text (and optionally image/video) to video in one node, with the hosted LTX-Video 0.9.7 LoRA "
+                "service's parameters and defaults: 720p 16:9 (1280×720), 89 frames at 25 fps, 30 steps. Saves "
+                "the mp4 to the output folder and shows it; outputs the video, its frames, the prompt and the "
+                "seed used."
+            ),
+            inputs=[
+                LTXModelType.Input("model", tooltip="The LTX-Video transformer (LTX-Video 0.9.7 Model Loader)."),
+                LTXVaeType.Input("vae", tooltip="The video VAE from the same checkpoint."),
+                io.Clip.Input("clip", tooltip="A T5-XXL text encoder (core Load CLIP, type ltxv, "
+                                              "t5xxl_fp16.safetensors)."),
+                io.String.Input("prompt", multiline=True, default="",
+                                tooltip="What the video shows: a long, literal description of the scene, the "
+                                        "motion and the camera works best (up to 255 tokens are read)."),
+                io.String.Input("negative_prompt", multiline=True, default=DEFAULT_NEGATIVE_PROMPT,
+                                tooltip="What to steer away from."),
+                io.Combo.Input("resolution", options=list(RESOLUTIONS), default="720p",
+                               tooltip="480p: 848×480, 480×480 or 480×848; 720p: 1280×720, 720×720 or 720×1280 "
+                                       "(by aspect ratio)."),
+                io.Combo.Input("aspect_ratio", options=list(ASPECT_RATIOS), default="16:9",
+                               tooltip="16:9 landscape, 1:1 square, 9:16 portrait."),
+                io.Int.Input("number_of_frames", default=89, min=MIN_FRAMES, max=MAX_FRAMES, step=1,
+                             tooltip="Frames to generate (89 at 25 fps ≈ 3.6 s). The model works on 8k+1 frames; "
+                                     "other counts are generated as the next 8k+1 and cut back."),
+                io.Int.Input("number_of_steps", default=30, min=1, max=100, step=1,
+                             tooltip="Denoising steps per pass (the 0.9.7 dev recipe's second pass runs the last "
+                                     "13 of 30). The 0.9.7 distilled recipe runs its fixed 7 + 3 steps and ignores "
+                                     "this."),
+                io.Float.Input("frame_rate", default=25.0, min=1.0, max=60.0, step=1.0,
+                               tooltip="Frames per second of the video (the model times the motion with it)."),
+                io.Int.Input("seed", default=0, min=0, max=MAX_SEED, control_after_generate=True,
+                             tooltip="Seed of the noise. Leave the control on 'randomize' for a new video every "
+                                     "run; the seed used is an output."),
+                io.Combo.Input("recipe", options=list(RECIPE_CHOICES), default=DEFAULT_RECIPE,
+                               tooltip=RECIPE_TOOLTIP),
+                *save_inputs(),
+                LTXUpsamplerType.Input("upsampler", optional=True,
+                                       tooltip=f"The spatial latent upsampler ({UPSAMPLER_FILE}, LTX-Video 0.9.7 "
+                                               "Latent Upsampler Loader); required by the multi-scale recipes."),
+                LTXLoraStackType.Input("loras", optional=True,
+                                       tooltip="LoRAs to apply, with their strengths (LTX-Video 0.9.7 LoRA "
+                                               "nodes)."),
+                LTXConditionsType.Input("conditions", optional=True,
+                                        tooltip="Images / videos pinned to frames (Image Condition, Video "
+                                                "Condition), for image-to-video or keyframes."),
+                LTXGuidanceType.Input("guidance", optional=True,
+                                      tooltip="Changes to the recipe's guidance (Guidance Settings), e.g. its "
+                                              "save_memory switch for GPUs with less memory."),
+            ],
+            outputs=[
+                io.Video.Output(display_name="video", tooltip="The saved mp4 as a core VIDEO."),
+                io.Image.Output(display_name="images", tooltip="The frames [frames, height, width, 3]."),
+                io.String.Output(display_name="prompt", tooltip="The prompt used."),
+                io.Int.Output(display_name="seed", tooltip="The seed used."),
+            ],
+            hidden=[io.Hidden.unique_id],
+            is_output_node=True,
+        )
+
+    @classmethod
+    def execute(cls, model: LTXModel, vae: LTXVae, clip, prompt: str,
+                negative_prompt: str = DEFAULT_NEGATIVE_PROMPT, resolution: str = "720p", aspect_ratio: str = "16:9",
+                number_of_frames: int = 89, number_of_steps: int = 30, frame_rate: float = 25.0, seed: int = 0,
+                recipe: str = DEFAULT_RECIPE, filename_prefix: str = "LTX-Video/ltxv097", crf: int = 19,
+                reverse_video: bool = False, upsampler: Optional[LTXUpsampler] = None, loras=None,
+                conditions=None, guidance: Optional[dict] = None) -> io.NodeOutput:
+        width, height = video_size(resolution, aspect_ratio)
+        if not MIN_FRAMES <= number_of_frames <= MAX_FRAMES:
+            raise ValueError(f"number_of_frames={number_of_frames} is out of range ({MIN_FRAMES}–{MAX_FRAMES})")
+        steps: Optional[int] = number_of_steps
+        if recipe_choice(recipe).fixed_steps:
+            logger.info("the %s recipe runs fixed steps; number_of_steps=%d is not used", recipe, number_of_steps)
+            steps = None
+        positive, negative = encode_prompt(clip, prompt), encode_prompt(clip, negative_prompt)
+        latents = sample(with_loras(model, loras), vae, positive, negative, recipe=recipe, width=width,
+                         height=height, num_frames=number_of_frames, frame_rate=frame_rate, seed=seed, steps=steps,
+                         conditions=conditions, upsampler=upsampler, guidance=guidance,
+                         node_id=hidden_unique_id(cls))
+        frames, _ = decode(vae, as_latent(latents))
+        if reverse_video:
+            frames = frames.flip(0)
+        _path, saved, video = save_video(frames, frame_rate, filename_prefix=filename_prefix, crf=crf,
+                                         metadata=metadata_of(cls))
+        return io.NodeOutput(video, frames, prompt, seed, ui=ui.PreviewVideo([saved]))
+
+
+NODES = [LTX097TextToVideo]

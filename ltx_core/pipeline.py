@@ -20,7 +20,7 @@ from .conditioning import Condition
 from .media import padded_frame_count, padding_for, prepare_media, trim_frames
 from .passes import LATENT_SCALE, Callback, ModelHook, PassRunner, tone_map
 from .randomness import Randomness
-from .recipes import resolve_recipe
+from .recipes import check_recipe, resolve_recipe
 from .sampler import Prompts
 
 logger = logging.getLogger(__name__)
@@ -122,7 +122,10 @@ def sample_video(checkpoint: LTXCheckpoint, *, context: torch.Tensor, context_ma
     if multi_scale and upsampler is None:
         raise ValueError("this recipe is multi-scale and needs the latent upsampler "
                          "(ltxv-spatial-upscaler-0.9.7.safetensors)")
-    (padded_h, padded_w), padding = padding_for(height, width)
+    channels = checkpoint.transformer.config.get("in_channels", 128)
+    shapes = pass_shapes(settings, width=width, height=height, num_frames=num_frames, channels=channels)
+    check_recipe(settings, len(checkpoint.transformer.transformer_blocks))
+    _, padding = padding_for(height, width)
     device = torch.device(device) if device is not None else next(checkpoint.transformer.parameters()).device
     dtype = checkpoint.transformer.compute_dtype
     prompts = _prompts(context, context_mask, negative_context, negative_context_mask, device, dtype)
@@ -130,16 +133,16 @@ def sample_video(checkpoint: LTXCheckpoint, *, context: torch.Tensor, context_ma
     randomness = Randomness(seed, device, mode=rng)
     runner = PassRunner(checkpoint, prompts, settings, frame_rate, randomness, device, callback=callback,
                         cancel=cancel, on_model=on_model)
-    latent_frames = (padded_frame_count(num_frames) - 1) // 8 + 1
-    channels = checkpoint.transformer.config.get("in_channels", 128)
     with torch.no_grad():
         if multi_scale:
-            latents = _multi_scale(runner, settings, upsampler, media_items, channels, latent_frames, padded_h,
-                                   padded_w)
+            first_plan, second_plan = runner.plan([(settings["first_pass"], shapes[0]),
+                                                   (settings["second_pass"], shapes[1])])
+            first = runner.run_pass(first_plan, shapes[0], media_items)
+            upsampled = runner.upsample(upsampler, first, settings["adain_factor"])
+            latents = runner.run_pass(second_plan, shapes[1], media_items, init_latents=upsampled)
         else:
-            shape = (1, channels, latent_frames, padded_h // LATENT_SCALE, padded_w // LATENT_SCALE)
-            (plan,) = runner.plan([(settings, shape)])
-            latents = runner.run_pass(plan, shape, media_items)
+            (plan,) = runner.plan([(settings, shapes[0])])
+            latents = runner.run_pass(plan, shapes[0], media_items)
     noise_scale = settings["decode_noise_scale"]
     return VideoLatents(latents=latents, width=width, height=height, num_frames=num_frames, frame_rate=frame_rate,
                         padding=padding, decode_timestep=float(settings["decode_timestep"]),
@@ -212,21 +215,25 @@ def generate(checkpoint: LTXCheckpoint, *, context: torch.Tensor, context_mask: 
     return decode_video(checkpoint.vae, video, cancel=cancel)
 
 
-def _multi_scale(runner: PassRunner, settings: dict, upsampler, media_items, channels: int, latent_frames: int,
-                 height: int, width: int) -> torch.Tensor:
-    factor = settings["downscale_factor"]
-    first_w, first_h = int(width * factor), int(height * factor)
+def pass_shapes(recipe: Mapping[str, Any], *, width: int, height: int, num_frames: int,
+                channels: int = 128) -> list[tuple[int, int, int, int, int]]:
+    """Latent shape `[1, C, F, H, W]` of each pass of a resolved recipe for the requested video.
+
+    A multi-scale first pass runs at the padded size × `downscale_factor` (floored to multiples of 32) and the
+    second at twice that; a base recipe at the padded size.
+    """
+    (padded_h, padded_w), _ = padding_for(height, width)
+    latent_frames = (padded_frame_count(num_frames) - 1) // 8 + 1
+    if recipe["pipeline_type"] != "multi-scale":
+        return [(1, channels, latent_frames, padded_h // LATENT_SCALE, padded_w // LATENT_SCALE)]
+    factor = recipe["downscale_factor"]
+    first_w, first_h = int(padded_w * factor), int(padded_h * factor)
     first_w, first_h = first_w - first_w % LATENT_SCALE, first_h - first_h % LATENT_SCALE
     if first_w < LATENT_SCALE or first_h < LATENT_SCALE:
         raise ValueError(f"{width}×{height} is too small for a multi-scale recipe (the first pass would be "
                          f"{first_w}×{first_h}); use at least {LATENT_SCALE * 2}×{LATENT_SCALE * 2}")
-    first_shape = (1, channels, latent_frames, first_h // LATENT_SCALE, first_w // LATENT_SCALE)
-    second_shape = (1, channels, latent_frames, 2 * first_h // LATENT_SCALE, 2 * first_w // LATENT_SCALE)
-    first_plan, second_plan = runner.plan([(settings["first_pass"], first_shape),
-                                           (settings["second_pass"], second_shape)])
-    first = runner.run_pass(first_plan, first_shape, media_items)
-    upsampled = runner.upsample(upsampler, first, settings["adain_factor"])
-    return runner.run_pass(second_plan, second_shape, media_items, init_latents=upsampled)
+    first = (1, channels, latent_frames, first_h // LATENT_SCALE, first_w // LATENT_SCALE)
+    return [first, (1, channels, latent_frames, 2 * first[3], 2 * first[4])]
 
 
 def _apply_steps(settings: dict, steps: int) -> dict:

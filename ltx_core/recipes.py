@@ -8,7 +8,7 @@ the defaults of the official `inference.py`: conditioning noise 0.15, CRF 29, Ad
 from __future__ import annotations
 
 import copy
-from typing import Any, Mapping, Union
+from typing import Any, Mapping, Optional, Union
 
 _COMMON = {
     "stg_mode": "attention_values",
@@ -122,3 +122,69 @@ def resolve_recipe(recipe: Union[str, Mapping[str, Any]], overrides: Mapping[str
     else:
         raise ValueError(f"recipe: pipeline_type '{kind}' is not supported (allowed: base, multi-scale)")
     return resolved
+
+
+def recipe_passes(recipe: Mapping[str, Any]) -> list[tuple[str, dict]]:
+    """(name, settings) of each pass of a resolved recipe: one for `base`, first and second for `multi-scale`."""
+    if recipe.get("pipeline_type") == "multi-scale":
+        return [("first_pass", recipe["first_pass"]), ("second_pass", recipe["second_pass"])]
+    return [("recipe", dict(recipe))]
+
+
+def _schedule_length(value: Any, nested: bool) -> Optional[int]:
+    if not isinstance(value, (list, tuple)):
+        return None
+    if nested and not (value and isinstance(value[0], (list, tuple))):
+        return None
+    return len(value)
+
+
+def _guidance_entries(settings: Mapping[str, Any]) -> list[tuple[float, float, tuple[int, ...]]]:
+    """(CFG, STG, skipped blocks) of every guidance-timestep entry of one pass."""
+    lengths = [n for n in (_schedule_length(settings.get(k), False) for k in ("guidance_scale", "stg_scale"))
+               if n is not None]
+    blocks = settings.get("skip_block_list") or []
+    per_step = _schedule_length(blocks, True)
+    count = max(lengths + ([per_step] if per_step else []), default=1)
+
+    def expand(value, default):
+        value = default if value is None else value
+        return list(value) if isinstance(value, (list, tuple)) else [value] * count
+
+    skips = [tuple(b) for b in blocks] if per_step else [tuple(blocks)] * count
+    return list(zip(expand(settings.get("guidance_scale"), 4.5), expand(settings.get("stg_scale"), 1.0), skips))
+
+
+def max_branches(settings: Mapping[str, Any], batched: bool = True) -> int:
+    """Most predictions one step of a pass runs together (1 when the guidance branches run one by one)."""
+    if not batched:
+        return 1
+    return max(1 + (float(cfg) > 1) + (float(stg) > 0) for cfg, stg, _ in _guidance_entries(settings))
+
+
+def check_recipe(recipe: Mapping[str, Any], num_layers: Optional[int] = None) -> None:
+    """Sentences for schedules whose lengths disagree and for STG on blocks the model does not have.
+
+    The 13B recipes skip blocks up to 39; the 2B model has blocks 0–27: running a recipe made for another model
+    would fail deep inside the transformer, so it is refused up front.
+    """
+    for name, settings in recipe_passes(recipe):
+        where = "recipe" if name == "recipe" else f"recipe {name}"
+        timesteps = settings.get("guidance_timesteps")
+        for key in ("guidance_scale", "stg_scale", "rescaling_scale", "skip_block_list"):
+            length = _schedule_length(settings.get(key), key == "skip_block_list")
+            if length is None:
+                continue
+            if not timesteps:
+                raise ValueError(f"{where}: {key} has {length} per-timestep values but no guidance_timesteps "
+                                 "are set; give one guidance timestep per value, or a single value")
+            if length != len(timesteps):
+                raise ValueError(f"{where}: {key} has {length} values but guidance_timesteps has "
+                                 f"{len(timesteps)}; give one value per guidance timestep")
+        if num_layers is None:
+            continue
+        missing = sorted({b for _, stg, blocks in _guidance_entries(settings) if float(stg) > 0 for b in blocks
+                          if not 0 <= int(b) < num_layers})
+        if missing:
+            raise ValueError(f"{where}: STG skips block {missing[0]}, but this model has {num_layers} blocks "
+                             f"(0–{num_layers - 1}); use the recipe made for this model or set skip_block_list")

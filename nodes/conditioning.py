@@ -33,7 +33,7 @@ class MediaCondition(ltx_core.Condition):
     `start_frame` may be negative for an image: -1 is the last frame of the video, resolved by `resolve`.
     """
 
-    crf: int = DEFAULT_CRF
+    crf: Optional[int] = DEFAULT_CRF
     label: str = "condition"
 
     def resolve(self, num_frames: int) -> "MediaCondition":
@@ -69,24 +69,15 @@ def chain(conditions: Optional[Sequence[ltx_core.Condition]], item: ltx_core.Con
 
 
 def resolve_conditions(conditions: Optional[Sequence[ltx_core.Condition]], num_frames: int
-                       ) -> tuple[list[ltx_core.Condition], Optional[int]]:
-    """Conditions with their start frames resolved, and the one CRF they share (None if there are none).
-
-    ltx_core applies one CRF to all media of a generation, so conditions with different CRFs are refused.
-    """
-    resolved, crfs = [], set()
+                       ) -> list[ltx_core.Condition]:
+    """Conditions with their start frames resolved and checked against a video of `num_frames` frames."""
+    resolved = []
     for index, item in enumerate(conditions or ()):
-        if isinstance(item, MediaCondition):
-            resolved.append(item.resolve(num_frames))
-            crfs.add(int(item.crf))
-        else:  # a plain ltx_core.Condition from another pack
-            label = f"condition {index + 1}"
-            resolved.append(MediaCondition(item.media, item.start_frame, item.strength, label=label)
-                            .resolve(num_frames))
-    if len(crfs) > 1:
-        raise ValueError(f"the conditions use different CRF values ({', '.join(map(str, sorted(crfs)))}); set the "
-                         "same CRF on every image and video condition of one generation")
-    return resolved, (crfs.pop() if crfs else None)
+        if not isinstance(item, MediaCondition):  # a plain ltx_core.Condition from another pack
+            item = MediaCondition(item.media, item.start_frame, item.strength, item.crf,
+                                  label=f"condition {index + 1}")
+        resolved.append(item.resolve(num_frames))
+    return resolved
 
 
 def _common_inputs() -> list:

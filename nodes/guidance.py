@@ -14,14 +14,12 @@ from typing import Any, Optional
 
 from comfy_api.latest import io
 
+from ..ltx_core.recipes import check_recipe
 from .common import CATEGORY
 
 LTXGuidanceType = io.Custom("LTX097_GUIDANCE")
 
 PASSES = {"first pass": ("first_pass",), "second pass": ("second_pass",), "both passes": ("first_pass", "second_pass")}
-SCHEDULES = ("guidance_scale", "stg_scale", "rescaling_scale")
-WIDGET_NAMES = {"guidance_scale": "cfg_scale"}  # recipe key → the settings node's name for it
-PASS_FIELDS = (*SCHEDULES, "guidance_timesteps", "skip_block_list", "cfg_star_rescale")
 STG_MODES = ("attention_values", "attention_skip", "residual", "transformer_block")
 DEFAULT = "recipe default"
 KEEP = -1.0  # float widgets: this value keeps the recipe's setting
@@ -81,26 +79,6 @@ def _skip_blocks(text: str) -> Optional[list]:
     return value
 
 
-def check_pass(settings: dict, where: str) -> None:
-    """Every per-timestep schedule of a pass has one value per guidance timestep."""
-    timesteps = settings.get("guidance_timesteps")
-    for key in (*SCHEDULES, "skip_block_list"):
-        value, name = settings.get(key), WIDGET_NAMES.get(key, key)
-        if key == "skip_block_list":
-            length = len(value) if isinstance(value, list) and value and isinstance(value[0], list) else None
-        else:
-            length = len(value) if isinstance(value, list) else None
-        if length is None:
-            continue
-        if not timesteps:
-            raise ValueError(f"{where}: {name} is a per-timestep schedule ({length} values) but no "
-                             "guidance_timesteps are set; give guidance_timesteps with one timestep per value, "
-                             "or a single value")
-        if length != len(timesteps):
-            raise ValueError(f"{where}: {name} has {length} values but guidance_timesteps has {len(timesteps)}; "
-                             "give one value per guidance timestep")
-
-
 def build_guidance(*, apply_to: str = "first pass", cfg_scale: str = "", stg_scale: str = "",
                    rescaling_scale: str = "", guidance_timesteps: str = "", skip_block_list: str = "",
                    cfg_star_rescale: str = DEFAULT, stg_mode: str = DEFAULT, image_cond_noise_scale: float = KEEP,
@@ -122,7 +100,10 @@ def build_guidance(*, apply_to: str = "first pass", cfg_scale: str = "", stg_sca
         pass_values["cfg_star_rescale"] = cfg_star_rescale == "on"
     pass_values = {k: v for k, v in pass_values.items() if v is not None}
     if pass_values.get("guidance_timesteps") is not None:
-        check_pass(pass_values, "guidance settings")
+        try:
+            check_recipe({"pipeline_type": "base", **pass_values})
+        except ValueError as error:  # name the node's widget, not the recipe key
+            raise ValueError(f"guidance settings: {str(error).replace('guidance_scale', 'cfg_scale')}") from None
     result: dict[str, Any] = json.loads(json.dumps(guidance or {}))  # a deep copy of plain data
     for name in PASSES[apply_to]:
         result.setdefault(name, {}).update(pass_values)

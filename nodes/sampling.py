@@ -18,14 +18,14 @@ import comfy.model_management as mm
 from comfy_api.latest import io
 
 from .. import ltx_core
-from ..ltx_core.media import padded_frame_count, padding_for
-from ..ltx_core.recipes import RECIPES, resolve_recipe
+from ..ltx_core.pipeline import pass_shapes
+from ..ltx_core.recipes import check_recipe, max_branches, recipe_passes, resolve_recipe
 from .common import CATEGORY, LTXModel, LTXModelType, LTXUpsampler, LTXUpsamplerType, LTXVae, LTXVaeType
 from .conditioning import LTXConditionsType, resolve_conditions
-from .guidance import LTXGuidanceType, check_pass
+from .guidance import LTXGuidanceType
 from .memory import ModelLoads, transformer_bytes, upsampler_bytes, vae_bytes
 from .progress import StepProgress, check_interrupted
-from .text import pad_to_same_length, prompt_context
+from .text import prompt_context
 
 logger = logging.getLogger(__name__)
 
@@ -35,18 +35,6 @@ UPSAMPLER_FILE = "ltxv-spatial-upscaler-0.9.7.safetensors"
 MAX_SIZE = 8192
 MAX_FRAMES = 2049
 MAX_SEED = 0xFFFFFFFFFFFFFFFF
-
-
-def _single_scale_dev() -> dict:
-    """The 0.9.7 dev first pass's guidance schedule as a one-pass (base) recipe at the full size.
-
-    All 30 steps run (the multi-scale first pass stops 3 steps early because its second pass finishes it).
-    """
-    dev = RECIPES["0.9.7-dev"]
-    recipe = {k: v for k, v in dev.items() if k not in ("first_pass", "second_pass", "downscale_factor",
-                                                         "adain_factor")}
-    first = {k: v for k, v in dev["first_pass"].items() if k != "skip_final_inference_steps"}
-    return {**recipe, **first, "pipeline_type": "base"}
 
 
 @dataclass(frozen=True)
@@ -65,7 +53,7 @@ RECIPE_CHOICES = {choice.label: choice for choice in (
     RecipeChoice("0.9.7 distilled multi-scale", "0.9.7-distilled", True, True,
                  "the official 13B distilled recipe: 7 + 3 fixed steps without guidance (fast; use the distilled "
                  "checkpoint; needs the upsampler)"),
-    RecipeChoice("0.9.7 dev single-scale", _single_scale_dev(), False, False,
+    RecipeChoice("0.9.7 dev single-scale", "0.9.7-dev-single-scale", False, False,
                  "the dev recipe's first-pass guidance schedule in one pass of 30 steps at the full size (no "
                  "upsampler; slower per step at large sizes)"),
     RecipeChoice("0.9.6 2B dev", "0.9.6-2b-dev", False, False,
@@ -94,61 +82,6 @@ def recipe_overrides(choice: RecipeChoice, guidance: Optional[dict]) -> dict:
                        choice.label)
     overrides.update(first or {})
     return overrides
-
-
-def _as_list(value, count: int) -> list:
-    return list(value) if isinstance(value, (list, tuple)) else [value] * count
-
-
-def _pass_entries(settings: dict) -> list[tuple[float, float, list]]:
-    """(cfg, stg, skipped blocks) for every guidance-timestep entry of a pass (one entry without a schedule)."""
-    lengths = [len(settings[k]) for k in ("guidance_scale", "stg_scale") if isinstance(settings.get(k), list)]
-    blocks = settings.get("skip_block_list") or []
-    per_step_blocks = bool(blocks) and isinstance(blocks[0], (list, tuple))
-    if per_step_blocks:
-        lengths.append(len(blocks))
-    count = max(lengths, default=1)
-    cfg = _as_list(settings.get("guidance_scale", 1.0), count)
-    stg = _as_list(settings.get("stg_scale", 0.0), count)
-    skips = list(blocks) if per_step_blocks else [list(blocks)] * count
-    return list(zip(cfg, stg, skips))
-
-
-def passes_of(settings: dict) -> list[tuple[str, dict]]:
-    if settings["pipeline_type"] == "multi-scale":
-        return [("the first pass", settings["first_pass"]), ("the second pass", settings["second_pass"])]
-    return [("the recipe", settings)]
-
-
-def check_recipe(settings: dict, num_layers: int, label: str) -> None:
-    """Sentences, before any model is loaded, for schedules of the wrong length and STG on blocks the model does
-    not have (a recipe made for another model: the 13B recipes name blocks up to 39, the 2B model has 0–27)."""
-    for where, settings_of_pass in passes_of(settings):
-        check_pass(settings_of_pass, f"{label}, {where}")
-        missing = sorted({b for _, stg, blocks in _pass_entries(settings_of_pass) if stg > 0 for b in blocks
-                          if b >= num_layers})
-        if missing:
-            raise ValueError(f"{label}, {where}: STG skips block {missing[0]}, but this model has {num_layers} "
-                             f"blocks (0–{num_layers - 1}); choose the recipe made for this model, or set "
-                             "skip_block_list with a Guidance Settings node")
-
-
-def guidance_branches(settings: dict) -> list[int]:
-    """Most predictions one step of each pass batches together (1 when the guidance runs one by one)."""
-    if not settings.get("batched_guidance", True):
-        return [1 for _ in passes_of(settings)]
-    return [max(1 + (cfg > 1) + (stg > 0) for cfg, stg, _ in _pass_entries(s)) for _, s in passes_of(settings)]
-
-
-def pass_sizes(settings: dict, width: int, height: int) -> list[tuple[int, int]]:
-    """(latent height, latent width) of every pass, as ltx_core computes them."""
-    (padded_h, padded_w), _ = padding_for(height, width)
-    if settings["pipeline_type"] != "multi-scale":
-        return [(padded_h // 32, padded_w // 32)]
-    factor = settings["downscale_factor"]
-    first_w, first_h = int(padded_w * factor), int(padded_h * factor)
-    first_w, first_h = first_w - first_w % 32, first_h - first_h % 32
-    return [(first_h // 32, first_w // 32), (2 * first_h // 32, 2 * first_w // 32)]
 
 
 def checkpoint_of(model: LTXModel, vae: Optional[LTXVae]) -> SimpleNamespace:
@@ -183,30 +116,28 @@ def sample(model: LTXModel, vae: LTXVae, positive: Any, negative: Any, *, recipe
     checkpoint = checkpoint_of(model, vae)
     transformer_config = model.transformer_config
     caption_channels = transformer_config.get("caption_channels")
-    (context, mask), (negative_context, negative_mask) = pad_to_same_length(
-        prompt_context(positive, "positive", caption_channels),
-        prompt_context(negative, "negative", caption_channels))
-    items, crf = resolve_conditions(conditions, num_frames)
+    context, mask = prompt_context(positive, "positive", caption_channels)
+    negative_context, negative_mask = prompt_context(negative, "negative", caption_channels)
+    items = resolve_conditions(conditions, num_frames)
     overrides = recipe_overrides(choice, guidance)
-    if crf is not None:
-        overrides["crf"] = crf
     settings = resolve_recipe(choice.recipe, overrides)
-    check_recipe(settings, int(transformer_config.get("num_layers", 0)), choice.label)
+    check_recipe(settings, int(transformer_config.get("num_layers", 0)))
 
     device = model.patcher.load_device
-    sizes = pass_sizes(settings, width, height)
-    latent_frames = (padded_frame_count(num_frames) - 1) // 8 + 1
+    shapes = pass_shapes(settings, width=width, height=height, num_frames=num_frames)
     # tokens of each pass: the video's, plus at most 2 latent frames of extra tokens per condition
-    tokens = [(latent_frames + 2 * len(items)) * h * w for h, w in sizes]
+    tokens = [(frames + 2 * len(items)) * h * w for _, _, frames, h, w in shapes]
+    branches = [max_branches(p, settings["batched_guidance"]) for _, p in recipe_passes(settings)]
     inner_dim = int(transformer_config.get("num_attention_heads", 32)) * int(
         transformer_config.get("attention_head_dim", 128))
-    peak = max(t * b for t, b in zip(tokens, guidance_branches(settings)))
-    largest_h, largest_w = max(sizes, key=lambda hw: hw[0] * hw[1])
+    peak = max(t * b for t, b in zip(tokens, branches))
+    latent_frames = shapes[0][2]
+    _, _, _, largest_h, largest_w = max(shapes, key=lambda shape: shape[3] * shape[4])
     loads = ModelLoads()
     loads.add("transformer", model.patcher, transformer_bytes(peak, inner_dim, 1, model.compute_dtype))
     loads.add("vae", vae.patcher, vae_bytes(vae.vae, largest_h, largest_w, vae.dtype))
     if upsampler is not None:
-        first_h, first_w = sizes[0]
+        first_h, first_w = shapes[0][3:]
         loads.add("upsampler", upsampler.patcher,
                   upsampler_bytes(latent_frames * first_h * first_w, int(upsampler.config.get("mid_channels", 512)),
                                   upsampler.dtype))

@@ -110,19 +110,6 @@ def prompt_context(conditioning: Any, which: str, caption_channels: Optional[int
     return cond, mask.to(device=cond.device, dtype=torch.long)
 
 
-def pad_to_same_length(*pairs: tuple[torch.Tensor, torch.Tensor]) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """Zero-pad (context, mask) pairs to one token length (masked out), so they batch together."""
-    length = max(context.shape[1] for context, _ in pairs)
-    padded = []
-    for context, mask in pairs:
-        extra = length - context.shape[1]
-        if extra:
-            context = torch.nn.functional.pad(context, (0, 0, 0, extra))
-            mask = torch.nn.functional.pad(mask, (0, extra))
-        padded.append((context, mask))
-    return padded
-
-
 class LTX097TextEncode(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:

@@ -58,8 +58,8 @@ def generate_directly(ltx_pack, models, prompts, recipe, conditions=(), **overri
     """`ltx_core.generate` on the very modules the nodes loaded, with the node's inputs."""
     sampling, text = node_module("sampling"), node_module("text")
     choice = sampling.recipe_choice(recipe)
-    (context, mask), (negative, negative_mask) = text.pad_to_same_length(
-        text.prompt_context(prompts[0], "positive"), text.prompt_context(prompts[1], "negative"))
+    context, mask = text.prompt_context(prompts[0], "positive")
+    negative, negative_mask = text.prompt_context(prompts[1], "negative")
     checkpoint = SimpleNamespace(transformer=models.model.transformer, vae=models.vae.vae, config=models.model.config)
     return ltx_pack.ltx_core.generate(
         checkpoint, context=context, context_mask=mask, negative_context=negative, negative_context_mask=negative_mask,
@@ -199,15 +199,6 @@ def test_memory_estimates_are_given_to_comfyui(models, prompts, progress, monkey
     used = [patcher for patcher, _ in calls]
     assert models.model.patcher in used and models.vae.patcher in used and models.upsampler.patcher in used
     assert all(required > 0 for _, required in calls)
-    # guidance branches one by one (save_memory) need less
-    sampling = node_module("sampling")
-    settings = {"batched_guidance": True, "pipeline_type": "base", "guidance_scale": 3, "stg_scale": 1}
-    assert sampling.guidance_branches(settings) == [3]
-    assert sampling.guidance_branches({**settings, "batched_guidance": False}) == [1]
-    from ltxv097.ltx_core.recipes import resolve_recipe
-
-    assert sampling.guidance_branches(resolve_recipe("0.9.7-dev", {})) == [3, 2]  # CFG + STG, then STG only
-    assert sampling.guidance_branches(resolve_recipe("0.9.7-distilled", {})) == [1, 1]
 
 
 @pytest.mark.parametrize("kwargs,message", [
@@ -219,9 +210,9 @@ def test_memory_estimates_are_given_to_comfyui(models, prompts, progress, monkey
     ({"num_frames": 0}, "num_frames=0 is out of range"),
     ({"recipe": "0.9.7 dev multi-scale", "width": 32, "height": 32}, "too small for a multi-scale recipe"),
     ({"recipe": "0.9.6 2B dev", "guidance": None},
-     f"STG skips block 19, but this model has {NUM_LAYERS} blocks \\(0–2\\); choose the recipe made for this model"),
+     f"STG skips block 19, but this model has {NUM_LAYERS} blocks \\(0–2\\); use the recipe made for this model"),
     ({"recipe": "0.9.7 dev single-scale", "guidance": {"first_pass": {"guidance_scale": [1, 2, 3]}}},
-     "the recipe: cfg_scale has 3 values but guidance_timesteps has 7"),
+     "guidance_scale has 3 values but guidance_timesteps has 7"),
     ({"vae": None}, "the vae input is empty"),
 ])
 def test_sampler_errors_are_sentences(models, prompts, progress, kwargs, message):
@@ -236,15 +227,3 @@ def test_sampler_validation_before_running(ltx_pack):
     assert "is not one of" in sampler.validate_inputs(recipe="0.9.8", steps=0)
 
 
-def test_single_scale_recipe_is_the_dev_first_pass_at_full_size(ltx_pack):
-    sampling = node_module("sampling")
-    from ltxv097.ltx_core.recipes import RECIPES, resolve_recipe
-
-    single = resolve_recipe(sampling.recipe_choice("0.9.7 dev single-scale").recipe, {})
-    first = RECIPES["0.9.7-dev"]["first_pass"]
-    assert single["pipeline_type"] == "base" and "skip_final_inference_steps" not in single
-    for key in ("guidance_scale", "stg_scale", "rescaling_scale", "guidance_timesteps", "skip_block_list",
-                "num_inference_steps", "cfg_star_rescale"):
-        assert single[key] == first[key]
-    assert sampling.pass_sizes(single, 1216, 704) == [(22, 38)]
-    assert sampling.pass_sizes(resolve_recipe("0.9.7-dev", {}), 1216, 704) == [(14, 25), (28, 50)]

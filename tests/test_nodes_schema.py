@@ -132,8 +132,7 @@ def test_core_clip_text_encode_output_is_accepted(text, clip):
     ours = text.encode_prompt(clip, "A cat on a wall")
     ours_context, ours_mask = text.prompt_context(ours, "negative", 64)
     assert mask.sum() == ours_mask.sum()
-    (a, am), (b, bm) = text.pad_to_same_length((context, mask), (ours_context, ours_mask))
-    assert a.shape == b.shape and am.shape == bm.shape == (1, 256) and am[0, context.shape[1]:].sum() == 0
+    assert ours_mask.shape == (1, 256) and context.shape[1] <= 256
     # no mask at all (e.g. a conditioning built by hand): all ones
     context, mask = text.prompt_context([[torch.zeros(1, 7, 64), {}]], "positive", 64)
     assert mask.tolist() == [[1] * 7]
@@ -188,8 +187,8 @@ def test_image_condition_pins_one_image_and_chains(conditioning, ltx_pack):
                            conditions=first).result
     assert len(both) == 2 and both[0] is first[0]
     assert torch.equal(both[1].media[0], batch[-1]) and both[1].strength == 0.8 and both[1].crf == 35
-    resolved, crf = conditioning.resolve_conditions(both[1:], 97)
-    assert resolved[0].start_frame == 96 and crf == 35
+    resolved = conditioning.resolve_conditions(both[1:], 97)
+    assert resolved[0].start_frame == 96 and resolved[0].crf == 35
     with pytest.raises(ValueError, match="batch_index 5 does not exist in a batch of 5"):
         node.execute(image=batch, batch_index=5)
     rgba = torch.rand(1, 8, 8, 4)
@@ -232,8 +231,7 @@ def test_conditions_are_checked_against_the_video(conditioning):
         conditioning.resolve_conditions(items, 17)
     (items,) = image.execute(image=frames(1), crf=20).result
     (items,) = image.execute(image=frames(1), start_frame=8, crf=30, conditions=items).result
-    with pytest.raises(ValueError, match="different CRF values \\(20, 30\\)"):
-        conditioning.resolve_conditions(items, 17)
+    assert [item.crf for item in conditioning.resolve_conditions(items, 17)] == [20, 30]  # each keeps its own
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -278,7 +276,7 @@ def test_guidance_settings_parse_schedules(guidance):
     ({"skip_block_list": "[[1], 2]"}, "skip_block_list: '\\[\\[1\\], 2\\]' is neither a list of block numbers"),
     ({"skip_block_list": "block 28"}, "skip_block_list: 'block 28' is not a list of block numbers"),
     ({"cfg_scale": "1, 2, 3", "guidance_timesteps": "1.0, 0.9"},
-     "cfg_scale has 3 values but guidance_timesteps has 2"),
+     "guidance settings: recipe: cfg_scale has 3 values but guidance_timesteps has 2"),
 ])
 def test_bad_guidance_text_is_a_sentence(guidance, kwargs, message):
     with pytest.raises(ValueError, match=message):

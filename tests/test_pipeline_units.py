@@ -172,3 +172,24 @@ def test_recipe_overrides_and_errors():
     official_yaml = {"pipeline_type": "base", "checkpoint_path": "x.safetensors", "precision": "bfloat16",
                      "guidance_scale": 3, "stg_scale": 1, "rescaling_scale": 0.7, "num_inference_steps": 40}
     assert resolve_recipe(official_yaml, {})["guidance_scale"] == 3
+
+
+def test_recipe_checks_and_pass_shapes():
+    from ltx_core.pipeline import pass_shapes
+    from ltx_core.recipes import check_recipe, max_branches, recipe_passes
+
+    dev = resolve_recipe("0.9.7-dev", {})
+    check_recipe(dev, 48)
+    with pytest.raises(ValueError, match="STG skips block 28, but this model has 28 blocks"):
+        check_recipe(dev, 28)
+    with pytest.raises(ValueError, match="stg_scale has 2 values but guidance_timesteps has 7"):
+        check_recipe(resolve_recipe("0.9.7-dev", {"first_pass": {"stg_scale": [1, 2]}}))
+    with pytest.raises(ValueError, match="no guidance_timesteps"):
+        check_recipe(resolve_recipe("0.9.6-2b-dev", {"guidance_scale": [1, 3]}))
+    assert [max_branches(p) for _, p in recipe_passes(dev)] == [3, 2]
+    assert [max_branches(p, batched=False) for _, p in recipe_passes(dev)] == [1, 1]
+    assert [max_branches(p) for _, p in recipe_passes(resolve_recipe("0.9.7-distilled", {}))] == [1, 1]
+    assert pass_shapes(dev, width=1216, height=704, num_frames=121) == [(1, 128, 16, 14, 25), (1, 128, 16, 28, 50)]
+    single = resolve_recipe("0.9.7-dev-single-scale", {})
+    assert pass_shapes(single, width=1280, height=720, num_frames=89) == [(1, 128, 12, 23, 40)]
+    assert single["num_inference_steps"] == 30 and "skip_final_inference_steps" not in single

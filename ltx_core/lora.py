@@ -5,6 +5,8 @@ the official `Transformer3DModel` parameter it belongs to (`transformer_blocks.3
 checks that the shapes fit the model, and turns file-level settings (PEFT adapter metadata) into the per-layer
 `.alpha` / `.dora_scale` tensors that the usual weight-adapter code reads. The weight math itself is left to the
 host (ComfyUI's `comfy.lora` / weight adapters); `lora_delta` is a plain-torch version of it for plain LoRA.
+Key dialects are read in `lora_keys`; which tensors each adapter type needs, and the shape it makes, in
+`lora_adapters`.
 
 Accepted names, detected from the keys (no setting):
 
@@ -28,68 +30,19 @@ else `scale · up @ down`.
 
 from __future__ import annotations
 
-import json
-import math
-import re
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping, Optional, Sequence
 
 import torch
 
-from .formats import diffusers_to_official_transformer
+from .lora_adapters import delta_shape, flat2, layer_kind, missing_roles
+from .lora_keys import LayerIndex, peft_alpha, peft_config, split_key, unsupported_kind
 
 
 class LoraError(ValueError):
     """A LoRA file that cannot be applied to this transformer (the message says why, in a sentence)."""
 
-
-# Key prefixes → (format name, whether the rest uses dots (False: kohya-style underscores)).
-_PREFIXES: tuple[tuple[str, str, bool], ...] = (
-    ("model.diffusion_model.", "ComfyUI", True),
-    ("diffusion_model.", "ComfyUI", True),
-    ("base_model.model.", "diffusers/PEFT", True),
-    ("transformer.", "diffusers/PEFT", True),
-    ("unet.", "diffusers/PEFT", True),
-    ("lora_unet_", "kohya", False),
-    ("lora_transformer_", "kohya", False),
-    ("lycoris_", "kohya", False),
-)
-_TEXT_ENCODER_PREFIXES = ("lora_te", "text_encoder", "text_encoders.", "cond_stage_model.", "te.", "te1.", "te2.",
-                          "t5.", "t5xxl.")
-
-# Key suffixes → (adapter kind, role). Longest suffix wins. These are the spellings ComfyUI's weight adapters read.
-_SUFFIXES: dict[str, tuple[str, str]] = {
-    ".lora_up.weight": ("lora", "up"), ".lora_down.weight": ("lora", "down"), ".lora_mid.weight": ("lora", "mid"),
-    ".lora_B.weight": ("lora", "up"), ".lora_A.weight": ("lora", "down"),
-    ".lora_B.default.weight": ("lora", "up"), ".lora_A.default.weight": ("lora", "down"),
-    ".lora.up.weight": ("lora", "up"), ".lora.down.weight": ("lora", "down"),
-    "_lora.up.weight": ("lora", "up"), "_lora.down.weight": ("lora", "down"),
-    ".lora_linear_layer.up.weight": ("lora", "up"), ".lora_linear_layer.down.weight": ("lora", "down"),
-    ".lora_B": ("lora", "up"), ".lora_A": ("lora", "down"),
-    ".lora_B.bias": ("lora", "up_bias"),
-    ".lora_magnitude_vector": ("lora", "magnitude"), ".lora_magnitude_vector.weight": ("lora", "magnitude"),
-    ".reshape_weight": ("lora", "reshape"),
-    ".alpha": ("any", "alpha"), ".dora_scale": ("any", "dora_scale"),
-    ".hada_w1_a": ("loha", "w1_a"), ".hada_w1_b": ("loha", "w1_b"), ".hada_w2_a": ("loha", "w2_a"),
-    ".hada_w2_b": ("loha", "w2_b"), ".hada_t1": ("loha", "t1"), ".hada_t2": ("loha", "t2"),
-    ".lokr_w1": ("lokr", "w1"), ".lokr_w2": ("lokr", "w2"), ".lokr_w1_a": ("lokr", "w1_a"),
-    ".lokr_w1_b": ("lokr", "w1_b"), ".lokr_w2_a": ("lokr", "w2_a"), ".lokr_w2_b": ("lokr", "w2_b"),
-    ".lokr_t2": ("lokr", "t2"),
-    ".a1.weight": ("glora", "a1"), ".a2.weight": ("glora", "a2"), ".b1.weight": ("glora", "b1"),
-    ".b2.weight": ("glora", "b2"),
-    ".oft_blocks": ("oft", "blocks"), ".rescale": ("oft", "rescale"),
-    ".diff": ("diff", "weight"), ".diff_b": ("diff", "bias"), ".w_norm": ("diff", "weight"),
-    ".b_norm": ("diff", "bias"), ".set_weight": ("set", "weight"),
-}
-_SUFFIX_ORDER = sorted(_SUFFIXES, key=len, reverse=True)
-
-# Adapter types we recognise but no host adapter implements: a clear "not supported" instead of silence.
-_UNSUPPORTED: dict[str, str] = {
-    ".vera_lambda_b": "VeRA", ".vera_lambda_d": "VeRA", ".ia3_l": "IA³", ".lora_E": "AdaLoRA",
-    ".oft_r": "PEFT OFT", ".boft_R": "PEFT BOFT", ".boft_s": "PEFT BOFT", ".fourierft_spectrum": "FourierFT",
-    ".lora_embedding_A": "LoRA on embeddings", ".lora_embedding_B": "LoRA on embeddings",
-    ".hra_u": "HRA", ".ln_tuning_layers": "LN tuning", ".vblora_logits_A": "VB-LoRA",
-}
 
 KIND_NAMES = {"lora": "LoRA", "dora": "DoRA", "loha": "LoHa", "lokr": "LoKr", "glora": "GLoRA", "oft": "OFT",
               "diff": "full weight diff", "set": "weight replacement"}
@@ -100,10 +53,6 @@ ACCEPTED_FORMATS = (
     "'.alpha' (or lora_A/lora_B); kohya keys like 'lora_unet_transformer_blocks_0_attn1_to_q.lora_down.weight'; "
     "or the same module names without a prefix; adapter types LoRA, DoRA, LoHa, LoKr, GLoRA, OFT and full diffs"
 )
-
-# official name part → diffusers name part (for the underscore spellings of both)
-_DIFFUSERS_PARTS = (("patchify_proj", "proj_in"), ("adaln_single", "time_embed"), ("q_norm", "norm_q"),
-                    ("k_norm", "norm_k"))
 
 
 @dataclass
@@ -161,164 +110,183 @@ class LoraMapping:
 
 
 # ------------------------------------------------------------------------------------------------------------------
-# Key parsing
+# Mapping a file: group its keys by layer, resolve each layer, refuse with one sentence for everything wrong
 
 
-def split_key(key: str) -> Optional[tuple[str, str, str]]:
-    """`(layer part, kind, role)` of a LoRA key, or None when its suffix is not one we know."""
-    for suffix in _SUFFIX_ORDER:
-        if key.endswith(suffix) and len(key) > len(suffix):
-            kind, role = _SUFFIXES[suffix]
-            return key[: -len(suffix)], kind, role
-    return None
+@dataclass
+class _FileLayer:
+    """The keys of one layer as the file names it, and the transformer parameter that name resolved to."""
+
+    prefix: str
+    """The file's layer part (`transformer.transformer_blocks.0.attn1.to_q`)."""
+    fmt: str
+    peft_name: str
+    """The layer name without prefixes: what PEFT's `alpha_pattern` is matched against."""
+    target: str
+    roles: dict[str, tuple[str, str]] = field(default_factory=dict)
+    """role → (adapter kind, file key)."""
+
+    @property
+    def keys(self) -> list[str]:
+        return [key for _, key in self.roles.values()]
 
 
-def unsupported_kind(key: str) -> Optional[str]:
-    """The adapter type of a key that no weight adapter implements (VeRA, IA³, ...), else None."""
-    for suffix, kind in _UNSUPPORTED.items():
-        if key.endswith(suffix) or f"{suffix}." in key:
-            return kind
-    return None
+@dataclass
+class _Findings:
+    """What a file holds besides usable layers, gathered over all keys so that one error can name every case."""
+
+    unmatched: list[str] = field(default_factory=list)
+    unsupported: dict[str, list[str]] = field(default_factory=dict)
+    """adapter type no host implements → its keys."""
+    incomplete: list[str] = field(default_factory=list)
+    mismatched: list[str] = field(default_factory=list)
 
 
-def _strip_prefixes(layer: str) -> tuple[str, str, bool]:
-    """(format, layer name without prefixes, dotted) for a file's layer part."""
-    found, dotted = "bare", True
-    changed = True
-    while changed:
-        changed = False
-        for prefix, name, prefix_dotted in _PREFIXES:
-            if layer.startswith(prefix):
-                layer = layer[len(prefix):]
-                found = name if found == "bare" else found
-                dotted = dotted and prefix_dotted
-                changed = prefix_dotted  # nothing follows an underscore prefix but the layer itself
-                break
-    return found, layer, dotted
+def _group_layers(state_dict: Mapping[str, torch.Tensor], index: LayerIndex,
+                  found: _Findings) -> dict[str, _FileLayer]:
+    """The file's keys by the transformer layer they adapt, in file order; the rest are noted in `found`."""
+    layers: dict[str, _FileLayer] = {}
+    for key in state_dict:
+        kind_name = unsupported_kind(key)
+        if kind_name is not None:
+            found.unsupported.setdefault(kind_name, []).append(key)
+            continue
+        parsed = split_key(key)
+        if parsed is None:
+            found.unmatched.append(key)
+            continue
+        prefix, kind, role = parsed
+        if prefix not in layers:
+            located = index.locate(prefix)
+            if located is None:
+                found.unmatched.append(key)
+                continue
+            fmt, bare, target = located
+            layers[prefix] = _FileLayer(prefix=prefix, fmt=fmt, peft_name=bare, target=target)
+        layers[prefix].roles[role] = (kind, key)
+    return layers
 
 
-class _LayerIndex:
-    """Every transformer parameter a LoRA can target, by official, diffusers and underscore spellings."""
-
-    def __init__(self, parameter_shapes: Mapping[str, Sequence[int]]):
-        self.shapes = {k: tuple(v) for k, v in parameter_shapes.items()}
-        self.layers: dict[str, str] = {}
-        for name in self.shapes:
-            if name.endswith(".weight"):
-                self.layers[name[: -len(".weight")]] = name
-            elif not name.endswith(".bias"):
-                self.layers.setdefault(name, name)  # tables (scale_shift_table) for full diffs
-        self.underscored: dict[str, str] = {}
-        for layer in self.layers:
-            self.underscored[layer.replace(".", "_")] = layer
-            alias = layer
-            for official, diffusers in _DIFFUSERS_PARTS:
-                alias = re.sub(rf"(^|\.){official}(\.|$)", rf"\1{diffusers}\2", alias)
-            self.underscored.setdefault(alias.replace(".", "_"), layer)
-
-    def resolve(self, name: str, dotted: bool) -> Optional[str]:
-        if dotted:
-            if name in self.layers:
-                return name
-            renamed = diffusers_to_official_transformer(name + ".")[:-1]
-            if renamed in self.layers:
-                return renamed
-        return self.underscored.get(name.replace(".", "_"))
+def _new_module(layer: _FileLayer, kind: str, tensors: dict[str, torch.Tensor],
+                config: Optional[dict]) -> LoraModule:
+    """The module of a complete layer, with its rank, alpha (the file's, else the PEFT metadata's) and DoRA-ness."""
+    module = LoraModule(file_prefix=layer.prefix, target=layer.target, kind=kind,
+                        keys={role: key for role, (_, key) in layer.roles.items()})
+    if kind == "lora":
+        module.rank = int(tensors["down"].shape[0])
+    elif kind == "loha":
+        module.rank = int(tensors["w1_b"].shape[0])
+    if "alpha" in tensors:
+        module.alpha = float(tensors["alpha"].float().item())
+    elif kind == "lora" and config is not None:
+        module.alpha = peft_alpha(config, layer.peft_name, module.rank)
+    if kind == "lora" and ("dora_scale" in tensors or "magnitude" in tensors):
+        module.kind = "dora"
+    return module
 
 
-# ------------------------------------------------------------------------------------------------------------------
-# PEFT adapter metadata
+def _module_tensors(module: LoraModule, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A module's tensors as the host's weight adapters read them: PEFT's alpha, magnitude and lora_B bias turned
+    into `.alpha` / `.dora_scale` / `.diff_b`, then the file's own tensors."""
+    out: dict[str, torch.Tensor] = {}
+    if module.alpha is not None and "alpha" not in tensors:  # from the PEFT metadata
+        out[f"{module.file_prefix}.alpha"] = torch.tensor(module.alpha, dtype=torch.float32)
+    if module.kind == "dora" and "dora_scale" not in tensors:  # PEFT stores the magnitude per output row
+        out[f"{module.file_prefix}.dora_scale"] = tensors["magnitude"].reshape(-1, 1)
+    if "up_bias" in tensors:  # PEFT lora_bias: the bias moves by factor · lora_B.bias
+        out[f"{module.file_prefix}.diff_b"] = tensors["up_bias"].float() * module.factor
+    for role, key in module.keys.items():
+        if role not in ("magnitude", "up_bias"):
+            out[key] = tensors[role]
+    return out
 
 
-def peft_config(metadata: Optional[Mapping[str, str]], prefix: str = "transformer") -> Optional[dict]:
-    """The PEFT `LoraConfig` fields diffusers stores in the safetensors header (`lora_adapter_metadata`)."""
-    raw = (metadata or {}).get("lora_adapter_metadata")
-    if not raw:
-        return None
-    try:
-        data = json.loads(raw)
-    except (TypeError, json.JSONDecodeError):
-        return None
-    if not isinstance(data, dict):
-        return None
-    scoped = {k[len(prefix) + 1:]: v for k, v in data.items() if k.startswith(prefix + ".")}
-    config = scoped or data
-    return config if "r" in config or "lora_alpha" in config else None
-
-
-def _pattern_value(patterns: Mapping[str, float], name: str) -> Optional[float]:
-    """PEFT's `get_pattern_key`: the first pattern that matches the end of the module name."""
-    for pattern, value in patterns.items():
-        if re.match(rf"(.*\.)?({pattern})$", name):
-            return value
-    return None
-
-
-def _peft_alpha(config: dict, peft_name: str, rank: int) -> Optional[float]:
-    """alpha as the host reads it (factor = alpha / rank) for PEFT's `lora_alpha / r` (or `/ sqrt(r)`)."""
-    alpha = _pattern_value(config.get("alpha_pattern") or {}, peft_name)
-    if alpha is None:
-        alpha = config.get("lora_alpha")
-    if alpha is None:
-        return None
-    if config.get("use_rslora"):
-        return float(alpha) * math.sqrt(rank)  # PEFT: alpha / sqrt(r) = (alpha * sqrt(r)) / r
-    return float(alpha)
-
-
-# ------------------------------------------------------------------------------------------------------------------
-# Mapping a file
-
-
-def _shape(t: torch.Tensor) -> tuple[int, ...]:
-    return tuple(t.shape)
-
-
-def _flat2(shape: Sequence[int]) -> tuple[int, int]:
-    return (shape[0], math.prod(shape[1:]) if len(shape) > 1 else 1)
-
-
-def _delta_shape(kind: str, tensors: dict[str, torch.Tensor]) -> Optional[tuple[int, int]]:
-    """(out, in) of the weight a layer's adapter produces, where it can be read off the tensors."""
-    if kind in ("lora", "dora") and "reshape" not in tensors and "mid" not in tensors:
-        return tensors["up"].shape[0], _flat2(_shape(tensors["down"]))[1]
-    if kind == "loha" and "t1" not in tensors:
-        return tensors["w1_a"].shape[0], _flat2(_shape(tensors["w1_b"]))[1]
-    if kind == "lokr" and "t2" not in tensors:
-        w1 = _shape(tensors["w1"]) if "w1" in tensors else (tensors["w1_a"].shape[0], tensors["w1_b"].shape[1])
-        w2 = _shape(tensors["w2"]) if "w2" in tensors else (tensors["w2_a"].shape[0],
-                                                            _flat2(_shape(tensors["w2_b"]))[1])
-        return w1[0] * w2[0], w1[1] * _flat2(w2)[1]
-    if kind in ("diff", "set") and "weight" in tensors:
-        return _flat2(_shape(tensors["weight"]))
-    return None
-
-
-_REQUIRED_ROLES = {"lora": (("up",), ("down",)), "loha": (("w1_a",), ("w1_b",), ("w2_a",), ("w2_b",)),
-                   "lokr": (("w1", "w1_a"), ("w2", "w2_a")), "glora": (("a1",), ("a2",), ("b1",), ("b2",)),
-                   "oft": (("blocks",),)}
-"""Per adapter type: the roles it needs, each as alternatives (LoKr takes a whole w1 or its factors w1_a/w1_b)."""
-
-
-def _layer_kind(roles: dict[str, tuple[str, str]]) -> Optional[str]:
-    kinds = {kind for kind, _ in roles.values()} - {"any"}
-    for kind in ("lora", "loha", "lokr", "glora", "oft", "set", "diff"):
-        if kind in kinds:
-            return kind
-    return None
-
-
-def _missing_roles(kind: str, roles: set[str]) -> list[str]:
-    missing = [alternatives[0] for alternatives in _REQUIRED_ROLES.get(kind, ()) if not roles & set(alternatives)]
-    if kind == "lokr":
-        for whole, a, b in (("w1", "w1_a", "w1_b"), ("w2", "w2_a", "w2_b")):
-            if whole not in roles and a in roles and b not in roles:
-                missing.append(b)
-    return missing
+def _bias_of(weight: str) -> str:
+    """The bias parameter beside a `.weight` parameter."""
+    return weight[: -len(".weight")] + ".bias"
 
 
 def _dims(shape: Sequence[int]) -> str:
     return "×".join(str(s) for s in shape)
+
+
+def _shape_mismatches(module: LoraModule, tensors: dict[str, torch.Tensor],
+                      shapes: Mapping[str, tuple[int, ...]]) -> list[str]:
+    """Where a module's weight (or bias) change does not fit the parameter it targets, one phrase each."""
+    mismatches = []
+    expected = shapes[module.target]
+    produced = delta_shape(module.kind, tensors)
+    if produced is not None and produced != flat2(expected):
+        mismatches.append(f"{module.target} is {_dims(expected)} but the file's {KIND_NAMES[module.kind]} for it "
+                          f"makes {_dims(produced)}")
+    bias = tensors.get("bias")
+    if bias is not None and module.target.endswith(".weight"):
+        bias_name = _bias_of(module.target)
+        bias_shape = shapes.get(bias_name)
+        if bias_shape is None or tuple(bias.shape) != bias_shape:
+            mismatches.append(f"{bias_name} does not take the file's diff of shape {_dims(bias.shape)}")
+    return mismatches
+
+
+def _resolve_layer(layer: _FileLayer, state_dict: Mapping[str, torch.Tensor], index: LayerIndex,
+                   config: Optional[dict], found: _Findings) -> Optional[tuple[LoraModule, dict[str, torch.Tensor]]]:
+    """One file layer as a module and its tensors for the host; None, noted in `found`, when it cannot be one."""
+    kind = layer_kind(layer.roles)
+    if kind is None:  # only `.alpha` / `.dora_scale` for a layer: nothing to apply
+        found.unmatched.extend(layer.keys)
+        return None
+    missing = missing_roles(kind, set(layer.roles))
+    if missing:
+        found.incomplete.append(f"{layer.prefix} (no {', '.join(missing)})")
+        return None
+    if kind not in ("diff", "set") and not layer.target.endswith(".weight"):  # tables take full diffs only
+        found.unmatched.extend(layer.keys)
+        return None
+    tensors = {role: state_dict[key] for role, (_, key) in layer.roles.items()}
+    module = _new_module(layer, kind, tensors, config)
+    if "up_bias" in tensors and _bias_of(layer.target) not in index.shapes:
+        found.incomplete.append(f"{layer.prefix} (a LoRA bias for a layer without bias)")
+        return None
+    found.mismatched.extend(_shape_mismatches(module, tensors, index.shapes))
+    return module, _module_tensors(module, tensors)
+
+
+def _unsupported_error(name: str, unsupported: dict[str, list[str]]) -> LoraError:
+    kinds = ", ".join(sorted(unsupported))
+    example = next(iter(unsupported.values()))[0]
+    return LoraError(f"'{name}' is not supported: {kinds} adapters (e.g. key '{example}') have no weight adapter "
+                     f"in this host; LoRA, DoRA, LoHa, LoKr, GLoRA, OFT and full diffs are supported")
+
+
+def _refusal(name: str, modules: list[LoraModule], found: _Findings,
+             state_dict: Mapping[str, torch.Tensor]) -> Optional[LoraError]:
+    """Why the resolved layers cannot be applied (incomplete, another model size, nothing, twice), if they cannot."""
+    if found.incomplete:
+        return LoraError(f"'{name}' is incomplete: {len(found.incomplete)} layers lack tensors, e.g. "
+                         f"{'; '.join(found.incomplete[:3])}")
+    if found.mismatched:
+        return LoraError(f"'{name}' does not fit this model: {len(found.mismatched)} of {len(modules)} layers "
+                         f"differ in shape, e.g. {'; '.join(found.mismatched[:3])}. It was probably made for another "
+                         f"LTX-Video model (13B: 48 blocks of 4096, 2B: 28 blocks of 2048)")
+    if not modules:
+        examples = ", ".join(f"'{k}'" for k in list(state_dict)[:4]) or "none"
+        return LoraError(f"'{name}' has no LoRA weights for the LTX-Video transformer: none of its {len(state_dict)} "
+                         f"keys names one of its layers (first keys: {examples}). Accepted: {ACCEPTED_FORMATS}")
+    targets: dict[str, list[str]] = {}
+    for module in modules:
+        targets.setdefault(module.target, []).append(module.file_prefix)
+    duplicated = {t: p for t, p in targets.items() if len(p) > 1}
+    if duplicated:
+        target, prefixes = next(iter(duplicated.items()))
+        return LoraError(f"'{name}' adapts {len(duplicated)} layers twice under different names, e.g. {target} as "
+                         f"{' and '.join(prefixes)}; a file must name each layer once")
+    return None
+
+
+def _formats(modules: list[LoraModule], layers: dict[str, _FileLayer]) -> list[str]:
+    """The key dialects of the mapped layers, most used first."""
+    counts = Counter(layers[module.file_prefix].fmt for module in modules)
+    return sorted(counts, key=lambda f: -counts[f])
 
 
 def map_lora(state_dict: Mapping[str, torch.Tensor], parameter_shapes: Mapping[str, Sequence[int]],
@@ -329,122 +297,28 @@ def map_lora(state_dict: Mapping[str, torch.Tensor], parameter_shapes: Mapping[s
     nothing implements, when a layer's tensors are incomplete, or when its shapes do not fit (a LoRA for another
     model size). Keys that adapt nothing are returned in `unmatched` for the caller to warn about.
     """
-    index = _LayerIndex(parameter_shapes)
+    index = LayerIndex(parameter_shapes)
     config = peft_config(metadata)
-    layers: dict[str, dict[str, tuple[str, str]]] = {}  # file layer part → role → (kind, key)
-    layer_targets: dict[str, str] = {}
-    layer_formats: dict[str, str] = {}
-    layer_peft_names: dict[str, str] = {}
-    unmatched: list[str] = []
-    unsupported: dict[str, list[str]] = {}
-    for key in state_dict:
-        kind_name = unsupported_kind(key)
-        if kind_name is not None:
-            unsupported.setdefault(kind_name, []).append(key)
-            continue
-        parsed = split_key(key)
-        if parsed is None:
-            unmatched.append(key)
-            continue
-        layer, kind, role = parsed
-        if layer not in layer_targets:
-            fmt, bare, dotted = _strip_prefixes(layer)
-            target_layer = None if layer.startswith(_TEXT_ENCODER_PREFIXES) else index.resolve(bare, dotted)
-            if target_layer is None:
-                unmatched.append(key)
-                continue
-            layer_targets[layer] = index.layers[target_layer]
-            layer_formats[layer] = fmt
-            layer_peft_names[layer] = bare
-        layers.setdefault(layer, {})[role] = (kind, key)
-
-    if unsupported:
-        kinds = ", ".join(sorted(unsupported))
-        example = next(iter(unsupported.values()))[0]
-        raise LoraError(f"'{name}' is not supported: {kinds} adapters (e.g. key '{example}') have no weight adapter "
-                        f"in this host; LoRA, DoRA, LoHa, LoKr, GLoRA, OFT and full diffs are supported")
-
+    found = _Findings()
+    layers = _group_layers(state_dict, index, found)
+    if found.unsupported:
+        raise _unsupported_error(name, found.unsupported)
     modules: list[LoraModule] = []
-    tensors_out: dict[str, torch.Tensor] = {}
-    incomplete: list[str] = []
-    mismatched: list[str] = []
-    for layer, roles in layers.items():
-        kind = _layer_kind(roles)
-        if kind is None:  # only `.alpha` / `.dora_scale` for a layer: nothing to apply
-            unmatched.extend(key for _, key in roles.values())
-            continue
-        missing = _missing_roles(kind, set(roles))
-        if missing:
-            incomplete.append(f"{layer} (no {', '.join(missing)})")
-            continue
-        target = layer_targets[layer]
-        if kind not in ("diff", "set") and not target.endswith(".weight"):  # tables take full diffs only
-            unmatched.extend(key for _, key in roles.values())
-            continue
-        tensors = {role: state_dict[key] for role, (_, key) in roles.items()}
-        module = LoraModule(file_prefix=layer, target=target, kind=kind,
-                            keys={role: key for role, (_, key) in roles.items()})
-        if kind == "lora":
-            module.rank = int(tensors["down"].shape[0])
-        elif kind == "loha":
-            module.rank = int(tensors["w1_b"].shape[0])
-        if "alpha" in tensors:
-            module.alpha = float(tensors["alpha"].float().item())
-        elif kind == "lora" and config is not None:
-            module.alpha = _peft_alpha(config, layer_peft_names[layer], module.rank)
-            if module.alpha is not None:
-                tensors_out[f"{layer}.alpha"] = torch.tensor(module.alpha, dtype=torch.float32)
-        if kind == "lora" and ("dora_scale" in tensors or "magnitude" in tensors):
-            module.kind = "dora"
-            if "dora_scale" not in tensors:  # PEFT stores the magnitude per output row
-                tensors_out[f"{layer}.dora_scale"] = tensors["magnitude"].reshape(-1, 1)
-        if kind == "lora" and "up_bias" in tensors:  # PEFT lora_bias: the bias moves by factor · lora_B.bias
-            bias_key = target[: -len(".weight")] + ".bias" if target.endswith(".weight") else None
-            if bias_key is None or bias_key not in index.shapes:
-                incomplete.append(f"{layer} (a LoRA bias for a layer without bias)")
-                continue
-            tensors_out[f"{layer}.diff_b"] = tensors["up_bias"].float() * module.factor
-        expected = index.shapes[target]
-        produced = _delta_shape(module.kind, tensors)
-        if produced is not None and produced != _flat2(expected):
-            mismatched.append(f"{target} is {_dims(expected)} but the file's {KIND_NAMES[module.kind]} for it "
-                              f"makes {_dims(produced)}")
-        bias = tensors.get("bias")
-        if bias is not None and target.endswith(".weight"):
-            bias_shape = index.shapes.get(target[: -len(".weight")] + ".bias")
-            if bias_shape is None or tuple(bias.shape) != bias_shape:
-                mismatched.append(f"{target[:-len('.weight')]}.bias does not take the file's diff of shape "
-                                  f"{_dims(bias.shape)}")
-        for role, (_, key) in roles.items():
-            if role not in ("magnitude", "up_bias"):
-                tensors_out[key] = state_dict[key]
-        modules.append(module)
+    tensors: dict[str, torch.Tensor] = {}
+    for layer in layers.values():
+        resolved = _resolve_layer(layer, state_dict, index, config, found)
+        if resolved is not None:
+            modules.append(resolved[0])
+            tensors.update(resolved[1])
+    refusal = _refusal(name, modules, found, state_dict)
+    if refusal is not None:
+        raise refusal
+    return LoraMapping(name=name, formats=_formats(modules, layers), modules=modules, state_dict=tensors,
+                       unmatched=found.unmatched)
 
-    if incomplete:
-        raise LoraError(f"'{name}' is incomplete: {len(incomplete)} layers lack tensors, e.g. "
-                        f"{'; '.join(incomplete[:3])}")
-    if mismatched:
-        raise LoraError(f"'{name}' does not fit this model: {len(mismatched)} of {len(modules)} layers differ in "
-                        f"shape, e.g. {'; '.join(mismatched[:3])}. It was probably made for another LTX-Video "
-                        f"model (13B: 48 blocks of 4096, 2B: 28 blocks of 2048)")
-    if not modules:
-        examples = ", ".join(f"'{k}'" for k in list(state_dict)[:4]) or "none"
-        raise LoraError(f"'{name}' has no LoRA weights for the LTX-Video transformer: none of its {len(state_dict)} "
-                        f"keys names one of its layers (first keys: {examples}). Accepted: {ACCEPTED_FORMATS}")
 
-    counts: dict[str, int] = {}
-    for module in modules:
-        counts[layer_formats[module.file_prefix]] = counts.get(layer_formats[module.file_prefix], 0) + 1
-    formats = sorted(counts, key=lambda f: -counts[f])
-    targets: dict[str, list[str]] = {}
-    for module in modules:
-        targets.setdefault(module.target, []).append(module.file_prefix)
-    duplicated = {t: p for t, p in targets.items() if len(p) > 1}
-    if duplicated:
-        target, prefixes = next(iter(duplicated.items()))
-        raise LoraError(f"'{name}' adapts {len(duplicated)} layers twice under different names, e.g. {target} as "
-                        f"{' and '.join(prefixes)}; a file must name each layer once")
-    return LoraMapping(name=name, formats=formats, modules=modules, state_dict=tensors_out, unmatched=unmatched)
+# ------------------------------------------------------------------------------------------------------------------
+# Merging without a host
 
 
 def lora_delta(mapping: LoraMapping, module: LoraModule, scale: float = 1.0,

@@ -9,6 +9,7 @@ setup:
 	bash scripts/setup_env.sh
 
 test: setup
+	bash scripts/setup_browser.sh
 	COMFYUI_DIR="$(COMFYUI_DIR)" $(PY) -m pytest -q $(PYTEST_ARGS)
 
 demo: setup

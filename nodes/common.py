@@ -198,6 +198,15 @@ def model_files(*folders: str) -> list[str]:
     return sorted(names, key=str.lower)
 
 
+def check_model_file(name: str, *folders: str) -> bool | str:
+    """`validate_inputs` answer for a file-name input: True, or the sentence that refuses the prompt (HTTP 400)."""
+    try:
+        model_path(name, *folders)
+    except FileNotFoundError as error:
+        return str(error)
+    return True
+
+
 def model_path(name: str, *folders: str) -> str:
     """Full path of a file listed by `model_files(*folders)`; a sentence if it is not there."""
     for folder in folders:

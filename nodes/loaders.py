@@ -14,8 +14,8 @@ from comfy_api.latest import io
 
 from .. import ltx_core
 from .common import (CATEGORY, WEIGHT_DTYPES, LTXModel, LTXModelType, LTXUpsampler, LTXUpsamplerType, LTXVae,
-                     LTXVaeType, comfy_attention, compute_dtype_for, model_files, model_path, operations_for,
-                     resolve_vae_like_dtype, resolve_weight_dtype, wrap)
+                     LTXVaeType, check_model_file, comfy_attention, compute_dtype_for, model_files, model_path,
+                     operations_for, resolve_vae_like_dtype, resolve_weight_dtype, wrap)
 
 CHECKPOINT_FOLDERS = ("checkpoints", "diffusion_models")
 UPSAMPLER_FOLDERS = ("latent_upscale_models", "upscale_models")
@@ -59,6 +59,10 @@ class LTX097ModelLoader(io.ComfyNode):
                                   tooltip="The causal video VAE from the same file (None if the file has no VAE)."),
             ],
         )
+
+    @classmethod
+    def validate_inputs(cls, ckpt_name: str) -> bool | str:
+        return check_model_file(ckpt_name, *CHECKPOINT_FOLDERS)
 
     @classmethod
     def execute(cls, ckpt_name: str, weight_dtype: str = "auto") -> io.NodeOutput:
@@ -111,6 +115,10 @@ class LTX097UpsamplerLoader(io.ComfyNode):
                                         tooltip="The latent upsampler; it works on un-normalised latents."),
             ],
         )
+
+    @classmethod
+    def validate_inputs(cls, upscale_model_name: str) -> bool | str:
+        return check_model_file(upscale_model_name, *UPSAMPLER_FOLDERS)
 
     @classmethod
     def execute(cls, upscale_model_name: str, dtype: str = "auto") -> io.NodeOutput:

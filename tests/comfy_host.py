@@ -213,10 +213,11 @@ def prepare_workdir(workdir: Path, pack_dir: Path = REPO_ROOT, pack_name: str = 
     return workdir
 
 
-def host_command(workdir: Path, *extra: str, port: Optional[int] = None) -> list[str]:
-    """`python main.py ...` for a workdir made by `prepare_workdir` (run it with cwd=comfy_root())."""
+def host_command(workdir: Path, *extra: str, port: Optional[int] = None, cpu: bool = True) -> list[str]:
+    """`python main.py ...` for a workdir made by `prepare_workdir` (run it with cwd=comfy_root()); `cpu=False`
+    lets ComfyUI use a GPU (the demo with real weights)."""
     workdir = Path(workdir)
-    cmd = [sys.executable, "main.py", "--cpu", "--disable-auto-launch",
+    cmd = [sys.executable, "main.py", *(["--cpu"] if cpu else []), "--disable-auto-launch",
            "--output-directory", str(workdir / "output"), "--temp-directory", str(workdir / "temp"),
            "--input-directory", str(workdir / "input"), "--user-directory", str(workdir / "user"),
            "--database-url", f"sqlite:///{workdir / 'user' / 'comfyui.db'}",
@@ -266,12 +267,13 @@ class ComfyServer:
     """
 
     def __init__(self, workdir: Path, *, extra_args: Iterable[str] = (),
-                 startup_timeout: float = STARTUP_TIMEOUT, pack_dir: Path = REPO_ROOT):
+                 startup_timeout: float = STARTUP_TIMEOUT, pack_dir: Path = REPO_ROOT, cpu: bool = True):
         self.workdir = prepare_workdir(workdir, pack_dir)
         self.models_dir = self.workdir / "models"
         self.output_dir = self.workdir / "output"
         self.log_path = self.workdir / "comfyui.log"
         self.extra_args = list(extra_args)
+        self.cpu = cpu
         self.startup_timeout = startup_timeout
         self.client_id = uuid.uuid4().hex
         self.process: Optional[subprocess.Popen] = None
@@ -296,10 +298,11 @@ class ComfyServer:
             self.url = f"http://127.0.0.1:{self.port}"
             started = time.monotonic()
             with open(self.log_path, "ab") as log:
-                log.write(f"\n===== start {' '.join(host_command(self.workdir, port=self.port))}\n".encode())
+                command = host_command(self.workdir, *self.extra_args, port=self.port, cpu=self.cpu)
+                log.write(f"\n===== start {' '.join(command)}\n".encode())
                 log.flush()
                 self.process = subprocess.Popen(
-                    host_command(self.workdir, *self.extra_args, port=self.port), cwd=comfy_root(),
+                    command, cwd=comfy_root(),
                     env=host_env(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                     preexec_fn=_die_with_parent)
             try:
@@ -446,6 +449,12 @@ def comfy_server(tmp_path_factory) -> ComfyServer:
     workdir = tmp_path_factory.mktemp("comfy_host")
     server = ComfyServer(workdir)
     server.models = write_standard_models(server.models_dir)
+    # The tiny T5 and the test-only node that loads it (core CLIPLoader only knows full-size T5-XXL files);
+    # custom nodes must be in place before the server starts.
+    import tiny_t5
+
+    tiny_t5.install_test_nodes(server.workdir / "custom_nodes")
+    server.models["t5"] = tiny_t5.write_tiny_t5(server.model_path("text_encoders", tiny_t5.FILE_NAME)).name
     with server:
         yield server
     if os.environ.get("LTXV097_KEEP_HOST_LOG"):

@@ -31,7 +31,7 @@ from typing import Optional
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-import comfy_host  # noqa: E402  (the test harness's server launcher)
+import comfy_server  # noqa: E402  (the test harness's server launcher)
 import e2e_workflows  # noqa: E402
 import workflow_api  # noqa: E402
 
@@ -76,7 +76,7 @@ def find_models(root: Path) -> tuple[dict[str, Path], list[str]]:
     return found, missing
 
 
-def write_tiny_models(server: comfy_host.ComfyServer) -> dict[str, str]:
+def write_tiny_models(server: comfy_server.ComfyServer) -> dict[str, str]:
     """A tiny random checkpoint (transformer + VAE), upsampler and T5 in the server's model folders."""
     import tiny
     import tiny_t5
@@ -101,7 +101,7 @@ def write_tiny_models(server: comfy_host.ComfyServer) -> dict[str, str]:
     return names
 
 
-def link_models(server: comfy_host.ComfyServer, found: dict[str, Path]) -> dict[str, str]:
+def link_models(server: comfy_server.ComfyServer, found: dict[str, Path]) -> dict[str, str]:
     """Link the given files into the server's model folders (under their own names)."""
     names = {}
     for key, path in found.items():
@@ -130,7 +130,7 @@ def build_prompt(info: dict, names: dict[str, str], tiny_mode: bool, args) -> di
     return workflow_api.set_inputs(prompt, NODE, **{k: v for k, v in changes.items() if v is not None})
 
 
-def render(server: comfy_host.ComfyServer, prompt: dict, timeout: float) -> Path:
+def render(server: comfy_server.ComfyServer, prompt: dict, timeout: float) -> Path:
     prompt_id = server.post_prompt(prompt)
     started = last = time.monotonic()
     while True:
@@ -170,7 +170,7 @@ def main(argv: Optional[list[str]] = None) -> None:
     parser.add_argument("--timeout", type=float, default=4 * 3600, help="give up after this many seconds")
     args = parser.parse_args(argv)
 
-    root = comfy_host.comfy_root()
+    root = comfy_server.comfy_root()
     found, missing = ({}, ["--tiny"]) if args.tiny else find_models(root)
     tiny_mode = bool(missing)
     if tiny_mode:
@@ -180,7 +180,7 @@ def main(argv: Optional[list[str]] = None) -> None:
     else:
         log("Rendering with " + ", ".join(str(p) for p in found.values()))
     with tempfile.TemporaryDirectory(prefix="ltxv097-demo-") as folder:
-        server = comfy_host.ComfyServer(Path(folder) / "host", cpu=tiny_mode, extra_args=args.comfy_args.split())
+        server = comfy_server.ComfyServer(Path(folder) / "host", cpu=tiny_mode, extra_args=args.comfy_args.split())
         names = write_tiny_models(server) if tiny_mode else link_models(server, found)
         log(f"starting ComfyUI ({root}) ...")
         with server:

@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from comfy_host import (PACK_NAME, REPO_ROOT, HostError, host_env, load_pack, pack_nodes, prepare_workdir,
-                        run_quick_test)
+from comfy_host import load_pack, pack_nodes
+from comfy_server import PACK_NAME, REPO_ROOT, HostError, host_env, prepare_workdir, run_quick_test
 
 pytest_plugins = ["comfy_host"]
 

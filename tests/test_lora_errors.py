@@ -138,7 +138,7 @@ def test_schemas(nodes, ltx_pack, lora_files):
 def test_lora_nodes_in_api_prompts(comfy_server, lora):
     """The nodes driven by API prompts on the real host: a LoRA list is checked before anything runs (HTTP 400 with
     the sentence), and a LoRA from the loras folder attaches to a loaded model; a broken file fails with a sentence."""
-    from comfy_host import HostError
+    from comfy_server import HostError
 
     comfy_server.add_model("loras", "api_lora.safetensors",
                            lambda path: tiny_lora.write_lora(path, lora, "comfyui_trainer"))

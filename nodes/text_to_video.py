@@ -14,14 +14,13 @@ from .common import CATEGORY, LTXModel, LTXModelType, LTXUpsampler, LTXUpsampler
 from .conditioning import LTXConditionsType
 from .decode import decode
 from .guidance import LTXGuidanceType
+from .lora import LTXLoraStackType, apply_lora_stack
 from .sampling import (DEFAULT_RECIPE, MAX_SEED, RECIPE_CHOICES, RECIPE_TOOLTIP, UPSAMPLER_FILE, as_latent,
                        hidden_unique_id, recipe_choice, sample)
 from .text import DEFAULT_NEGATIVE_PROMPT, encode_prompt
 from .video import metadata_of, save_inputs, save_video
 
 logger = logging.getLogger(__name__)
-
-LTXLoraStackType = io.Custom("LTX097_LORA_STACK")
 
 RESOLUTIONS = {
     "480p": {"16:9": (848, 480), "1:1": (480, 480), "9:16": (480, 848)},
@@ -42,11 +41,7 @@ def video_size(resolution: str, aspect_ratio: str) -> tuple[int, int]:
 
 def with_loras(model: LTXModel, loras) -> LTXModel:
     """The model with a LoRA stack applied (a patched clone; the input model is not changed)."""
-    if not loras:
-        return model
-    from .lora import apply_lora_stack  # the LoRA nodes' module; only needed when a stack is connected
-
-    return apply_lora_stack(model, loras)
+    return apply_lora_stack(model, loras) if loras else model
 
 
 class LTX097TextToVideo(io.ComfyNode):

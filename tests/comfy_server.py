@@ -78,11 +78,14 @@ def prepare_workdir(workdir: Path, pack_dir: Path = REPO_ROOT, pack_name: str = 
 
 def host_command(workdir: Path, *extra: str, port: Optional[int] = None, cpu: bool = True) -> list[str]:
     """`python main.py ...` for a workdir made by `prepare_workdir` (run it with cwd=comfy_root()); `cpu=False`
-    lets ComfyUI use a GPU (the demo with real weights)."""
+    lets ComfyUI use a GPU (the demo with real weights).
+
+    The workdir is the host's base directory, so its default model folders (where LoRA downloads go), inputs,
+    outputs and user files are the workdir's own: a test server never writes into the shared host tree.
+    """
     workdir = Path(workdir)
     cmd = [sys.executable, "main.py", *(["--cpu"] if cpu else []), "--disable-auto-launch",
-           "--output-directory", str(workdir / "output"), "--temp-directory", str(workdir / "temp"),
-           "--input-directory", str(workdir / "input"), "--user-directory", str(workdir / "user"),
+           "--base-directory", str(workdir), "--user-directory", str(workdir / "user"),
            "--database-url", f"sqlite:///{workdir / 'user' / 'comfyui.db'}",
            "--extra-model-paths-config", str(workdir / "extra_model_paths.yaml")]
     if port is not None:

@@ -15,18 +15,24 @@ import torch
 import torch.nn.functional as F
 
 DEFAULT_CRF = 29
+MIN_MEDIA_SIDE = 8
+"""Smallest side in pixels a condition's media may have once cropped to the video's aspect ratio: smaller pictures
+carry no usable detail, and the blur and H.264 round trip need a few pixels to work on."""
+
+
+def cropped_size(in_height: int, in_width: int, width: int, height: int) -> tuple[int, int]:
+    """(height, width) of media `in_height × in_width` centre-cropped to the aspect ratio `width / height`."""
+    target = width / height
+    if in_width / in_height > target:
+        return in_height, int(in_height * target)
+    return int(in_width / target), in_width
 
 
 def crop_to_aspect(frames: torch.Tensor, width: int, height: int) -> torch.Tensor:
     """Centre-crop `[F, H, W, C]` frames to the aspect ratio `width / height` (integer maths of the reference)."""
     in_height, in_width = frames.shape[1:3]
-    target = width / height
-    if in_width / in_height > target:
-        new_width, new_height = int(in_height * target), in_height
-        x0, y0 = (in_width - new_width) // 2, 0
-    else:
-        new_width, new_height = in_width, int(in_width / target)
-        x0, y0 = 0, (in_height - new_height) // 2
+    new_height, new_width = cropped_size(in_height, in_width, width, height)
+    y0, x0 = (in_height - new_height) // 2, (in_width - new_width) // 2
     return frames[:, y0:y0 + new_height, x0:x0 + new_width]
 
 

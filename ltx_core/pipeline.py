@@ -9,6 +9,7 @@ and resize to the target.
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
@@ -17,7 +18,8 @@ import torch.nn.functional as F
 
 from .checkpoint import LTXCheckpoint
 from .conditioning import Condition
-from .media import padded_frame_count, padding_for, prepare_media, trim_frames
+from .media import (MIN_MEDIA_SIDE, cropped_size, padded_frame_count, padding_for, prepare_media,
+                    trim_frames)
 from .passes import LATENT_SCALE, Callback, ModelHook, PassRunner, tone_map
 from .randomness import Randomness
 from .recipes import check_recipe, resolve_recipe
@@ -51,17 +53,28 @@ class VideoLatents:
 
 
 def _validate(width: int, height: int, num_frames: int, frame_rate: float, conditions: Sequence[Condition]) -> None:
+    """Refuse what would fail (or give garbage) deep inside a generation, before any work starts."""
     for name, value, low, high in (("width", width, 32, 8192), ("height", height, 32, 8192),
                                    ("num_frames", num_frames, 1, 2049)):
-        if not low <= value <= high:
-            raise ValueError(f"{name}={value} is out of range (allowed: {low}–{high})")
-    if frame_rate <= 0:
-        raise ValueError(f"frame_rate={frame_rate} must be positive")
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise ValueError(f"{name}={value!r} is out of range (allowed: whole numbers {low}–{high})")
+    if isinstance(frame_rate, bool) or not isinstance(frame_rate, (int, float)) or not math.isfinite(frame_rate) \
+            or frame_rate <= 0:
+        raise ValueError(f"frame_rate={frame_rate!r} must be a finite number of frames per second above 0")
     for index, item in enumerate(conditions):
         if not 0 <= item.start_frame < num_frames:
             raise ValueError(f"conditions[{index}].start_frame={item.start_frame} must lie in 0–{num_frames - 1}")
-        if not 0.0 <= item.strength <= 1.0:
+        if not 0.0 <= item.strength <= 1.0:  # NaN fails this too
             raise ValueError(f"conditions[{index}].strength={item.strength} must lie in 0–1")
+        media = item.media
+        if media.ndim != 4 or media.shape[-1] != 3 or media.shape[0] < 1:
+            raise ValueError(f"conditions[{index}]: media must be [frames, height, width, 3], got "
+                             f"{tuple(media.shape)}")
+        crop_h, crop_w = cropped_size(media.shape[1], media.shape[2], width, height)
+        if min(crop_h, crop_w) < MIN_MEDIA_SIDE:
+            raise ValueError(f"conditions[{index}]: the media is {media.shape[2]}×{media.shape[1]} px, "
+                             f"{crop_w}×{crop_h} once centre-cropped to the video's {width}:{height} aspect "
+                             f"ratio; conditioning media must keep at least {MIN_MEDIA_SIDE} px on each side")
 
 
 def _prompts(context: torch.Tensor, mask: torch.Tensor, negative: torch.Tensor, negative_mask: torch.Tensor,
@@ -113,9 +126,9 @@ def sample_video(checkpoint: LTXCheckpoint, *, context: torch.Tensor, context_ma
     called before the transformer, the VAE or the upsampler is used, so a host can load it there first.
     """
     _validate(width, height, num_frames, frame_rate, conditions)
+    settings = resolve_recipe(recipe, overrides)
     if checkpoint.transformer is None or checkpoint.vae is None:
         raise ValueError("sampling needs a checkpoint with both a transformer and a VAE")
-    settings = resolve_recipe(recipe, overrides)
     if steps is not None:
         settings = _apply_steps(settings, steps)
     multi_scale = settings["pipeline_type"] == "multi-scale"

@@ -8,7 +8,8 @@ the defaults of the official `inference.py`: conditioning noise 0.15, CRF 29, Ad
 from __future__ import annotations
 
 import copy
-from typing import Any, Mapping, Optional, Union
+import math
+from typing import Any, Callable, Mapping, Optional, Union
 
 _COMMON = {
     "stg_mode": "attention_values",
@@ -110,6 +111,9 @@ def resolve_recipe(recipe: Union[str, Mapping[str, Any]], overrides: Mapping[str
             resolved.setdefault(key, {}).update(copy.deepcopy(dict(value)))
         else:
             resolved[key] = copy.deepcopy(value)
+    for name in ("first_pass", "second_pass"):
+        if name in resolved and not isinstance(resolved[name], Mapping):
+            raise ValueError(f"recipe {name}={resolved[name]!r} is not allowed (allowed: a dict of pass settings)")
     kind = resolved.get("pipeline_type", "base")
     if kind == "multi-scale":
         _check_keys(resolved, TOP_KEYS, "(top level)")
@@ -121,7 +125,84 @@ def resolve_recipe(recipe: Union[str, Mapping[str, Any]], overrides: Mapping[str
         _check_keys(resolved, TOP_KEYS | PASS_KEYS, "(top level)")
     else:
         raise ValueError(f"recipe: pipeline_type '{kind}' is not supported (allowed: base, multi-scale)")
+    check_values(resolved)
     return resolved
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _is_whole(value: Any, low: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= low
+
+
+def _in_unit(value: Any) -> bool:
+    return _is_number(value) and 0 <= value <= 1
+
+
+def _scale(value: Any) -> bool:
+    """One number ≥ 0, or a non-empty list of them (one per guidance timestep)."""
+    values = value if isinstance(value, (list, tuple)) else [value]
+    return bool(values) and all(_is_number(v) and v >= 0 for v in values)
+
+
+def _timestep_list(value: Any) -> bool:
+    return isinstance(value, (list, tuple)) and bool(value) and all(_is_number(v) and 0 < v <= 1 for v in value)
+
+
+def _block_list(value: Any) -> bool:
+    """Block numbers for every step, or one list of them per guidance timestep."""
+    def blocks(items: Any) -> bool:
+        return isinstance(items, (list, tuple)) and all(_is_whole(i, 0) for i in items)
+
+    return value is None or blocks(value) or (isinstance(value, (list, tuple)) and all(blocks(v) for v in value))
+
+
+_STG_MODES = ("attention_values", "attention_skip", "residual", "transformer_block")
+_SAMPLERS = ("from_checkpoint", "uniform", "linear-quadratic")
+# key → (test, what is allowed); values come from users (a guidance dict, an API request), so each is checked
+# here with a sentence rather than failing later inside torch.
+_TOP_VALUES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "stg_mode": (lambda v: v in _STG_MODES, f"one of {', '.join(_STG_MODES)}"),
+    "sampler": (lambda v: isinstance(v, str) and v.lower() in _SAMPLERS, f"one of {', '.join(_SAMPLERS)}"),
+    "decode_timestep": (_in_unit, "a number in 0–1"),
+    "decode_noise_scale": (lambda v: v is None or _in_unit(v), "a number in 0–1 (or null: the decode timestep)"),
+    "image_cond_noise_scale": (_in_unit, "a number in 0–1"),
+    "adain_factor": (_in_unit, "a number in 0–1"),
+    "tone_map_compression_ratio": (_in_unit, "a number in 0–1"),
+    "crf": (lambda v: _is_whole(v, 0) and v <= 51, "a whole number in 0–51"),
+    "stochastic_sampling": (lambda v: isinstance(v, bool), "true or false"),
+    "batched_guidance": (lambda v: isinstance(v, bool), "true or false"),
+    "downscale_factor": (lambda v: _is_number(v) and 0 < v <= 1, "a number above 0 and at most 1"),
+}
+_PASS_VALUES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "guidance_scale": (_scale, "a number of 0 or more, or a list of them (one per guidance timestep)"),
+    "stg_scale": (_scale, "a number of 0 or more, or a list of them (one per guidance timestep)"),
+    "rescaling_scale": (_scale, "a number of 0 or more, or a list of them (one per guidance timestep)"),
+    "guidance_timesteps": (_timestep_list, "a list of timesteps in (0, 1]"),
+    "timesteps": (_timestep_list, "a list of timesteps in (0, 1]"),
+    "skip_block_list": (_block_list, "a list of block numbers (0 or more), or one such list per guidance timestep"),
+    "num_inference_steps": (lambda v: _is_whole(v, 1), "a whole number of 1 or more"),
+    "skip_initial_inference_steps": (lambda v: _is_whole(v, 0), "a whole number of 0 or more"),
+    "skip_final_inference_steps": (lambda v: _is_whole(v, 0), "a whole number of 0 or more"),
+    "cfg_star_rescale": (lambda v: isinstance(v, bool), "true or false"),
+}
+
+
+def _check_values(mapping: Mapping[str, Any], checks: Mapping[str, tuple[Callable[[Any], bool], str]],
+                  where: str) -> None:
+    for key, (test, allowed) in checks.items():
+        if key in mapping and not test(mapping[key]):
+            raise ValueError(f"recipe {where}{key}={mapping[key]!r} is not allowed (allowed: {allowed})")
+
+
+def check_values(recipe: Mapping[str, Any]) -> None:
+    """Refuse values of the wrong type or range in a resolved recipe, naming the key, the value and what is
+    allowed."""
+    _check_values(recipe, _TOP_VALUES, "")
+    for name, settings in recipe_passes(recipe):
+        _check_values(settings, _PASS_VALUES, "" if name == "recipe" else f"{name}.")
 
 
 def recipe_passes(recipe: Mapping[str, Any]) -> list[tuple[str, dict]]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -222,3 +223,15 @@ def model_path(name: str, *folders: str) -> str:
 def wrap(model: torch.nn.Module, load_device: torch.device, offload_device: torch.device):
     """A ComfyUI ModelPatcher around an ltx_core module (ComfyUI then owns loading and offloading it)."""
     return comfy.model_patcher.ModelPatcher(model, load_device=load_device, offload_device=offload_device)
+
+
+def check_number(name: str, value: Any, low: float, high: float) -> bool | str:
+    """`validate_inputs` answer for a number widget: True, or the sentence that refuses the prompt (HTTP 400).
+
+    ComfyUI's own min/max check lets NaN through (every comparison with NaN is false) and is skipped for the
+    inputs a node validates itself, so nodes that validate a number check its range here.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+            or not low <= value <= high:
+        return f"{name}={value!r} is not allowed (allowed: a number in {low:g}–{high:g})"
+    return True

@@ -17,6 +17,7 @@ import torch
 from comfy_api.latest import io
 
 from .. import ltx_core
+from ..ltx_core.media import MIN_MEDIA_SIDE
 from .common import CATEGORY
 
 logger = logging.getLogger(__name__)
@@ -60,6 +61,11 @@ def as_frames(images: torch.Tensor, label: str) -> torch.Tensor:
         raise ValueError(f"{label}: expected an IMAGE batch [frames, height, width, channels], got {shape}")
     if images.shape[0] == 0:
         raise ValueError(f"{label}: the image batch is empty")
+    height, width = images.shape[1:3]
+    if min(height, width) < MIN_MEDIA_SIDE:
+        raise ValueError(f"{label}: the image is {width}×{height} px; condition images and videos must be at "
+                         f"least {MIN_MEDIA_SIDE}×{MIN_MEDIA_SIDE} px (and keep {MIN_MEDIA_SIDE} px on each side "
+                         f"once centre-cropped to the video's aspect ratio)")
     frames = images[..., :3] if images.shape[-1] >= 3 else images.expand(*images.shape[:3], 3)
     return frames.detach().to(device="cpu", dtype=torch.float32).clamp(0, 1).contiguous()
 

@@ -12,7 +12,7 @@ import dataclasses
 import logging
 from dataclasses import dataclass
 from types import SimpleNamespace
-from typing import Any, Optional, Sequence, Union
+from typing import Any, Mapping, Optional, Sequence, Union
 
 import comfy.model_management as mm
 from comfy_api.latest import io
@@ -20,12 +20,14 @@ from comfy_api.latest import io
 from .. import ltx_core
 from ..ltx_core.pipeline import pass_shapes
 from ..ltx_core.recipes import check_recipe, max_branches, recipe_passes, resolve_recipe
-from .common import CATEGORY, LTXModel, LTXModelType, LTXUpsampler, LTXUpsamplerType, LTXVae, LTXVaeType
+from .common import (CATEGORY, LTXModel, LTXModelType, LTXUpsampler, LTXUpsamplerType, LTXVae, LTXVaeType,
+                     check_number)
 from .conditioning import LTXConditionsType, resolve_conditions
 from .guidance import LTXGuidanceType
 from .memory import ModelLoads, transformer_bytes, upsampler_bytes, vae_bytes
 from .progress import StepProgress, check_interrupted
 from .text import prompt_context
+from .video import MAX_FRAME_RATE, MIN_FRAME_RATE
 
 logger = logging.getLogger(__name__)
 
@@ -73,6 +75,9 @@ def recipe_choice(label: str) -> RecipeChoice:
 
 def recipe_overrides(choice: RecipeChoice, guidance: Optional[dict]) -> dict:
     """Guidance settings → `sample_video` overrides for this recipe (a base recipe reads `first_pass` as its pass)."""
+    if guidance is not None and not isinstance(guidance, Mapping):
+        raise ValueError(f"guidance={guidance!r} is not allowed (allowed: a dict of recipe settings, as the "
+                         f"Guidance Settings node makes)")
     overrides = dict(guidance or {})
     if choice.multi_scale:
         return overrides
@@ -171,7 +176,7 @@ def size_inputs(width: int = 768, height: int = 512, num_frames: int = 97, frame
         io.Int.Input("num_frames", default=num_frames, min=1, max=MAX_FRAMES, step=1,
                      tooltip="Number of frames. The model works on 8k+1 frames (9, 17, ..., 97, 121): other "
                              "counts are generated as the next 8k+1 and cut back."),
-        io.Float.Input("frame_rate", default=frame_rate, min=1.0, max=120.0, step=0.01,
+        io.Float.Input("frame_rate", default=frame_rate, min=MIN_FRAME_RATE, max=MAX_FRAME_RATE, step=0.01,
                        tooltip="Frames per second. The model is told the frame rate (it times the motion with "
                                "it); save the video at the same rate."),
     ]
@@ -221,7 +226,10 @@ class LTX097Sampler(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, recipe: str = DEFAULT_RECIPE, steps: int = 0) -> bool | str:
+    def validate_inputs(cls, recipe: str = DEFAULT_RECIPE, steps: int = 0, frame_rate: float = 25.0) -> bool | str:
+        rate = check_number("frame_rate", frame_rate, MIN_FRAME_RATE, MAX_FRAME_RATE)
+        if rate is not True:
+            return rate
         if recipe not in RECIPE_CHOICES:
             return f"recipe '{recipe}' is not one of: {', '.join(RECIPE_CHOICES)}"
         if not 0 <= steps <= 200:

@@ -10,7 +10,8 @@ from typing import Optional
 
 from comfy_api.latest import io, ui
 
-from .common import CATEGORY, LTXModel, LTXModelType, LTXUpsampler, LTXUpsamplerType, LTXVae, LTXVaeType
+from .common import (CATEGORY, LTXModel, LTXModelType, LTXUpsampler, LTXUpsamplerType, LTXVae, LTXVaeType,
+                     check_number)
 from .conditioning import LTXConditionsType
 from .decode import decode
 from .guidance import LTXGuidanceType
@@ -18,7 +19,7 @@ from .lora import LTXLoraStackType, apply_lora_stack
 from .sampling import (DEFAULT_RECIPE, MAX_SEED, RECIPE_CHOICES, RECIPE_TOOLTIP, UPSAMPLER_FILE, as_latent,
                        hidden_unique_id, recipe_choice, sample)
 from .text import DEFAULT_NEGATIVE_PROMPT, encode_prompt
-from .video import metadata_of, save_inputs, save_video
+from .video import MIN_FRAME_RATE, metadata_of, save_inputs, save_video
 
 logger = logging.getLogger(__name__)
 
@@ -29,6 +30,7 @@ RESOLUTIONS = {
 """(width, height) per resolution and aspect ratio; generated on the ×32 / 8k+1 grid and cropped back."""
 ASPECT_RATIOS = ("16:9", "1:1", "9:16")
 MIN_FRAMES, MAX_FRAMES = 9, 257
+MAX_FRAME_RATE = 60.0
 
 
 def video_size(resolution: str, aspect_ratio: str) -> tuple[int, int]:
@@ -79,7 +81,7 @@ class LTX097TextToVideo(io.ComfyNode):
                              tooltip="Denoising steps per pass (the 0.9.7 dev recipe's second pass runs the last "
                                      "13 of 30). The 0.9.7 distilled recipe runs its fixed 7 + 3 steps and ignores "
                                      "this."),
-                io.Float.Input("frame_rate", default=25.0, min=1.0, max=60.0, step=1.0,
+                io.Float.Input("frame_rate", default=25.0, min=MIN_FRAME_RATE, max=MAX_FRAME_RATE, step=1.0,
                                tooltip="Frames per second of the video (the model times the motion with it)."),
                 io.Int.Input("seed", default=0, min=0, max=MAX_SEED, control_after_generate=True,
                              tooltip="Seed of the noise. Leave the control on 'randomize' for a new video every "
@@ -109,6 +111,10 @@ class LTX097TextToVideo(io.ComfyNode):
             hidden=[io.Hidden.unique_id],
             is_output_node=True,
         )
+
+    @classmethod
+    def validate_inputs(cls, frame_rate: float = 25.0) -> bool | str:
+        return check_number("frame_rate", frame_rate, MIN_FRAME_RATE, MAX_FRAME_RATE)
 
     @classmethod
     def execute(cls, model: LTXModel, vae: LTXVae, clip, prompt: str,

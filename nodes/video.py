@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
+import tempfile
 from fractions import Fraction
 from typing import Optional
 
@@ -19,17 +21,20 @@ import torch
 from comfy.cli_args import args
 from comfy_api.latest import InputImpl, io, ui
 
-from .common import CATEGORY
+from .common import CATEGORY, check_number
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_PREFIX = "LTX-Video/ltxv097"
 DEFAULT_CRF = 19
+MIN_FRAME_RATE, MAX_FRAME_RATE = 1.0, 120.0
 
 
 def frame_rate_fraction(frame_rate: float) -> Fraction:
-    if not frame_rate > 0:
-        raise ValueError(f"frame_rate={frame_rate} must be positive")
+    if isinstance(frame_rate, bool) or not isinstance(frame_rate, (int, float)) or not math.isfinite(frame_rate) \
+            or frame_rate <= 0:
+        raise ValueError(f"frame_rate={frame_rate!r} is not allowed (allowed: a finite number of frames per "
+                         f"second above 0)")
     return Fraction(round(frame_rate * 1000), 1000)
 
 
@@ -57,18 +62,29 @@ def write_mp4(path: str, frames: torch.Tensor, frame_rate: float, crf: int = DEF
     if (height, width) != tuple(frames.shape[1:3]):
         logger.info("H.264 (yuv420p) needs an even size; saving %d×%d of %d×%d", width, height, frames.shape[2],
                     frames.shape[1])
-    with av.open(path, mode="w", format="mp4", options={"movflags": "use_metadata_tags+faststart"}) as container:
-        for key, value in (metadata or {}).items():
-            container.metadata[key] = value
-        stream = container.add_stream("libx264", rate=frame_rate_fraction(frame_rate))
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        stream.options = {"crf": str(int(crf))}
-        for frame in frames:
-            pixels = (frame[:height, :width, :3] * 255).round().clamp(0, 255).to(device="cpu", dtype=torch.uint8)
-            for packet in stream.encode(av.VideoFrame.from_ndarray(pixels.numpy(), format="rgb24")):
+    rate = frame_rate_fraction(frame_rate)
+    folder, name = os.path.split(path)
+    handle, partial = tempfile.mkstemp(prefix=f".{name}.", suffix=".part", dir=folder or ".")
+    os.close(handle)
+    try:
+        with av.open(partial, mode="w", format="mp4",
+                     options={"movflags": "use_metadata_tags+faststart"}) as container:
+            for key, value in (metadata or {}).items():
+                container.metadata[key] = value
+            stream = container.add_stream("libx264", rate=rate)
+            stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+            stream.options = {"crf": str(int(crf))}
+            for frame in frames:
+                pixels = (frame[:height, :width, :3] * 255).round().clamp(0, 255).to(device="cpu",
+                                                                                   dtype=torch.uint8)
+                for packet in stream.encode(av.VideoFrame.from_ndarray(pixels.numpy(), format="rgb24")):
+                    container.mux(packet)
+            for packet in stream.encode():
                 container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
+        os.replace(partial, path)
+    finally:
+        if os.path.exists(partial):
+            os.unlink(partial)
 
 
 def save_video(frames: torch.Tensor, frame_rate: float, *, filename_prefix: str = DEFAULT_PREFIX,
@@ -110,7 +126,7 @@ class LTX097SaveVideo(io.ComfyNode):
             ),
             inputs=[
                 io.Image.Input("images", tooltip="The frames [frames, height, width, 3] (LTX-Video 0.9.7 Decode)."),
-                io.Float.Input("frame_rate", default=25.0, min=1.0, max=120.0, step=0.01,
+                io.Float.Input("frame_rate", default=25.0, min=MIN_FRAME_RATE, max=MAX_FRAME_RATE, step=0.01,
                                tooltip="Frames per second; connect the decode node's frame_rate to match the "
                                        "sampler."),
                 *save_inputs(),
@@ -118,6 +134,10 @@ class LTX097SaveVideo(io.ComfyNode):
             outputs=[io.Video.Output(display_name="video", tooltip="The saved mp4 as a core VIDEO.")],
             is_output_node=True,
         )
+
+    @classmethod
+    def validate_inputs(cls, frame_rate: float = 25.0) -> bool | str:
+        return check_number("frame_rate", frame_rate, MIN_FRAME_RATE, MAX_FRAME_RATE)
 
     @classmethod
     def execute(cls, images: torch.Tensor, frame_rate: float = 25.0, filename_prefix: str = DEFAULT_PREFIX,

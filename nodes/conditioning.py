@@ -77,8 +77,14 @@ def chain(conditions: Optional[Sequence[ltx_core.Condition]], item: ltx_core.Con
 def resolve_conditions(conditions: Optional[Sequence[ltx_core.Condition]], num_frames: int
                        ) -> list[ltx_core.Condition]:
     """Conditions with their start frames resolved and checked against a video of `num_frames` frames."""
+    if conditions is not None and not isinstance(conditions, (list, tuple)):
+        raise ValueError(f"conditions={conditions!r:.80} is not allowed (allowed: the output of the Image "
+                         f"Condition / Video Condition nodes)")
     resolved = []
     for index, item in enumerate(conditions or ()):
+        if not isinstance(item, ltx_core.Condition):
+            raise ValueError(f"conditions: item {index + 1} is {item!r:.80}, not an image or video condition "
+                             f"(allowed: the output of the Image Condition / Video Condition nodes)")
         if not isinstance(item, MediaCondition):  # a plain ltx_core.Condition from another pack
             item = MediaCondition(item.media, item.start_frame, item.strength, item.crf,
                                   label=f"condition {index + 1}")

@@ -102,6 +102,15 @@ def test_save_video_refuses_nan_before_writing(ltx_pack, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("conditions, message", [
+    ("frame 0: cat.png", r"conditions='frame 0: cat.png' is not allowed"),
+    ([{"image": "cat.png", "start_frame": 0}], r"conditions: item 1 is \{'image': 'cat.png'.*not an image or video"),
+])
+def test_conditions_that_are_not_condition_items_are_named(ltx_pack, conditions, message):
+    with pytest.raises(ValueError, match=message):
+        ltx_pack.nodes.conditioning.resolve_conditions(conditions, 97)
+
+
 def test_sampler_refuses_a_guidance_input_that_is_not_a_dict(ltx_pack):
     sampling = ltx_pack.nodes.sampling
     with pytest.raises(ValueError, match=r"guidance='cfg 3' is not allowed \(allowed: a dict of recipe settings"):

@@ -67,13 +67,15 @@ def _read_head(response: Response, size: int) -> bytes:
 
 def download(url: str, dest: Path, *, max_bytes: int, check_head: Optional[Callable[[bytes], None]] = None,
              head_bytes: int = 16, cancel: Optional[Cancel] = None, progress: Optional[Progress] = None,
-             what: str = "the download", limit_hint: str = "", deadline_s: Optional[float] = None,
-             min_rate: float = MIN_RATE_BYTES_S, rate_window_s: float = RATE_WINDOW_S) -> Path:
+             what: str = "the download", check_file: Optional[Callable[[Path], None]] = None, limit_hint: str = "",
+             deadline_s: Optional[float] = None, min_rate: float = MIN_RATE_BYTES_S,
+             rate_window_s: float = RATE_WINDOW_S) -> Path:
     """Stream `url` to `dest` through a hidden temporary file beside it, renamed into place only when complete;
     nothing is left behind on any failure or cancel.
 
     `check_head(first head_bytes bytes)` runs before the rest is read and raises to refuse the file. `cancel()` runs
-    at least once a second and raises to stop (its exception passes through unchanged). The deadline defaults to
+    at least once a second and raises to stop (its exception passes through unchanged). `check_file(temporary
+    path)` runs on the complete file before the rename and raises to refuse it. The deadline defaults to
     DEADLINE_FLOOR_S plus the expected size at DEADLINE_BYTES_S; `limit_hint` is added to size-cap messages.
     """
     dest = Path(dest)
@@ -98,6 +100,8 @@ def download(url: str, dest: Path, *, max_bytes: int, check_head: Optional[Calla
             with os.fdopen(handle, "wb") as out:
                 _stream(response, out, head, max_bytes, progress, f"{shown} is larger than the "
                         f"{megabytes(max_bytes)} allowed for {what}{limit_hint}; stopped")
+            if check_file is not None:
+                check_file(temp)
             os.replace(temp, dest)
         except BaseException:
             temp.unlink(missing_ok=True)

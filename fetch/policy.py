@@ -99,6 +99,12 @@ def parse_url(url: str, what: str = "the URL") -> Target:
     return Target(url=str(url).strip(), scheme=scheme, host=parts.hostname, port=port or SCHEMES[scheme], path=path)
 
 
+def check_url(url: str, what: str = "the URL") -> None:
+    """Raise `FetchError` unless `url` is an http(s) URL without credentials (no DNS lookup: for refusing a request
+    before it runs; addresses are checked when it is fetched)."""
+    parse_url(url, what)
+
+
 def _ascii_host(host: str) -> str:
     try:
         return host.encode("idna").decode("ascii")

@@ -181,6 +181,28 @@ def test_sizes_truncation_and_http_errors(web, tmp_path):
     assert leftovers(tmp_path) == []
 
 
+def test_a_refused_complete_file_is_not_renamed_into_place(web, tmp_path):
+    web.routes["/f"] = LocalWeb.static(200, GOOD)
+    seen = []
+
+    def check_file(path: Path) -> None:
+        seen.append((path.parent, path.name.startswith(".f."), path.read_bytes() == GOOD))
+        raise ValueError("incomplete")
+    with pytest.raises(ValueError, match="incomplete"):
+        fetch.download(web.url + "/f", tmp_path / "f", max_bytes=1 << 20, check_file=check_file)
+    assert seen == [(tmp_path, True, True)] and leftovers(tmp_path) == []
+
+
+def test_check_url_refuses_before_anything_runs():
+    fetch.check_url("https://example.com/a.safetensors?x=1")
+    for url, message in (("ftp://example.com/a", "is not an http or https URL"),
+                         ("https://u:hunter2@example.com/a", "has a user name or password"),
+                         ("http:///nohost", "has no host name"), ("http://example.com:99999/", "is not a valid URL")):
+        with pytest.raises(fetch.FetchError, match=message) as error:
+            fetch.check_url(url, "the input")
+        assert str(error.value).startswith("the input: ") and "hunter2" not in str(error.value)
+
+
 # ------------------------------------------------------------------------------------------------------------------
 # addresses (SSRF)
 

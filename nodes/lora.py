@@ -31,7 +31,7 @@ import torch
 from comfy_api.latest import io
 from safetensors import safe_open
 
-from ..fetch import redact_url
+from ..fetch import ALLOW_HOSTS_ENV, ALLOW_PRIVATE_ENV, redact_url
 from ..ltx_core.lora import KIND_NAMES, LoraError, LoraMapping, map_lora
 from .common import CATEGORY, FP8_DTYPES, LTXModel, LTXModelType
 from .lora_sources import (ALLOW_LOCAL_ENV, LoraSourceError, check_safetensors, check_source, is_url, lora_files,
@@ -276,8 +276,10 @@ def apply_lora_stack(model: LTXModel, stack: Iterable[dict] | str | None) -> LTX
 
 _SOURCE_HELP = ("An http(s) URL (downloaded once into models/loras/ltx097_downloads), a Hugging Face repo id "
                 "('owner/name', with weight_name when the repo has several .safetensors files), or a file name in "
-                "models/loras. Overrides lora_name when not empty. Local paths outside the loras folders are "
-                f"refused unless ComfyUI runs with {ALLOW_LOCAL_ENV}=1.")
+                "models/loras. Overrides lora_name when not empty. URLs must lead to public addresses unless "
+                f"ComfyUI runs with {ALLOW_HOSTS_ENV} or {ALLOW_PRIVATE_ENV}=1, and carry no user name or "
+                "password. Local paths outside the loras folders are refused unless ComfyUI runs with "
+                f"{ALLOW_LOCAL_ENV}=1.")
 
 
 class LTX097LoraLoader(io.ComfyNode):

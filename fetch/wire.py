@@ -36,21 +36,24 @@ def connect(target: Target, addresses: list[IPAddress], pace: Pace) -> socket.so
 
 
 def _connect_one(address: IPAddress, port: int, pace: Pace) -> Optional[socket.socket]:
+    """A connected socket, or None when the address refuses, fails or stays silent for CONNECT_TIMEOUT_S; waits in
+    POLL_S steps with `cancel()` between them (its exception passes through)."""
     family = socket.AF_INET6 if address.version == 6 else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock = socket.socket(family, socket.SOCK_STREAM)
+    except OSError:  # e.g. no IPv6 on this machine
+        return None
+    started = time.monotonic()
     try:
         sock.setblocking(False)
         code = sock.connect_ex((str(address), port))
-        started = time.monotonic()
+    except OSError:
+        code = -1
+    try:
         while code in (errno.EINPROGRESS, errno.EWOULDBLOCK, errno.EALREADY):
             if pace.cancel is not None:
                 pace.cancel()
-            if select.select([], [sock], [], POLL_S)[1]:
-                code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-            elif time.monotonic() - started > min(CONNECT_TIMEOUT_S, pace.deadline_s):
-                code = errno.ETIMEDOUT
-    except OSError:
-        code = -1
+            code = _connect_result(sock, started, min(CONNECT_TIMEOUT_S, pace.deadline_s))
     except BaseException:
         sock.close()
         raise
@@ -58,6 +61,16 @@ def _connect_one(address: IPAddress, port: int, pace: Pace) -> Optional[socket.s
         sock.close()
         return None
     return sock
+
+
+def _connect_result(sock: socket.socket, started: float, timeout: float) -> int:
+    """The connection's error code after one wait of at most POLL_S (EINPROGRESS while it is still pending)."""
+    try:
+        if select.select([], [sock], [], POLL_S)[1]:
+            return sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+    except OSError:
+        return -1
+    return errno.ETIMEDOUT if time.monotonic() - started > timeout else errno.EINPROGRESS
 
 
 def _ready(sock: socket.socket) -> socket.socket:

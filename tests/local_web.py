@@ -11,19 +11,23 @@ Every route is bounded: it ends by itself within seconds even if the client neve
 from __future__ import annotations
 
 import http.server
+import ssl
 import threading
 import time
+from pathlib import Path
 from typing import Callable, Optional
 
 Handler = Callable[[http.server.BaseHTTPRequestHandler], None]
 
 
 class LocalWeb:
-    def __init__(self):
+    def __init__(self, tls_pem: Optional[Path] = None):
+        """`tls_pem` (key + certificate in one file) serves https instead of http."""
         self.routes: dict[str, Handler] = {}
         self.hits: dict[str, int] = {}
         self.sent: dict[str, int] = {}
         self.bodies: dict[str, bytes] = {}
+        self.host_headers: dict[str, str] = {}
         self.done: dict[str, threading.Event] = {}
         web = self
 
@@ -32,6 +36,7 @@ class LocalWeb:
 
             def _serve(self):
                 web.hits[self.path] = web.hits.get(self.path, 0) + 1
+                web.host_headers[self.path] = self.headers.get("Host", "")
                 length = int(self.headers.get("Content-Length") or 0)
                 web.bodies[self.path] = self.rfile.read(length) if length else b""
                 try:
@@ -49,8 +54,12 @@ class LocalWeb:
 
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Request)
         self.httpd.daemon_threads = True
+        if tls_pem is not None:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(tls_pem)
+            self.httpd.socket = context.wrap_socket(self.httpd.socket, server_side=True)
         self.port = self.httpd.server_address[1]
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"{'https' if tls_pem else 'http'}://127.0.0.1:{self.port}"
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
         self.thread.start()
 

@@ -97,6 +97,27 @@ def test_a_redirect_between_allowed_urls_is_followed(web, tmp_path):
     assert leftovers(tmp_path) == ["f"]
 
 
+def test_https_checks_the_certificate_against_the_host_name(tmp_path, monkeypatch):
+    """The connection goes to the checked address, the TLS handshake names the host (SNI) and verifies it."""
+    import ssl
+
+    pem = Path(__file__).parent / "data" / "localhost.pem"  # self-signed, for the name localhost only
+    web = LocalWeb(tls_pem=pem)
+    try:
+        web.routes["/f"] = LocalWeb.static(200, GOOD)
+        monkeypatch.setenv(fetch.ALLOW_HOSTS_ENV, f"127.0.0.1:{web.port}")
+        trusted = ssl.create_default_context
+        monkeypatch.setattr(ssl, "create_default_context", lambda: trusted(cafile=str(pem)))
+        dest = fetch.download(f"https://localhost:{web.port}/f", tmp_path / "f", max_bytes=1 << 20)
+        assert dest.read_bytes() == GOOD and web.host_headers["/f"] == f"localhost:{web.port}"
+        with pytest.raises(fetch.FetchError, match=r"the secure \(TLS\) connection could not be set up \(.*"
+                                                   r"(IP address mismatch|doesn't match)"):
+            fetch.download(f"https://127.0.0.1:{web.port}/f", tmp_path / "g", max_bytes=1 << 20)
+        assert leftovers(tmp_path) == ["f"]
+    finally:
+        web.close()
+
+
 # ------------------------------------------------------------------------------------------------------------------
 # slow senders and cancel
 
@@ -294,9 +315,10 @@ def test_credentials_in_urls_are_refused_and_never_shown(web, tmp_path, caplog):
 def test_the_opt_in_settings(web, tmp_path, monkeypatch):
     web.routes["/f"] = LocalWeb.static(200, GOOD)
     url = f"http://localhost:{web.port}/f"
-    for hosts in (f"localhost:{web.port}", f"LOCALHOST", f" other.lan , 127.0.0.1:{web.port}"):
+    for hosts in (f"localhost:{web.port}", "LOCALHOST", f" other.lan , 127.0.0.1:{web.port}"):
         monkeypatch.setenv(fetch.ALLOW_HOSTS_ENV, hosts)
         assert fetch.fetch_bytes(url, max_bytes=1 << 20)[0] == GOOD
+        assert web.host_headers["/f"] == f"localhost:{web.port}", "the request names the host, not the address"
     monkeypatch.setenv(fetch.ALLOW_HOSTS_ENV, f"localhost:{web.port + 1},127.0.0.2")
     with pytest.raises(fetch.FetchError, match="unreachable or not allowed"):
         fetch.fetch_bytes(url, max_bytes=1 << 20)

@@ -22,11 +22,11 @@ import struct
 import threading
 import urllib.parse
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
 import folder_paths
 
-from ..fetch import FetchError, check_url, download, redact_url
+from ..fetch import FetchError, Progress, check_url, download, redact_url
 from .progress import check_interrupted
 
 logger = logging.getLogger(__name__)
@@ -44,8 +44,6 @@ _REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$"
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 _download_lock = threading.Lock()
 
-Progress = Callable[[int, Optional[int]], None]
-"""`progress(bytes_done, bytes_total_or_None)`."""
 
 
 class LoraSourceError(ValueError):

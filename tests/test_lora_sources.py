@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import http.server
 import io
-import os
 import sys
 import threading
 import time

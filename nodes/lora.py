@@ -31,9 +31,10 @@ import torch
 from comfy_api.latest import io
 from safetensors import safe_open
 
+from ..fetch import ALLOW_HOSTS_ENV, ALLOW_PRIVATE_ENV, redact_url
 from ..ltx_core.lora import KIND_NAMES, LoraError, LoraMapping, map_lora
 from .common import CATEGORY, FP8_DTYPES, LTXModel, LTXModelType
-from .lora_sources import (ALLOW_LOCAL_ENV, LoraSourceError, check_safetensors, describe_url, is_url, lora_files,
+from .lora_sources import (ALLOW_LOCAL_ENV, LoraSourceError, check_safetensors, check_source, is_url, lora_files,
                            resolve_lora)
 
 logger = logging.getLogger(__name__)
@@ -212,6 +213,10 @@ def parse_lora_stack(value) -> list[dict]:
         if not isinstance(path, str) or not path.strip():
             raise ValueError(f"LoRA {number} needs a 'path': a file in models/loras, an http(s) URL or a Hugging "
                              f"Face repo id")
+        try:
+            check_source(path.strip())
+        except LoraSourceError as error:
+            raise ValueError(f"LoRA {number}: {error}") from None
         weight_name = item.get("weight_name")
         if weight_name is not None and not isinstance(weight_name, str):
             raise ValueError(f"LoRA {number}: weight_name must be a file name (text) or null, got a "
@@ -225,7 +230,7 @@ def parse_lora_stack(value) -> list[dict]:
 
 
 def _display_name(source: str) -> str:
-    return describe_url(source) if is_url(source) else source
+    return redact_url(source) if is_url(source) else source
 
 
 def _progress_bar():
@@ -271,8 +276,10 @@ def apply_lora_stack(model: LTXModel, stack: Iterable[dict] | str | None) -> LTX
 
 _SOURCE_HELP = ("An http(s) URL (downloaded once into models/loras/ltx097_downloads), a Hugging Face repo id "
                 "('owner/name', with weight_name when the repo has several .safetensors files), or a file name in "
-                "models/loras. Overrides lora_name when not empty. Local paths outside the loras folders are "
-                f"refused unless ComfyUI runs with {ALLOW_LOCAL_ENV}=1.")
+                "models/loras. Overrides lora_name when not empty. URLs must lead to public addresses unless "
+                f"ComfyUI runs with {ALLOW_HOSTS_ENV} or {ALLOW_PRIVATE_ENV}=1, and carry no user name or "
+                "password. Local paths outside the loras folders are refused unless ComfyUI runs with "
+                f"{ALLOW_LOCAL_ENV}=1.")
 
 
 class LTX097LoraLoader(io.ComfyNode):
@@ -304,6 +311,14 @@ class LTX097LoraLoader(io.ComfyNode):
             ],
             outputs=[LTXModelType.Output(display_name="model", tooltip="The model with the LoRA attached.")],
         )
+
+    @classmethod
+    def validate_inputs(cls, source=None) -> bool | str:
+        try:
+            check_source((source or "").strip() if isinstance(source, str) else "")
+        except LoraSourceError as error:
+            return str(error)
+        return True
 
     @classmethod
     def execute(cls, model: LTXModel, lora_name: str, strength: float, source: str = "",

@@ -12,11 +12,9 @@ from __future__ import annotations
 
 import hashlib
 import http.client
-import json
 import logging
 import os
 import re
-import struct
 import tempfile
 import threading
 import urllib.error
@@ -26,6 +24,8 @@ from pathlib import Path
 from typing import Callable, Optional
 
 import folder_paths
+
+from ..ltx_core import safetensors_check
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +38,6 @@ DEFAULT_MAX_DOWNLOAD_MB = 4096
 SAFETENSORS_SUFFIXES = (".safetensors", ".sft")
 DOWNLOAD_TIMEOUT_S = 60.0
 CHUNK_BYTES = 1 << 20
-MAX_HEADER_BYTES = 100 << 20
 
 _REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
@@ -156,51 +155,12 @@ def resolve_lora(source: str, weight_name: Optional[str] = None, *, progress: Op
 
 def check_safetensors(path: str | Path, what: str = "the file") -> None:
     """Raise `LoraSourceError` unless `path` is a complete, well-formed safetensors file (header and size only)."""
-    path = Path(path)
-    size = path.stat().st_size
-    with open(path, "rb") as handle:
-        head = handle.read(16)
-        if len(head) < 10:
-            raise LoraSourceError(f"{what} is empty or cut short ({size} bytes); it is not a safetensors file")
-        _reject_other_formats(head, what)
-        (header_len,) = struct.unpack("<Q", head[:8])
-        if head[8:9] != b"{" or header_len > MAX_HEADER_BYTES:
-            raise LoraSourceError(f"{what} is not a safetensors file")
-        if 8 + header_len > size:
-            raise LoraSourceError(f"{what} is not a complete safetensors file (its header says {header_len} bytes, "
-                                  f"the file has {size}); the download may have been cut short")
-        handle.seek(8)
-        raw = handle.read(header_len)
-    try:
-        header = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise LoraSourceError(f"{what} is not a safetensors file (its header is not JSON)") from None
-    if not isinstance(header, dict):
-        raise LoraSourceError(f"{what} is not a safetensors file (its header is not a JSON object)")
-    end = 0
-    for key, info in header.items():
-        if key == "__metadata__":
-            continue
-        try:
-            end = max(end, int(info["data_offsets"][1]))
-        except (KeyError, TypeError, IndexError, ValueError):
-            raise LoraSourceError(f"{what} is not a safetensors file (entry '{key}' has no data offsets)") from None
-    if 8 + header_len + end != size:
-        raise LoraSourceError(f"{what} is incomplete: it should be {8 + header_len + end} bytes but has {size}; the "
-                              f"download may have been cut short")
+    safetensors_check.check_safetensors(path, what, error=LoraSourceError)
 
 
 def _reject_other_formats(head: bytes, what: str, content_type: str = "") -> None:
-    """Name the usual wrong downloads (web pages, pickles) from a file's first bytes; a safetensors file has its
-    JSON header's `{` at byte 8."""
-    if head[8:9] == b"{":
-        return
-    if "html" in content_type.lower() or head.lstrip()[:1] == b"<":
-        raise LoraSourceError(f"{what} is a web page (HTML), not a safetensors file; the URL probably leads to a "
-                              f"login or error page rather than to the file itself")
-    if head[:4] == b"PK\x03\x04" or (head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05")):
-        raise LoraSourceError(f"{what} is a pickled PyTorch file (.ckpt/.pt/.bin), not safetensors; pickle files can "
-                              f"run code and are never loaded. Use the .safetensors version of the LoRA")
+    """Name the usual wrong downloads (web pages, pickles) from a file's first bytes."""
+    safetensors_check.reject_other_formats(head, what, content_type, error=LoraSourceError)
 
 
 # ------------------------------------------------------------------------------------------------------------------

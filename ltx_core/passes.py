@@ -141,8 +141,9 @@ class PassRunner:
         self.use("upsampler")
         denormalized = self.vae.denormalize(latents).to(_device_of(upsampler))
         upsampled = self.vae.normalize(upsampler(denormalized).to(latents.device))
-        check_finite(upsampled, "the latent upsampler's output, between the passes",
-                     causes="NaN or infinite weights in the latent upsampler file, or float16 overflow in it")
+        check_finite(upsampled, "the latent upsampler's output, between the passes", upsampler,
+                     causes="NaN or infinite weights in the latent upsampler file, or float16 overflow in it",
+                     model_name="latent upsampler")
         return adain(upsampled, latents, adain_factor)
 
 

@@ -27,17 +27,18 @@ INPUT_CAUSES = ("NaN or infinite weights in the VAE that encoded the image/video
 class NonFiniteLatentsError(ValueError):
     """The latents of a generation became NaN or infinite: stopped there rather than decoded into a black video.
 
-    `where` says where (`step 3 of 30`, the pass); the message adds the likely causes and, when the transformer's
-    own weights hold NaN or inf, which ones."""
+    `where` says where (`step 3 of 30`, the pass); the message adds the likely causes and, when the weights of
+    `model` (the transformer, or the VAE / upsampler named `model_name`) hold NaN or inf, which ones."""
 
-    def __init__(self, where: str, transformer: Optional[torch.nn.Module] = None, causes: str = LIKELY_CAUSES):
+    def __init__(self, where: str, model: Optional[torch.nn.Module] = None, causes: str = LIKELY_CAUSES,
+                 model_name: str = "transformer"):
         self.where = where
-        self.bad_parameters = non_finite_parameters(transformer) if transformer is not None else []
+        self.bad_parameters = non_finite_parameters(model) if model is not None else []
         found = ""
         if self.bad_parameters:
-            found = (f" The transformer's weights hold NaN/inf values in {', '.join(self.bad_parameters[:3])}"
+            found = (f" The {model_name}'s weights hold NaN/inf values in {', '.join(self.bad_parameters[:3])}"
                      + (" and more" if len(self.bad_parameters) > 3 else "") + ".")
-        fp16 = getattr(transformer, "compute_dtype", None) == torch.float16
+        fp16 = getattr(model, "compute_dtype", None) == torch.float16
         computes = " The transformer computes in float16, where overflow is the most common cause." if fp16 else ""
         super().__init__(f"the latents became NaN or infinite at {where}; generation stopped instead of giving a "
                          f"black video. Likely causes: {causes}.{found}{computes}")
@@ -55,11 +56,11 @@ def non_finite_parameters(module: torch.nn.Module) -> list[str]:
     return bad
 
 
-def check_finite(tensor: torch.Tensor, where: str, transformer: Optional[torch.nn.Module] = None,
-                 causes: str = LIKELY_CAUSES) -> None:
+def check_finite(tensor: torch.Tensor, where: str, model: Optional[torch.nn.Module] = None,
+                 causes: str = LIKELY_CAUSES, model_name: str = "transformer") -> None:
     """Raise `NonFiniteLatentsError` when `tensor` holds NaN or inf (one reduction and one sync)."""
     if not bool(torch.isfinite(tensor).all()):
-        raise NonFiniteLatentsError(where, transformer, causes)
+        raise NonFiniteLatentsError(where, model, causes, model_name)
 
 
 @dataclass

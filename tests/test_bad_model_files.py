@@ -238,7 +238,21 @@ def test_nan_in_the_upsampler_stops_between_the_passes(files, tmp_path):
         weights["final_conv.bias"][0] = float("nan")
         return weights
 
-    with pytest.raises(NonFiniteLatentsError, match="latent upsampler's output"):
+    with pytest.raises(NonFiniteLatentsError, match=r"latent upsampler's output.* The latent upsampler's weights "
+                                                    r"hold NaN/inf values in final_conv\.bias"):
         _generate(load_checkpoint(checkpoint),
                   load_latent_upsampler(_rewrite(upsampler, tmp_path / "nan_up.safetensors", tensors=poison)),
                   recipe="0.9.7-distilled", width=128, height=128)
+
+
+def test_nan_in_the_vae_stops_the_decode(files, tmp_path):
+    _, checkpoint, _ = files
+
+    def poison(weights):
+        weights["vae.decoder.conv_out.conv.bias"][0] = float("nan")
+        return weights
+
+    with pytest.raises(NonFiniteLatentsError, match=r"the VAE decode .* The VAE's weights hold NaN/inf values in "
+                                                    r"decoder\.conv_out\.conv\.bias"):
+        _generate(load_checkpoint(_rewrite(checkpoint, tmp_path / "nan_vae.safetensors", tensors=poison)),
+                  num_inference_steps=1)

@@ -13,7 +13,8 @@ from safetensors.torch import save_file
 import e2e_workflows
 import tiny
 import tiny_lora
-from comfy_server import ComfyServer
+import workflow_api
+from comfy_server import ComfyServer, HostError
 
 pytest_plugins = ["comfy_host"]
 
@@ -21,6 +22,7 @@ RUN_TIMEOUT = 180.0
 NAN_CHECKPOINT = "ltxv097_bad_nan_weight.safetensors"
 FORGED_CHECKPOINT = "ltxv097_bad_forged_layers.safetensors"
 PICKLED_CHECKPOINT = "ltxv097_bad_pickle.safetensors"
+PICKLED_UPSAMPLER = "ltxv097_bad_pickle_upsampler.safetensors"
 RANK_MISMATCH_LORA = "ltxv097_bad_rank_mismatch.safetensors"
 POISONED = "transformer_blocks.0.ff.net.2.weight"
 
@@ -49,6 +51,8 @@ def host(comfy_server: ComfyServer):
     comfy_server.add_model("checkpoints", FORGED_CHECKPOINT, lambda path: _checkpoint(path, layers=20000))
     comfy_server.add_model("checkpoints", PICKLED_CHECKPOINT,
                            lambda path: torch.save({"model.diffusion_model.proj_out.weight": torch.zeros(2)}, path))
+    comfy_server.add_model("latent_upscale_models", PICKLED_UPSAMPLER,
+                           lambda path: torch.save({"initial_conv.weight": torch.zeros(2)}, path))
     comfy_server.add_model("loras", RANK_MISMATCH_LORA, _rank_mismatch_lora)
     return comfy_server
 
@@ -91,11 +95,18 @@ def test_forged_config_fails_the_loader_naming_the_field(host, object_info):
     assert FORGED_CHECKPOINT in message and "num_layers=20000" in message and "2 transformer blocks" in message
 
 
-def test_pickle_renamed_safetensors_fails_the_loader(host, object_info):
-    error = _fails(host, object_info, checkpoint=PICKLED_CHECKPOINT)
-    message = error["exception_message"]
-    assert error["node_type"] == "LTX097ModelLoader", error
-    assert PICKLED_CHECKPOINT in message and "pickled PyTorch file" in message and "never loaded" in message
+@pytest.mark.parametrize("loader, widget, name", [("LTX097ModelLoader", "ckpt_name", PICKLED_CHECKPOINT),
+                                                  ("LTX097UpsamplerLoader", "upscale_model_name", PICKLED_UPSAMPLER)])
+def test_pickle_renamed_safetensors_is_refused_when_queued(host, object_info, loader, widget, name):
+    prompt = e2e_workflows.tiny_prompt(e2e_workflows.load_workflow("ltxv097_text_to_video_lora"), object_info,
+                                       host.models)
+    prompt = workflow_api.set_inputs(prompt, loader, **{widget: name})
+    with pytest.raises(HostError) as refused:
+        host.post_prompt(prompt)
+    (node_id,) = workflow_api.nodes_of(prompt, loader)
+    (error,) = refused.value.detail["node_errors"][node_id]["errors"]
+    assert error["type"] == "custom_validation_failed", error
+    assert f"'{name}' is a pickled PyTorch file" in error["details"] and "never loaded" in error["details"], error
 
 
 def test_lora_with_ranks_that_disagree_fails_the_lora_node(host, object_info):

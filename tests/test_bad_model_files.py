@@ -256,3 +256,24 @@ def test_nan_in_the_vae_stops_the_decode(files, tmp_path):
                                                     r"decoder\.conv_out\.conv\.bias"):
         _generate(load_checkpoint(_rewrite(checkpoint, tmp_path / "nan_vae.safetensors", tensors=poison)),
                   num_inference_steps=1)
+
+
+def test_released_architectures_pass_the_config_checks():
+    """No false refusals: every released config agrees with the tensors it builds (0.9.0's shared `blocks` list,
+    0.9.1 / 0.9.5+ VAEs, both upsamplers, the 13B and 2B transformers)."""
+    from ltx_core import LatentUpsampler, Transformer3D, known_configs
+    from ltx_core.config_checks import check_transformer_config, check_upsampler_config, check_vae_config
+    from ltx_core.vae import CausalVideoVAE
+
+    def shapes(module) -> dict:
+        return {k: tuple(v.shape) for k, v in module.state_dict().items()}
+
+    with torch.device("meta"):
+        for config in known_configs.candidate_vae_configs().values():
+            check_vae_config("vae", config, shapes(CausalVideoVAE.from_config(config)))
+        for config in known_configs.candidate_upsampler_configs().values():
+            check_upsampler_config("upsampler", config, shapes(LatentUpsampler(config)))
+        for layers, dim in ((48, 4096), (28, 2048)):
+            config = known_configs.transformer_config_from_shapes(
+                {"patchify_proj.weight": (dim, 128), **{f"transformer_blocks.{i}.x": (1,) for i in range(layers)}})
+            check_transformer_config("transformer", config, shapes(Transformer3D(config)))

@@ -8,6 +8,7 @@ from .checkpoint import LTXCheckpoint, load_checkpoint, load_latent_upsampler
 from .conditioning import Condition
 from .pipeline import VideoLatents, decode_video, generate, sample_video
 from .positions import latent_positions
+from .sampler import NonFiniteLatentsError
 from .transformer import SkipLayers, Transformer3D
 from .upsampler import LatentUpsampler
 from .vae import CausalVideoVAE
@@ -17,6 +18,7 @@ __all__ = [
     "Condition",
     "LTXCheckpoint",
     "LatentUpsampler",
+    "NonFiniteLatentsError",
     "SkipLayers",
     "Transformer3D",
     "VideoLatents",

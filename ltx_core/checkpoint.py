@@ -18,8 +18,10 @@ from safetensors import safe_open
 from torch import nn
 
 from . import known_configs
+from .config_checks import check_transformer_config, check_upsampler_config, check_vae_config, check_weights
 from .formats import split_components
 from .ops import AttentionFn, default_attention, manual_cast
+from .safetensors_check import check_safetensors
 from .transformer import Transformer3D
 from .upsampler import LatentUpsampler
 from .vae import CausalVideoVAE
@@ -51,6 +53,7 @@ class _SafetensorsFile:
         if not self.path.endswith(SAFETENSORS_SUFFIXES):
             raise ValueError(f"'{self.path}' is not a .safetensors/.sft file; only safetensors checkpoints are loaded "
                              "(pickled .ckpt/.pt/.bin files can run code and are refused)")
+        check_safetensors(self.path, f"'{self.path}'")
         try:
             self._file = safe_open(self.path, framework="pt", device="cpu")
         except Exception as error:  # safetensors raises its own error types for broken headers
@@ -69,9 +72,12 @@ class _SafetensorsFile:
         if not raw:
             return {}
         try:
-            return json.loads(raw)
+            config = json.loads(raw)
         except json.JSONDecodeError as error:
             raise ValueError(f"'{self.path}': the 'config' metadata is not valid JSON ({error})") from error
+        if not isinstance(config, dict):
+            raise ValueError(f"'{self.path}': the 'config' metadata is not a JSON object ({type(config).__name__})")
+        return config
 
 
 def _storage_dtypes(dtype: torch.dtype) -> tuple[torch.dtype, torch.dtype]:
@@ -94,19 +100,14 @@ def _convert(tensor: torch.Tensor, matrix_dtype: torch.dtype, other_dtype: torch
     return tensor.to(other_dtype)
 
 
-def _check_keys(what: str, path: str, expected: set[str], found: set[str]) -> None:
-    missing, unexpected = sorted(expected - found), sorted(found - expected)
-    if missing or unexpected:
-        parts = []
-        if missing:
-            parts.append(f"{len(missing)} missing (e.g. {', '.join(missing[:5])})")
-        if unexpected:
-            parts.append(f"{len(unexpected)} unexpected (e.g. {', '.join(unexpected[:5])})")
-        raise ValueError(f"'{path}': the {what} weights do not match its config: {'; '.join(parts)}")
+def _check_against(model: nn.Module, what: str, file: _SafetensorsFile, shapes: dict[str, tuple[int, ...]],
+                   names: dict[str, str]) -> None:
+    """The file's names and shapes (header only) against the meta model's, before a tensor is read."""
+    expected = {name: tuple(value.shape) for name, value in model.state_dict().items()}
+    check_weights(file.path, what, expected, shapes, {name: key for key, name in names.items()})
 
 
-def _assign(model: nn.Module, tensors: dict[str, torch.Tensor], what: str, path: str, device) -> nn.Module:
-    _check_keys(what, path, set(model.state_dict().keys()), set(tensors))
+def _assign(model: nn.Module, tensors: dict[str, torch.Tensor], device) -> nn.Module:
     model.load_state_dict(tensors, strict=True, assign=True)
     return model.to(device).eval().requires_grad_(False)
 
@@ -133,40 +134,50 @@ def _load_transformer(file: _SafetensorsFile, names: dict[str, str], config: Opt
                              "released LTX-Video transformer (13B 0.9.7: 48 blocks × 4096, 2B: 28 blocks × 2048)")
         logger.warning("'%s' carries no config; using the released %d-block transformer config", file.path,
                        config["num_layers"])
+    else:
+        check_transformer_config(file.path, config, shapes)
     matrix_dtype, other_dtype = _storage_dtypes(dtype)
     with torch.device("meta"):
         model = Transformer3D(config, dtype=other_dtype, compute_dtype=other_dtype, operations=operations,
                               attention=attention)
+    _check_against(model, "transformer", file, shapes, names)
     matrices = {name for name, m in model.named_modules() if hasattr(m, "weight") and isinstance(m, nn.Linear)}
     tensors = {}
     for key, name in names.items():
         is_matrix = name.endswith(".weight") and name[: -len(".weight")] in matrices
         tensors[name] = _convert(file.tensor(key), matrix_dtype, other_dtype, is_matrix)
-    return _assign(model, tensors, "transformer", file.path, device), config
+    return _assign(model, tensors, device), config
 
 
 def _load_vae(file: _SafetensorsFile, names: dict[str, str], config: Optional[dict], vae_dtype: torch.dtype, device,
               operations) -> tuple[CausalVideoVAE, dict]:
     # Of the five statistics buffers only the two the reference uses are kept.
-    tensors = {name: _convert(file.tensor(key), vae_dtype, vae_dtype, False) for key, name in names.items()
-               if not name.startswith("per_channel_statistics.") or name in _STAT_KEYS}
+    names = {key: name for key, name in names.items()
+             if not name.startswith("per_channel_statistics.") or name in _STAT_KEYS}
+    shapes = {name: file.shape(key) for key, name in names.items()}
     std_key, mean_key = _STAT_KEYS
-    if std_key not in tensors:
+    if std_key not in shapes:
         raise ValueError(f"'{file.path}': the VAE has no latent statistics ({std_key})")
-    tensors.setdefault(mean_key, torch.zeros_like(tensors[std_key]))
+    no_mean = mean_key not in shapes
+    shapes.setdefault(mean_key, shapes[std_key])
 
     def build(cfg: dict) -> CausalVideoVAE:
         return CausalVideoVAE.from_config(cfg, dtype=vae_dtype, operations=operations)
 
     if config is None:
-        shapes = {name: tuple(t.shape) for name, t in tensors.items()}
         config = _matching_config(known_configs.candidate_vae_configs(), build, shapes)
         if config is None:
             raise ValueError(f"'{file.path}' has no VAE config in its metadata and its weights match no released "
                              "LTX-Video VAE (0.9.0, 0.9.1, 0.9.5+)")
+    else:
+        check_vae_config(file.path, config, shapes)
     with torch.device("meta"):
         model = build(config)
-    return _assign(model, tensors, "VAE", file.path, device), config
+    _check_against(model, "VAE", file, shapes, names)
+    tensors = {name: _convert(file.tensor(key), vae_dtype, vae_dtype, False) for key, name in names.items()}
+    if no_mean:
+        tensors[mean_key] = torch.zeros_like(tensors[std_key])
+    return _assign(model, tensors, device), config
 
 
 def load_checkpoint(path: str | Path, *, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu",
@@ -217,11 +228,19 @@ def load_latent_upsampler(path: str | Path, *, dtype: torch.dtype = torch.float3
     def build(cfg: dict) -> LatentUpsampler:
         return LatentUpsampler(cfg, dtype=compute_dtype, compute_dtype=compute_dtype, operations=operations)
 
-    config = file.metadata_config() or _matching_config(known_configs.candidate_upsampler_configs(), build, shapes)
-    if not config or "initial_conv.weight" not in shapes:
+    if "initial_conv.weight" not in shapes:
         raise ValueError(f"'{file.path}' is not an LTX-Video latent upsampler (expected keys initial_conv.*, "
                          f"res_blocks.*, upsampler.0.*, final_conv.*; found e.g. {', '.join(file.keys[:5])})")
+    config = file.metadata_config()
+    if config:
+        check_upsampler_config(file.path, config, shapes)
+    else:
+        config = _matching_config(known_configs.candidate_upsampler_configs(), build, shapes)
+    if not config:
+        raise ValueError(f"'{file.path}' is not an LTX-Video latent upsampler we know: it has no config in its "
+                         f"metadata and its weights match neither released 0.9.7 upsampler (spatial, temporal)")
     with torch.device("meta"):
         model = build(config)
+    _check_against(model, "latent upsampler", file, shapes, {key: key for key in file.keys})
     tensors = {key: _convert(file.tensor(key), compute_dtype, compute_dtype, False) for key in file.keys}
-    return _assign(model, tensors, "latent upsampler", file.path, device)
+    return _assign(model, tensors, device)

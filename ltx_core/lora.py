@@ -30,13 +30,14 @@ else `scale · up @ down`.
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping, Optional, Sequence
 
 import torch
 
-from .lora_adapters import delta_shape, flat2, layer_kind, missing_roles
+from .lora_adapters import delta_shape, flat2, layer_kind, missing_roles, unchained_factors
 from .lora_keys import LayerIndex, peft_alpha, peft_config, split_key, unsupported_kind
 
 
@@ -140,6 +141,8 @@ class _Findings:
     """adapter type no host implements → its keys."""
     incomplete: list[str] = field(default_factory=list)
     mismatched: list[str] = field(default_factory=list)
+    damaged: list[str] = field(default_factory=list)
+    """Ranks that disagree, NaN/inf values, an alpha that is not one finite number: one phrase each."""
 
 
 def _group_layers(state_dict: Mapping[str, torch.Tensor], index: LayerIndex,
@@ -243,12 +246,51 @@ def _resolve_layer(layer: _FileLayer, state_dict: Mapping[str, torch.Tensor], in
         found.unmatched.extend(layer.keys)
         return None
     tensors = {role: state_dict[key] for role, (_, key) in layer.roles.items()}
+    damage = _damage(layer, kind, tensors)
+    if damage:
+        found.damaged.extend(damage)
+        return None
     module = _new_module(layer, kind, tensors, config)
+    if module.alpha is not None and not math.isfinite(module.alpha):
+        found.damaged.append(f"{layer.prefix}: the PEFT metadata (lora_adapter_metadata) gives alpha {module.alpha}")
+        return None
     if "up_bias" in tensors and _bias_of(layer.target) not in index.shapes:
         found.incomplete.append(f"{layer.prefix} (a LoRA bias for a layer without bias)")
         return None
     found.mismatched.extend(_shape_mismatches(module, tensors, index.shapes))
     return module, _module_tensors(module, tensors)
+
+
+def _non_finite(tensor: torch.Tensor) -> Optional[str]:
+    """'2 NaN and 1 infinite values (of 256)' when a tensor holds any; None when all its values are finite."""
+    if not tensor.is_floating_point():
+        return None
+    values = tensor.float() if tensor.element_size() == 1 else tensor  # fp8 has no isfinite kernel on every device
+    finite = torch.isfinite(values)
+    if bool(finite.all()):
+        return None
+    nan = int(torch.isnan(values).sum())
+    return f"{nan} NaN and {int((~finite).sum()) - nan} infinite values (of {tensor.numel()})"
+
+
+def _damage(layer: _FileLayer, kind: str, tensors: dict[str, torch.Tensor]) -> list[str]:
+    """What makes a layer's tensors unusable whatever the model: factors whose ranks disagree (the host would drop
+    the layer with only a log line), an alpha that is not one number, NaN or infinite values (a black video)."""
+    keys = {role: key for role, (_, key) in layer.roles.items()}
+    problems = []
+    for a, b in unchained_factors(kind, tensors):
+        first, second = tensors[a], tensors[b]
+        why = ("the two Hadamard factors differ in shape" if (a, b) == ("w1_a", "w2_a") else
+               f"their ranks disagree ({first.shape[1] if first.ndim > 1 else '?'} vs {second.shape[0]})")
+        problems.append(f"{keys[a]} is {_dims(first.shape)} but {keys[b]} is {_dims(second.shape)}: {why}")
+    alpha = tensors.get("alpha")
+    if alpha is not None and alpha.numel() != 1:
+        problems.append(f"{keys['alpha']} holds {alpha.numel()} values where alpha is one number")
+    for role, tensor in tensors.items():
+        bad = _non_finite(tensor)
+        if bad is not None:
+            problems.append(f"{keys[role]} holds {bad}")
+    return problems
 
 
 def _unsupported_error(name: str, unsupported: dict[str, list[str]]) -> LoraError:
@@ -260,7 +302,11 @@ def _unsupported_error(name: str, unsupported: dict[str, list[str]]) -> LoraErro
 
 def _refusal(name: str, modules: list[LoraModule], found: _Findings,
              state_dict: Mapping[str, torch.Tensor]) -> Optional[LoraError]:
-    """Why the resolved layers cannot be applied (incomplete, another model size, nothing, twice), if they cannot."""
+    """Why the resolved layers cannot be applied (damaged, incomplete, another model size, nothing, twice)."""
+    if found.damaged:
+        return LoraError(f"'{name}' is damaged and is not applied: {len(found.damaged)} problems, e.g. "
+                         f"{'; '.join(found.damaged[:3])}. Re-export or download the file again; NaN or infinite "
+                         f"values would give a black video, and factors whose ranks disagree cannot be applied")
     if found.incomplete:
         return LoraError(f"'{name}' is incomplete: {len(found.incomplete)} layers lack tensors, e.g. "
                          f"{'; '.join(found.incomplete[:3])}")

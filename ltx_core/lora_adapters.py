@@ -59,3 +59,26 @@ def missing_roles(kind: str, roles: set[str]) -> list[str]:
             if whole not in roles and a in roles and b not in roles:
                 missing.append(b)
     return missing
+
+
+_CHAINED_FACTORS = {"lora": (("up", "down"),), "loha": (("w1_a", "w1_b"), ("w2_a", "w2_b")),
+                    "lokr": (("w1_a", "w1_b"), ("w2_a", "w2_b"))}
+"""Per adapter type: factor pairs multiplied as `a @ b`, whose inner dimensions (the rank) must agree."""
+_TUCKER_ROLES = {"mid", "t1", "t2"}
+"""Tucker cores between the factors: their layers are left to the host's own checks."""
+
+
+def unchained_factors(kind: str, tensors: dict[str, torch.Tensor]) -> list[tuple[str, str]]:
+    """The factor pairs of a layer whose ranks disagree (`up` is out×4 but `down` 8×in): the host cannot multiply
+    them and would leave the layer out with no more than a log line."""
+    if _TUCKER_ROLES & set(tensors):
+        return []
+    pairs = [(a, b) for a, b in _CHAINED_FACTORS.get(kind, ())
+             if a in tensors and b in tensors and (tensors[a].ndim < 2 or tensors[b].ndim < 1
+                                                   or tensors[a].shape[1] != tensors[b].shape[0])]
+    if kind == "loha" and not pairs:
+        w1 = (tensors["w1_a"].shape[0], flat2(_shape(tensors["w1_b"]))[1])
+        w2 = (tensors["w2_a"].shape[0], flat2(_shape(tensors["w2_b"]))[1])
+        if w1 != w2:  # the two Hadamard factors must have the same shape
+            pairs.append(("w1_a", "w2_a"))
+    return pairs

@@ -15,7 +15,7 @@ from .conditioning import apply_conditions, unpatchify
 from .guidance import resolve_guidance
 from .media import resize_media
 from .randomness import Randomness
-from .sampler import PassSettings, Prompts, denoise
+from .sampler import PassSettings, Prompts, check_finite, denoise
 from .schedules import make_timesteps
 
 LATENT_SCALE = 32
@@ -90,12 +90,14 @@ class PassRunner:
         self.dtype = self.transformer.compute_dtype
         self.vae_dtype = next(self.vae.parameters()).dtype
         self.step_offset, self.total_steps = 0, 0
+        self.passes_done, self.pass_count = 0, 1
 
     def plan(self, passes: Sequence[tuple[dict, tuple]]) -> list[PassSettings]:
         allowed = self.checkpoint.config.get("allowed_inference_steps")
         plans = [_pass_settings(self.recipe, s, self.scheduler_config, shape, self.frame_rate, allowed)
                  for s, shape in passes]
         self.total_steps = sum(len(p.timesteps) for p in plans)
+        self.pass_count = len(plans)
         return plans
 
     def encode_items(self, media_items: Sequence[tuple[torch.Tensor, int, float]], height: int, width: int):
@@ -128,8 +130,10 @@ class PassRunner:
         self.use("transformer")
         tokens = denoise(self.transformer, conditioned, self.prompts, settings, randn=self.randomness.randn,
                          global_randn=self.randomness.global_randn_like, callback=on_step, cancel=self.cancel,
-                         step_offset=self.step_offset, total_steps=self.total_steps)
+                         step_offset=self.step_offset, total_steps=self.total_steps,
+                         pass_name=f"pass {self.passes_done + 1} of {self.pass_count}")
         self.step_offset += len(settings.timesteps)
+        self.passes_done += 1
         return unpatchify(tokens[:, conditioned.num_extra:], frames, height, width)
 
     def upsample(self, upsampler, latents: torch.Tensor, adain_factor: float) -> torch.Tensor:
@@ -137,6 +141,9 @@ class PassRunner:
         self.use("upsampler")
         denormalized = self.vae.denormalize(latents).to(_device_of(upsampler))
         upsampled = self.vae.normalize(upsampler(denormalized).to(latents.device))
+        check_finite(upsampled, "the latent upsampler's output, between the passes", upsampler,
+                     causes="NaN or infinite weights in the latent upsampler file, or float16 overflow in it",
+                     model_name="latent upsampler")
         return adain(upsampled, latents, adain_factor)
 
 

@@ -23,7 +23,7 @@ from .media import (MIN_MEDIA_SIDE, cropped_size, padded_frame_count, padding_fo
 from .passes import LATENT_SCALE, Callback, ModelHook, PassRunner, tone_map
 from .randomness import Randomness
 from .recipes import check_recipe, resolve_recipe
-from .sampler import Prompts
+from .sampler import Prompts, check_finite
 
 logger = logging.getLogger(__name__)
 
@@ -186,6 +186,9 @@ def decode_video(vae, video: VideoLatents, *, cancel: Optional[Callable[[], None
         timestep = torch.tensor([video.decode_timestep] * latents.shape[0])
         pixels = vae.decode(latents, timestep=timestep, noise_scale=0.0, dtype=dtype, cancel=cancel,
                             chunk_frames=chunk_frames, progress=progress)
+        check_finite(pixels, "the VAE decode (the decoded frames)", vae, model_name="VAE",
+                     causes="NaN or infinite weights in the VAE (the checkpoint's vae.* tensors), or float16 "
+                            "overflow in it")
         frames = (pixels / 2 + 0.5).clamp(0, 1)
         padded_h, padded_w = video.padded_size
         if tuple(frames.shape[3:]) != (padded_h, padded_w):

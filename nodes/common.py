@@ -20,6 +20,8 @@ import folder_paths
 import torch
 from comfy_api.latest import io
 
+from ..ltx_core.safetensors_check import NotSafetensorsError, check_safetensors
+
 logger = logging.getLogger(__name__)
 
 CATEGORY = "LTX-Video 0.9.7"
@@ -200,10 +202,11 @@ def model_files(*folders: str) -> list[str]:
 
 
 def check_model_file(name: str, *folders: str) -> bool | str:
-    """`validate_inputs` answer for a file-name input: True, or the sentence that refuses the prompt (HTTP 400)."""
+    """`validate_inputs` answer for a file-name input: True, or the sentence that refuses the prompt (HTTP 400)
+    when the file is missing or is no safetensors file (a pickle renamed `.safetensors`; header and size only)."""
     try:
-        model_path(name, *folders)
-    except FileNotFoundError as error:
+        check_safetensors(model_path(name, *folders), f"model file '{name}'")
+    except (FileNotFoundError, NotSafetensorsError) as error:
         return str(error)
     return True
 

@@ -13,12 +13,10 @@ cannot read files outside the model folders: absolute paths and `..` are refused
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import math
 import os
 import re
-import struct
 import threading
 import urllib.parse
 from pathlib import Path
@@ -27,6 +25,7 @@ from typing import Optional
 import folder_paths
 
 from ..fetch import FetchError, Progress, check_url, download, redact_url
+from ..ltx_core import safetensors_check
 from .progress import check_interrupted
 
 logger = logging.getLogger(__name__)
@@ -38,7 +37,6 @@ MAX_DOWNLOAD_ENV = "LTX097_LORA_MAX_DOWNLOAD_MB"
 DEFAULT_MAX_DOWNLOAD_MB = 4096
 """A 13B rank-128 LoRA in bf16 is about 0.8 GB; fp32 or full-rank files are larger."""
 SAFETENSORS_SUFFIXES = (".safetensors", ".sft")
-MAX_HEADER_BYTES = 100 << 20
 
 _REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
@@ -172,54 +170,13 @@ def resolve_lora(source: str, weight_name: Optional[str] = None, *, progress: Op
 
 def check_safetensors(path: str | Path, what: str = "the file") -> None:
     """Raise `LoraSourceError` unless `path` is a complete, well-formed safetensors file (header and size only)."""
-    path = Path(path)
-    size = path.stat().st_size
-    with open(path, "rb") as handle:
-        head = handle.read(16)
-        if len(head) < 10:
-            raise LoraSourceError(f"{what} is empty or cut short ({size} bytes); it is not a safetensors file")
-        check_head(head, what)
-        (header_len,) = struct.unpack("<Q", head[:8])
-        if 8 + header_len > size:
-            raise LoraSourceError(f"{what} is not a complete safetensors file (its header says {header_len} bytes, "
-                                  f"the file has {size}); the download may have been cut short")
-        handle.seek(8)
-        raw = handle.read(header_len)
-    try:
-        header = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise LoraSourceError(f"{what} is not a safetensors file (its header is not JSON)") from None
-    if not isinstance(header, dict):
-        raise LoraSourceError(f"{what} is not a safetensors file (its header is not a JSON object)")
-    end = 0
-    for key, info in header.items():
-        if key == "__metadata__":
-            continue
-        try:
-            end = max(end, int(info["data_offsets"][1]))
-        except (KeyError, TypeError, IndexError, ValueError):
-            raise LoraSourceError(f"{what} is not a safetensors file (entry '{key}' has no data offsets)") from None
-    if 8 + header_len + end != size:
-        raise LoraSourceError(f"{what} is incomplete: it should be {8 + header_len + end} bytes but has {size}; the "
-                              f"download may have been cut short")
+    safetensors_check.check_safetensors(path, what, error=LoraSourceError)
 
 
 def check_head(head: bytes, what: str) -> None:
-    """Refuse a file from its first 16 bytes unless they can start a safetensors file (8-byte header length, then
-    the JSON header's `{`); the usual wrong downloads (web pages, pickles) are named. Shorter heads pass: the
-    whole-file check reports them."""
-    if len(head) < 10:
-        return
-    if head[8:9] != b"{":
-        if head.lstrip()[:1] == b"<":
-            raise LoraSourceError(f"{what} is a web page (HTML), not a safetensors file; the URL probably leads to "
-                                  f"a login or error page rather than to the file itself")
-        if head[:4] == b"PK\x03\x04" or (head[:1] == b"\x80" and head[1:2] in b"\x02\x03\x04\x05"):
-            raise LoraSourceError(f"{what} is a pickled PyTorch file (.ckpt/.pt/.bin), not safetensors; pickle "
-                                  f"files can run code and are never loaded. Use the .safetensors version of the LoRA")
-    (header_len,) = struct.unpack("<Q", head[:8])
-    if head[8:9] != b"{" or header_len > MAX_HEADER_BYTES:
-        raise LoraSourceError(f"{what} is not a safetensors file (its first bytes are not a safetensors header)")
+    """Refuse a download from its first bytes unless they can start a safetensors file (web pages and pickles
+    are named)."""
+    safetensors_check.check_head(head, what, error=LoraSourceError)
 
 
 # ------------------------------------------------------------------------------------------------------------------

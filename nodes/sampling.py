@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any, Mapping, Optional, Sequence, Union
@@ -146,13 +147,26 @@ def sample(model: LTXModel, vae: LTXVae, positive: Any, negative: Any, *, recipe
         loads.add("upsampler", upsampler.patcher,
                   upsampler_bytes(latent_frames * first_h * first_w, int(upsampler.config.get("mid_channels", 512)),
                                   upsampler.dtype))
-    video = ltx_core.sample_video(
-        checkpoint, context=context, context_mask=mask, negative_context=negative_context,
-        negative_context_mask=negative_mask, width=width, height=height, num_frames=num_frames,
-        frame_rate=frame_rate, seed=seed, recipe=choice.recipe, steps=steps or None, conditions=items,
-        upsampler=upsampler.upsampler if upsampler is not None else None, callback=StepProgress(node_id),
-        cancel=check_interrupted, device=device, on_model=loads, **overrides)
+    try:
+        video = ltx_core.sample_video(
+            checkpoint, context=context, context_mask=mask, negative_context=negative_context,
+            negative_context_mask=negative_mask, width=width, height=height, num_frames=num_frames,
+            frame_rate=frame_rate, seed=seed, recipe=choice.recipe, steps=steps or None, conditions=items,
+            upsampler=upsampler.upsampler if upsampler is not None else None, callback=StepProgress(node_id),
+            cancel=check_interrupted, device=device, on_model=loads, **overrides)
+    except ltx_core.NonFiniteLatentsError as error:
+        error.args = (f"{error} {model_facts(model)}",)
+        raise
     return dataclasses.replace(video, latents=video.latents.to(mm.intermediate_device()))
+
+
+def model_facts(model: LTXModel) -> str:
+    """The model's file, dtypes and LoRAs: what to change when its latents turn NaN."""
+    loras = model.extra.get("loras", [])
+    attached = ", ".join(f"'{entry['path']}' at {entry['scale']:g}" for entry in loras) if loras else "none"
+    dtype, compute = (str(d).replace("torch.", "") for d in (model.dtype, model.compute_dtype))
+    return (f"Checkpoint '{os.path.basename(model.path)}', weights stored in {dtype}, computing in {compute}; "
+            f"LoRAs attached: {attached}.")
 
 
 def as_latent(video: ltx_core.VideoLatents) -> dict:

@@ -166,7 +166,7 @@ def test_not_a_checkpoint(tmp_path):
         load_checkpoint(pickle)
     broken = tmp_path / "broken.safetensors"
     broken.write_bytes(b"<html>404</html>")
-    with pytest.raises(ValueError, match="not a readable safetensors file"):
+    with pytest.raises(ValueError, match=r"broken\.safetensors' is a web page \(HTML\), not a safetensors file"):
         load_checkpoint(broken)
     with pytest.raises(FileNotFoundError):
         load_checkpoint(tmp_path / "absent.safetensors")

@@ -149,9 +149,10 @@ def test_decode_timestep_noise_and_tone_map(ours, references, prompts):
 
 
 def test_padding_and_cropping(ours, references, prompts):
-    """20 frames at 100×70 px are generated at 128×96 and 25 frames, then cropped back."""
+    """20 frames at 100×70 px are generated at 128×96 and 25 frames, then cropped back; 12 fps."""
     _compare(ours, references, prompts, recipe="0.9.6-2b-dev", width=100, height=70, num_frames=20,
-             skip_block_list=[2], num_inference_steps=4, knobs={"frame rate 12": {"frame_rate": 12.0}})
+             skip_block_list=[2], num_inference_steps=4, frame_rate=12.0,
+             knobs={"frame rate 25": {"frame_rate": 25.0}})
 
 
 def test_image_at_frame_0_strength_08(ours, references, prompts):

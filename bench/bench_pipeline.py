@@ -96,7 +96,7 @@ def run_side(args: argparse.Namespace) -> None:
         loaded = time.perf_counter()
         out = pipeline_reference.run(pipeline, recipe=args.recipe, prompts=(context, mask, negative, mask),
                                      width=width, height=height, num_frames=frames, frame_rate=25.0, seed=42,
-                                     **overrides)
+                                     **overrides).frames
     if device.type == "cuda":
         torch.cuda.synchronize()
     done = time.perf_counter()

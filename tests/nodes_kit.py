@@ -42,7 +42,7 @@ def write_models(root: Path, folder_paths) -> dict[str, dict]:
         folder_paths.add_model_folder_path(key, str(root / sub))
     tcfg, vcfg, ucfg = tiny.transformer_config(num_layers=NUM_LAYERS), tiny.vae_config(), tiny.upsampler_config()
     tiny.save_single_file(root / MODEL_FOLDERS["checkpoints"] / CHECKPOINT,
-                          transformer=tiny.reference_transformer(tcfg), transformer_config_=tcfg,
+                          transformer=tiny.reference_transformer(tcfg, responsive=True), transformer_config_=tcfg,
                           vae=tiny.reference_vae(vcfg), vae_config_=vcfg)
     tiny.save_upsampler(root / MODEL_FOLDERS["latent_upscale_models"] / UPSAMPLER, tiny.reference_upsampler(ucfg),
                         ucfg)

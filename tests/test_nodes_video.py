@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import types
 from fractions import Fraction
 
@@ -12,6 +13,8 @@ import torch
 from nodes_kit import TINY_GUIDANCE, load_models, node_module, write_models
 
 pytest_plugins = ["comfy_host"]
+
+logger = logging.getLogger(__name__)
 
 
 @pytest.fixture(scope="module")
@@ -198,3 +201,27 @@ def test_text_to_video_errors(models, output_dir):
         run_t2v(models, number_of_frames=300)
     with pytest.raises(ValueError, match="not a T5-XXL text encoder"):
         run_t2v(models, clip=types.SimpleNamespace(tokenize=lambda text, **kwargs: {"g": [[(1, 1.0)]]}))
+
+
+def test_text_to_video_uses_its_negative_prompt(models, output_dir, ltx_pack):
+    """With a CFG recipe the negative prompt steers the video, and the node gives what `ltx_core.generate` gives for
+    the prompt and negative prompt encoded by the Text Encode node."""
+    recipe, prompt, negative_prompt = "0.9.7 dev single-scale", "A red fox runs through snow", "a cat asleep indoors"
+    frames = run_t2v(models, recipe=recipe, number_of_steps=4, negative_prompt=negative_prompt).result[1]
+    default = run_t2v(models, recipe=recipe, number_of_steps=4).result[1]
+    effect = (frames - default).abs().max().item()
+    logger.info("another negative prompt moves the one-node video by %.3g", effect)
+    assert effect > 1e-3  # the default negative prompt gives another video
+    text, sampling = node_module("text"), node_module("sampling")
+    positive, negative = text.LTX097TextEncode.execute(clip=models.clip, prompt=prompt,
+                                                       negative_prompt=negative_prompt).result
+    (context, mask), (negative_context, negative_mask) = (text.prompt_context(positive, "positive"),
+                                                          text.prompt_context(negative, "negative"))
+    checkpoint = types.SimpleNamespace(transformer=models.model.transformer, vae=models.vae.vae,
+                                       config=models.model.config)
+    choice = sampling.recipe_choice(recipe)
+    expected = ltx_pack.ltx_core.generate(
+        checkpoint, context=context, context_mask=mask, negative_context=negative_context,
+        negative_context_mask=negative_mask, width=480, height=480, num_frames=9, frame_rate=25.0, seed=11,
+        recipe=choice.recipe, steps=4, **sampling.recipe_overrides(choice, TINY_GUIDANCE[recipe]))
+    assert torch.equal(frames, expected)

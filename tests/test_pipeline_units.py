@@ -79,38 +79,81 @@ def test_dev_recipe_guidance_table():
     assert table[19:27] == [(1, 1, 1, (28,), 2)] * 8
 
 
-def _reference_combine(preds, step, cfg_star):
-    """The reference's arithmetic from `LTXVideoPipeline.__call__`, batch 1."""
-    batch = 1
-    noise_pred = torch.cat([preds[n] for n in step.branches])
-    num_conds = len(step.branches)
-    if step.use_stg:
-        noise_pred_text, noise_pred_text_perturb = noise_pred.chunk(num_conds)[-2:]
-    if step.use_cfg:
-        noise_pred_uncond, noise_pred_text = noise_pred.chunk(num_conds)[:2]
-        if cfg_star:
-            pos, neg = noise_pred_text.view(batch, -1), noise_pred_uncond.view(batch, -1)
-            alpha = torch.sum(pos * neg, dim=1, keepdim=True) / (torch.sum(neg ** 2, dim=1, keepdim=True) + 1e-8)
-            noise_pred_uncond = alpha * noise_pred_uncond
-        noise_pred = noise_pred_uncond + step.cfg_scale * (noise_pred_text - noise_pred_uncond)
-    elif step.use_stg:
-        noise_pred = noise_pred_text
-    if step.use_stg:
-        noise_pred = noise_pred + step.stg_scale * (noise_pred_text - noise_pred_text_perturb)
-        if step.rescale != 1.0:
-            factor = noise_pred_text.view(batch, -1).std(dim=1, keepdim=True) / noise_pred.view(batch, -1).std(
-                dim=1, keepdim=True)
-            noise_pred = noise_pred * (step.rescale * factor + (1 - step.rescale)).view(batch, 1, 1)
-    return noise_pred
+class _Branches(torch.nn.Module):
+    """Stands in for the official transformer: returns a fixed prediction per guidance branch, recognised by its
+    text (the negative prompt: unconditional) and its skip-layer mask (a zero: perturbed)."""
+
+    def __init__(self, transformer, negative, predictions):
+        super().__init__()
+        self.inner, self.negative, self.predictions, self.inputs = transformer, negative, predictions, []
+
+    def __getattr__(self, name):
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            return getattr(self.inner, name)
+
+    def forward(self, latents, indices_grid, encoder_hidden_states, encoder_attention_mask, timestep,
+                skip_layer_mask=None, skip_layer_strategy=None, return_dict=False):
+        self.inputs.append(latents[:1].clone())
+        names = ["uncond" if torch.equal(text, self.negative[0])
+                 else "perturbed" if skip_layer_mask is not None and (skip_layer_mask[:, i] == 0).any() else "cond"
+                 for i, text in enumerate(encoder_hidden_states)]
+        return (torch.cat([self.predictions[name] for name in names]),)
+
+
+@pytest.fixture(scope="module")
+def reference_loop():
+    """The official `LTXVideoPipeline` on one latent token (128 channels) with a `_Branches` transformer."""
+    from ltx_video.models.autoencoders.causal_video_autoencoder import CausalVideoAutoencoder
+    from ltx_video.models.transformers.symmetric_patchifier import SymmetricPatchifier
+    from ltx_video.models.transformers.transformer3d import Transformer3DModel
+    from ltx_video.pipelines.pipeline_ltx_video import LTXVideoPipeline
+    from ltx_video.schedulers.rf import RectifiedFlowScheduler
+
+    import tiny
+
+    g = torch.Generator().manual_seed(4)
+    positive, negative = torch.randn(1, 4, 64, generator=g), torch.randn(1, 4, 64, generator=g)
+    branches = _Branches(Transformer3DModel.from_config(tiny.transformer_config()), negative, {})
+    pipeline = LTXVideoPipeline(
+        tokenizer=None, text_encoder=None, vae=CausalVideoAutoencoder.from_config(tiny.vae_config()),
+        transformer=branches, scheduler=RectifiedFlowScheduler(sampler="LinearQuadratic"),
+        patchifier=SymmetricPatchifier(patch_size=1), prompt_enhancer_image_caption_model=None,
+        prompt_enhancer_image_caption_processor=None, prompt_enhancer_llm_model=None,
+        prompt_enhancer_llm_tokenizer=None)
+    mask = torch.ones(1, 4, dtype=torch.long)
+    prompts = dict(prompt_embeds=positive, prompt_attention_mask=mask, negative_prompt_embeds=negative,
+                   negative_prompt_attention_mask=mask)
+    return pipeline, branches, prompts
+
+
+def _reference_guided_step(reference_loop, step, cfg_star, predictions, sigma):
+    """One step of the official denoising loop whose transformer returns `predictions`; returns (the latents it
+    was given, the stepped latents)."""
+    pipeline, branches, prompts = reference_loop
+    branches.predictions, branches.inputs = predictions, []
+    with torch.no_grad():
+        stepped = pipeline(
+            timesteps=[sigma], guidance_scale=step.cfg_scale, stg_scale=step.stg_scale,
+            rescaling_scale=step.rescale, skip_block_list=list(step.skip_blocks), cfg_star_rescale=cfg_star,
+            generator=torch.Generator().manual_seed(0), output_type="latent", height=32, width=32, num_frames=1,
+            frame_rate=25, prompt=None, negative_prompt=None, **prompts, is_video=True,
+            vae_per_channel_normalize=True, mixed_precision=False, offload_to_cpu=False,
+            enhance_prompt=False).images
+    return branches.inputs[0], stepped.flatten(2).transpose(1, 2)
 
 
 @pytest.mark.parametrize("step", [GuidanceStep(6, 4, 0.5, (1,)), GuidanceStep(8, 0, 1, ()), GuidanceStep(1, 2, 1, (1,)),
                                   GuidanceStep(1, 1, 0.7, (1,)), GuidanceStep(1, 0, 1, ())])
 @pytest.mark.parametrize("cfg_star", [False, True])
-def test_guidance_arithmetic(step, cfg_star):
+def test_guidance_arithmetic_matches_the_reference_loop(reference_loop, step, cfg_star):
+    """`combine` + `euler_step` give what one step of the official loop gives for the same branch predictions."""
     g = torch.Generator().manual_seed(1)
-    preds = {name: torch.randn(1, 10, 8, generator=g) for name in ("uncond", "cond", "perturbed")}
-    assert torch.equal(combine(preds, step, cfg_star), _reference_combine(preds, step, cfg_star))
+    predictions = {name: torch.randn(1, 1, 128, generator=g) for name in ("uncond", "cond", "perturbed")}
+    latents, expected = _reference_guided_step(reference_loop, step, cfg_star, predictions, sigma=0.9)
+    got = euler_step(latents, combine(predictions, step, cfg_star), torch.tensor([[0.9]]), torch.tensor([0.9]))
+    assert torch.allclose(got, expected, atol=1e-6, rtol=0), (got - expected).abs().max()
 
 
 def test_guidance_is_per_batch_entry():

@@ -23,7 +23,8 @@ def models(request, tmp_path_factory):
     heads, head_dim = request.param
     config = tiny.transformer_config(heads=heads, head_dim=head_dim, num_layers=3)
     path = tmp_path_factory.mktemp("ckpt") / "tiny-transformer.safetensors"
-    tiny.save_single_file(path, transformer=tiny.reference_transformer(config), transformer_config_=config)
+    tiny.save_single_file(path, transformer=tiny.reference_transformer(config, responsive=True),
+                          transformer_config_=config)
     reference = Transformer3DModel.from_pretrained(path).eval()
     ours = load_checkpoint(path).transformer
     return reference, ours, config

@@ -1,0 +1,109 @@
+"""Check that the tests catch the small bugs of the issue-8 mutation audit (not part of the suite).
+
+Each mutant is one text replacement in one file. The repo's files are copied to a temporary folder (the working
+tree is never touched), the mutant applied there, and the tests named for it run; a mutant is caught when they
+fail. Usage: `.venv/bin/python scripts/check_mutants.py [name ...]` (all by default); exits 1 if one survives.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+PARITY = "tests/test_pipeline_parity.py"
+
+logger = logging.getLogger("check_mutants")
+
+
+@dataclass(frozen=True)
+class Mutant:
+    name: str
+    path: str
+    original: str
+    mutated: str
+    tests: tuple[str, ...]
+
+
+MUTANTS = (
+    Mutant("uncond-uses-positive", "ltx_core/sampler.py",
+           'contexts = {"uncond": (prompts.negative_context, prompts.negative_mask)}',
+           'contexts = {"uncond": (prompts.context, prompts.mask)}',
+           (f"{PARITY}::test_single_scale_cfg_stg", f"{PARITY}::test_multi_scale_dev_recipe")),
+    Mutant("t2v-ignores-negative-prompt", "nodes/text_to_video.py",
+           "encode_prompt(clip, prompt), encode_prompt(clip, negative_prompt)",
+           "encode_prompt(clip, prompt), encode_prompt(clip, DEFAULT_NEGATIVE_PROMPT)",
+           ("tests/test_nodes_video.py::test_text_to_video_uses_its_negative_prompt",)),
+    Mutant("stg-mode-ignored", "ltx_core/passes.py", 'skip_strategy=recipe["stg_mode"]',
+           'skip_strategy="attention_values"', (f"{PARITY}::test_stg_strategies",)),
+    Mutant("decode-timestep-fixed", "ltx_core/pipeline.py", 'decode_timestep=float(settings["decode_timestep"])',
+           "decode_timestep=0.05", (f"{PARITY}::test_decode_timestep_noise_and_tone_map",)),
+    Mutant("adain-factor-ignored", "ltx_core/pipeline.py",
+           'runner.upsample(upsampler, first, settings["adain_factor"])', "runner.upsample(upsampler, first, 1.0)",
+           (f"{PARITY}::test_multi_scale_adain_factor",)),
+    Mutant("tone-map-skipped", "ltx_core/pipeline.py",
+           "latents = tone_map(latents, video.tone_map_compression_ratio)", "latents = latents",
+           (f"{PARITY}::test_decode_timestep_noise_and_tone_map",)),
+    Mutant("keyframe-offset-dropped", "ltx_core/conditioning.py", "coords[:, 0] += start_frame",
+           "coords[:, 0] += 0", (f"{PARITY}::test_keyframe_at_frame_16",)),
+    Mutant("frame-rate-fixed", "ltx_core/positions.py", "positions[:, 0] * (1.0 / frame_rate)",
+           "positions[:, 0] * (1.0 / 25.0)", (f"{PARITY}::test_padding_and_cropping",)),
+    Mutant("cfg-star-ignored", "ltx_core/guidance.py", "        if cfg_star_rescale:", "        if False:",
+           ("tests/test_pipeline_units.py::test_guidance_arithmetic_matches_the_reference_loop",)),
+    Mutant("stg-rescale-ignored", "ltx_core/guidance.py", "        if step.rescale != 1.0:", "        if False:",
+           ("tests/test_pipeline_units.py::test_guidance_arithmetic_matches_the_reference_loop",)),
+)
+
+
+def copy_repo(target: Path) -> None:
+    """The tracked and untracked (not ignored) files, with `.venv` and `.comfyui` linked, not copied."""
+    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=REPO, check=True,
+                            capture_output=True).stdout.decode().split("\0")
+    for name in filter(None, listed):
+        source = REPO / name
+        if source.is_file():
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target / name)
+    for shared in (".venv", ".comfyui"):
+        if (REPO / shared).exists():
+            (target / shared).symlink_to((REPO / shared).resolve())
+
+
+def check(mutant: Mutant, copy: Path) -> bool:
+    """True when the mutant's tests fail with it applied."""
+    path = copy / mutant.path
+    original = path.read_text()
+    if original.count(mutant.original) != 1:
+        raise SystemExit(f"{mutant.name}: '{mutant.original}' is not found exactly once in {mutant.path}")
+    path.write_text(original.replace(mutant.original, mutant.mutated))
+    try:
+        result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
+                                 *mutant.tests], cwd=copy, capture_output=True, text=True)
+    finally:
+        path.write_text(original)
+    logger.info("%s: %s", mutant.name, (result.stdout.strip().splitlines() or ["(no output)"])[-1])
+    return result.returncode != 0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("names", nargs="*", help="mutants to check (default: all)")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    chosen = [m for m in MUTANTS if not args.names or m.name in args.names]
+    with tempfile.TemporaryDirectory() as folder:
+        copy_repo(Path(folder))
+        survivors = [m.name for m in chosen if not check(m, Path(folder))]
+    logger.info("caught %d of %d%s", len(chosen) - len(survivors), len(chosen),
+                f"; survived: {', '.join(survivors)}" if survivors else "")
+    sys.exit(1 if survivors else 0)
+
+
+if __name__ == "__main__":
+    main()

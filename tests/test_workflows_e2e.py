@@ -10,8 +10,6 @@ and give the same video as before it.
 
 from __future__ import annotations
 
-import json
-import threading
 import time
 from fractions import Fraction
 from pathlib import Path
@@ -25,6 +23,7 @@ import tiny
 import tiny_lora
 import workflow_api
 from comfy_server import ComfyServer, HostError
+from server_events import ServerEvents
 
 pytest_plugins = ["comfy_host"]
 
@@ -371,40 +370,6 @@ def test_video_too_short_for_a_video_condition(host, object_info):
 # Interrupting
 
 
-class ProgressWatch:
-    """Listens on the server's websocket (as the frontend does) and records progress events per node."""
-
-    def __init__(self, server: ComfyServer):
-        import websocket
-
-        self.socket = websocket.create_connection(
-            f"ws://127.0.0.1:{server.port}/ws?clientId={server.client_id}", timeout=5)
-        self.events: list[dict] = []
-        self.stopped = threading.Event()
-        self.thread = threading.Thread(target=self._listen, daemon=True)
-        self.thread.start()
-
-    def _listen(self) -> None:
-        while not self.stopped.is_set():
-            try:
-                message = self.socket.recv()
-            except Exception:  # timeout: poll again; closed: stop
-                if self.stopped.is_set() or not self.socket.connected:
-                    return
-                continue
-            if isinstance(message, str) and message.startswith("{"):  # binary frames are previews
-                self.events.append(json.loads(message))
-
-    def progress(self, prompt_id: str, node_id: str) -> list[dict]:
-        return [e["data"] for e in list(self.events) if e.get("type") == "progress"
-                and e["data"].get("prompt_id") == prompt_id and e["data"].get("node") == node_id]
-
-    def close(self) -> None:
-        self.stopped.set()
-        self.socket.close()
-        self.thread.join(timeout=10)
-
-
 def test_interrupt_stops_a_running_prompt_and_leaves_the_model_clean(host, object_info):
     workflow = e2e_workflows.load_workflow("ltxv097_text_to_video_lora")
     small = e2e_workflows.tiny_prompt(workflow, object_info, host.models)
@@ -414,7 +379,7 @@ def test_interrupt_stops_a_running_prompt_and_leaves_the_model_clean(host, objec
     # a long run with a LoRA patched onto the model: bigger and with 200 steps per pass
     long = e2e_workflows.tiny_prompt(workflow, object_info, host.models, lora=host.loras["comfyui_up_down_alpha"])
     long = workflow_api.set_inputs(long, "LTX097Sampler", width=512, height=512, num_frames=97, steps=200, seed=5)
-    watch = ProgressWatch(host)
+    watch = ServerEvents(host)
     try:
         prompt_id = host.post_prompt(long)
         deadline = time.monotonic() + RUN_TIMEOUT

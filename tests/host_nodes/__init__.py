@@ -1,9 +1,11 @@
-"""Test-only ComfyUI nodes (never shipped): `LTX097TestTinyT5Loader` loads the tiny T5 of `tests/tiny_t5.py`.
+"""Test-only ComfyUI nodes (never shipped): `LTX097TestTinyT5Loader` loads the tiny T5 of `tests/tiny_t5.py`;
+`LTX097TestImageDigest` shows the SHA-256 of an IMAGE's exact values, so a test can compare frames bit for bit.
 
 ComfyUI's `CLIPLoader` only recognises full-size T5-XXL files, so end-to-end tests and the tiny demo load the
 tiny T5 through this node instead. Install it with `tiny_t5.install_test_nodes(<workdir>/custom_nodes)`.
 """
 
+import hashlib
 import importlib.util
 import os
 import sys
@@ -45,9 +47,28 @@ class LTX097TestTinyT5Loader(io.ComfyNode):
         return io.NodeOutput(_tiny_t5().load_tiny_t5(os.fspath(path)))
 
 
+class LTX097TestImageDigest(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="LTX097TestImageDigest",
+            display_name="LTX-Video 0.9.7 Test Image Digest",
+            category="LTX-Video 0.9.7/testing",
+            description="Test only: shows the shape, dtype and SHA-256 of the IMAGE's values (as float32).",
+            inputs=[io.Image.Input("images", tooltip="The frames to fingerprint.")],
+            is_output_node=True,
+        )
+
+    @classmethod
+    def execute(cls, images) -> io.NodeOutput:
+        values = images.detach().to(device="cpu").contiguous()
+        digest = hashlib.sha256(values.float().numpy().tobytes()).hexdigest()
+        return io.NodeOutput(ui={"text": [f"{tuple(values.shape)} {values.dtype} {digest}"]})
+
+
 class _TestNodes(ComfyExtension):
     async def get_node_list(self):
-        return [LTX097TestTinyT5Loader]
+        return [LTX097TestTinyT5Loader, LTX097TestImageDigest]
 
 
 async def comfy_entrypoint():

@@ -51,6 +51,8 @@ PRESETS = {
     "cpu": Preset(2, 32, 64, 4096, (4, 10, 16), 128, None, (2, 2, 3), 1),
     # GPU only: the 13B transformer (48×32×128) at 768×512×97 frames (4992 tokens) and the real VAE at that size.
     "13b": Preset(48, 32, 128, 4096, (13, 16, 24), 128, None, (13, 16, 24), 4),
+    # GPU only: the 13B transformer at 1216×704×121 frames (16×22×38 = 13376 tokens), the official example size.
+    "13b-704p": Preset(48, 32, 128, 4096, (16, 22, 38), 128, None, (16, 22, 38), 4),
 }
 
 
@@ -307,7 +309,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         parser.error("--repeats must be >= 1 and --warmup >= 0")
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: no CUDA device")
-    if args.preset == "13b" and args.device != "cuda":
+    if args.preset.startswith("13b") and args.device != "cuda":
         parser.error("--preset 13b holds 13B weights (26 GB in bf16) and needs --device cuda")
 
     device = torch.device(args.device)

@@ -20,7 +20,8 @@ from torch import nn
 from . import known_configs
 from .config_checks import check_transformer_config, check_upsampler_config, check_vae_config, check_weights
 from .formats import split_components
-from .ops import AttentionFn, default_attention, manual_cast
+from .acceleration.fp8 import supports_fp8_matmul
+from .ops import AttentionFn, default_attention, fp8_matmul, manual_cast
 from .safetensors_check import check_safetensors
 from .transformer import Transformer3D
 from .upsampler import LatentUpsampler
@@ -88,6 +89,11 @@ def _storage_dtypes(dtype: torch.dtype) -> tuple[torch.dtype, torch.dtype]:
         raise ValueError(f"dtype {dtype} is not supported (allowed: float32, bfloat16, float16, float8_e4m3fn, "
                          "float8_e5m2)")
     return dtype, dtype
+
+
+def fp8_operations(device) -> Any:
+    """Layers for fp8 storage: fp8 matrix multiplies where the device has them, else cast to bf16 on use."""
+    return fp8_matmul if supports_fp8_matmul(device) else manual_cast
 
 
 def _convert(tensor: torch.Tensor, matrix_dtype: torch.dtype, other_dtype: torch.dtype, is_matrix: bool):
@@ -201,7 +207,7 @@ def load_checkpoint(path: str | Path, *, dtype: torch.dtype = torch.float32, dev
         logger.warning("'%s': ignoring %d tensors that belong to neither the transformer nor the VAE (e.g. %s)",
                        file.path, len(unknown), ", ".join(unknown[:3]))
     if operations is None:
-        operations = manual_cast if dtype in FP8_DTYPES else nn
+        operations = fp8_operations(device) if dtype in FP8_DTYPES else nn
     metadata_config = file.metadata_config()
     checkpoint = LTXCheckpoint(path=file.path, config=dict(metadata_config))
     if transformer_names:

@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .acceleration.fp8 import can_use_fp8_matmul, scaled_fp8_linear
+
 AttentionFn = Callable[..., torch.Tensor]
 
 
@@ -33,6 +35,15 @@ def _cast(tensor: Optional[torch.Tensor], like: torch.Tensor) -> Optional[torch.
 class _CastLinear(nn.Linear):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.linear(x, _cast(self.weight, x), _cast(self.bias, x))
+
+
+class _Fp8MatmulLinear(_CastLinear):
+    """fp8 weights multiplied in fp8 (`acceleration.fp8`) where the product allows it, else cast like `manual_cast`."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.weight.device == x.device and can_use_fp8_matmul(x, self.weight):
+            return scaled_fp8_linear(x, self.weight, self.bias)
+        return super().forward(x)
 
 
 class _CastConv2d(nn.Conv2d):
@@ -63,6 +74,12 @@ class manual_cast:  # noqa: N801 - a namespace, named like comfy.ops.manual_cast
     Conv3d = _CastConv3d
     GroupNorm = _CastGroupNorm
     LayerNorm = _CastLayerNorm
+
+
+class fp8_matmul(manual_cast):  # noqa: N801 - a namespace
+    """`manual_cast`, with fp8 matrix multiplies for the linear layers (GPUs with fp8 tensor cores)."""
+
+    Linear = _Fp8MatmulLinear
 
 
 default_operations = nn

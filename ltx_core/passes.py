@@ -6,10 +6,12 @@ public entry points live in `pipeline.py`.
 
 from __future__ import annotations
 
+import logging
 from typing import Callable, Optional, Sequence
 
 import torch
 
+from .acceleration.step_cache import DEFAULT_MAX_REUSE, StepCache
 from .checkpoint import LTXCheckpoint
 from .conditioning import apply_conditions, unpatchify
 from .guidance import resolve_guidance
@@ -17,6 +19,8 @@ from .media import resize_media
 from .randomness import Randomness
 from .sampler import PassSettings, Prompts, check_finite, denoise
 from .schedules import make_timesteps
+
+logger = logging.getLogger(__name__)
 
 LATENT_SCALE = 32
 # callback(step, total, denoised latents [B, C, F, H, W]) after every step of every pass
@@ -91,6 +95,7 @@ class PassRunner:
         self.vae_dtype = next(self.vae.parameters()).dtype
         self.step_offset, self.total_steps = 0, 0
         self.passes_done, self.pass_count = 0, 1
+        self.step_caches: list[StepCache] = []
 
     def plan(self, passes: Sequence[tuple[dict, tuple]]) -> list[PassSettings]:
         allowed = self.checkpoint.config.get("allowed_inference_steps")
@@ -128,13 +133,26 @@ class PassRunner:
                 self.callback(step, total, unpatchify(denoised[:, conditioned.num_extra:], frames, height, width))
 
         self.use("transformer")
+        cache = self._step_cache(len(settings.timesteps))
         tokens = denoise(self.transformer, conditioned, self.prompts, settings, randn=self.randomness.randn,
                          global_randn=self.randomness.global_randn_like, callback=on_step, cancel=self.cancel,
                          step_offset=self.step_offset, total_steps=self.total_steps,
-                         pass_name=f"pass {self.passes_done + 1} of {self.pass_count}")
+                         pass_name=f"pass {self.passes_done + 1} of {self.pass_count}", step_cache=cache)
+        if cache is not None:
+            self.step_caches.append(cache)
+            logger.info("step cache: %d of %d transformer forwards reused their deep blocks",
+                        sum(cache.reused.values()), sum(cache.reused.values()) + sum(cache.computed.values()))
         self.step_offset += len(settings.timesteps)
         self.passes_done += 1
         return unpatchify(tokens[:, conditioned.num_extra:], frames, height, width)
+
+    def _step_cache(self, num_steps: int) -> Optional[StepCache]:
+        """A fresh cache for one pass, or None when the recipe's `step_cache_threshold` is 0 (off)."""
+        threshold = float(self.recipe.get("step_cache_threshold", 0.0))
+        if threshold == 0:
+            return None
+        return StepCache(threshold, num_steps, max_reuse=int(self.recipe.get("step_cache_max_reuse",
+                                                                             DEFAULT_MAX_REUSE)))
 
     def upsample(self, upsampler, latents: torch.Tensor, adain_factor: float) -> torch.Tensor:
         """Un-normalise, upsample ×2, re-normalise, and match the first pass's statistics (AdaIN)."""

@@ -21,6 +21,8 @@ _COMMON = {
     "crf": 29,
     "tone_map_compression_ratio": 0.0,
     "batched_guidance": True,
+    "step_cache_threshold": 0.0,
+    "step_cache_max_reuse": 3,
 }
 
 _DEV_FIRST_PASS = {
@@ -175,6 +177,8 @@ _TOP_VALUES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "stochastic_sampling": (lambda v: isinstance(v, bool), "true or false"),
     "batched_guidance": (lambda v: isinstance(v, bool), "true or false"),
     "downscale_factor": (lambda v: _is_number(v) and 0 < v <= 1, "a number above 0 and at most 1"),
+    "step_cache_threshold": (lambda v: _is_number(v) and 0 <= v <= 1, "a number in 0–1 (0 = off)"),
+    "step_cache_max_reuse": (lambda v: _is_whole(v, 1), "a whole number of 1 or more"),
 }
 _PASS_VALUES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "guidance_scale": (_scale, "a number of 0 or more, or a list of them (one per guidance timestep)"),

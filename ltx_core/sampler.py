@@ -7,6 +7,7 @@ from typing import Callable, Optional
 
 import torch
 
+from .acceleration.step_cache import StepCache
 from .conditioning import ConditionedLatents
 from .guidance import GuidanceStep, combine
 from .positions import pixel_to_positions
@@ -86,7 +87,8 @@ class PassSettings:
 
 
 def _predict(transformer: Transformer3D, tokens: torch.Tensor, positions: torch.Tensor, sigma: torch.Tensor,
-             prompts: Prompts, step: GuidanceStep, settings: PassSettings) -> dict[str, torch.Tensor]:
+             prompts: Prompts, step: GuidanceStep, settings: PassSettings,
+             cache: Optional[StepCache] = None) -> dict[str, torch.Tensor]:
     """Run the branches this step needs: as one batch (fast) or one by one (less memory); same result."""
     branches = step.branches
     contexts = {"uncond": (prompts.negative_context, prompts.negative_mask)}
@@ -96,10 +98,12 @@ def _predict(transformer: Transformer3D, tokens: torch.Tensor, positions: torch.
         count = len(names)
         perturbed = torch.tensor([n == "perturbed" for n in names]).repeat_interleave(tokens.shape[0])
         skip = SkipLayers(step.skip_blocks, perturbed) if "perturbed" in names and step.skip_blocks else None
+        block_cache = None if cache is None else cache.for_branches(names, tokens.shape[0])
         return transformer(tokens.repeat(count, 1, 1), positions=positions.repeat(count, 1, 1),
                            context=torch.cat([contexts[n][0] for n in names]),
                            context_mask=torch.cat([contexts[n][1] for n in names]),
-                           timestep=sigma.repeat(count, 1), skip_layers=skip, skip_strategy=settings.skip_strategy)
+                           timestep=sigma.repeat(count, 1), skip_layers=skip, skip_strategy=settings.skip_strategy,
+                           block_cache=block_cache)
 
     if settings.batched_guidance:
         return dict(zip(branches, run(branches).float().chunk(len(branches))))
@@ -110,12 +114,14 @@ def denoise(transformer: Transformer3D, latents: ConditionedLatents, prompts: Pr
             randn: Callable[[tuple, torch.dtype], torch.Tensor],
             global_randn: Callable[[torch.Tensor], torch.Tensor],
             callback: Optional[StepCallback] = None, cancel: Optional[Callable[[], None]] = None,
-            step_offset: int = 0, total_steps: Optional[int] = None, pass_name: str = "the pass") -> torch.Tensor:
+            step_offset: int = 0, total_steps: Optional[int] = None, pass_name: str = "the pass",
+            step_cache: Optional[StepCache] = None) -> torch.Tensor:
     """Denoise `latents.tokens` along `settings.timesteps`; returns the final tokens (extra tokens included).
 
     `randn(shape, dtype)` draws from the sampling generator (conditioning noise); `global_randn(like)` draws the
     stochastic-sampling noise (the reference's global RNG). Raises `NonFiniteLatentsError` at the first step whose
-    latents are not finite (`pass_name` says in which pass).
+    latents are not finite (`pass_name` says in which pass). `step_cache` (one per pass) lets steps reuse the deep
+    blocks' residual (see `acceleration.step_cache`).
     """
     tokens, mask = latents.tokens, latents.mask
     check_finite(tokens, f"the start of {pass_name}, before its first step", causes=INPUT_CAUSES)
@@ -133,7 +139,9 @@ def denoise(transformer: Transformer3D, latents: ConditionedLatents, prompts: Pr
         sigma = t.expand(batch).unsqueeze(-1).to(tokens.device)
         if mask is not None:
             sigma = torch.min(sigma, 1.0 - mask)
-        predictions = _predict(transformer, tokens, positions, sigma, prompts, step, settings)
+        if step_cache is not None:
+            step_cache.at_step(index)
+        predictions = _predict(transformer, tokens, positions, sigma, prompts, step, settings, step_cache)
         velocity = combine(predictions, step, settings.cfg_star_rescale)
         noise = global_randn(tokens) if settings.stochastic else None
         stepped = euler_step(tokens, velocity, sigma, settings.timesteps, noise)

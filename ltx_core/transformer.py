@@ -8,6 +8,7 @@ predictions together.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import NamedTuple, Optional, Sequence
 
 import torch
@@ -180,6 +181,36 @@ class CaptionProjection(nn.Module):
         return self.linear_2(F.gelu(self.linear_1(x), approximate="tanh"))
 
 
+@dataclass
+class BlockInputs:
+    """What every transformer block of one forward reads besides the hidden states."""
+
+    context: torch.Tensor
+    context_bias: Optional[torch.Tensor]
+    modulation: torch.Tensor
+    rope: tuple[torch.Tensor, torch.Tensor]
+    perturbed: Optional[torch.Tensor]
+    skipped: set[int]
+    strategy: str
+
+    def skip(self, index: int) -> Optional[tuple[torch.Tensor, str]]:
+        if index in self.skipped and self.strategy != "residual":
+            return self.perturbed, self.strategy
+        return None
+
+    def rows(self, rows: Optional[torch.Tensor]) -> "BlockInputs":
+        """The inputs of some batch rows only (all when `rows` is None)."""
+        if rows is None:
+            return self
+
+        def pick(tensor: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
+            return None if tensor is None else tensor[rows]
+
+        return BlockInputs(self.context[rows], pick(self.context_bias), self.modulation[rows],
+                           (self.rope[0][rows], self.rope[1][rows]), pick(self.perturbed), self.skipped,
+                           self.strategy)
+
+
 class Transformer3D(nn.Module):
     """LTX-Video transformer; `config` is the checkpoint's `transformer` config section."""
 
@@ -210,8 +241,12 @@ class Transformer3D(nn.Module):
     def forward(self, tokens: torch.Tensor, *, positions: torch.Tensor, context: torch.Tensor,
                 context_mask: Optional[torch.Tensor], timestep: torch.Tensor,
                 skip_layers: Optional[SkipLayers | tuple] = None,
-                skip_strategy: str = "attention_values") -> torch.Tensor:
-        """Velocity `[B, N, C]` for latent tokens `[B, N, C]` at σ `timestep` (`[B]` or per token `[B, N]`)."""
+                skip_strategy: str = "attention_values", block_cache=None) -> torch.Tensor:
+        """Velocity `[B, N, C]` for latent tokens `[B, N, C]` at σ `timestep` (`[B]` or per token `[B, N]`).
+
+        `block_cache` (an `acceleration.BranchCache`) may replace the blocks after the first with a cached
+        residual for some batch rows (step caching).
+        """
         if skip_strategy not in SKIP_STRATEGIES:
             raise ValueError(f"skip_strategy '{skip_strategy}' is not one of {', '.join(SKIP_STRATEGIES)}")
         dtype = self.compute_dtype
@@ -231,13 +266,25 @@ class Transformer3D(nn.Module):
         context = self.caption_projection(context.to(dtype)).view(batch, -1, self.inner_dim)
 
         skipped, perturbed = self._skip_plan(skip_layers, batch, tokens.device)
-        for index, block in enumerate(self.transformer_blocks):
-            skip = (perturbed, skip_strategy) if index in skipped and skip_strategy != "residual" else None
-            x = block(x, context=context, context_bias=context_bias, timestep=modulation, rope=rope, skip=skip)
+        inputs = BlockInputs(context, context_bias, modulation, rope, perturbed, skipped, skip_strategy)
+        if block_cache is None:
+            x = self.run_blocks(x, inputs, 0, len(self.transformer_blocks))
+        else:
+            x = block_cache.run(x, lambda h: self.run_blocks(h, inputs, 0, 1),
+                                lambda h, rows: self.run_blocks(h, inputs.rows(rows), 1,
+                                                                len(self.transformer_blocks)))
 
         shift, scale = (_param(self.scale_shift_table, x)[None, None] + embedded[:, :, None]).unbind(dim=2)
         x = F.layer_norm(x, (self.inner_dim,), eps=1e-6) * (1 + scale) + shift
         return self.proj_out(x)
+
+    def run_blocks(self, x: torch.Tensor, inputs: "BlockInputs", start: int, stop: int) -> torch.Tensor:
+        """Blocks `start` to `stop - 1` on hidden states `x` `[B, N, D]`."""
+        for index in range(start, stop):
+            skip = inputs.skip(index)
+            x = self.transformer_blocks[index](x, context=inputs.context, context_bias=inputs.context_bias,
+                                               timestep=inputs.modulation, rope=inputs.rope, skip=skip)
+        return x
 
     def _skip_plan(self, skip_layers, batch: int, device) -> tuple[set[int], Optional[torch.Tensor]]:
         if skip_layers is None:

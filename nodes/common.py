@@ -20,6 +20,7 @@ import folder_paths
 import torch
 from comfy_api.latest import io
 
+from ..ltx_core.acceleration import can_use_fp8_matmul, scaled_fp8_linear
 from ..ltx_core.safetensors_check import NotSafetensorsError, check_safetensors
 
 logger = logging.getLogger(__name__)
@@ -123,11 +124,32 @@ def comfy_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     return function(q, k, v, q.shape[1], mask=attn_mask, skip_reshape=True, skip_output_reshape=True)
 
 
-def operations_for(storage_dtype: torch.dtype, compute_dtype: torch.dtype):
+class fp8_matmul_ops(comfy.ops.manual_cast):  # noqa: N801 - a namespace, named like comfy.ops'
+    """ComfyUI's casting layers, with e4m3 linear layers multiplied in fp8 (`ltx_core.acceleration.fp8`).
+
+    A layer with patches applied at use (LoRAs on fp8 weights, see `lora.attach_patches`) keeps the bf16 path,
+    so its LoRA is never applied to an fp8 weight.
+    """
+
+    class Linear(comfy.ops.manual_cast.Linear):
+        def forward_comfy_cast_weights(self, input: torch.Tensor) -> torch.Tensor:
+            if self.weight_function or self.bias_function or not can_use_fp8_matmul(input, self.weight):
+                return super().forward_comfy_cast_weights(input)
+            weight, bias, stream = comfy.ops.cast_bias_weight(self, input, dtype=self.weight.dtype,
+                                                              bias_dtype=input.dtype, offloadable=True)
+            out = scaled_fp8_linear(input, weight, bias)
+            comfy.ops.uncast_bias_weight(self, weight, bias, stream)
+            return out
+
+
+def operations_for(storage_dtype: torch.dtype, compute_dtype: torch.dtype, device: Optional[torch.device] = None):
     """ComfyUI layer ops: plain (but low-VRAM capable) layers when weights are stored in the compute dtype,
-    casting layers when they are not (fp8 storage)."""
+    casting layers when they are not (fp8 storage), fp8 matrix multiplies for e4m3 weights on GPUs that have
+    them (ComfyUI's own `supports_fp8_compute` decides)."""
     if storage_dtype == compute_dtype:
         return comfy.ops.disable_weight_init
+    if storage_dtype == torch.float8_e4m3fn and device is not None and mm.supports_fp8_compute(device):
+        return fp8_matmul_ops
     return comfy.ops.manual_cast
 
 

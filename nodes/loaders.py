@@ -13,6 +13,7 @@ import folder_paths
 from comfy_api.latest import io
 
 from .. import ltx_core
+from ..ltx_core import acceleration
 from .common import (CATEGORY, WEIGHT_DTYPES, LTXModel, LTXModelType, LTXUpsampler, LTXUpsamplerType, LTXVae,
                      LTXVaeType, check_model_file, comfy_attention, compute_dtype_for, model_files, model_path,
                      operations_for, resolve_vae_like_dtype, resolve_weight_dtype, wrap)
@@ -51,6 +52,11 @@ class LTX097ModelLoader(io.ComfyNode):
                             "otherwise bf16 on GPUs that support it and fp32 on the CPU. fp8_e4m3fn / fp8_e5m2 "
                             "halve the memory of bf16 and compute in bf16. The VAE is never stored in fp8 "
                             "(it follows the compute dtype)."),
+                io.Boolean.Input(
+                    "compile_blocks", default=False, optional=True,
+                    tooltip="Compile each transformer block with torch.compile (regional compilation): the first "
+                            "run takes longer while the block compiles, later steps run faster on GPUs. Same "
+                            "result within float rounding; LoRA changes need no recompile."),
             ],
             outputs=[
                 LTXModelType.Output(display_name="model",
@@ -65,17 +71,19 @@ class LTX097ModelLoader(io.ComfyNode):
         return check_model_file(ckpt_name, *CHECKPOINT_FOLDERS)
 
     @classmethod
-    def execute(cls, ckpt_name: str, weight_dtype: str = "auto") -> io.NodeOutput:
+    def execute(cls, ckpt_name: str, weight_dtype: str = "auto", compile_blocks: bool = False) -> io.NodeOutput:
         path = model_path(ckpt_name, *CHECKPOINT_FOLDERS)
         load_device, offload_device = mm.get_torch_device(), mm.unet_offload_device()
         dtype = resolve_weight_dtype(weight_dtype, path, load_device)
         compute_dtype = compute_dtype_for(dtype)
         checkpoint = ltx_core.load_checkpoint(path, dtype=dtype, device=offload_device,
-                                              operations=operations_for(dtype, compute_dtype),
+                                              operations=operations_for(dtype, compute_dtype, load_device),
                                               attention=comfy_attention)
         if checkpoint.transformer is None:
             raise ValueError(f"'{ckpt_name}' holds an LTX-Video VAE but no transformer; choose a checkpoint that "
                              f"contains the transformer (the official single files contain both)")
+        if compile_blocks:
+            acceleration.compile_blocks(checkpoint.transformer)
         model = LTXModel(patcher=wrap(checkpoint.transformer, load_device, offload_device),
                          config=checkpoint.config, path=path, dtype=dtype, compute_dtype=compute_dtype)
         vae = None

@@ -38,6 +38,7 @@ UPSAMPLER_FILE = "ltxv-spatial-upscaler-0.9.7.safetensors"
 MAX_SIZE = 8192
 MAX_FRAMES = 2049
 MAX_SEED = 0xFFFFFFFFFFFFFFFF
+MAX_STEP_CACHE = 0.5
 
 
 @dataclass(frozen=True)
@@ -101,7 +102,8 @@ def checkpoint_of(model: LTXModel, vae: Optional[LTXVae]) -> SimpleNamespace:
 def sample(model: LTXModel, vae: LTXVae, positive: Any, negative: Any, *, recipe: str, width: int, height: int,
            num_frames: int, frame_rate: float, seed: int, steps: Optional[int] = None,
            conditions: Optional[Sequence[ltx_core.Condition]] = None, upsampler: Optional[LTXUpsampler] = None,
-           guidance: Optional[dict] = None, node_id: Optional[str] = None) -> ltx_core.VideoLatents:
+           guidance: Optional[dict] = None, node_id: Optional[str] = None,
+           step_cache: float = 0.0) -> ltx_core.VideoLatents:
     """Sample a video's latents (on ComfyUI's intermediate device); see the module docstring."""
     choice = recipe_choice(recipe)
     if not 32 <= width <= MAX_SIZE or not 32 <= height <= MAX_SIZE:
@@ -126,6 +128,8 @@ def sample(model: LTXModel, vae: LTXVae, positive: Any, negative: Any, *, recipe
     negative_context, negative_mask = prompt_context(negative, "negative", caption_channels)
     items = resolve_conditions(conditions, num_frames)
     overrides = recipe_overrides(choice, guidance)
+    if step_cache:
+        overrides["step_cache_threshold"] = float(step_cache)
     settings = resolve_recipe(choice.recipe, overrides)
     check_recipe(settings, int(transformer_config.get("num_layers", 0)))
 
@@ -177,6 +181,16 @@ def as_latent(video: ltx_core.VideoLatents) -> dict:
 def hidden_unique_id(cls) -> Optional[str]:
     hidden = getattr(cls, "hidden", None)
     return getattr(hidden, "unique_id", None) if hidden is not None else None
+
+
+def step_cache_input() -> io.Float.Input:
+    return io.Float.Input(
+        "step_cache", default=0.0, min=0.0, max=MAX_STEP_CACHE, step=0.01, optional=True,
+        tooltip="Step cache threshold (0 = off, the exact result). At each step the first transformer block runs; "
+                "when its change since the last full step is below this fraction, the other blocks' last "
+                "contribution is reused instead of running them. 0.05-0.15 skips many steps' deep blocks for a "
+                "small loss of detail; higher values are faster and blurrier. Never on the first and last step "
+                "of a pass, at most 3 reuses in a row.")
 
 
 def size_inputs(width: int = 768, height: int = 512, num_frames: int = 97, frame_rate: float = 25.0) -> list:
@@ -233,6 +247,7 @@ class LTX097Sampler(io.ComfyNode):
                                                 "Condition)."),
                 LTXGuidanceType.Input("guidance", optional=True,
                                       tooltip="Changes to the recipe's guidance (Guidance Settings)."),
+                step_cache_input(),
             ],
             outputs=[io.Latent.Output(display_name="latent",
                                       tooltip="The video latents, with what the decode node needs to crop them.")],
@@ -257,11 +272,11 @@ class LTX097Sampler(io.ComfyNode):
     def execute(cls, model: LTXModel, vae: LTXVae, positive, negative, recipe: str = DEFAULT_RECIPE,
                 width: int = 768, height: int = 512, num_frames: int = 97, frame_rate: float = 25.0, steps: int = 0,
                 seed: int = 0, upsampler: Optional[LTXUpsampler] = None, conditions=None,
-                guidance: Optional[dict] = None) -> io.NodeOutput:
+                guidance: Optional[dict] = None, step_cache: float = 0.0) -> io.NodeOutput:
         video = sample(model, vae, positive, negative, recipe=recipe, width=width, height=height,
                        num_frames=num_frames, frame_rate=frame_rate, seed=seed, steps=steps or None,
                        conditions=conditions, upsampler=upsampler, guidance=guidance,
-                       node_id=hidden_unique_id(cls))
+                       node_id=hidden_unique_id(cls), step_cache=step_cache)
         return io.NodeOutput(as_latent(video))
 
 

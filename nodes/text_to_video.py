@@ -17,7 +17,7 @@ from .decode import decode
 from .guidance import LTXGuidanceType
 from .lora import LTXLoraStackType, apply_lora_stack
 from .sampling import (DEFAULT_RECIPE, MAX_SEED, RECIPE_CHOICES, RECIPE_TOOLTIP, UPSAMPLER_FILE, as_latent,
-                       hidden_unique_id, recipe_choice, sample)
+                       hidden_unique_id, recipe_choice, sample, step_cache_input)
 from .text import DEFAULT_NEGATIVE_PROMPT, encode_prompt
 from .video import MIN_FRAME_RATE, metadata_of, save_inputs, save_video
 
@@ -101,6 +101,7 @@ class LTX097TextToVideo(io.ComfyNode):
                 LTXGuidanceType.Input("guidance", optional=True,
                                       tooltip="Changes to the recipe's guidance (Guidance Settings), e.g. its "
                                               "save_memory switch for GPUs with less memory."),
+                step_cache_input(),
             ],
             outputs=[
                 io.Video.Output(display_name="video", tooltip="The saved mp4 as a core VIDEO."),
@@ -122,7 +123,7 @@ class LTX097TextToVideo(io.ComfyNode):
                 number_of_frames: int = 89, number_of_steps: int = 30, frame_rate: float = 25.0, seed: int = 0,
                 recipe: str = DEFAULT_RECIPE, filename_prefix: str = "LTX-Video/ltxv097", crf: int = 19,
                 reverse_video: bool = False, upsampler: Optional[LTXUpsampler] = None, loras=None,
-                conditions=None, guidance: Optional[dict] = None) -> io.NodeOutput:
+                conditions=None, guidance: Optional[dict] = None, step_cache: float = 0.0) -> io.NodeOutput:
         width, height = video_size(resolution, aspect_ratio)
         if not MIN_FRAMES <= number_of_frames <= MAX_FRAMES:
             raise ValueError(f"number_of_frames={number_of_frames} is out of range ({MIN_FRAMES}–{MAX_FRAMES})")
@@ -134,7 +135,7 @@ class LTX097TextToVideo(io.ComfyNode):
         latents = sample(with_loras(model, loras), vae, positive, negative, recipe=recipe, width=width,
                          height=height, num_frames=number_of_frames, frame_rate=frame_rate, seed=seed, steps=steps,
                          conditions=conditions, upsampler=upsampler, guidance=guidance,
-                         node_id=hidden_unique_id(cls))
+                         node_id=hidden_unique_id(cls), step_cache=step_cache)
         frames, _ = decode(vae, as_latent(latents))
         if reverse_video:
             frames = frames.flip(0)

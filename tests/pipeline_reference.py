@@ -14,7 +14,8 @@ from ltx_core.recipes import resolve_recipe
 
 STRATEGIES = {"attention_values": "AttentionValues", "attention_skip": "AttentionSkip", "residual": "Residual",
               "transformer_block": "TransformerBlock"}
-_OUR_KEYS = ("image_cond_noise_scale", "crf", "adain_factor", "batched_guidance", "sampler", "stg_mode")
+_OUR_KEYS = ("image_cond_noise_scale", "crf", "adain_factor", "batched_guidance", "sampler", "stg_mode",
+             "step_cache_threshold", "step_cache_max_reuse")
 
 
 @dataclass

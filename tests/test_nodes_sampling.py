@@ -227,3 +227,32 @@ def test_sampler_validation_before_running(ltx_pack):
     assert "is not one of" in sampler.validate_inputs(recipe="0.9.8", steps=0)
 
 
+
+
+def test_step_cache_input_reaches_the_recipe(models, prompts, ltx_pack, monkeypatch):
+    """0 (the default) is the plain path; a threshold gives ltx_core's cached result, on the node's model."""
+    recipe = "0.9.6 2B dev"
+    plain = run_sampler(models, prompts, recipe, steps=6)["samples"]
+    assert torch.equal(plain, run_sampler(models, prompts, recipe, steps=6, step_cache=0.0)["samples"])
+    cached = run_sampler(models, prompts, recipe, steps=6, step_cache=0.3)["samples"]
+    assert not torch.equal(plain, cached)
+    sampling, seen = node_module("sampling"), {}
+    original = sampling.ltx_core.sample_video
+
+    def spy(*args, **kwargs):
+        seen.update(kwargs)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(sampling.ltx_core, "sample_video", spy)
+    assert torch.equal(cached, run_sampler(models, prompts, recipe, steps=6, step_cache=0.3)["samples"])
+    assert seen["step_cache_threshold"] == 0.3
+
+
+def test_model_loader_compiles_blocks_on_request(ltx_pack, comfy_host, models):
+    loaders = node_module("loaders")
+    name = models.model.path.rsplit("/", 1)[-1]
+    plain, _ = loaders.LTX097ModelLoader.execute(ckpt_name=name).result
+    compiled, _ = loaders.LTX097ModelLoader.execute(ckpt_name=name, compile_blocks=True).result
+    assert not getattr(plain.transformer, "blocks_compiled", False)
+    assert compiled.transformer.blocks_compiled
+    assert all(block._compiled_call_impl is not None for block in compiled.transformer.transformer_blocks)

@@ -21,7 +21,8 @@ from .media import padded_frame_count, padding_for, prepare_media, trim_frames
 from .passes import LATENT_SCALE, Callback, ModelHook, PassRunner, tone_map
 from .randomness import Randomness
 from .recipes import check_recipe, resolve_recipe
-from .sampler import Prompts, check_finite
+from .non_finite import check_finite
+from .sampler import Prompts
 
 logger = logging.getLogger(__name__)
 

@@ -7,8 +7,8 @@ namespace and attention from an injected function, so a host can add low-VRAM lo
 from .checkpoint import LTXCheckpoint, load_checkpoint, load_latent_upsampler
 from .conditioning import Condition
 from .pipeline import VideoLatents, decode_video, generate, sample_video
+from .non_finite import NonFiniteLatentsError
 from .positions import latent_positions
-from .sampler import NonFiniteLatentsError
 from .transformer import SkipLayers, Transformer3D
 from .upsampler import LatentUpsampler
 from .vae import CausalVideoVAE

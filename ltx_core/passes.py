@@ -17,7 +17,8 @@ from .conditioning import apply_conditions, unpatchify
 from .guidance import resolve_guidance
 from .media import resize_media
 from .randomness import Randomness
-from .sampler import PassSettings, Prompts, check_finite, denoise
+from .non_finite import check_finite
+from .sampler import PassSettings, Prompts, denoise
 from .schedules import make_timesteps
 
 logger = logging.getLogger(__name__)

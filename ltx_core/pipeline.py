@@ -23,7 +23,8 @@ from .media import (MIN_MEDIA_SIDE, cropped_size, padded_frame_count, padding_fo
 from .passes import LATENT_SCALE, Callback, ModelHook, PassRunner, tone_map
 from .randomness import Randomness
 from .recipes import check_recipe, resolve_recipe
-from .sampler import Prompts, check_finite
+from .non_finite import check_finite
+from .sampler import Prompts
 
 logger = logging.getLogger(__name__)
 

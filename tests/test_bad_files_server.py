@@ -47,14 +47,20 @@ def _rank_mismatch_lora(path) -> None:
 
 @pytest.fixture(scope="module")
 def host(comfy_server: ComfyServer):
-    comfy_server.add_model("checkpoints", NAN_CHECKPOINT, lambda path: _checkpoint(path, poison=True))
-    comfy_server.add_model("checkpoints", FORGED_CHECKPOINT, lambda path: _checkpoint(path, layers=20000))
-    comfy_server.add_model("checkpoints", PICKLED_CHECKPOINT,
-                           lambda path: torch.save({"model.diffusion_model.proj_out.weight": torch.zeros(2)}, path))
-    comfy_server.add_model("latent_upscale_models", PICKLED_UPSAMPLER,
-                           lambda path: torch.save({"initial_conv.weight": torch.zeros(2)}, path))
-    comfy_server.add_model("loras", RANK_MISMATCH_LORA, _rank_mismatch_lora)
-    return comfy_server
+    """The session server with the bad files added; they are removed afterwards, so that the other modules see the
+    standard model lists."""
+    added = [
+        comfy_server.add_model("checkpoints", NAN_CHECKPOINT, lambda path: _checkpoint(path, poison=True)),
+        comfy_server.add_model("checkpoints", FORGED_CHECKPOINT, lambda path: _checkpoint(path, layers=20000)),
+        comfy_server.add_model("checkpoints", PICKLED_CHECKPOINT, lambda path: torch.save(
+            {"model.diffusion_model.proj_out.weight": torch.zeros(2)}, path)),
+        comfy_server.add_model("latent_upscale_models", PICKLED_UPSAMPLER,
+                               lambda path: torch.save({"initial_conv.weight": torch.zeros(2)}, path)),
+        comfy_server.add_model("loras", RANK_MISMATCH_LORA, _rank_mismatch_lora),
+    ]
+    yield comfy_server
+    for path in added:
+        path.unlink()
 
 
 @pytest.fixture(scope="module")

@@ -15,6 +15,8 @@ from .schema import GenerationInput, InputError, error
 
 OUTPUT_NODE = "text_to_video"
 OUTPUT_SUBFOLDER = "ltxv097_api"
+CONDITION_CRF = 29
+"""H.264 CRF the condition media is compressed with before encoding, as the official pipeline does."""
 
 
 class UnavailableFeature(InputError):
@@ -29,12 +31,12 @@ def _condition_nodes(prompt: dict, generation: GenerationInput, media_files: dic
         if condition.kind == "image":
             prompt[load_id] = {"class_type": "LoadImage", "inputs": {"image": file_name}}
             inputs = {"image": [load_id, 0], "start_frame": condition.start_frame_number, "batch_index": 0,
-                      "strength": condition.strength}
+                      "strength": condition.strength, "crf": CONDITION_CRF}
             prompt[cond_id] = {"class_type": "LTX097ImageCondition", "inputs": inputs}
         else:
             prompt[load_id] = {"class_type": "LoadVideo", "inputs": {"file": file_name}}
             inputs = {"video": [load_id, 0], "start_frame": condition.start_frame_number,
-                      "strength": condition.strength}
+                      "strength": condition.strength, "crf": CONDITION_CRF}
             prompt[cond_id] = {"class_type": "LTX097VideoCondition", "inputs": inputs}
         if link is not None:
             inputs["conditions"] = link

@@ -36,6 +36,8 @@ class Job:
     error: Optional[str] = None
     error_type: Optional[str] = None
     webhook_url: Optional[str] = None
+    server_url: str = ""
+    """`scheme://host` the request was submitted to (for the file URL a webhook receives)."""
     cancel_requested: bool = False
 
     @property

@@ -53,7 +53,7 @@ class QueueService:
         self.media = None
         """Optional `async (GenerationInput, request_id) -> {"image"|"video": input file name}` (URL inputs)."""
         self.notify = None
-        """Optional `async (Job, result body or None) -> None`, called when a request with a webhook finishes."""
+        """Optional `async (Job, output JSON or None) -> None`, called when a request with a webhook finishes."""
         self._monitor: Optional[asyncio.Task] = None
 
     # routes ---------------------------------------------------------------------------------------------------
@@ -77,8 +77,8 @@ class QueueService:
     def urls(self, request: web.Request) -> Urls:
         return Urls(f"{self.base_url(request)}{QUEUE_PREFIX}/{APP_ID}")
 
-    def file_url(self, request: web.Request, job: Job) -> str:
-        return f"{self.base_url(request)}{FILES_PREFIX}/{job.request_id}/{job.video['file_name']}"
+    def file_url(self, base_url: str, job: Job) -> str:
+        return f"{base_url}{FILES_PREFIX}/{job.request_id}/{job.video['file_name']}"
 
     def refused(self, request: web.Request) -> Optional[web.Response]:
         if key_accepted(request.headers.get("Authorization"), self.config.api_keys):
@@ -107,17 +107,22 @@ class QueueService:
         except ValueError as bad:
             raise InputError([error((), f"the body is not valid JSON: {bad}", "json_invalid")]) from bad
         generation = parse_input(body)
+        webhook_url = request.query.get("fal_webhook") or None
+        if webhook_url is not None and not webhook_url.lower().startswith(("http://", "https://")):
+            raise InputError([{"loc": ["query", "fal_webhook"], "msg": "the webhook must be an http(s) URL",
+                               "type": "url_scheme"}])
         request_id = str(uuid.uuid4())
         media_files = await self.media(generation, request_id) if self.media and generation.conditions else {}
         prompt = build_prompt(generation, self.config, request_id, media_files=media_files,
                               node_inputs=self.host.node_inputs("LTX097TextToVideo"))
-        job = Job(request_id, generation.seed, generation.prompt,
-                  webhook_url=request.query.get("fal_webhook") or None)
+        job = Job(request_id, generation.seed, generation.prompt, webhook_url=webhook_url,
+                  server_url=self.base_url(request))
         self.book.add(job, persist=False)
         try:
             await self.host.queue(prompt, request_id)
         except Exception as refused:
             self.book.discard(request_id)
+            self.remove_media(request_id)
             raise self.refusal(refused, generation) from refused
         self.store.save(job)
         self.ensure_monitor()
@@ -181,7 +186,8 @@ class QueueService:
 
     def outcome(self, request: web.Request, job: Job) -> web.Response:
         if job.state == COMPLETED:
-            return json_response(result_json(job, self.file_url(request, job)), request_id=job.request_id)
+            output = result_json(job, self.file_url(self.base_url(request), job))
+            return json_response(output, request_id=job.request_id)
         status = 400 if job.state == CANCELLED else 500
         return json_response({"detail": job.error, "error_type": job.error_type}, status, job.request_id)
 
@@ -259,6 +265,14 @@ class QueueService:
             cancelled = interrupted and current is not None and current.cancel_requested
             self.book.fail(job.request_id, "the request was cancelled" if cancelled else message,
                            "request_cancelled" if cancelled else error_type, cancelled=cancelled)
-        if job.webhook_url and self.notify is not None:
-            finished = self.book.get(job.request_id)
-            asyncio.get_running_loop().create_task(self.notify(finished))
+        self.remove_media(job.request_id)
+        finished = self.book.get(job.request_id)
+        if finished is not None and finished.webhook_url and self.notify is not None:
+            output = result_json(finished, self.file_url(finished.server_url, finished)) \
+                if finished.state == COMPLETED else None
+            asyncio.get_running_loop().create_task(self.notify(finished, output))
+
+    def remove_media(self, request_id: str) -> None:
+        """The condition files of a request leave the input folder once it is done."""
+        for path in self.host.input_dir().glob(f"ltxv097_api_{request_id}_*"):
+            path.unlink(missing_ok=True)

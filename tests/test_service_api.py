@@ -8,6 +8,7 @@ that keeps finished results, fails the unfinished ones clearly and turns on an A
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
@@ -20,13 +21,16 @@ from pathlib import Path
 
 import pytest
 
+import e2e_workflows
 import service_kit
 from comfy_server import REPO_ROOT, host_env
+from local_web import LocalWeb
 
 CLIENTS_DIR = REPO_ROOT / ".api_clients"
 QUEUE = f"/queue/{service_kit.APP_ID}"
 FAST = {**service_kit.SMALL, "number_of_steps": 1}
 CLIENT_TIMEOUT = 240
+MAX_IMAGE_BYTES = 200_000
 
 
 @pytest.fixture(scope="module")
@@ -35,10 +39,21 @@ def tls(tmp_path_factory) -> tuple[Path, Path]:
 
 
 @pytest.fixture(scope="module")
-def api(tmp_path_factory, tls):
-    server = service_kit.api_server(tmp_path_factory.mktemp("api_host"), tls=tls)
-    with server:
-        yield server
+def web():
+    """A local web server for image / video URLs and the webhook (the only private host the API may reach)."""
+    server = LocalWeb()
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="module")
+def api(tmp_path_factory, tls, web):
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("LTX097_URL_ALLOW_HOSTS", f"127.0.0.1:{web.port}")
+        server = service_kit.api_server(tmp_path_factory.mktemp("api_host"), tls=tls,
+                                        config_changes={"max_image_bytes": MAX_IMAGE_BYTES})
+        with server:
+            yield server
 
 
 def client_result(completed: subprocess.CompletedProcess) -> dict:
@@ -202,6 +217,56 @@ def test_condition_fields_are_checked_and_expand_prompt_needs_the_node(api, tls)
         assert "not available" in seen["detail"][0]["msg"]
 
 
+def test_image_url_condition_and_webhook(api, tls, web, tmp_path):
+    web.routes["/start.png"] = LocalWeb.static(200, e2e_workflows.write_image(tmp_path / "a.png").read_bytes(),
+                                               {"Content-Type": "image/png"})
+    web.routes["/hook"] = LocalWeb.static(200, b"{}", {"Content-Type": "application/json"})
+    seen = python_client(api, tls, "with_webhook", {
+        "prompt": "from an image", **FAST, "image_url": f"{web.url}/start.png", "start_frame_number": 0,
+        "strength": 0.9, "webhook": f"{web.url}/hook"})
+    check_output(api, seen["result"], prompt="from an image")
+    assert web.hits["/start.png"] == 1
+    web.finish("/hook")
+    hook = json.loads(web.bodies["/hook"])
+    assert hook == {"request_id": seen["request_id"], "gateway_request_id": seen["request_id"], "status": "OK",
+                    "payload": seen["result"]}
+    assert not list((api.workdir / "input").glob("ltxv097_api_*"))  # the condition file was cleaned up
+
+
+def test_video_data_uri_condition(api, tmp_path):
+    clip = e2e_workflows.write_video(tmp_path / "clip.mp4", frames=9).read_bytes()
+    uri = "data:video/mp4;base64," + base64.b64encode(clip).decode()
+    status, body = post(api, QUEUE, {"prompt": "from a clip", **FAST, "video_url": uri, "strength": 0.8})
+    assert status == 200, body
+    while (state := post(api, f"{QUEUE}/requests/{body['request_id']}/status", None, "GET")[1])["status"] != \
+            "COMPLETED":
+        time.sleep(0.3)
+    assert state.get("error") is None, state
+    check_output(api, post(api, f"{QUEUE}/requests/{body['request_id']}", None, "GET")[1], prompt="from a clip")
+
+
+def test_bad_media_and_webhooks_get_422s(api, web, tmp_path):
+    web.routes["/page.png"] = LocalWeb.static(200, b"<html>not an image</html>", {"Content-Type": "image/png"})
+    web.routes["/big.png"] = LocalWeb.static(200, b"\x89PNG\r\n\x1a\n" + bytes(MAX_IMAGE_BYTES),
+                                             {"Content-Type": "image/png"})
+    png = "data:image/png;base64," + base64.b64encode(
+        e2e_workflows.write_image(tmp_path / "b.png").read_bytes()).decode()
+    cases = [
+        ({"image_url": f"{web.url}/page.png"}, "image_url", "file_type", "is not an image file"),
+        ({"image_url": f"{web.url}/big.png"}, "image_url", "file_download_error", "allowed"),
+        ({"image_url": "http://127.0.0.2:9/a.png"}, "image_url", "file_download_error", "127.0.0.2"),
+        ({"video_url": png}, "video_url", "file_type", "is not a video file"),
+        ({"image_url": "data:image/png;base64,@@@"}, "image_url", "file_download_error", "base64"),
+    ]
+    for fields, name, kind, words in cases:
+        status, answer = post(api, QUEUE, {"prompt": "p", **fields})
+        assert status == 422 and answer["detail"][0]["loc"] == ["body", name], answer
+        assert answer["detail"][0]["type"] == kind and words in answer["detail"][0]["msg"], answer
+    status, answer = post(api, QUEUE + "?fal_webhook=ftp://x/y", {"prompt": "p"})
+    assert status == 422 and answer["detail"][0]["loc"] == ["query", "fal_webhook"]
+    assert not list((api.workdir / "input").glob("ltxv097_api_*"))
+
+
 def test_unknown_request_ids_are_404(api):
     for route in (f"{QUEUE}/requests/{uuid.uuid4()}/status", f"{QUEUE}/requests/{uuid.uuid4()}",
                   f"{QUEUE}/requests/not-an-id/status"):
@@ -233,5 +298,5 @@ def test_restart_keeps_finished_results_and_fails_unfinished_ones(api, tls):
         assert status == 200 and state["status"] == "COMPLETED" and state["error_type"] == "server_restarted"
         status, answer = post(api, f"{QUEUE}/requests/{lost['request_id']}", None, "GET", key)
         assert status == 500 and "stopped before this request finished" in answer["detail"]
-    ran = python_client(api, tls, "run", {"prompt": "with a key", **FAST}, key="sekrit")
-    check_output(api, ran["result"], prompt="with a key")
+    fetched = python_client(api, tls, "result", {"request_id": done["request_id"]}, key="sekrit")
+    assert fetched["result"] == output

@@ -54,6 +54,17 @@ def cancel_running(arguments: dict) -> dict:
     return {"request_id": handle.request_id, "final": status_json(status), "result_error": answer}
 
 
+def with_webhook(arguments: dict) -> dict:
+    """submit with a webhook URL (`arguments["webhook"]`), then the result."""
+    webhook = arguments.pop("webhook")
+    handle = fal_client.submit(APP, arguments=arguments, webhook_url=webhook)
+    return {"request_id": handle.request_id, "result": handle.get()}
+
+
+def result(arguments: dict) -> dict:
+    return {"result": fal_client.result(APP, arguments["request_id"])}
+
+
 def invalid(arguments: dict) -> dict:
     try:
         fal_client.submit(APP, arguments=arguments)

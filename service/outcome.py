@@ -19,11 +19,17 @@ def saved_video(entry: dict, output_dir: Path) -> Optional[dict]:
     return None
 
 
+FLAGGED = "The content was flagged by a content checker"
+"""The service's message (and, in a node's error, the marker) for content the safety checker refused."""
+
+
 def failure(entry: dict) -> tuple[str, str, bool]:
     """(message, error type, interrupted) of a history entry that did not succeed."""
     for name, data in (entry.get("status") or {}).get("messages", []):
         if name == "execution_interrupted":
             return "the generation was interrupted", "request_cancelled", True
+        if name == "execution_error" and FLAGGED.lower() in str(data.get("exception_message", "")).lower():
+            return FLAGGED, "content_policy_violation", False
         if name == "execution_error":
             node = data.get("node_type", "a node")
             return f"{node}: {data.get('exception_message', 'failed')}".strip(), "execution_error", False

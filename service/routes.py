@@ -188,6 +188,9 @@ class QueueService:
         if job.state == COMPLETED:
             output = result_json(job, self.file_url(self.base_url(request), job))
             return json_response(output, request_id=job.request_id)
+        if job.error_type == "content_policy_violation":  # the service's answer to flagged content
+            detail = [{"loc": ["body"], "msg": job.error, "type": job.error_type}]
+            return json_response({"detail": detail}, 422, job.request_id)
         status = 400 if job.state == CANCELLED else 500
         return json_response({"detail": job.error, "error_type": job.error_type}, status, job.request_id)
 

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from service import access, config as service_config, graph, jobs, media, schema, store, webhook
+from service import access, config as service_config, graph, jobs, media, outcome, schema, store, webhook
 
 REQUEST_ID = "0b7e2a4c-3f1d-4c55-9a0e-5d6f7a8b9c0d"
 NODE_INPUTS = {"model", "vae", "clip", "prompt", "negative_prompt", "resolution", "seed"}
@@ -162,3 +162,16 @@ def test_media_is_sniffed_and_written_to_the_input_folder(tmp_path):
     assert files == {"image": f"ltxv097_api_{REQUEST_ID}_image.jpg"}
     assert fetched == [("https://x/y", 123, "the image_url")]
     assert (tmp_path / files["image"]).read_bytes().startswith(b"\xff\xd8\xff")
+
+
+def test_failed_prompts_become_the_services_errors():
+    def entry(name, data):
+        return {"status": {"status_str": "error", "messages": [["execution_start", {}], [name, data]]}}
+
+    assert outcome.failure(entry("execution_interrupted", {})) == (
+        "the generation was interrupted", "request_cancelled", True)
+    assert outcome.failure(entry("execution_error", {"node_type": "LTX097TextToVideo",
+                                                     "exception_message": "out of memory"})) == (
+        "LTX097TextToVideo: out of memory", "execution_error", False)
+    flagged = entry("execution_error", {"exception_message": "The content was flagged by a content checker"})
+    assert outcome.failure(flagged) == (outcome.FLAGGED, "content_policy_violation", False)

@@ -4,12 +4,15 @@ their restart recovery, status / result / webhook JSON, keys, the config file an
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import json
+from pathlib import Path
 
 import pytest
 
 from service import access, config as service_config, graph, jobs, media, outcome, schema, store, webhook
 
+REPO_ROOT = Path(__file__).resolve().parents[1]
 REQUEST_ID = "0b7e2a4c-3f1d-4c55-9a0e-5d6f7a8b9c0d"
 NODE_INPUTS = {"model", "vae", "clip", "prompt", "negative_prompt", "resolution", "seed"}
 
@@ -175,3 +178,20 @@ def test_failed_prompts_become_the_services_errors():
         "LTX097TextToVideo: out of memory", "execution_error", False)
     flagged = entry("execution_error", {"exception_message": "The content was flagged by a content checker"})
     assert outcome.failure(flagged) == (outcome.FLAGGED, "content_policy_violation", False)
+
+
+def test_run_log_names_every_phase_of_a_multi_scale_run():
+    spec = importlib.util.spec_from_file_location("ltxv097_run_log", REPO_ROOT / "nodes" / "run_log.py")
+    run_log = importlib.util.module_from_spec(spec)  # plain Python, loaded without the nodes package
+    spec.loader.exec_module(run_log)
+    lines, loaded = [], []
+    run_log.add_listener(lines.append)
+    run_log.add_listener(lambda line: 1 / 0)  # a failing listener is logged, never raised into the run
+    passes = run_log.PassLog(loaded.append)
+    for name, steps in (("vae", 0), ("transformer", 2), ("upsampler", 0), ("transformer", 1)):
+        passes.model(name)
+        for step in range(steps):
+            passes.step(step, steps)
+    assert lines == ["encode: conditioning media (VAE)", "pass 1: denoising", "pass 1: step 1/2",
+                     "pass 1: step 2/2", "upsample: 2× latent upsampler", "pass 2: denoising", "pass 2: step 1/1"]
+    assert loaded == ["vae", "transformer", "upsampler", "transformer"]

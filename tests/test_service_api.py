@@ -90,6 +90,8 @@ def check_output(api, output: dict, *, prompt: str, frames: int = 9, size: int =
 
 
 def test_javascript_client_runs_the_documented_subscribe(api, tls, tmp_path):
+    assert (CLIENTS_DIR / "node_modules" / "@fal-ai" / "client").is_dir(), \
+        "@fal-ai/client is not installed: run scripts/setup_api_clients.sh (make test does)"
     script = tmp_path / "node"
     shutil.copytree(CLIENTS_DIR, script / "clients", symlinks=True, ignore=shutil.ignore_patterns("*.mjs"))
     shutil.copy(Path(__file__).parent / "api_clients" / "subscribe.mjs", script / "clients" / "subscribe.mjs")

@@ -57,6 +57,12 @@ class ComfyHost:
         spec = node.INPUT_TYPES()
         return set(spec.get("required", {})) | set(spec.get("optional", {}))
 
+    def lora_file_missing(self, path: str) -> bool:
+        """A LoRA named as a file (not a URL or `owner/repo`) that is in none of the loras folders."""
+        if "://" in path or ("/" in path and not path.lower().endswith((".safetensors", ".sft"))):
+            return False
+        return folder_paths.get_full_path("loras", path) is None
+
     async def queue(self, prompt: dict, prompt_id: str) -> None:
         """Validate and queue like `POST /prompt` (no client id: progress goes to every open UI)."""
         valid = await execution.validate_prompt(prompt_id, prompt, None)

@@ -24,7 +24,7 @@ from aiohttp import web
 
 from .access import key_accepted
 from .config import ServiceConfig
-from .graph import OUTPUT_NODE, build_prompt
+from .graph import OUTPUT_NODE, build_prompt, feature_inputs
 from .jobs import CANCELLED, COMPLETED, QUEUED, RUNNING, Job, JobBook, Urls, result_json, status_json
 from .outcome import failure, saved_video
 from .schema import GenerationInput, InputError, error, parse_input
@@ -107,14 +107,20 @@ class QueueService:
         except ValueError as bad:
             raise InputError([error((), f"the body is not valid JSON: {bad}", "json_invalid")]) from bad
         generation = parse_input(body)
+        missing = [error(("loras", index, "path"), f"no LoRA file {lora.path!r} in models/loras; give a URL, a "
+                                                   "Hugging Face repository or a file in models/loras")
+                   for index, lora in enumerate(generation.loras) if self.host.lora_file_missing(lora.path)]
+        if missing:
+            raise InputError(missing)
         webhook_url = request.query.get("fal_webhook") or None
         if webhook_url is not None and not webhook_url.lower().startswith(("http://", "https://")):
             raise InputError([{"loc": ["query", "fal_webhook"], "msg": "the webhook must be an http(s) URL",
                                "type": "url_scheme"}])
         request_id = str(uuid.uuid4())
+        node_inputs = self.host.node_inputs("LTX097TextToVideo")
+        feature_inputs(generation, node_inputs)  # a 422 for an unavailable feature before any download
         media_files = await self.media(generation, request_id) if self.media and generation.conditions else {}
-        prompt = build_prompt(generation, self.config, request_id, media_files=media_files,
-                              node_inputs=self.host.node_inputs("LTX097TextToVideo"))
+        prompt = build_prompt(generation, self.config, request_id, media_files=media_files, node_inputs=node_inputs)
         job = Job(request_id, generation.seed, generation.prompt, webhook_url=webhook_url,
                   server_url=self.base_url(request))
         self.book.add(job, persist=False)

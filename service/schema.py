@@ -8,6 +8,7 @@ Pure Python: no ComfyUI, so it is unit-tested on its own.
 from __future__ import annotations
 
 import random
+import re
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -23,6 +24,13 @@ DRAWN_SEED_LIMIT = 2 ** 32
 MAX_PROMPT_CHARS = 20_000
 MAX_LORAS = 8
 MAX_START_FRAME = 256
+
+
+def is_local_path(path: str) -> bool:
+    """An absolute path, a home or drive path, or one that climbs out of its folder with `..`."""
+    path = path.strip()
+    return (path.startswith(("/", "\\", "~")) or re.match(r"^[A-Za-z]:[\\/]", path) is not None
+            or ".." in re.split(r"[\\/]+", path))
 
 
 @dataclass(frozen=True)
@@ -154,6 +162,9 @@ class _Checker:
             path = self.string("path", required=True, src=entry, loc=loc)
             if path is not None and not path.strip():
                 path = self.fail((*loc, "path"), "is empty; give a URL, a Hugging Face repository or a file name")
+            elif path is not None and is_local_path(path):
+                path = self.fail((*loc, "path"), f"{path!r} is a path on the server; local files are not read: give "
+                                                 "a URL, a Hugging Face repository or a file name in models/loras")
             weight_name = self.string("weight_name", src=entry, loc=loc)
             scale = self.number("scale", (-10.0, 10.0), 1.0, src=entry, loc=loc)
             if path is not None and scale is not None:

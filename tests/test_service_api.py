@@ -182,7 +182,8 @@ BAD_VALUES = [
     ("prompt", None, "missing"), ("prompt", 5, "string_type"), ("prompt", "  ", "value_error"),
     ("negative_prompt", ["x"], "string_type"), ("loras", "a.safetensors", "list_type"),
     ("loras", [{"scale": 1}], "missing"), ("loras", [{"path": "a", "scale": 99}], "value_error"),
-    ("loras", [{"path": "a", "weight_name": 3}], "string_type"), ("resolution", "1080p", "literal_error"),
+    ("loras", [{"path": "a", "weight_name": 3}], "string_type"),
+    ("loras", [{"path": "not_there.safetensors"}], "value_error"), ("loras", [{"path": "/etc/x"}], "value_error"), ("resolution", "1080p", "literal_error"),
     ("aspect_ratio", "4:3", "literal_error"), ("number_of_frames", 8, "value_error"),
     ("number_of_frames", 258, "value_error"), ("number_of_frames", "89", "int_type"),
     ("number_of_steps", 0, "value_error"), ("number_of_steps", 101, "value_error"),
@@ -267,6 +268,18 @@ def test_bad_media_and_webhooks_get_422s(api, web, tmp_path):
     status, answer = post(api, QUEUE + "?fal_webhook=ftp://x/y", {"prompt": "p"})
     assert status == 422 and answer["detail"][0]["loc"] == ["query", "fal_webhook"]
     assert not list((api.workdir / "input").glob("ltxv097_api_*"))
+
+
+def test_a_failed_generation_answers_with_its_error(api, web):
+    web.routes["/gone.safetensors"] = LocalWeb.static(404, b"not found")
+    status, body = post(api, QUEUE, {"prompt": "p", **FAST, "loras": [{"path": f"{web.url}/gone.safetensors"}]})
+    assert status == 200, body
+    while (state := post(api, f"{QUEUE}/requests/{body['request_id']}/status", None, "GET")[1])["status"] != \
+            "COMPLETED":
+        time.sleep(0.2)
+    assert state["error_type"] == "execution_error" and "404" in state["error"], state
+    status, answer = post(api, f"{QUEUE}/requests/{body['request_id']}", None, "GET")
+    assert status == 500 and answer == {"detail": state["error"], "error_type": "execution_error"}
 
 
 def test_unknown_request_ids_are_404(api):

@@ -38,6 +38,8 @@ def test_every_bad_field_is_named_at_once():
                     ("body", "frame_rate")}
     frames = next(e for e in caught.value.detail if e["loc"] == ["body", "number_of_frames"])
     assert frames["msg"] == "300 is out of range; allowed 9 to 257"
+    with pytest.raises(schema.InputError, match="local files are not read"):
+        schema.parse_input({"prompt": "p", "loras": [{"path": "../../secret.safetensors"}]})
     with pytest.raises(schema.InputError, match="not both"):
         schema.parse_input({"prompt": "p", "image_url": "data:,x", "video_url": "data:,y"})
     with pytest.raises(schema.InputError, match="JSON object"):

@@ -10,6 +10,7 @@ setup:
 
 test: setup
 	bash scripts/setup_browser.sh
+	bash scripts/setup_api_clients.sh
 	COMFYUI_DIR="$(COMFYUI_DIR)" $(PY) -m pytest -q $(PYTEST_ARGS)
 
 demo: setup

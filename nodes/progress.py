@@ -9,7 +9,7 @@ core's LTX-Video previews; `--preview-method` decides whether there is one). `ch
 from __future__ import annotations
 
 import logging
-from typing import Optional
+from typing import Callable, Optional
 
 import comfy.latent_formats
 import comfy.model_management as mm
@@ -28,8 +28,9 @@ def check_interrupted() -> None:
 class StepProgress:
     """Progress bar (steps of all passes) with latent previews; ltx_core calls it after every step."""
 
-    def __init__(self, node_id: Optional[str] = None):
+    def __init__(self, node_id: Optional[str] = None, on_step: Optional[Callable[[int, int], None]] = None):
         self.node_id = node_id
+        self.on_step = on_step
         self.bar: Optional[comfy.utils.ProgressBar] = None
         self.previewer = latent_preview.get_previewer(mm.get_torch_device(), comfy.latent_formats.LTXV())
         self.steps = 0
@@ -50,3 +51,5 @@ class StepProgress:
             self.bar = comfy.utils.ProgressBar(total, node_id=self.node_id)
         self.steps += 1
         self.bar.update_absolute(step + 1, total, self.preview(denoised))
+        if self.on_step is not None:
+            self.on_step(step, total)

@@ -27,6 +27,7 @@ from .conditioning import LTXConditionsType, resolve_conditions
 from .guidance import LTXGuidanceType
 from .memory import ModelLoads, transformer_bytes, upsampler_bytes, vae_bytes
 from .progress import StepProgress, check_interrupted
+from .run_log import PassLog
 from .text import prompt_context
 from .video import MAX_FRAME_RATE, MIN_FRAME_RATE
 
@@ -151,13 +152,15 @@ def sample(model: LTXModel, vae: LTXVae, positive: Any, negative: Any, *, recipe
         loads.add("upsampler", upsampler.patcher,
                   upsampler_bytes(latent_frames * first_h * first_w, int(upsampler.config.get("mid_channels", 512)),
                                   upsampler.dtype))
+    passes = PassLog(loads)
     try:
         video = ltx_core.sample_video(
             checkpoint, context=context, context_mask=mask, negative_context=negative_context,
             negative_context_mask=negative_mask, width=width, height=height, num_frames=num_frames,
             frame_rate=frame_rate, seed=seed, recipe=choice.recipe, steps=steps or None, conditions=items,
-            upsampler=upsampler.upsampler if upsampler is not None else None, callback=StepProgress(node_id),
-            cancel=check_interrupted, device=device, on_model=loads, **overrides)
+            upsampler=upsampler.upsampler if upsampler is not None else None,
+            callback=StepProgress(node_id, passes.step), cancel=check_interrupted, device=device,
+            on_model=passes.model, **overrides)
     except ltx_core.NonFiniteLatentsError as error:
         error.args = (f"{error} {model_facts(model)}",)
         raise

@@ -16,6 +16,7 @@ from .conditioning import LTXConditionsType
 from .decode import decode
 from .guidance import LTXGuidanceType
 from .lora import LTXLoraStackType, apply_lora_stack
+from .run_log import emit
 from .sampling import (DEFAULT_RECIPE, MAX_SEED, RECIPE_CHOICES, RECIPE_TOOLTIP, UPSAMPLER_FILE, as_latent,
                        hidden_unique_id, recipe_choice, sample, step_cache_input)
 from .text import DEFAULT_NEGATIVE_PROMPT, encode_prompt
@@ -131,14 +132,17 @@ class LTX097TextToVideo(io.ComfyNode):
         if recipe_choice(recipe).fixed_steps:
             logger.info("the %s recipe runs fixed steps; number_of_steps=%d is not used", recipe, number_of_steps)
             steps = None
+        emit("encode: prompt and negative prompt (T5)")
         positive, negative = encode_prompt(clip, prompt), encode_prompt(clip, negative_prompt)
         latents = sample(with_loras(model, loras), vae, positive, negative, recipe=recipe, width=width,
                          height=height, num_frames=number_of_frames, frame_rate=frame_rate, seed=seed, steps=steps,
                          conditions=conditions, upsampler=upsampler, guidance=guidance,
                          node_id=hidden_unique_id(cls), step_cache=step_cache)
+        emit("decode: latents to frames (VAE)")
         frames, _ = decode(vae, as_latent(latents))
         if reverse_video:
             frames = frames.flip(0)
+        emit(f"save: {frames.shape[0]} frames of {frames.shape[2]}×{frames.shape[1]} px at {frame_rate:g} fps (mp4)")
         _path, saved, video = save_video(frames, frame_rate, filename_prefix=filename_prefix, crf=crf,
                                          metadata=metadata_of(cls))
         return io.NodeOutput(video, frames, prompt, seed, ui=ui.PreviewVideo([saved]))

@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 VENV=.venv
-STAMP=$VENV/.ready-v3  # bump when requirements*.txt change (v3: websocket-client)
+STAMP=$VENV/.ready-v4  # bump when requirements*.txt change (v4: fal-client)
 
 # pip, minus the machine's notes about package-index folders that do not exist here.
 pip() { "$VENV/bin/python" -m pip "$@" 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2); }

@@ -15,6 +15,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -156,6 +157,10 @@ class ComfyServer:
         self.url = ""
         self.models: dict[str, str] = {}
         self.startup_seconds: Optional[float] = None
+        self.scheme, self.ssl_context = "http", None
+        if "--tls-certfile" in self.extra_args:  # ComfyUI's TLS options: trust the test's own certificate
+            certificate = self.extra_args[self.extra_args.index("--tls-certfile") + 1]
+            self.scheme, self.ssl_context = "https", ssl.create_default_context(cafile=certificate)
 
     # lifecycle ---------------------------------------------------------------------------------------------
 
@@ -170,7 +175,7 @@ class ComfyServer:
         last_error = None
         for _attempt in range(2):  # a free port can be taken between picking and binding it
             self.port = free_port()
-            self.url = f"http://127.0.0.1:{self.port}"
+            self.url = f"{self.scheme}://127.0.0.1:{self.port}"
             started = time.monotonic()
             with open(self.log_path, "ab") as log:
                 command = host_command(self.workdir, *self.extra_args, port=self.port, cpu=self.cpu)
@@ -198,7 +203,8 @@ class ComfyServer:
                 raise RuntimeError(f"ComfyUI exited with code {self.process.returncode} during start-up; "
                                    f"log tail:\n{self.log_tail()}")
             try:
-                with urllib.request.urlopen(self.url + "/object_info", timeout=5) as response:
+                with urllib.request.urlopen(self.url + "/object_info", timeout=5,
+                                            context=self.ssl_context) as response:
                     if response.status == 200:
                         return
             except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
@@ -252,7 +258,7 @@ class ComfyServer:
         request = urllib.request.Request(self.url + route, data=data, method=method,
                                          headers={"Content-Type": "application/json"})
         try:
-            with urllib.request.urlopen(request, timeout=timeout) as response:
+            with urllib.request.urlopen(request, timeout=timeout, context=self.ssl_context) as response:
                 body = response.read()
                 return response.status, (json.loads(body) if body else None)
         except urllib.error.HTTPError as error:
@@ -310,7 +316,8 @@ class ComfyServer:
 
     def view(self, filename: str, subfolder: str = "", folder_type: str = "output") -> bytes:
         query = urllib.parse.urlencode({"filename": filename, "subfolder": subfolder, "type": folder_type})
-        with urllib.request.urlopen(f"{self.url}/view?{query}", timeout=30) as response:
+        with urllib.request.urlopen(f"{self.url}/view?{query}", timeout=30,
+                                    context=self.ssl_context) as response:
             return response.read()
 
 

@@ -1,0 +1,43 @@
+"""The hosted LTX-Video 0.9.7 LoRA service's HTTP API (`fal-ai/ltx-video-lora`) on ComfyUI's own server.
+
+`start(add_log_listener, fetch)` runs inside ComfyUI at pack import: it reads `ltxv097_api.json`, registers the
+routes on `PromptServer.instance.routes` (before ComfyUI adds its route table to the app) and reports the set-up
+in the log.
+Everything except `host.py` and `start` is plain Python, unit-tested without ComfyUI.
+"""
+
+from __future__ import annotations
+
+import logging
+from types import ModuleType
+from typing import Callable
+
+logger = logging.getLogger(__name__)
+
+STORE_FOLDER = "ltxv097_api"
+
+
+def start(add_log_listener: Callable[[Callable[[str], None]], None], fetch: ModuleType):
+    """Create the API service in the running ComfyUI; returns it (its `book` holds the requests). `fetch` is the
+    pack's URL-fetching package (image / video URLs, webhooks)."""
+    from .access import public_without_key
+    from .config import FILE_NAME, load_config
+    from .host import ComfyHost
+    from .routes import APP_ID, QUEUE_PREFIX, QueueService
+    from .media import ConditionMedia
+    from .store import JobStore
+    from .webhook import Webhook
+
+    host = ComfyHost()
+    config = load_config(host.user_dir())
+    service = QueueService(host, config, JobStore(host.user_dir() / STORE_FOLDER / "requests"))
+    service.media = ConditionMedia(fetch.fetch_bytes, fetch.FetchError, host.input_dir(), config)
+    service.notify = Webhook(fetch.post_json, fetch.redact_url)
+    service.register(host.routes)
+    add_log_listener(service.on_log)
+    logger.info("LTX-Video API: %s at <server>/%s (queue at <server>%s/%s), settings from %s: %s", APP_ID, APP_ID,
+                QUEUE_PREFIX, APP_ID, host.user_dir() / FILE_NAME, config.public())
+    warning = public_without_key(host.listen_addresses(), config.api_keys)
+    if warning:
+        logger.warning("LTX-Video API: %s", warning)
+    return service

@@ -1,0 +1,90 @@
+"""Which models and recipe serve the API: `ltxv097_api.json` in ComfyUI's user directory.
+
+The file is optional; every key has a default matching the shipped one-node workflow
+(`workflows/ltxv097_text_to_video_one_node.json`). On first start the server writes the defaults there so there is
+a file to edit. Pure Python (no ComfyUI), so it is unit-tested on its own.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Optional
+
+logger = logging.getLogger(__name__)
+
+FILE_NAME = "ltxv097_api.json"
+RECIPES = ("0.9.7 dev multi-scale", "0.9.7 distilled multi-scale", "0.9.7 dev single-scale",
+           "0.9.6 2B dev", "0.9.6 2B distilled")
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    checkpoint: str = "ltxv-13b-0.9.7-dev.safetensors"
+    weight_dtype: str = "auto"
+    upsampler: Optional[str] = "ltxv-spatial-upscaler-0.9.7.safetensors"
+    text_encoder: str = "t5xxl_fp16.safetensors"
+    text_encoder_loader: dict = field(default_factory=lambda: {
+        "node": "CLIPLoader", "file_input": "clip_name", "inputs": {"type": "ltxv", "device": "default"}})
+    """The node that loads `text_encoder`: its class, the input that takes the file name, other inputs."""
+    recipe: str = "0.9.7 dev multi-scale"
+    guidance: Optional[dict] = None
+    """Inputs of an LTX097GuidanceSettings node applied to every request (None: the recipe as it is)."""
+    api_keys: tuple[str, ...] = ()
+    """When not empty, every API call must send `Authorization: Key <one of these>`."""
+    max_image_bytes: int = 20 * 1024 * 1024
+    max_video_bytes: int = 200 * 1024 * 1024
+    crf: int = 19
+
+    def public(self) -> dict:
+        """The settings for the start-up log (keys hidden)."""
+        data = asdict(self)
+        data["api_keys"] = f"{len(self.api_keys)} configured" if self.api_keys else "none"
+        return data
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def _check(config: ServiceConfig, path: Path) -> ServiceConfig:
+    if config.recipe not in RECIPES:
+        raise ConfigError(f"{path}: recipe {config.recipe!r} is not one of {', '.join(RECIPES)}")
+    if config.recipe.endswith("multi-scale") and not config.upsampler:
+        raise ConfigError(f"{path}: the {config.recipe} recipe needs an upsampler file")
+    loader = config.text_encoder_loader
+    if not isinstance(loader, dict) or not isinstance(loader.get("node"), str) or not isinstance(
+            loader.get("file_input"), str):
+        raise ConfigError(f"{path}: text_encoder_loader must be {{\"node\": ..., \"file_input\": ..., "
+                          f"\"inputs\": {{...}}}}, not {loader!r}")
+    if any(not isinstance(key, str) or not key for key in config.api_keys):
+        raise ConfigError(f"{path}: api_keys must be a list of non-empty strings")
+    return config
+
+
+def load_config(user_dir: Path, *, write_default: bool = True) -> ServiceConfig:
+    """Read `<user_dir>/ltxv097_api.json` (unknown keys are an error); absent: the defaults, written there."""
+    path = Path(user_dir) / FILE_NAME
+    if not path.exists():
+        config = ServiceConfig()
+        if write_default:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            data = asdict(config)
+            data["api_keys"] = []
+            path.write_text(json.dumps(data, indent=2) + "\n")
+        return config
+    try:
+        data = json.loads(path.read_text())
+    except ValueError as error:
+        raise ConfigError(f"{path} is not valid JSON: {error}") from error
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} must hold a JSON object")
+    known = {f.name for f in fields(ServiceConfig)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(f"{path}: unknown keys {', '.join(unknown)}; the keys are {', '.join(sorted(known))}")
+    if "api_keys" in data:
+        data["api_keys"] = tuple(data["api_keys"] or ())
+    return _check(ServiceConfig(**data), path)

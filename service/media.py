@@ -1,0 +1,63 @@
+"""Image and video conditions given as URLs or base64 data URIs: fetched, checked and put in ComfyUI's input folder.
+
+Fetching goes through the pack's `fetch` package (injected as `fetch_bytes`, so this module stays importable on
+its own): http(s) or `data:` only, public addresses only, size caps from the config. The file's first bytes decide
+what it is (PNG, JPEG, WebP or GIF for images; MP4/MOV, WebM/MKV for videos), never the name or declared type.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Callable, Optional
+
+from .config import ServiceConfig
+from .schema import GenerationInput, InputError, error
+
+IMAGE_TYPES = {"png": b"\x89PNG\r\n\x1a\n", "jpg": b"\xff\xd8\xff", "gif": b"GIF8"}
+VIDEO_TYPES = {"webm": b"\x1a\x45\xdf\xa3"}
+
+
+def sniff(kind: str, data: bytes) -> Optional[str]:
+    """The file extension for `data` when it is the `kind` ("image" / "video") of file we take; None otherwise."""
+    if kind == "image":
+        if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+            return "webp"
+        return next((ext for ext, magic in IMAGE_TYPES.items() if data.startswith(magic)), None)
+    if data[4:8] == b"ftyp":
+        return "mov" if data[8:10] == b"qt" else "mp4"
+    return next((ext for ext, magic in VIDEO_TYPES.items() if data.startswith(magic)), None)
+
+
+ARTICLE = {"image": "an image", "video": "a video"}
+ALLOWED = {"image": "PNG, JPEG, WebP or GIF", "video": "MP4, MOV, WebM or MKV"}
+
+
+class ConditionMedia:
+    """`await media(generation, request_id)` → {"image"|"video": file name in the input folder}; 422 on bad media."""
+
+    def __init__(self, fetch_bytes: Callable[..., tuple[bytes, str]], fetch_error: type, input_dir: Path,
+                 config: ServiceConfig):
+        self.fetch_bytes, self.fetch_error = fetch_bytes, fetch_error
+        self.input_dir, self.config = Path(input_dir), config
+
+    async def __call__(self, generation: GenerationInput, request_id: str) -> dict[str, str]:
+        files = {}
+        for condition in generation.conditions:
+            field = f"{condition.kind}_url"
+            limit = self.config.max_image_bytes if condition.kind == "image" else self.config.max_video_bytes
+            try:
+                data, media_type = await asyncio.to_thread(self.fetch_bytes, condition.url, max_bytes=limit,
+                                                           what=f"the {field}")
+            except self.fetch_error as failed:
+                raise InputError([error((field,), str(failed), "file_download_error")]) from failed
+            extension = sniff(condition.kind, data)
+            if extension is None:
+                declared = f" (sent as {media_type})" if media_type else ""
+                raise InputError([error((field,), f"is not {ARTICLE[condition.kind]} file{declared}; allowed: "
+                                                  f"{ALLOWED[condition.kind]}", "file_type")])
+            name = f"ltxv097_api_{request_id}_{condition.kind}.{extension}"
+            self.input_dir.mkdir(parents=True, exist_ok=True)
+            (self.input_dir / name).write_bytes(data)
+            files[condition.kind] = name
+        return files

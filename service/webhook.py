@@ -1,0 +1,39 @@
+"""The optional webhook (`?fal_webhook=<url>` on submit): POST the outcome there when the request finishes.
+
+The body is the platform's webhook shape: `{request_id, gateway_request_id, status: "OK" | "ERROR", payload,
+error}`. It goes through the pack's `fetch.post_json` (injected), so the URL rules of every other download apply.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Callable, Optional
+
+from .jobs import COMPLETED, Job
+
+logger = logging.getLogger(__name__)
+
+
+def webhook_body(job: Job, result: Optional[dict]) -> dict:
+    body = {"request_id": job.request_id, "gateway_request_id": job.request_id,
+            "status": "OK" if job.state == COMPLETED else "ERROR", "payload": result}
+    if job.state != COMPLETED:
+        body["error"] = job.error
+        body["payload"] = {"detail": job.error, "error_type": job.error_type}
+    return body
+
+
+class Webhook:
+    def __init__(self, post_json: Callable[..., int], redact: Callable[[str], str]):
+        self.post_json, self.redact = post_json, redact
+
+    async def __call__(self, job: Job, result: Optional[dict]) -> None:
+        shown = self.redact(job.webhook_url)
+        try:
+            status = await asyncio.to_thread(self.post_json, job.webhook_url, webhook_body(job, result))
+        except Exception as failed:  # a webhook failure never changes the request's own outcome
+            logger.warning("LTX-Video API: webhook %s for request %s failed: %s", shown, job.request_id, failed)
+            return
+        if not 200 <= status < 300:
+            logger.warning("LTX-Video API: webhook %s for request %s answered HTTP %d", shown, job.request_id, status)

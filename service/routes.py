@@ -25,7 +25,7 @@ from aiohttp import web
 from .access import key_accepted
 from .config import ServiceConfig
 from .graph import OUTPUT_NODE, build_prompt, feature_inputs
-from .jobs import CANCELLED, COMPLETED, QUEUED, RUNNING, Job, JobBook, Urls, result_json, status_json
+from .jobs import CANCELLED, COMPLETED, QUEUED, Job, JobBook, Urls, result_json, status_json
 from .outcome import failure, saved_video
 from .schema import GenerationInput, InputError, error, parse_input
 from .store import REQUEST_ID, JobStore

@@ -19,7 +19,7 @@ import torch
 
 import e2e_workflows
 import workflow_api
-from comfy_server import ComfyServer, HostError
+from comfy_server import ComfyServer
 from server_events import ServerEvents
 
 pytest_plugins = ["comfy_host"]

@@ -10,6 +10,7 @@ setup:
 
 test: setup
 	bash scripts/setup_browser.sh
+	bash scripts/setup_tools.sh
 	COMFYUI_DIR="$(COMFYUI_DIR)" $(PY) -m pytest -q $(PYTEST_ARGS)
 
 demo: setup
@@ -19,4 +20,4 @@ bench: setup
 	$(PY) bench/bench_models.py $(BENCH_ARGS)
 
 clean:
-	rm -rf .venv .comfyui .pytest_cache
+	rm -rf .venv .venv-tools .comfyui .pytest_cache

@@ -133,8 +133,9 @@ class ComfyServer:
     """
 
     def __init__(self, workdir: Path, *, extra_args: Iterable[str] = (),
-                 startup_timeout: float = STARTUP_TIMEOUT, pack_dir: Path = REPO_ROOT, cpu: bool = True):
-        self.workdir = prepare_workdir(workdir, pack_dir)
+                 startup_timeout: float = STARTUP_TIMEOUT, pack_dir: Path = REPO_ROOT, cpu: bool = True,
+                 pack_name: str = PACK_NAME):
+        self.workdir = prepare_workdir(workdir, pack_dir, pack_name)
         self.models_dir = self.workdir / "models"
         self.output_dir = self.workdir / "output"
         self.log_path = self.workdir / "comfyui.log"

@@ -20,6 +20,7 @@ from comfy.cli_args import args
 from comfy_api.latest import InputImpl, io, ui
 
 from .common import CATEGORY
+from .ranges import FRAME_RATE_STEP, MAX_FRAME_RATE, MIN_FRAME_RATE
 
 logger = logging.getLogger(__name__)
 
@@ -110,7 +111,8 @@ class LTX097SaveVideo(io.ComfyNode):
             ),
             inputs=[
                 io.Image.Input("images", tooltip="The frames [frames, height, width, 3] (LTX-Video 0.9.7 Decode)."),
-                io.Float.Input("frame_rate", default=25.0, min=1.0, max=120.0, step=0.01,
+                io.Float.Input("frame_rate", default=25.0, min=MIN_FRAME_RATE, max=MAX_FRAME_RATE,
+                               step=FRAME_RATE_STEP,
                                tooltip="Frames per second; connect the decode node's frame_rate to match the "
                                        "sampler."),
                 *save_inputs(),

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from comfy_server import comfy_root
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TOOLS = REPO_ROOT / ".venv-tools"
 CLI_PYTHON = TOOLS / "cli" / "bin" / "python"
@@ -95,3 +97,35 @@ def test_icon_and_banner_are_in_the_repo(registry_config, field, ratio, max_side
     width, height = float(svg.get("width")), float(svg.get("height"))
     assert abs(width / height - ratio) < 0.01
     assert max_side is None or max(width, height) <= max_side
+
+
+WORKFLOW_FILES = sorted((REPO_ROOT / "workflows").glob("*.json"))
+FRONTEND_ONLY_NODES = {"Note", "MarkdownNote"}
+HOST_VERSION = re.search(r'__version__ = "([^"]+)"', (comfy_root() / "comfyui_version.py").read_text()).group(1)
+
+
+@pytest.mark.parametrize("path", WORKFLOW_FILES, ids=lambda path: path.stem)
+def test_workflow_nodes_name_their_pack(path):
+    """A ComfyUI without this pack names it for the missing nodes (and the Manager can install it) only from these
+    properties; core nodes say comfy-core and the host version, as the frontend writes them."""
+    pack = {"cnr_id": PYPROJECT["project"]["name"], "aux_id": REPOSITORY.removeprefix("https://github.com/"),
+            "ver": PYPROJECT["project"]["version"]}
+    workflow = json.loads(path.read_text())
+    ours = [node for node in workflow["nodes"] if node["type"].startswith("LTX097")]
+    assert ours
+    for node in workflow["nodes"]:
+        properties = node.get("properties", {})
+        if node["type"] in FRONTEND_ONLY_NODES:
+            assert "cnr_id" not in properties
+        elif node in ours:
+            assert {key: properties.get(key) for key in pack} == pack, node["type"]
+        else:
+            assert (properties.get("cnr_id"), properties.get("ver")) == ("comfy-core", HOST_VERSION), node["type"]
+
+
+def test_readme_shows_the_main_workflow():
+    """The README's screenshot is a committed JPEG (written by the browser test with LTXV097_UPDATE_SCREENSHOTS=1)."""
+    name = "assets/workflow_text_to_video_lora.jpg"
+    assert f"]({name})" in (REPO_ROOT / "README.md").read_text()
+    data = (REPO_ROOT / name).read_bytes()
+    assert data[:3] == b"\xff\xd8\xff" and 20_000 < len(data) < 300_000

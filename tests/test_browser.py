@@ -220,6 +220,38 @@ def test_size_text_follows_the_widgets(frontend):
     assert not frontend_errors(frontend, since) and not browser.messages_from(PACK_SCRIPTS, since)
 
 
+LINK_WIDTH_JS = r"""
+async () => {
+  const sampler = app.graph.nodes.find(n => n.type === 'LTX097Sampler');
+  const line = () => [...sampler.widgets.find(w => w.name === 'ltx097_video_size').element.children]
+                       .map(l => l.textContent);
+  const primitive = LiteGraph.createNode('PrimitiveInt');
+  app.graph.add(primitive);
+  primitive.pos = [sampler.pos[0] - 300, sampler.pos[1]];
+  const slot = sampler.inputs.findIndex(i => i.widget?.name === 'width');
+  if (slot < 0) throw new Error('the Sampler has no input for its width widget');
+  if (!primitive.connect(0, sampler, slot)) throw new Error('the link was refused');
+  await new Promise(r => setTimeout(r, 100));
+  const linked = line();
+  sampler.disconnectInput(slot);
+  await new Promise(r => setTimeout(r, 100));
+  return [linked, line()];
+}
+"""
+
+
+def test_size_text_explains_sizes_from_links(frontend):
+    """A width from a link can be any number of pixels: the text says it is padded to the grid and cropped back,
+    and shows the size again once the link is gone."""
+    browser = frontend.browser
+    e2e_browser.load_workflow(browser, e2e_workflows.load_workflow("ltxv097_text_to_video_distilled"))
+    since = len(browser.events)
+    linked, unlinked = browser.call(LINK_WIDTH_JS)
+    assert linked == ["width from a link: known when it runs", "any size: padded to ×32 / 8k+1, cropped back"]
+    assert unlinked == expected_size_text(768, 512, 97, 25.0)
+    assert not frontend_errors(frontend, since) and not browser.messages_from(PACK_SCRIPTS, since)
+
+
 def test_missing_models_are_offered_for_download(frontend):
     """On a ComfyUI without the files, loading a workflow lists each model file with its download: in a dialog in
     the pinned frontend, in the Issues panel in the newest one."""

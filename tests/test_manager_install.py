@@ -75,8 +75,13 @@ def git_server(tmp_path_factory):
 def fresh_host(tmp_path_factory) -> Path:
     """A copy of the pinned ComfyUI tree without its models, inputs, outputs and user files."""
     host = tmp_path_factory.mktemp("fresh") / "ComfyUI"
-    shutil.copytree(comfy_root(), host, ignore=lambda folder, names: [n for n in names if n in HOST_SKIP]
-                    if Path(folder) == comfy_root() else ["__pycache__"] if "__pycache__" in names else [])
+    root = comfy_root()
+
+    def left_out(folder: str, names: list[str]) -> list[str]:
+        skip = HOST_SKIP if Path(folder) == root else ("__pycache__",)
+        return [name for name in names if name in skip]
+
+    shutil.copytree(root, host, ignore=left_out)
     manager_dir = host / "user" / "__manager"
     manager_dir.mkdir(parents=True)
     (manager_dir / "config.ini").write_text(MANAGER_CONFIG)

@@ -11,6 +11,7 @@ setup:
 test: setup
 	bash scripts/setup_browser.sh
 	bash scripts/setup_api_clients.sh
+	bash scripts/setup_tools.sh
 	COMFYUI_DIR="$(COMFYUI_DIR)" $(PY) -m pytest -q $(PYTEST_ARGS)
 
 demo: setup
@@ -20,4 +21,4 @@ bench: setup
 	$(PY) bench/bench_models.py $(BENCH_ARGS)
 
 clean:
-	rm -rf .venv .comfyui .pytest_cache
+	rm -rf .venv .venv-tools .comfyui .pytest_cache

@@ -54,8 +54,8 @@ function widgetValues(node, names) {
   for (const name of names) {
     const widget = node.widgets?.find((w) => w.name === name);
     values[name] = widget?.value;
-    const input = node.inputs?.find((i) => i.widget?.name === name);
-    if (input?.link != null) linked.push(name);
+    const slot = node.inputs?.findIndex((i) => i.widget?.name === name) ?? -1;
+    if (slot >= 0 && node.isInputConnected(slot)) linked.push(name);
   }
   return { values, linked };
 }
@@ -66,7 +66,12 @@ function update(node, spec, element) {
   const frames = spec.frames(values);
   let lines;
   if (linked.length) {
-    lines = [`${linked.join(", ")} from a link`, "(size known when it runs)", ""];
+    lines = [
+      `${linked.join(", ")} from a link: known when it runs`,
+      "any size: padded to ×32 / 8k+1, cropped back",
+      "A linked value can be any size or frame count: the model generates the next multiple of 32 pixels and " +
+        "the next 8k+1 frames, and the video is cropped back to exactly the values it gets.",
+    ];
   } else if (!size || !Number.isFinite(frames) || frames < 1) {
     lines = ["", "", ""];
   } else {

@@ -26,7 +26,6 @@ logger = logging.getLogger(__name__)
 DEFAULT_DECODE_TIMESTEP = 0.05
 DEFAULT_DECODE_NOISE = 0.025
 DEFAULT_FRAME_RATE = 25.0
-KEEP = -1.0
 
 
 def videos_of(latent: dict, vae: LTXVae) -> list[ltx_core.VideoLatents]:
@@ -93,11 +92,13 @@ class LTX097Decode(io.ComfyNode):
                 io.Latent.Input("samples", tooltip="The sampler's LATENT (or LTX-Video latents from core nodes, "
                                                    "decoded whole)."),
                 LTXVaeType.Input("vae", tooltip="The video VAE from the same checkpoint as the model."),
-                io.Float.Input("decode_timestep", default=KEEP, min=KEEP, max=1.0, step=0.001,
-                               tooltip="Timestep the VAE decodes at; -1 = the recipe's (0.05 for 0.9.7)."),
-                io.Float.Input("decode_noise_scale", default=KEEP, min=KEEP, max=1.0, step=0.001,
-                               tooltip="Noise blended into the latents before decoding (adds fine detail); -1 = "
-                                       "the recipe's (0.025 for 0.9.7), 0 = none."),
+                io.Float.Input("decode_timestep", default=DEFAULT_DECODE_TIMESTEP, min=0.0, max=1.0, step=0.001,
+                               tooltip="Timestep the VAE decodes at; 0.05 is every official recipe's. Used instead "
+                                       "of a Guidance Settings decode_timestep."),
+                io.Float.Input("decode_noise_scale", default=DEFAULT_DECODE_NOISE, min=0.0, max=1.0, step=0.001,
+                               tooltip="Noise blended into the latents before decoding (adds fine detail); 0.025 is "
+                                       "every official recipe's, 0 = none. Used instead of a Guidance Settings "
+                                       "decode_noise_scale."),
                 io.Int.Input("chunk_frames", default=0, min=0, max=512, step=1,
                              tooltip="Latent frames decoded at once (1 latent frame = 8 video frames); 0 = sized "
                                      "from free memory. Lower it if decoding runs out of memory; the video is the same "
@@ -110,8 +111,8 @@ class LTX097Decode(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, samples: dict, vae: LTXVae, decode_timestep: float = KEEP, decode_noise_scale: float = KEEP,
-                chunk_frames: int = 0) -> io.NodeOutput:
+    def execute(cls, samples: dict, vae: LTXVae, decode_timestep: float = DEFAULT_DECODE_TIMESTEP,
+                decode_noise_scale: float = DEFAULT_DECODE_NOISE, chunk_frames: int = 0) -> io.NodeOutput:
         frames, frame_rate = decode(vae, samples, decode_timestep=decode_timestep,
                                     decode_noise_scale=decode_noise_scale, chunk_frames=chunk_frames or None)
         return io.NodeOutput(frames, frame_rate)

@@ -28,16 +28,15 @@ from .guidance import LTXGuidanceType
 from .memory import ModelLoads, transformer_bytes, upsampler_bytes, vae_bytes
 from .progress import StepProgress, check_interrupted
 from .run_log import PassLog
+from .ranges import (DEFAULT_STEPS, FRAME_RATE_STEP, MAX_FRAME_RATE, MAX_FRAMES, MAX_SIZE, MAX_STEPS,
+                     MIN_FRAME_RATE, MIN_FRAMES, MIN_SIZE, MIN_STEPS, SIZE_GRID)
 from .text import prompt_context
-from .video import MAX_FRAME_RATE, MIN_FRAME_RATE
 
 logger = logging.getLogger(__name__)
 
 LATENT_KEY = "ltx097"
 """Key of the `ltx_core.VideoLatents` in our LATENT dicts (the decode node crops with it)."""
 UPSAMPLER_FILE = "ltxv-spatial-upscaler-0.9.7.safetensors"
-MAX_SIZE = 8192
-MAX_FRAMES = 2049
 MAX_SEED = 0xFFFFFFFFFFFFFFFF
 MAX_STEP_CACHE = 0.5
 
@@ -107,13 +106,14 @@ def sample(model: LTXModel, vae: LTXVae, positive: Any, negative: Any, *, recipe
            step_cache: float = 0.0) -> ltx_core.VideoLatents:
     """Sample a video's latents (on ComfyUI's intermediate device); see the module docstring."""
     choice = recipe_choice(recipe)
-    if not 32 <= width <= MAX_SIZE or not 32 <= height <= MAX_SIZE:
-        raise ValueError(f"{width}×{height} is out of range: width and height must lie in 32–{MAX_SIZE} pixels")
-    if not 1 <= num_frames <= MAX_FRAMES:
-        raise ValueError(f"num_frames={num_frames} is out of range (1–{MAX_FRAMES})")
-    if steps and choice.fixed_steps:
-        raise ValueError(f"the {choice.label} recipe runs the fixed timesteps the distilled model was trained "
-                         f"for; set steps to 0 (it was {steps})")
+    if not MIN_SIZE <= width <= MAX_SIZE or not MIN_SIZE <= height <= MAX_SIZE:
+        raise ValueError(f"{width}×{height} is out of range: width and height must lie in "
+                         f"{MIN_SIZE}–{MAX_SIZE} pixels")
+    if not MIN_FRAMES <= num_frames <= MAX_FRAMES:
+        raise ValueError(f"num_frames={num_frames} is out of range ({MIN_FRAMES}–{MAX_FRAMES})")
+    if steps is not None and choice.fixed_steps:
+        logger.info("the %s recipe runs fixed timesteps; steps=%d is not used", choice.label, steps)
+        steps = None
     if choice.multi_scale and upsampler is None:
         raise ValueError(f"the {choice.label} recipe refines upsampled latents in a second pass and needs the "
                          f"spatial latent upsampler: put {UPSAMPLER_FILE} in models/latent_upscale_models and "
@@ -198,16 +198,19 @@ def step_cache_input() -> io.Float.Input:
 
 def size_inputs(width: int = 768, height: int = 512, num_frames: int = 97, frame_rate: float = 25.0) -> list:
     return [
-        io.Int.Input("width", default=width, min=32, max=MAX_SIZE, step=8,
-                     tooltip="Video width in pixels. Generated on a multiple of 32 (padded around the centre) and "
-                             "cropped back to exactly this width."),
-        io.Int.Input("height", default=height, min=32, max=MAX_SIZE, step=8,
-                     tooltip="Video height in pixels. Generated on a multiple of 32 and cropped back to exactly "
-                             "this height."),
-        io.Int.Input("num_frames", default=num_frames, min=1, max=MAX_FRAMES, step=1,
+        io.Int.Input("width", default=width, min=MIN_SIZE, max=MAX_SIZE, step=SIZE_GRID,
+                     tooltip="Video width in pixels, in steps of 32 (the model's grid). Another width from a link "
+                             "is generated on the next multiple of 32 (padded around the centre) and cropped back "
+                             "to exactly that width."),
+        io.Int.Input("height", default=height, min=MIN_SIZE, max=MAX_SIZE, step=SIZE_GRID,
+                     tooltip="Video height in pixels, in steps of 32 (the model's grid). Another height from a "
+                             "link is generated on the next multiple of 32 and cropped back to exactly that "
+                             "height."),
+        io.Int.Input("num_frames", default=num_frames, min=MIN_FRAMES, max=MAX_FRAMES, step=1,
                      tooltip="Number of frames. The model works on 8k+1 frames (9, 17, ..., 97, 121): other "
                              "counts are generated as the next 8k+1 and cut back."),
-        io.Float.Input("frame_rate", default=frame_rate, min=MIN_FRAME_RATE, max=MAX_FRAME_RATE, step=0.01,
+        io.Float.Input("frame_rate", default=frame_rate, min=MIN_FRAME_RATE, max=MAX_FRAME_RATE,
+                       step=FRAME_RATE_STEP,
                        tooltip="Frames per second. The model is told the frame rate (it times the motion with "
                                "it); save the video at the same rate."),
     ]
@@ -236,10 +239,11 @@ class LTX097Sampler(io.ComfyNode):
                 io.Combo.Input("recipe", options=list(RECIPE_CHOICES), default=DEFAULT_RECIPE,
                                tooltip=RECIPE_TOOLTIP),
                 *size_inputs(),
-                io.Int.Input("steps", default=0, min=0, max=200, step=1,
-                             tooltip="Steps per pass; 0 = the recipe's (30 for 0.9.7 dev, whose second pass then "
-                                     "runs the last 13). Each pass keeps its σ range. Distilled 0.9.7 runs fixed "
-                                     "timesteps: leave 0."),
+                io.Int.Input("steps", default=DEFAULT_STEPS, min=MIN_STEPS, max=MAX_STEPS, step=1,
+                             tooltip="Steps per pass; each pass keeps its σ range. 30 is the 0.9.7 dev recipe's "
+                                     "(its second pass then runs the last 13), 40 the 0.9.6 2B dev recipe's. The "
+                                     "distilled recipes run the fixed timesteps they were trained for and do not "
+                                     "use it."),
                 io.Int.Input("seed", default=0, min=0, max=MAX_SEED, control_after_generate=True,
                              tooltip="Seed of the noise; the same seed and inputs give the same video."),
                 LTXUpsamplerType.Input("upsampler", optional=True,
@@ -258,26 +262,25 @@ class LTX097Sampler(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, recipe: str = DEFAULT_RECIPE, steps: int = 0, frame_rate: float = 25.0) -> bool | str:
+    def validate_inputs(cls, recipe: str = DEFAULT_RECIPE, steps: int = DEFAULT_STEPS,
+                        frame_rate: float = 25.0) -> bool | str:
         rate = check_number("frame_rate", frame_rate, MIN_FRAME_RATE, MAX_FRAME_RATE)
         if rate is not True:
             return rate
         if recipe not in RECIPE_CHOICES:
             return f"recipe '{recipe}' is not one of: {', '.join(RECIPE_CHOICES)}"
-        if not 0 <= steps <= 200:
-            return f"steps={steps} is out of range (0–200)"
-        if steps and RECIPE_CHOICES[recipe].fixed_steps:
-            return (f"the {recipe} recipe runs the fixed timesteps the distilled model was trained for; set steps "
-                    "to 0")
+        if not MIN_STEPS <= steps <= MAX_STEPS:
+            return f"steps={steps} is out of range ({MIN_STEPS}–{MAX_STEPS})"
         return True
 
     @classmethod
     def execute(cls, model: LTXModel, vae: LTXVae, positive, negative, recipe: str = DEFAULT_RECIPE,
-                width: int = 768, height: int = 512, num_frames: int = 97, frame_rate: float = 25.0, steps: int = 0,
+                width: int = 768, height: int = 512, num_frames: int = 97, frame_rate: float = 25.0,
+                steps: int = DEFAULT_STEPS,
                 seed: int = 0, upsampler: Optional[LTXUpsampler] = None, conditions=None,
                 guidance: Optional[dict] = None, step_cache: float = 0.0) -> io.NodeOutput:
         video = sample(model, vae, positive, negative, recipe=recipe, width=width, height=height,
-                       num_frames=num_frames, frame_rate=frame_rate, seed=seed, steps=steps or None,
+                       num_frames=num_frames, frame_rate=frame_rate, seed=seed, steps=steps,
                        conditions=conditions, upsampler=upsampler, guidance=guidance,
                        node_id=hidden_unique_id(cls), step_cache=step_cache)
         return io.NodeOutput(as_latent(video))

@@ -17,10 +17,12 @@ from .decode import decode
 from .guidance import LTXGuidanceType
 from .lora import LTXLoraStackType, apply_lora_stack
 from .run_log import emit
+from .ranges import (DEFAULT_STEPS, FRAME_RATE_STEP, MAX_FRAME_RATE, MAX_FRAMES, MAX_STEPS, MIN_FRAME_RATE,
+                     MIN_FRAMES, MIN_STEPS)
 from .sampling import (DEFAULT_RECIPE, MAX_SEED, RECIPE_CHOICES, RECIPE_TOOLTIP, UPSAMPLER_FILE, as_latent,
                        hidden_unique_id, recipe_choice, sample, step_cache_input)
 from .text import DEFAULT_NEGATIVE_PROMPT, encode_prompt
-from .video import MIN_FRAME_RATE, metadata_of, save_inputs, save_video
+from .video import metadata_of, save_inputs, save_video
 
 logger = logging.getLogger(__name__)
 
@@ -30,8 +32,6 @@ RESOLUTIONS = {
 }
 """(width, height) per resolution and aspect ratio; generated on the ×32 / 8k+1 grid and cropped back."""
 ASPECT_RATIOS = ("16:9", "1:1", "9:16")
-MIN_FRAMES, MAX_FRAMES = 9, 257
-MAX_FRAME_RATE = 60.0
 
 
 def video_size(resolution: str, aspect_ratio: str) -> tuple[int, int]:
@@ -78,11 +78,12 @@ class LTX097TextToVideo(io.ComfyNode):
                 io.Int.Input("number_of_frames", default=89, min=MIN_FRAMES, max=MAX_FRAMES, step=1,
                              tooltip="Frames to generate (89 at 25 fps ≈ 3.6 s). The model works on 8k+1 frames; "
                                      "other counts are generated as the next 8k+1 and cut back."),
-                io.Int.Input("number_of_steps", default=30, min=1, max=100, step=1,
+                io.Int.Input("number_of_steps", default=DEFAULT_STEPS, min=MIN_STEPS, max=MAX_STEPS, step=1,
                              tooltip="Denoising steps per pass (the 0.9.7 dev recipe's second pass runs the last "
                                      "13 of 30). The 0.9.7 distilled recipe runs its fixed 7 + 3 steps and ignores "
                                      "this."),
-                io.Float.Input("frame_rate", default=25.0, min=MIN_FRAME_RATE, max=MAX_FRAME_RATE, step=1.0,
+                io.Float.Input("frame_rate", default=25.0, min=MIN_FRAME_RATE, max=MAX_FRAME_RATE,
+                               step=FRAME_RATE_STEP,
                                tooltip="Frames per second of the video (the model times the motion with it)."),
                 io.Int.Input("seed", default=0, min=0, max=MAX_SEED, control_after_generate=True,
                              tooltip="Seed of the noise. Leave the control on 'randomize' for a new video every "

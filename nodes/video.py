@@ -22,12 +22,12 @@ from comfy.cli_args import args
 from comfy_api.latest import InputImpl, io, ui
 
 from .common import CATEGORY, check_number
+from .ranges import FRAME_RATE_STEP, MAX_FRAME_RATE, MIN_FRAME_RATE
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_PREFIX = "LTX-Video/ltxv097"
 DEFAULT_CRF = 19
-MIN_FRAME_RATE, MAX_FRAME_RATE = 1.0, 120.0
 X264_OPTIONS = {"mbtree": "0"}
 """libx264 settings besides the CRF. The macroblock-tree rate control is off because its AVX-512 code in the x264
 that PyAV bundles (core 165) does not always give the same bitstream for the same frames: on CPUs with AVX-512,
@@ -131,7 +131,8 @@ class LTX097SaveVideo(io.ComfyNode):
             ),
             inputs=[
                 io.Image.Input("images", tooltip="The frames [frames, height, width, 3] (LTX-Video 0.9.7 Decode)."),
-                io.Float.Input("frame_rate", default=25.0, min=MIN_FRAME_RATE, max=MAX_FRAME_RATE, step=0.01,
+                io.Float.Input("frame_rate", default=25.0, min=MIN_FRAME_RATE, max=MAX_FRAME_RATE,
+                               step=FRAME_RATE_STEP,
                                tooltip="Frames per second; connect the decode node's frame_rate to match the "
                                        "sampler."),
                 *save_inputs(),

@@ -161,7 +161,7 @@ def main(argv: Optional[list[str]] = None) -> None:
     parser.add_argument("--prompt", help="the prompt (default: the workflow's)")
     parser.add_argument("--resolution", choices=["480p", "720p"])
     parser.add_argument("--aspect-ratio", choices=["16:9", "1:1", "9:16"])
-    parser.add_argument("--frames", type=int, help="number of frames, 9-257")
+    parser.add_argument("--frames", type=int, help="number of frames, 1-2049")
     parser.add_argument("--steps", type=int, help="denoising steps (dev recipe)")
     parser.add_argument("--seed", type=int)
     parser.add_argument("--recipe", help="e.g. '0.9.7 dev multi-scale' or '0.9.7 distilled multi-scale'")

@@ -4,8 +4,10 @@ Each graph of `workflow_graphs.py` is built in the real frontend (headless Chrom
 created from the server's node definitions, widgets are set by name and links are made by slot name, then the
 frontend serialises the graph. So the files are exactly what the 0.3.75 frontend saves, with the widget order,
 sizes and socket lists it uses. Loader nodes carry download links (`properties.models`) and each graph has a note
-saying where every file goes. With `--thumbnails` a `.jpg` of each graph is written next to it (ComfyUI shows it
-in the template browser).
+saying where every file goes. Every node names the pack that provides it in `properties` (`cnr_id`, `ver`, and
+`aux_id` for this pack), as the frontend does for installed packs, so a ComfyUI without this pack names it for the
+missing nodes. With `--thumbnails` a `.jpg` of each graph is written next to it (ComfyUI shows it in the template
+browser).
 
     .venv/bin/python scripts/make_workflows.py [--thumbnails] [--only NAME]
 
@@ -22,7 +24,8 @@ import tempfile
 import uuid
 from pathlib import Path
 
-from workflow_graphs import FRONTEND_VERSION, PACK_ID, ROOT, WORKFLOWS, WORKFLOWS_DIR, Workflow
+from workflow_graphs import (CORE_PACK_ID, FRONTEND_VERSION, PACK_ID, PACK_PROPERTIES, ROOT, WORKFLOWS, WORKFLOWS_DIR,
+                             Workflow)
 
 sys.path.insert(0, str(ROOT / "tests"))
 
@@ -83,8 +86,22 @@ def group_bounds(nodes: list[dict]) -> list[float]:
     return [left, top, right - left, bottom - top]
 
 
-def finish(workflow: Workflow, graph: dict, ids: dict[str, int]) -> dict:
-    """The frontend's serialisation with groups and a stable id."""
+def source_properties(node_type: str, object_info: dict, comfy_version: str) -> dict:
+    """`cnr_id` / `aux_id` / `ver` of the pack a node type comes from ({} for frontend-only nodes such as notes)."""
+    module = object_info.get(node_type, {}).get("python_module")
+    if module is None:
+        return {}
+    if module == "nodes" or module.startswith("comfy_extras.") or module.startswith("comfy_api_nodes."):
+        return {"cnr_id": CORE_PACK_ID, "ver": comfy_version}
+    if node_type.startswith("LTX097"):
+        return dict(PACK_PROPERTIES)
+    raise ValueError(f"{node_type} comes from {module}: the shipped workflows use only core nodes and this pack")
+
+
+def finish(workflow: Workflow, graph: dict, ids: dict[str, int], object_info: dict, comfy_version: str) -> dict:
+    """The frontend's serialisation with groups, pack properties on every node and a stable id."""
+    for node in graph["nodes"]:
+        node["properties"] = {**source_properties(node["type"], object_info, comfy_version), **node["properties"]}
     by_id = {node["id"]: node for node in graph["nodes"]}
     groups = []
     for number, (title, keys) in enumerate(workflow.groups, start=1):
@@ -132,12 +149,14 @@ def main() -> None:
             shutil.copy(example, server.workdir / "input" / "example.png")
         with server, e2e_browser.Browser(Path(folder) / "chromium") as browser:
             e2e_browser.open_frontend(browser, server.url, extension="LTX097.VideoSize")
+            object_info = server.object_info()
+            comfy_version = server.get_json("/system_stats")["system"]["comfyui_version"]
             for make in WORKFLOWS:
                 workflow = make()
                 if args.only and args.only != workflow.name:
                     continue
                 built = browser.call(BUILD_JS, spec_of(workflow))
-                data = finish(workflow, built["graph"], built["ids"])
+                data = finish(workflow, built["graph"], built["ids"], object_info, comfy_version)
                 path = WORKFLOWS_DIR / f"{workflow.name}.json"
                 path.write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n")
                 print(f"wrote {path.relative_to(ROOT)}: {workflow.summary}")

@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-import re
+import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -13,7 +13,16 @@ from typing import Any, Optional
 ROOT = Path(__file__).resolve().parents[1]
 
 WORKFLOWS_DIR = ROOT / "workflows"
-PACK_ID = re.search(r'^name = "([^"]+)"', (ROOT / "pyproject.toml").read_text(), re.M).group(1)
+PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
+PACK_ID = PYPROJECT["project"]["name"]
+PACK_VERSION = PYPROJECT["project"]["version"]
+PACK_REPOSITORY = PYPROJECT["project"]["urls"]["Repository"]
+PACK_PROPERTIES = {"cnr_id": PACK_ID, "aux_id": PACK_REPOSITORY.removeprefix("https://github.com/"),
+                   "ver": PACK_VERSION}
+"""What each of this pack's nodes carries in `properties`, as the frontend stamps nodes of installed packs: a
+ComfyUI without the pack names it (registry id, GitHub repository) for the missing nodes, and the Manager can
+offer the install."""
+CORE_PACK_ID = "comfy-core"
 FRONTEND_VERSION = "1.32.9"
 
 HF = "https://huggingface.co/Lightricks/LTX-Video/resolve/main/"
@@ -134,13 +143,13 @@ def sampler(x: float, y: float, recipe: str, width: int = 768, height: int = 512
             seed: int = 42) -> Node:
     return Node("sampler", "LTX097Sampler", (x, y),
                 {"recipe": recipe, "width": width, "height": height, "num_frames": frames, "frame_rate": 25.0,
-                 "steps": 0, "seed": seed, "control_after_generate": "randomize"}, size=(330, 330))
+                 "steps": 30, "seed": seed, "control_after_generate": "randomize"}, size=(330, 330))
 
 
 def decode_save(x: float, y: float, prefix: str) -> list[Node]:
     return [
         Node("decode", "LTX097Decode", (x, y),
-             {"decode_timestep": -1.0, "decode_noise_scale": -1.0, "chunk_frames": 0}, size=(300, 150)),
+             {"decode_timestep": 0.05, "decode_noise_scale": 0.025, "chunk_frames": 0}, size=(300, 150)),
         Node("save", "LTX097SaveVideo", (x, y + 230),
              {"frame_rate": 25.0, "filename_prefix": prefix, "crf": 19, "reverse_video": False},
              size=(420, 520)),
@@ -196,7 +205,7 @@ def text_to_video_distilled() -> Workflow:
         note("files", models_note(model_row(DISTILLED, "LTX-Video 13B 0.9.7 distilled (transformer + VAE)"),
                                   upscaler_row(), t5_row(),
                                   extra="The distilled recipe runs 7 + 3 fixed steps without guidance: several "
-                                        "times faster than the dev recipe; the steps widget stays 0."),
+                                        "times faster than the dev recipe; it does not use the steps widget."),
              -520, 0, 480, 400),
         *loaders(DISTILLED),
         encode(FOX, 420, 0),

@@ -60,15 +60,16 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def prepare_workdir(workdir: Path, pack_dir: Path = REPO_ROOT, pack_name: str = PACK_NAME) -> Path:
-    """Create models/, custom_nodes/<pack_name> → pack_dir, input/, output/, temp/, user/ and the yaml."""
+def prepare_workdir(workdir: Path, pack_dir: Optional[Path] = REPO_ROOT, pack_name: str = PACK_NAME) -> Path:
+    """Create models/, custom_nodes/<pack_name> → pack_dir (none with `pack_dir=None`: a host without the pack),
+    input/, output/, temp/, user/ and the yaml."""
     workdir = Path(workdir).resolve()
     for sub in ("input", "output", "temp", "user", "custom_nodes"):
         (workdir / sub).mkdir(parents=True, exist_ok=True)
     for sub in MODEL_FOLDERS.values():
         (workdir / "models" / sub).mkdir(parents=True, exist_ok=True)
     link = workdir / "custom_nodes" / pack_name
-    if not link.exists():
+    if pack_dir is not None and not link.exists():
         link.symlink_to(Path(pack_dir).resolve(), target_is_directory=True)
     lines = ["ltxv097_tests:", f"    base_path: {workdir / 'models'}"]
     lines += [f"    {key}: {sub}" for key, sub in MODEL_FOLDERS.items()]
@@ -141,9 +142,9 @@ class ComfyServer:
     """
 
     def __init__(self, workdir: Path, *, extra_args: Iterable[str] = (),
-                 startup_timeout: float = STARTUP_TIMEOUT, pack_dir: Path = REPO_ROOT, cpu: bool = True,
-                 allow_hosts: Optional[Iterable[str]] = None):
-        self.workdir = prepare_workdir(workdir, pack_dir)
+                 startup_timeout: float = STARTUP_TIMEOUT, pack_dir: Optional[Path] = REPO_ROOT, cpu: bool = True,
+                 pack_name: str = PACK_NAME, allow_hosts: Optional[Iterable[str]] = None):
+        self.workdir = prepare_workdir(workdir, pack_dir, pack_name)
         self.models_dir = self.workdir / "models"
         self.output_dir = self.workdir / "output"
         self.log_path = self.workdir / "comfyui.log"

@@ -13,7 +13,8 @@ the page are collected so that a test can assert there were none::
 
 `open_frontend(browser, url)` loads ComfyUI's frontend and waits until its extensions (ours included) are set
 up; `load_workflow(browser, workflow)` loads a UI-format workflow through `app.loadGraphData` and reports what
-the frontend made of it.
+the frontend made of it. `browser.messages_from("/extensions/<pack>/")` lists the console warnings and errors a
+pack's scripts caused (frontends from 1.5x warn about deprecated APIs on the console).
 """
 
 from __future__ import annotations
@@ -245,6 +246,27 @@ class Browser:
                 if offline_ok and entry.get("source") == "network" and not _is_local(entry.get("url", "")):
                     continue
                 found.append(f"log ({entry.get('source')}): {entry.get('text')} {entry.get('url', '')}".strip())
+        return found
+
+
+    def messages_from(self, marker: str, since: int = 0) -> list[str]:
+        """Console warnings and errors and uncaught exceptions that `marker` (a script URL part, e.g. a pack's
+        `/extensions/<pack>/`) is on the stack of, or in the text of (events from index `since`)."""
+        self.poll_events()
+        found = []
+        for event in self.events[since:]:
+            method, params = event["method"], event.get("params", {})
+            if method == "Runtime.consoleAPICalled" and params.get("type") in ("warning", "error", "assert"):
+                text = " ".join(_remote_text(a) for a in params.get("args", []))
+                frames = params.get("stackTrace", {}).get("callFrames", [])
+            elif method == "Runtime.exceptionThrown":
+                details = params.get("exceptionDetails", {})
+                text = details.get("exception", {}).get("description") or details.get("text", "")
+                frames = details.get("stackTrace", {}).get("callFrames", [])
+            else:
+                continue
+            if marker in text or any(marker in frame.get("url", "") for frame in frames):
+                found.append(f"{params.get('type', 'exception')}: {text}")
         return found
 
 

@@ -14,6 +14,7 @@ runs with the tiny random models instead (`tiny_prompt`):
 from __future__ import annotations
 
 import json
+import tomllib
 from fractions import Fraction
 from pathlib import Path
 from typing import Optional
@@ -24,6 +25,8 @@ import workflow_api
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 WORKFLOWS_DIR = REPO_ROOT / "workflows"
+PACK_ID = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["name"]
+"""The pack's registry id, which the workflows' nodes carry as `properties.cnr_id`."""
 
 SAMPLER_SIZE = {"width": 96, "height": 64, "num_frames": 17}
 """What the Sampler workflows render at on the test server (multiples of 32 and 8k+1 need no crop; the crop

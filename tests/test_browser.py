@@ -1,16 +1,27 @@
-"""The shipped workflows in ComfyUI's real frontend, in headless Chromium (Debian's `chromium`).
+"""The shipped workflows in ComfyUI's real frontend, in headless Chromium (Debian's `chromium`), twice: in the
+frontend ComfyUI 0.3.75 pins (`comfyui-frontend-package` 1.32.9, the session server) and in the newest one on the
+package registry (`.venv-tools/frontend`, made by `scripts/setup_tools.sh`; a server of its own started with
+`--front-end-root`).
 
-The session server serves the 0.3.75 frontend (`comfyui-frontend-package` 1.32.9) with this pack. Each workflow
-is loaded through the frontend's own `app.loadGraphData`; the test asserts that every node type is known, no
-node is marked broken, the page logs no console error, the frontend keeps every widget value as the file has it,
-and the API prompt the frontend would queue (`app.graphToPrompt`) is the one the end-to-end tests run
-(`workflow_api.to_api`). A screenshot of each graph is saved in the test's temporary folder. The pack's
-extension (`js/ltxv097_video_size.js`) must load and show the video size under the sampler nodes.
+Each workflow is loaded through the frontend's own `app.loadGraphData`; the test asserts that every node type is
+known, no node is marked broken, the frontend keeps every widget value as the file has it, the API prompt the
+frontend would queue (`app.graphToPrompt`) is the one the end-to-end tests run (`workflow_api.to_api`), and the
+pack's extension (`js/ltxv097_video_size.js`) shows the video size under the sampler nodes. The pack's scripts
+cause no console warning or error in either frontend (deprecation warnings included, each one reported); the
+pinned frontend logs no console error at all (the newest one also complains about server APIs 0.3.75 lacks).
+Opened in a ComfyUI without the pack, a workflow names this pack for its missing nodes (the newest frontend's
+"Missing Node Packs"). Screenshots land in the test's temporary folder; with `LTXV097_UPDATE_SCREENSHOTS=1` the
+main workflow's in the pinned frontend (the newest one outlines the loaders, whose official files the test host
+lacks) also replaces the README's (`assets/`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
+from importlib import metadata
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -18,7 +29,7 @@ import pytest
 import e2e_browser
 import e2e_workflows
 import workflow_api
-from comfy_host import PACK_NAME
+from comfy_host import PACK_NAME, REPO_ROOT, ComfyServer
 
 pytest_plugins = ["comfy_host"]
 
@@ -29,6 +40,36 @@ RESOLUTIONS = {"480p": {"16:9": (848, 480), "1:1": (480, 480), "9:16": (480, 848
                "720p": {"16:9": (1280, 720), "1:1": (720, 720), "9:16": (720, 1280)}}
 
 OFFLINE_FILE_SIZE = "console.error: Error fetching file size: TypeError: Failed to fetch"
+NEWEST_FRONTEND = REPO_ROOT / ".venv-tools" / "frontend"
+FRONTENDS = ("pinned", "newest")
+PACK_SCRIPTS = f"/extensions/{PACK_NAME}/"
+README_SCREENSHOT = REPO_ROOT / "assets" / "workflow_text_to_video_lora.jpg"
+MAIN_WORKFLOW = "ltxv097_text_to_video_lora"
+
+
+def newest_frontend() -> tuple[Path, str]:
+    """(static folder, version) of the newest frontend package installed by scripts/setup_tools.sh."""
+    (dist,) = NEWEST_FRONTEND.glob("comfyui_frontend_package-*.dist-info")
+    static = NEWEST_FRONTEND / "comfyui_frontend_package" / "static"
+    if not (static / "index.html").is_file():
+        raise RuntimeError(f"no frontend in {static}: run scripts/setup_tools.sh (make test does)")
+    return static, metadata.Distribution.at(dist).version
+
+
+def version_tuple(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in version.split(".")[:3])
+
+
+ISSUES_PANEL_JS = r"""
+async () => {
+  if (app.extensionManager.focusMode) app.extensionManager.toggleFocusMode();  // screenshots hide the panels
+  await new Promise(r => setTimeout(r, 300));
+  const button = [...document.querySelectorAll('button')].find(b => b.innerText.includes('View details'));
+  button?.click();
+  await new Promise(r => setTimeout(r, 800));
+  return document.body.innerText;
+}
+"""
 
 SIZE_TEXT_JS = r"""
 () => Object.fromEntries(app.graph.nodes
@@ -47,15 +88,38 @@ def expected_size_text(width: int, height: int, frames: int, frame_rate: float) 
             f"model grid {grid_w}×{grid_h} · {rule}"]
 
 
-@pytest.fixture(scope="module")
-def frontend(comfy_server, tmp_path_factory):
-    """Chromium with the frontend open on the session server; `startup_errors` are those logged while it loaded."""
-    e2e_workflows.write_input_media(comfy_server.workdir / "input")
-    folder = tmp_path_factory.mktemp("browser")
-    with e2e_browser.Browser(folder / "chromium-profile") as browser:
-        e2e_browser.open_frontend(browser, comfy_server.url, extension=EXTENSION)
-        yield SimpleNamespace(browser=browser, shots=folder / "screenshots", startup_errors=browser.errors(),
-                              object_info=comfy_server.object_info(), url=comfy_server.url)
+@pytest.fixture(scope="module", params=FRONTENDS)
+def frontend(request, tmp_path_factory):
+    """Chromium with a frontend open on a server with the pack: the pinned one on the session server, the newest
+    one on a server of its own. `startup_errors` are those logged while it loaded."""
+    folder = tmp_path_factory.mktemp(f"browser-{request.param}")
+    with contextlib.ExitStack() as stack:
+        if request.param == "pinned":
+            server, version = request.getfixturevalue("comfy_server"), metadata.version("comfyui-frontend-package")
+        else:
+            static, version = newest_frontend()
+            server = stack.enter_context(ComfyServer(folder / "host", extra_args=["--front-end-root", str(static)]))
+        e2e_workflows.write_input_media(server.workdir / "input")
+        browser = stack.enter_context(e2e_browser.Browser(folder / "chromium-profile"))
+        e2e_browser.open_frontend(browser, server.url, extension=EXTENSION)
+        # report every deprecation warning, not only the first of its kind in the page
+        browser.evaluate("if ('alwaysRepeatWarnings' in LiteGraph) LiteGraph.alwaysRepeatWarnings = true")
+        yield SimpleNamespace(name=request.param, version=version, browser=browser, shots=folder / "screenshots",
+                              startup_errors=browser.errors(), object_info=server.object_info(), url=server.url)
+
+
+def frontend_errors(frontend, since: int) -> list[str]:
+    """What must stay empty: every console error in the pinned frontend, the pack's in the newest one."""
+    if frontend.name == "pinned":
+        return frontend.browser.errors(since)
+    return frontend.browser.messages_from(PACK_SCRIPTS, since)
+
+
+def test_the_frontend_is_the_one_asked_for(frontend):
+    assert frontend.browser.evaluate("window.__COMFYUI_FRONTEND_VERSION__") == frontend.version
+    if frontend.name == "newest":
+        pinned = metadata.version("comfyui-frontend-package")
+        assert version_tuple(frontend.version) > version_tuple(pinned), (frontend.version, pinned)
 
 
 def test_the_extension_loads_without_errors(frontend):
@@ -64,6 +128,7 @@ def test_the_extension_loads_without_errors(frontend):
     scripts = browser.evaluate("fetch('/extensions').then(r => r.json())")
     assert f"/extensions/{PACK_NAME}/{EXTENSION_FILE}" in scripts, scripts
     ours = [e for e in frontend.startup_errors if PACK_NAME in e or "LTX097" in e or EXTENSION_FILE in e]
+    ours += browser.messages_from(PACK_SCRIPTS)
     assert not ours, "errors from the pack while the frontend started:\n" + "\n".join(ours)
 
 
@@ -81,12 +146,20 @@ def test_workflow_loads_in_the_frontend(frontend, name):
     since = len(browser.events)
     loaded = e2e_browser.load_workflow(browser, workflow)
     shot = e2e_browser.screenshot_graph(browser, frontend.shots / f"{name}.png")
-    errors = browser.errors(since)
+    if name == MAIN_WORKFLOW and frontend.name == "pinned" and os.environ.get("LTXV097_UPDATE_SCREENSHOTS"):
+        e2e_browser.screenshot_graph(browser, README_SCREENSHOT, quality=70, scale=0.75)
+    errors = frontend_errors(frontend, since)
+    warnings = browser.messages_from(PACK_SCRIPTS, since)
 
     assert loaded["missingTypes"] == [], f"node types the frontend does not know: {loaded['missingTypes']}"
     assert all(node["registered"] for node in loaded["nodes"])
-    assert not [node for node in loaded["nodes"] if node["has_errors"]]
+    # the newest frontend flags loaders whose model files the server lacks (the official files, the LoRA example)
+    flagged = {str(node["id"]) for node in loaded["nodes"] if node["has_errors"]}
+    loaders = {str(node["id"]) for node in workflow["nodes"]
+               if any(str(value).endswith(".safetensors") for value in node.get("widgets_values") or [])}
+    assert flagged == (set() if frontend.name == "pinned" else loaders)
     assert not errors, "console errors while loading the workflow:\n" + "\n".join(errors)
+    assert not warnings, "console warnings from the pack:\n" + "\n".join(warnings)
     assert not loaded["dialogs"], f"a dialog opened: {loaded['dialogs']}"
     assert shot.stat().st_size > 20_000
 
@@ -144,21 +217,92 @@ def test_size_text_follows_the_widgets(frontend):
     assert shown[0][1] == "model grid 480×864 · 97 frames (8k+1)"
     assert shown[1] == expected_size_text(480, 848, 90, 30.0)
     e2e_browser.screenshot_graph(browser, frontend.shots / "size_text_edited.png")
-    assert not browser.errors(since)
+    assert not frontend_errors(frontend, since) and not browser.messages_from(PACK_SCRIPTS, since)
 
 
-def test_missing_models_dialog_offers_the_downloads(frontend):
-    """On a ComfyUI without the files, loading a workflow lists each model file with its download link."""
+LINK_WIDTH_JS = r"""
+async () => {
+  const sampler = app.graph.nodes.find(n => n.type === 'LTX097Sampler');
+  const line = () => [...sampler.widgets.find(w => w.name === 'ltx097_video_size').element.children]
+                       .map(l => l.textContent);
+  const primitive = LiteGraph.createNode('PrimitiveInt');
+  app.graph.add(primitive);
+  primitive.pos = [sampler.pos[0] - 300, sampler.pos[1]];
+  const slot = sampler.inputs.findIndex(i => i.widget?.name === 'width');
+  if (slot < 0) throw new Error('the Sampler has no input for its width widget');
+  if (!primitive.connect(0, sampler, slot)) throw new Error('the link was refused');
+  await new Promise(r => setTimeout(r, 100));
+  const linked = line();
+  sampler.disconnectInput(slot);
+  await new Promise(r => setTimeout(r, 100));
+  return [linked, line()];
+}
+"""
+
+
+def test_size_text_explains_sizes_from_links(frontend):
+    """A width from a link can be any number of pixels: the text says it is padded to the grid and cropped back,
+    and shows the size again once the link is gone."""
     browser = frontend.browser
-    workflow = e2e_workflows.load_workflow("ltxv097_text_to_video_lora")
+    e2e_browser.load_workflow(browser, e2e_workflows.load_workflow("ltxv097_text_to_video_distilled"))
+    since = len(browser.events)
+    linked, unlinked = browser.call(LINK_WIDTH_JS)
+    assert linked == ["width from a link: known when it runs", "any size: padded to ×32 / 8k+1, cropped back"]
+    assert unlinked == expected_size_text(768, 512, 97, 25.0)
+    assert not frontend_errors(frontend, since) and not browser.messages_from(PACK_SCRIPTS, since)
+
+
+def test_missing_models_are_offered_for_download(frontend):
+    """On a ComfyUI without the files, loading a workflow lists each model file with its download: in a dialog in
+    the pinned frontend, in the Issues panel in the newest one."""
+    browser = frontend.browser
+    workflow = e2e_workflows.load_workflow(MAIN_WORKFLOW)
     since = len(browser.events)
     loaded = e2e_browser.load_workflow(browser, workflow, missing_models_dialog=True)
-    browser.screenshot(frontend.shots / "missing_models_dialog.png")
-    e2e_browser.close_dialogs(browser)
-    (dialog,) = loaded["dialogs"]
+    if frontend.name == "pinned":
+        browser.screenshot(frontend.shots / "missing_models_dialog.png")
+        e2e_browser.close_dialogs(browser)
+        (shown,) = loaded["dialogs"]
+    else:
+        shown = browser.call(ISSUES_PANEL_JS)
+        browser.screenshot(frontend.shots / "missing_models_panel.png")
     for name in ("ltxv-13b-0.9.7-dev.safetensors", "ltxv-spatial-upscaler-0.9.7.safetensors",
                  "t5xxl_fp16.safetensors"):
-        assert name in dialog, dialog
-    # the dialog asks each download link for the file size, which fails without internet
-    errors = [e for e in browser.errors(since) if not e.startswith(OFFLINE_FILE_SIZE)]
+        assert name in shown, shown
+    # the download list asks each link for the file size, which fails without internet
+    errors = [e for e in frontend_errors(frontend, since) if not e.startswith(OFFLINE_FILE_SIZE)]
     assert not errors, "\n".join(errors)
+
+
+def without_pack_properties(workflow: dict) -> dict:
+    """The workflow as it was before its nodes named their pack."""
+    nodes = [{**node, "properties": {k: v for k, v in node.get("properties", {}).items()
+                                     if k not in ("cnr_id", "aux_id", "ver")}} for node in workflow["nodes"]]
+    return {**workflow, "nodes": nodes}
+
+
+@pytest.fixture(scope="module")
+def frontend_without_pack(tmp_path_factory):
+    """The newest frontend on a ComfyUI that does not have this pack."""
+    folder = tmp_path_factory.mktemp("browser-without-pack")
+    static, _ = newest_frontend()
+    with ComfyServer(folder / "host", extra_args=["--front-end-root", str(static)], pack_dir=None) as server, \
+            e2e_browser.Browser(folder / "chromium-profile") as browser:
+        e2e_browser.open_frontend(browser, server.url)
+        yield SimpleNamespace(browser=browser, shots=folder / "screenshots")
+
+
+@pytest.mark.parametrize("named", [True, False], ids=["shipped", "without-pack-properties"])
+def test_a_workflow_opened_without_the_pack_names_the_pack(frontend_without_pack, named):
+    """The frontend groups missing nodes by the pack their properties name (registry id); without them it can only
+    say "Unknown pack", and the Manager has nothing to install."""
+    browser = frontend_without_pack.browser
+    workflow = e2e_workflows.load_workflow(MAIN_WORKFLOW)
+    browser.evaluate("app.graph.clear()")
+    loaded = e2e_browser.load_workflow(browser, workflow if named else without_pack_properties(workflow))
+    assert set(loaded["missingTypes"]) == {n["type"] for n in workflow["nodes"] if n["type"].startswith("LTX097")}
+    shown = browser.call(ISSUES_PANEL_JS)
+    browser.screenshot(frontend_without_pack.shots / f"missing_pack_{'named' if named else 'unknown'}.png")
+    assert "Missing Node Packs" in shown, shown
+    pack_id = e2e_workflows.PACK_ID
+    assert (pack_id in shown, "Unknown pack" in shown) == (named, not named), shown

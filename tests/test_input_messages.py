@@ -132,7 +132,7 @@ def test_server_refuses_a_nan_frame_rate_at_queue_time(comfy_server, one_node):
     with pytest.raises(HostError) as error:
         comfy_server.post_prompt(prompt)
     (node,) = workflow_api.nodes_of(prompt, "LTX097TextToVideo")
-    assert "frame_rate=nan is not allowed (allowed: a number in 1–60)" in str(error.value.detail["node_errors"][node])
+    assert "frame_rate=nan is not allowed (allowed: a number in 1–120)" in str(error.value.detail["node_errors"][node])
 
 
 def test_server_names_a_wrongly_typed_guidance_value_before_sampling(comfy_server, one_node):

@@ -205,7 +205,6 @@ def test_memory_estimates_are_given_to_comfyui(models, prompts, progress, monkey
     ({"recipe": "0.9.7 dev multi-scale", "upsampler": None},
      "needs the spatial latent upsampler: put ltxv-spatial-upscaler-0.9.7.safetensors in "
      "models/latent_upscale_models and connect an LTX-Video 0.9.7 Latent Upsampler Loader"),
-    ({"recipe": "0.9.7 distilled multi-scale", "steps": 5}, "runs the fixed timesteps .* set steps to 0"),
     ({"width": 16}, "16×136 is out of range: width and height must lie in 32–8192"),
     ({"num_frames": 0}, "num_frames=0 is out of range"),
     ({"recipe": "0.9.7 dev multi-scale", "width": 32, "height": 32}, "too small for a multi-scale recipe"),
@@ -223,8 +222,16 @@ def test_sampler_errors_are_sentences(models, prompts, progress, kwargs, message
 def test_sampler_validation_before_running(ltx_pack):
     sampler = node_module("sampling").LTX097Sampler
     assert sampler.validate_inputs(recipe="0.9.7 dev multi-scale", steps=20) is True
-    assert "set steps to 0" in sampler.validate_inputs(recipe="0.9.7 distilled multi-scale", steps=20)
-    assert "is not one of" in sampler.validate_inputs(recipe="0.9.8", steps=0)
+    assert sampler.validate_inputs(recipe="0.9.7 distilled multi-scale", steps=30) is True
+    assert sampler.validate_inputs(recipe="0.9.7 dev multi-scale", steps=0) == "steps=0 is out of range (1–200)"
+    assert "is not one of" in sampler.validate_inputs(recipe="0.9.8", steps=30)
+
+
+def test_distilled_recipe_does_not_use_the_steps_widget(models, prompts, progress):
+    """The distilled recipes run fixed timesteps: any steps value gives the same video."""
+    recipe = "0.9.7 distilled multi-scale"
+    fixed = run_sampler(models, prompts, recipe=recipe, steps=30)["samples"]
+    torch.testing.assert_close(run_sampler(models, prompts, recipe=recipe, steps=5)["samples"], fixed, atol=0, rtol=0)
 
 
 

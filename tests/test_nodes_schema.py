@@ -69,11 +69,40 @@ def test_output_nodes_and_hidden_inputs(all_nodes):
     assert seed.control_after_generate and seed.max == 0xFFFFFFFFFFFFFFFF
     t2v = {i.id: i for i in by_id["LTX097TextToVideo"].GET_SCHEMA().inputs}
     assert (t2v["resolution"].default, t2v["aspect_ratio"].default) == ("720p", "16:9")
-    assert (t2v["number_of_frames"].default, t2v["number_of_frames"].min, t2v["number_of_frames"].max) == (89, 9, 257)
+    assert t2v["number_of_frames"].default == 89
     assert (t2v["number_of_steps"].default, t2v["frame_rate"].default) == (30, 25.0)
     assert t2v["negative_prompt"].default == ("blurry, low quality, low resolution, inconsistent motion, jittery, "
                                               "distorted")
     assert "expand_prompt" not in t2v and "enable_safety_checker" not in t2v
+
+
+SHARED_INPUTS = {"frames": {"LTX097Sampler": "num_frames", "LTX097TextToVideo": "number_of_frames"},
+                 "frame_rate": {"LTX097Sampler": "frame_rate", "LTX097TextToVideo": "frame_rate",
+                                "LTX097SaveVideo": "frame_rate"},
+                 "steps": {"LTX097Sampler": "steps", "LTX097TextToVideo": "number_of_steps"}}
+
+
+@pytest.mark.parametrize("quantity", sorted(SHARED_INPUTS))
+def test_nodes_share_one_range_per_quantity(all_nodes, quantity):
+    by_id = {cls.GET_SCHEMA().node_id: cls for cls in all_nodes}
+    ranges = set()
+    for node_id, name in SHARED_INPUTS[quantity].items():
+        widget = next(i for i in by_id[node_id].GET_SCHEMA().inputs if i.id == name)
+        ranges.add((widget.min, widget.max, widget.step))
+    assert len(ranges) == 1, f"{quantity}: {ranges}"
+    (low, high, _), = ranges
+    assert low >= 1, f"{quantity} allows {low}: no 0 / -1 'recipe default' sentinel"
+
+
+def test_widgets_on_the_model_grid_with_explicit_defaults(all_nodes):
+    """Sizes step by 32 px; the sampler's steps and the decode settings show the value that runs."""
+    by_id = {cls.GET_SCHEMA().node_id: {i.id: i for i in cls.GET_SCHEMA().inputs} for cls in all_nodes}
+    sampler, decode = by_id["LTX097Sampler"], by_id["LTX097Decode"]
+    assert (sampler["width"].step, sampler["height"].step) == (32, 32)
+    assert sampler["width"].default % 32 == 0 and sampler["height"].default % 32 == 0
+    assert (sampler["steps"].default, by_id["LTX097TextToVideo"]["number_of_steps"].default) == (30, 30)
+    assert (decode["decode_timestep"].default, decode["decode_noise_scale"].default) == (0.05, 0.025)
+    assert decode["decode_timestep"].min == 0.0 and decode["decode_noise_scale"].min == 0.0
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -300,7 +300,7 @@ def test_width_out_of_range_is_refused(host, object_info):
 def test_frame_count_out_of_range_is_refused(host, object_info):
     prompt = e2e_workflows.tiny_prompt(e2e_workflows.load_workflow("ltxv097_text_to_video_one_node"), object_info,
                                        host.models)
-    prompt = workflow_api.set_inputs(prompt, "LTX097TextToVideo", number_of_frames=300)
+    prompt = workflow_api.set_inputs(prompt, "LTX097TextToVideo", number_of_frames=3000)
     detail = refused(host, prompt)
     (node,) = workflow_api.nodes_of(prompt, "LTX097TextToVideo")
     (error,) = detail["node_errors"][node]["errors"]

@@ -19,4 +19,4 @@ bench: setup
 	$(PY) bench/bench_models.py $(BENCH_ARGS)
 
 clean:
-	rm -rf .venv .comfyui .pytest_cache
+	rm -rf .venv .comfyui .pytest_cache .transformers

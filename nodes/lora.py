@@ -31,9 +31,10 @@ import torch
 from comfy_api.latest import io
 from safetensors import safe_open
 
+from ..fetch import redact_url
 from ..ltx_core.lora import KIND_NAMES, LoraError, LoraMapping, map_lora
 from .common import CATEGORY, FP8_DTYPES, LTXModel, LTXModelType
-from .lora_sources import (ALLOW_LOCAL_ENV, LoraSourceError, check_safetensors, describe_url, is_url, lora_files,
+from .lora_sources import (ALLOW_LOCAL_ENV, LoraSourceError, check_safetensors, check_source, is_url, lora_files,
                            resolve_lora)
 
 logger = logging.getLogger(__name__)
@@ -212,6 +213,10 @@ def parse_lora_stack(value) -> list[dict]:
         if not isinstance(path, str) or not path.strip():
             raise ValueError(f"LoRA {number} needs a 'path': a file in models/loras, an http(s) URL or a Hugging "
                              f"Face repo id")
+        try:
+            check_source(path.strip())
+        except LoraSourceError as error:
+            raise ValueError(f"LoRA {number}: {error}") from None
         weight_name = item.get("weight_name")
         if weight_name is not None and not isinstance(weight_name, str):
             raise ValueError(f"LoRA {number}: weight_name must be a file name (text) or null, got a "
@@ -225,7 +230,7 @@ def parse_lora_stack(value) -> list[dict]:
 
 
 def _display_name(source: str) -> str:
-    return describe_url(source) if is_url(source) else source
+    return redact_url(source) if is_url(source) else source
 
 
 def _progress_bar():
@@ -304,6 +309,14 @@ class LTX097LoraLoader(io.ComfyNode):
             ],
             outputs=[LTXModelType.Output(display_name="model", tooltip="The model with the LoRA attached.")],
         )
+
+    @classmethod
+    def validate_inputs(cls, source=None) -> bool | str:
+        try:
+            check_source((source or "").strip() if isinstance(source, str) else "")
+        except LoraSourceError as error:
+            return str(error)
+        return True
 
     @classmethod
     def execute(cls, model: LTXModel, lora_name: str, strength: float, source: str = "",

@@ -1,9 +1,11 @@
 """Where a LoRA comes from: a file in ComfyUI's `loras` folders, an http(s) URL, a Hugging Face repo, or (only
 when the user allows it) a local path. This is the `path` (+ `weight_name`) of the hosted service's LoRAWeight.
 
-Downloads go to a cache folder inside the first `loras` folder (`ltx097_downloads/`), are streamed to a hidden
-temporary file, size-capped, checked to be a complete safetensors file (never pickle) and only then renamed into
-place, so a failed download leaves nothing behind and the next run reuses a good one. A prompt sent to the server
+Downloads go through the pack's `fetch` module (public addresses only unless allowed, deadline, minimum rate,
+Cancel honoured within a second) to a cache folder inside the first `loras` folder (`ltx097_downloads/`): the first
+bytes must be a safetensors header (web pages and pickles are named and refused before the rest is read), the
+size is capped, and only a complete safetensors file (never pickle) is renamed into place, so a failed download
+leaves nothing behind and the next run reuses a good one. A prompt sent to the server
 cannot read files outside the model folders: absolute paths and `..` are refused unless the environment variable
 `LTX097_ALLOW_LOCAL_LORA_PATHS=1` is set.
 """
@@ -11,21 +13,21 @@ cannot read files outside the model folders: absolute paths and `..` are refused
 from __future__ import annotations
 
 import hashlib
-import http.client
 import json
 import logging
+import math
 import os
 import re
 import struct
-import tempfile
 import threading
-import urllib.error
 import urllib.parse
-import urllib.request
 from pathlib import Path
 from typing import Callable, Optional
 
 import folder_paths
+
+from ..fetch import FetchError, check_url, download, redact_url
+from .progress import check_interrupted
 
 logger = logging.getLogger(__name__)
 
@@ -36,8 +38,6 @@ MAX_DOWNLOAD_ENV = "LTX097_LORA_MAX_DOWNLOAD_MB"
 DEFAULT_MAX_DOWNLOAD_MB = 4096
 """A 13B rank-128 LoRA in bf16 is about 0.8 GB; fp32 or full-rank files are larger."""
 SAFETENSORS_SUFFIXES = (".safetensors", ".sft")
-DOWNLOAD_TIMEOUT_S = 60.0
-CHUNK_BYTES = 1 << 20
 MAX_HEADER_BYTES = 100 << 20
 
 _REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -79,13 +79,18 @@ def local_paths_allowed() -> bool:
 
 
 def max_download_bytes() -> int:
+    """`LTX097_LORA_MAX_DOWNLOAD_MB` in bytes; read only when a download is needed, so a bad value never stops
+    cached or local LoRAs."""
     raw = os.environ.get(MAX_DOWNLOAD_ENV, "").strip()
     if not raw:
         return DEFAULT_MAX_DOWNLOAD_MB << 20
     try:
         megabytes = float(raw)
     except ValueError:
-        raise LoraSourceError(f"{MAX_DOWNLOAD_ENV}='{raw}' is not a number of megabytes") from None
+        megabytes = math.nan
+    if not (math.isfinite(megabytes) and megabytes > 0):
+        raise LoraSourceError(f"{MAX_DOWNLOAD_ENV}='{raw}' is not a number of megabytes; set it to a positive number "
+                              f"(the default is {DEFAULT_MAX_DOWNLOAD_MB}) or unset it, where ComfyUI runs")
     return int(megabytes * (1 << 20))
 
 
@@ -117,6 +122,21 @@ def _require_safetensors(path: str, what: str) -> str:
     return path
 
 
+def check_source(source: str) -> None:
+    """Refuse, before anything runs, a URL source that will never be fetched: another scheme than http(s), or a user
+    name or password in it (kept out of the prompt history that way)."""
+    if not is_url(source):
+        return
+    scheme = source.split(":", 1)[0].lower()
+    if scheme not in ("http", "https"):
+        raise LoraSourceError(f"LoRA source '{redact_url(source)}' uses '{scheme}://'; only http(s) URLs are "
+                              f"downloaded")
+    try:
+        check_url(source, "the LoRA source")
+    except FetchError as error:
+        raise LoraSourceError(str(error)) from None
+
+
 def resolve_lora(source: str, weight_name: Optional[str] = None, *, progress: Optional[Progress] = None) -> str:
     """The local safetensors file for a LoRA source (see the module docstring); downloads when needed."""
     source = (source or "").strip()
@@ -124,9 +144,7 @@ def resolve_lora(source: str, weight_name: Optional[str] = None, *, progress: Op
     if not source:
         raise LoraSourceError("no LoRA given: choose a file from models/loras or give a URL or Hugging Face repo id")
     if is_url(source):
-        scheme = source.split(":", 1)[0].lower()
-        if scheme not in ("http", "https"):
-            raise LoraSourceError(f"LoRA source '{source}' uses '{scheme}://'; only http(s) URLs are downloaded")
+        check_source(source)
         return download_lora(source, progress=progress)
     local = _looks_absolute(source) or _has_parent_reference(source)
     if local and not local_paths_allowed():
@@ -162,10 +180,8 @@ def check_safetensors(path: str | Path, what: str = "the file") -> None:
         head = handle.read(16)
         if len(head) < 10:
             raise LoraSourceError(f"{what} is empty or cut short ({size} bytes); it is not a safetensors file")
-        _reject_other_formats(head, what)
+        check_head(head, what)
         (header_len,) = struct.unpack("<Q", head[:8])
-        if head[8:9] != b"{" or header_len > MAX_HEADER_BYTES:
-            raise LoraSourceError(f"{what} is not a safetensors file")
         if 8 + header_len > size:
             raise LoraSourceError(f"{what} is not a complete safetensors file (its header says {header_len} bytes, "
                                   f"the file has {size}); the download may have been cut short")
@@ -190,17 +206,22 @@ def check_safetensors(path: str | Path, what: str = "the file") -> None:
                               f"download may have been cut short")
 
 
-def _reject_other_formats(head: bytes, what: str, content_type: str = "") -> None:
-    """Name the usual wrong downloads (web pages, pickles) from a file's first bytes; a safetensors file has its
-    JSON header's `{` at byte 8."""
-    if head[8:9] == b"{":
+def check_head(head: bytes, what: str) -> None:
+    """Refuse a file from its first 16 bytes unless they can start a safetensors file (8-byte header length, then
+    the JSON header's `{`); the usual wrong downloads (web pages, pickles) are named. Shorter heads pass: the
+    whole-file check reports them."""
+    if len(head) < 10:
         return
-    if "html" in content_type.lower() or head.lstrip()[:1] == b"<":
-        raise LoraSourceError(f"{what} is a web page (HTML), not a safetensors file; the URL probably leads to a "
-                              f"login or error page rather than to the file itself")
-    if head[:4] == b"PK\x03\x04" or (head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05")):
-        raise LoraSourceError(f"{what} is a pickled PyTorch file (.ckpt/.pt/.bin), not safetensors; pickle files can "
-                              f"run code and are never loaded. Use the .safetensors version of the LoRA")
+    if head[8:9] != b"{":
+        if head.lstrip()[:1] == b"<":
+            raise LoraSourceError(f"{what} is a web page (HTML), not a safetensors file; the URL probably leads to "
+                                  f"a login or error page rather than to the file itself")
+        if head[:4] == b"PK\x03\x04" or (head[:1] == b"\x80" and head[1:2] in b"\x02\x03\x04\x05"):
+            raise LoraSourceError(f"{what} is a pickled PyTorch file (.ckpt/.pt/.bin), not safetensors; pickle "
+                                  f"files can run code and are never loaded. Use the .safetensors version of the LoRA")
+    (header_len,) = struct.unpack("<Q", head[:8])
+    if head[8:9] != b"{" or header_len > MAX_HEADER_BYTES:
+        raise LoraSourceError(f"{what} is not a safetensors file (its first bytes are not a safetensors header)")
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -221,21 +242,11 @@ def cached_download_path(url: str, folder: Optional[Path] = None) -> Path:
     return folder / f"{stem}-{digest}.safetensors"
 
 
-def _mb(size: int) -> str:
-    return f"{size / 2**20:.3g} MB"
-
-
-def describe_url(url: str) -> str:
-    parsed = urllib.parse.urlparse(url)
-    return f"{parsed.scheme}://{parsed.netloc}{parsed.path}"  # no query string: it may hold a token
-
-
 def download_lora(url: str, *, folder: Optional[Path] = None, max_bytes: Optional[int] = None,
-                  timeout: float = DOWNLOAD_TIMEOUT_S, progress: Optional[Progress] = None) -> str:
+                  progress: Optional[Progress] = None) -> str:
     """Download a safetensors LoRA once (see the module docstring); returns the cached file's path."""
     final = cached_download_path(url, folder)
-    max_bytes = max_download_bytes() if max_bytes is None else max_bytes
-    shown = describe_url(url)
+    shown = redact_url(url)
     with _download_lock:
         if final.is_file():
             try:
@@ -244,55 +255,14 @@ def download_lora(url: str, *, folder: Optional[Path] = None, max_bytes: Optiona
             except LoraSourceError as error:  # a damaged cache entry (e.g. edited by hand): fetch it again
                 logger.warning("%s; downloading it again", error)
                 final.unlink()
-        final.parent.mkdir(parents=True, exist_ok=True)
-        request = urllib.request.Request(url, headers={"User-Agent": "ComfyUI-LTX-Video-0.9.7"})
+        what = f"the download from {shown}"
         try:
-            response = urllib.request.urlopen(request, timeout=timeout)
-        except urllib.error.HTTPError as error:
-            raise LoraSourceError(f"downloading {shown} failed: the server answered HTTP {error.code} "
-                                  f"{error.reason}") from None
-        except (urllib.error.URLError, OSError) as error:
-            reason = getattr(error, "reason", error)
-            raise LoraSourceError(f"downloading {shown} failed: {reason}") from None
-        handle, temp_name = tempfile.mkstemp(prefix=f".{final.stem}.", suffix=".part", dir=final.parent)
-        temp = Path(temp_name)
-        done = 0
-        try:
-            with response, os.fdopen(handle, "wb") as out:
-                length = response.headers.get("Content-Length")
-                total = int(length) if length and length.isdigit() else None
-                content_type = response.headers.get("Content-Type", "") or ""
-                if total is not None and total > max_bytes:
-                    raise LoraSourceError(f"{shown} is {_mb(total)}, more than the {_mb(max_bytes)} allowed for a "
-                                          f"LoRA download (set {MAX_DOWNLOAD_ENV} to change it)")
-                head = b""
-                while True:
-                    chunk = response.read(CHUNK_BYTES)
-                    if not chunk:
-                        break
-                    if len(head) < 16:
-                        head += chunk[:16]
-                    done += len(chunk)
-                    if done > max_bytes:
-                        raise LoraSourceError(f"{shown} is larger than the {_mb(max_bytes)} allowed for a LoRA "
-                                              f"download (set {MAX_DOWNLOAD_ENV} to change it); stopped")
-                    out.write(chunk)
-                    if progress is not None:
-                        progress(done, total)
-            _reject_other_formats(head, f"the download from {shown}", content_type)
-            if total is not None and done != total:
-                raise LoraSourceError(f"downloading {shown} was cut short: {done} of {total} bytes arrived")
-            check_safetensors(temp, f"the download from {shown}")
-            os.replace(temp, final)
-        except BaseException as error:
-            temp.unlink(missing_ok=True)
-            if isinstance(error, http.client.IncompleteRead):
-                arrived = done + len(error.partial)
-                raise LoraSourceError(f"downloading {shown} was cut short: the connection closed after {arrived} "
-                                      f"bytes, {error.expected} more were expected") from None
-            if isinstance(error, (TimeoutError, OSError, http.client.HTTPException)):
-                raise LoraSourceError(f"downloading {shown} failed: {error or type(error).__name__}") from None
-            raise
+            download(url, final, max_bytes=max_download_bytes() if max_bytes is None else max_bytes,
+                     check_head=lambda head: check_head(head, what), cancel=check_interrupted, progress=progress,
+                     check_file=lambda path: check_safetensors(path, what), what="the LoRA download",
+                     limit_hint=f" (set {MAX_DOWNLOAD_ENV} to change it)")
+        except FetchError as error:
+            raise LoraSourceError(str(error)) from None
     logger.info("downloaded LoRA %s to %s", shown, final)
     return str(final)
 

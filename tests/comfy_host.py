@@ -18,9 +18,11 @@ for the fixture ``comfy_server``)::
         entry = comfy_server.wait(prompt_id, timeout=120)
 
 The session server is started with the standard tiny models already in its model folders (`STANDARD_MODELS`,
-names in `comfy_server.models`); a test may add more files later with `comfy_server.add_model(...)` (ComfyUI
-re-lists a folder when its mtime changes). `ComfyServer` (in `comfy_server.py`) also works directly as a context
-manager for a private server.
+names in `comfy_server.models`). It may fetch URLs from two local ports only: the session's `host_web` server
+(`local_web.LocalWeb`, routes added by tests) and `comfy_server.closed_url`, an allowed port where nothing listens;
+every other local address, ComfyUI's own port included, is refused as it would be in production. A test may add
+more model files later with `comfy_server.add_model(...)` (ComfyUI re-lists a folder when its mtime changes).
+`ComfyServer` (in `comfy_server.py`) also works directly as a context manager for a private server.
 
 Test modules both import helpers from here and name this module in `pytest_plugins` (so that the session
 fixtures have a single definition); it has no asserts for pytest to rewrite: PYTEST_DONT_REWRITE.
@@ -38,10 +40,10 @@ from typing import Optional
 
 import pytest
 
-from comfy_server import MODEL_FOLDERS, PACK_NAME, REPO_ROOT, ComfyServer, comfy_root
+from comfy_server import MODEL_FOLDERS, PACK_NAME, REPO_ROOT, ComfyServer, comfy_root, free_port
 
 __all__ = ["MODEL_FOLDERS", "PACK_NAME", "REPO_ROOT", "ComfyServer", "comfy_root", "import_host", "load_pack",
-           "pack_nodes", "write_standard_models", "comfy_server", "comfy_host", "ltx_pack"]
+           "pack_nodes", "write_standard_models", "host_web", "comfy_server", "comfy_host", "ltx_pack"]
 
 # ----------------------------------------------------------------------------------------------------------------
 # In-process host
@@ -165,10 +167,22 @@ def write_standard_models(models_dir: Path) -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
-def comfy_server(tmp_path_factory) -> ComfyServer:
+def host_web():
+    """A local web server for the session server's downloads (the only local address it may fetch from)."""
+    from local_web import LocalWeb
+
+    web = LocalWeb()
+    yield web
+    web.close()
+
+
+@pytest.fixture(scope="session")
+def comfy_server(tmp_path_factory, host_web) -> ComfyServer:
     """One real ComfyUI host for the whole test session, with `write_standard_models` in its model folders."""
     workdir = tmp_path_factory.mktemp("comfy_host")
-    server = ComfyServer(workdir)
+    closed_port = free_port()
+    server = ComfyServer(workdir, allow_hosts=[f"127.0.0.1:{host_web.port}", f"127.0.0.1:{closed_port}"])
+    server.closed_url = f"http://127.0.0.1:{closed_port}"
     server.models = write_standard_models(server.models_dir)
     # The tiny T5 and the test-only node that loads it (core CLIPLoader only knows full-size T5-XXL files);
     # custom nodes must be in place before the server starts.

@@ -93,11 +93,17 @@ def host_command(workdir: Path, *extra: str, port: Optional[int] = None, cpu: bo
     return cmd + list(extra)
 
 
-def host_env() -> dict[str, str]:
+def host_env(allow_hosts: Optional[Iterable[str]] = None) -> dict[str, str]:
+    """The server's environment. With `allow_hosts` (`host:port` entries) the URL settings are exactly these: the
+    pack fetches from these local addresses and refuses every other non-public one (LTX097_URL_ALLOW_HOSTS, no
+    LTX097_ALLOW_PRIVATE_URLS); without, they are inherited (the demo)."""
     env = dict(os.environ)
     env.update({"PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
                 "DO_NOT_TRACK": "1"})
     env.pop("PYTHONPATH", None)
+    if allow_hosts is not None:
+        env.pop("LTX097_ALLOW_PRIVATE_URLS", None)
+        env["LTX097_URL_ALLOW_HOSTS"] = ",".join(allow_hosts)
     return env
 
 
@@ -130,10 +136,12 @@ class ComfyServer:
     """The real ComfyUI host (`main.py --cpu`) in a subprocess, with this repo loaded as the `ltxv097` pack.
 
     Use as a context manager; models must be in `<workdir>/models/<folder>` before start (or call `add_model`).
+    `allow_hosts` (`127.0.0.1:<port>` entries) are the only local addresses the pack may fetch from (`host_env`).
     """
 
     def __init__(self, workdir: Path, *, extra_args: Iterable[str] = (),
-                 startup_timeout: float = STARTUP_TIMEOUT, pack_dir: Path = REPO_ROOT, cpu: bool = True):
+                 startup_timeout: float = STARTUP_TIMEOUT, pack_dir: Path = REPO_ROOT, cpu: bool = True,
+                 allow_hosts: Optional[Iterable[str]] = None):
         self.workdir = prepare_workdir(workdir, pack_dir)
         self.models_dir = self.workdir / "models"
         self.output_dir = self.workdir / "output"
@@ -141,6 +149,7 @@ class ComfyServer:
         self.extra_args = list(extra_args)
         self.cpu = cpu
         self.startup_timeout = startup_timeout
+        self.allow_hosts = None if allow_hosts is None else list(allow_hosts)
         self.client_id = uuid.uuid4().hex
         self.process: Optional[subprocess.Popen] = None
         self.port: Optional[int] = None
@@ -169,7 +178,7 @@ class ComfyServer:
                 log.flush()
                 self.process = subprocess.Popen(
                     command, cwd=comfy_root(),
-                    env=host_env(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                    env=host_env(self.allow_hosts), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                     preexec_fn=_die_with_parent)
             try:
                 self._wait_ready()

@@ -1,12 +1,16 @@
 """Where LoRAs come from: downloads from a local HTTP server on 127.0.0.1 (good, truncated, HTML, too large, pickle,
-missing), the download cache, Hugging Face repos through huggingface_hub's offline cache, and the node with a URL."""
+missing, junk refused from its first bytes, a trickle stopped by ComfyUI's interrupt, other local ports refused), the
+download cache (usable whatever the download settings), Hugging Face repos through huggingface_hub's offline cache,
+and the node with a URL."""
 
 from __future__ import annotations
 
 import http.server
 import io
+import os
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -15,6 +19,7 @@ from safetensors.torch import save_file
 
 import tiny
 import tiny_lora
+from local_web import LocalWeb
 
 pytest_plugins = ["comfy_host"]
 
@@ -100,8 +105,11 @@ def server(lora_bytes):
 
 
 @pytest.fixture
-def downloads(tmp_path, comfy_host, monkeypatch):
-    """A fresh `loras` folder put first for one test; returns its download cache folder."""
+def downloads(tmp_path, comfy_host, server, monkeypatch):
+    """A fresh `loras` folder put first for one test, and the test server's port allowed (only that one); returns
+    the download cache folder."""
+    monkeypatch.delenv("LTX097_ALLOW_PRIVATE_URLS", raising=False)
+    monkeypatch.setenv("LTX097_URL_ALLOW_HOSTS", f"127.0.0.1:{server.url.rsplit(':', 1)[1]}")
     folder = tmp_path / "loras"
     folder.mkdir()
     paths = comfy_host.folder_paths.folder_names_and_paths["loras"][0]
@@ -159,23 +167,102 @@ def test_failed_downloads_say_why_and_leave_nothing(sources, server, downloads, 
 
 def test_the_size_cap(sources, server, downloads, lora_bytes, monkeypatch):
     monkeypatch.setenv("LTX097_LORA_MAX_DOWNLOAD_MB", str(len(lora_bytes) / 2 / 2**20))
-    with pytest.raises(ValueError, match=r"is [\d.]+ MB, more than the [\d.]+ MB allowed for a LoRA download \(set "
-                                         r"LTX097_LORA_MAX_DOWNLOAD_MB"):
+    with pytest.raises(ValueError, match=r"is [\d.]+ MB, more than the [\d.]+ MB allowed for the LoRA download "
+                                         r"\(set LTX097_LORA_MAX_DOWNLOAD_MB"):
         sources.resolve_lora(server.url + "/big.safetensors")
     # without a Content-Length the stream is stopped at the cap
     with pytest.raises(ValueError, match=r"is larger than the [\d.]+ MB allowed .*; stopped"):
         sources.resolve_lora(server.url + "/no-length.safetensors")
     assert _files(downloads) == []
     monkeypatch.setenv("LTX097_LORA_MAX_DOWNLOAD_MB", "lots")
-    with pytest.raises(ValueError, match="LTX097_LORA_MAX_DOWNLOAD_MB='lots' is not a number of megabytes"):
-        sources.resolve_lora(server.url + "/big.safetensors")
+    for bad in ("lots", "0", "-5", "nan", "inf"):
+        monkeypatch.setenv("LTX097_LORA_MAX_DOWNLOAD_MB", bad)
+        with pytest.raises(ValueError, match=rf"LTX097_LORA_MAX_DOWNLOAD_MB='{bad}' is not a number of megabytes; "
+                                             rf"set it to a positive number \(the default is 4096\) or unset it"):
+            sources.resolve_lora(server.url + "/big.safetensors")
     monkeypatch.setenv("LTX097_LORA_MAX_DOWNLOAD_MB", "1")
     assert Path(sources.resolve_lora(server.url + "/big.safetensors")).is_file()
 
 
 def test_an_unreachable_server_says_so(sources, downloads):
-    with pytest.raises(ValueError, match=r"downloading http://127\.0\.0\.1:9/x\.safetensors failed"):
-        sources.resolve_lora("http://127.0.0.1:9/x.safetensors")
+    with pytest.raises(ValueError, match=r"^the LoRA download: http://127\.0\.0\.1:9/x\.safetensors could not be "
+                                         r"fetched: the host is unreachable or not allowed"):
+        sources.resolve_lora("http://127.0.0.1:9/x.safetensors?key=1")
+    assert _files(downloads) == []
+
+
+def test_a_cached_download_works_whatever_the_size_setting(sources, server, downloads, lora_bytes, monkeypatch):
+    url = server.url + "/good.safetensors"
+    path = sources.resolve_lora(url)
+    hits = server.hits["/good.safetensors"]
+    monkeypatch.setenv("LTX097_LORA_MAX_DOWNLOAD_MB", "abc")
+    monkeypatch.delenv("LTX097_URL_ALLOW_HOSTS")  # and no network needed either
+    assert sources.resolve_lora(url) == path and server.hits["/good.safetensors"] == hits
+    monkeypatch.setenv("LTX097_URL_ALLOW_HOSTS", f"127.0.0.1:{server.url.rsplit(':', 1)[1]}")
+    with pytest.raises(ValueError, match=r"^LTX097_LORA_MAX_DOWNLOAD_MB='abc' is not a number of megabytes; set it "
+                                         r"to a positive number \(the default is 4096\) or unset it"):
+        sources.resolve_lora(server.url + "/no-length.safetensors")
+    assert _files(downloads) == [Path(path).name]
+
+
+@pytest.fixture
+def junk_web(downloads, monkeypatch):
+    web = LocalWeb()
+    monkeypatch.setenv("LTX097_URL_ALLOW_HOSTS", f"127.0.0.1:{web.port}")
+    yield web
+    web.close()
+
+
+@pytest.mark.parametrize("head, message", [
+    (b"\n<!doctype html><html><head><title>Sign in", r"is a web page \(HTML\), not a safetensors file"),
+    (None, r"is a pickled PyTorch file .* never loaded"),
+    (bytes.fromhex("9f3a51c2e8d47b06aa13c5e2f1097d44"), r"is not a safetensors file \(its first bytes are not a "
+                                                         r"safetensors header\)"),
+])
+def test_junk_is_refused_from_its_first_bytes(sources, junk_web, downloads, head, message):
+    if head is None:  # a real pickle, renamed .safetensors
+        pickled = io.BytesIO()
+        torch.save({"lora_up.weight": torch.zeros(2, 2)}, pickled, _use_new_zipfile_serialization=False)
+        head = pickled.getvalue()
+    junk_web.flood("/lora.safetensors", head, total=32 << 20)
+    with pytest.raises(ValueError, match=message):
+        sources.resolve_lora(junk_web.url + "/lora.safetensors")
+    junk_web.finish("/lora.safetensors")
+    assert junk_web.sent["/lora.safetensors"] < 8 << 20, "the download went on past the first bytes"
+    assert _files(downloads) == []
+
+
+def test_comfyui_interrupt_stops_a_trickling_download(sources, comfy_host, junk_web, downloads, lora_bytes):
+    junk_web.trickle("/slow.safetensors", lora_bytes[:64], every=0.5, count=20, length=len(lora_bytes))
+    mm = comfy_host.model_management
+    timer = threading.Timer(1.0, mm.interrupt_current_processing, (True,))
+    started = time.monotonic()
+    timer.start()
+    try:
+        with pytest.raises(mm.InterruptProcessingException):
+            sources.resolve_lora(junk_web.url + "/slow.safetensors")
+    finally:
+        timer.cancel()
+        mm.interrupt_current_processing(False)
+    assert time.monotonic() - started < 2.5, "the interrupt was not seen within a second"
+    assert _files(downloads) == []
+
+
+def test_other_local_ports_and_credentials_are_refused(sources, server, downloads, junk_web, caplog):
+    refused = "could not be fetched: the host is unreachable or not allowed"
+    hits = dict(server.hits)
+    with pytest.raises(ValueError, match=refused):  # junk_web's port is allowed now, the first server's is not
+        sources.resolve_lora(server.url + "/good.safetensors")
+    with pytest.raises(ValueError, match=refused):
+        sources.resolve_lora(server.url.replace("127.0.0.1", "localhost") + "/good.safetensors")
+    junk_web.routes["/moved.safetensors"] = LocalWeb.redirect(server.url + "/good.safetensors")
+    with pytest.raises(ValueError, match=refused):
+        sources.resolve_lora(junk_web.url + "/moved.safetensors")
+    assert server.hits == hits
+    with pytest.raises(ValueError) as error:
+        sources.resolve_lora(f"http://admin:hunter2@127.0.0.1:{junk_web.port}/x.safetensors")
+    assert "user name or password" in str(error.value) and "hunter2" not in str(error.value)
+    assert "hunter2" not in caplog.text and junk_web.hits.get("/x.safetensors", 0) == 0
     assert _files(downloads) == []
 
 

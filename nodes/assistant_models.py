@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterable, Optional, Sequence
 
 import comfy.model_management as mm
 import folder_paths
 import torch
 
-from ..assistants.folders import find_folder, model_folders, require_files
+from ..assistants.catalog import ModelSource
+from ..assistants.folders import ModelFolderError, find_folder, model_folders, require_files
 from .common import wrap
+from .model_downloads import download_folder, missing_hint
 
 DTYPE_CHOICES = ("auto", "bf16", "fp16", "fp32")
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
@@ -29,14 +31,26 @@ def folder_roots(key: str) -> list[str]:
     return list(folder_paths.folder_names_and_paths[key][0]) if key in folder_paths.folder_names_and_paths else []
 
 
-def folder_choices(key: str) -> list[str]:
-    """The model sub-folders (with a config.json) under every path of ComfyUI folder `key`."""
-    return model_folders(folder_roots(key))
+def folder_choices(key: str, downloadable: Iterable[str] = ()) -> list[str]:
+    """The model sub-folders (with a config.json) under every path of ComfyUI folder `key`, and the names the
+    loader can download."""
+    return sorted(set(model_folders(folder_roots(key))) | set(downloadable), key=str.lower)
 
 
-def locate(key: str, name: str, files: Sequence[str], *, what: str, source: str) -> Path:
-    """The folder of model `name` under ComfyUI folder `key`, checked to hold `files` and weights."""
+def locate(key: str, name: str, files: Sequence[str], *, what: str, source: str, download: bool = False,
+           catalog: Optional[dict[str, ModelSource]] = None) -> Path:
+    """The folder of model `name` under ComfyUI folder `key`, checked to hold `files` and weights; with `download`
+    the missing files of a catalogued model are fetched first."""
     roots = folder_roots(key) or [os.path.join(folder_paths.models_dir, key)]
+    model_source = (catalog or {}).get(name)
+    try:
+        return require_files(find_folder(name, roots), name, roots, files, what=what, source=source)
+    except ModelFolderError as error:
+        if not download:
+            raise ModelFolderError(f"{error}.{missing_hint(model_source)}") from None
+        if model_source is None:
+            raise ModelFolderError(f"{error}; no download source is known for '{name}'") from None
+    download_folder(model_source, name, roots)
     return require_files(find_folder(name, roots), name, roots, files, what=what, source=source)
 
 

@@ -14,6 +14,7 @@ import comfy.model_management as mm
 import comfy.text_encoders.t5
 from comfy_api.latest import io
 
+from ..assistants import catalog
 from ..assistants import enhancer as llm
 from ..assistants.prompts import OFFICIAL_WORD_THRESHOLD, T5_TOKEN_BUDGET, EnhancePlan, plan_enhancement
 from .assistant_models import (DTYPE_CHOICES, cached, folder_choices, hf_model, load_for_use, locate, managed, register_folder,
@@ -61,14 +62,16 @@ def t5_token_count(text: str) -> int:
     return len(_t5_tokenizer()(text).input_ids)
 
 
-def load_enhancer(llm_name: str, captioner_name: str = NO_CAPTIONER, dtype: str = "auto") -> PromptEnhancerModels:
-    llm_folder = locate(LLM_FOLDER, llm_name, llm.LLM_FILES, what="prompt enhancer LLM", source=LLM_SOURCE)
+def load_enhancer(llm_name: str, captioner_name: str = NO_CAPTIONER, dtype: str = "auto",
+                  download: bool = False) -> PromptEnhancerModels:
+    llm_folder = locate(LLM_FOLDER, llm_name, llm.LLM_FILES, what="prompt enhancer LLM", source=LLM_SOURCE,
+                        download=download, catalog=catalog.LLMS)
     torch_dtype = resolve_dtype(dtype, mm.text_encoder_device())
     text_model = llm.load_text_model(llm_folder, torch_dtype)
     captioner, caption_tokenizer, caption_config = None, None, None
     if captioner_name != NO_CAPTIONER:
         folder = locate(LLM_FOLDER, captioner_name, llm.CAPTIONER_FILES, what="image captioner",
-                        source=CAPTIONER_SOURCE)
+                        source=CAPTIONER_SOURCE, download=download, catalog=catalog.LLMS)
         loaded = llm.load_captioner(folder, torch_dtype)
         captioner, caption_tokenizer, caption_config = managed(loaded.model), loaded.tokenizer, loaded.image_config
     return PromptEnhancerModels(managed(text_model.model), text_model.tokenizer, captioner, caption_tokenizer,
@@ -117,7 +120,7 @@ def default_enhancer() -> PromptEnhancerModels:
 class LTX097PromptEnhancerLoader(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
-        llms = folder_choices(LLM_FOLDER)
+        llms = folder_choices(LLM_FOLDER, catalog.LLMS)
         return io.Schema(
             node_id="LTX097PromptEnhancerLoader",
             display_name="LTX-Video 0.9.7 Prompt Enhancer Loader",
@@ -130,16 +133,21 @@ class LTX097PromptEnhancerLoader(io.ComfyNode):
                 "model."
             ),
             inputs=[
-                io.Combo.Input("llm", options=llms, default=DEFAULT_LLM if DEFAULT_LLM in llms else None,
+                io.Combo.Input("llm", options=llms, default=DEFAULT_LLM,
                                tooltip="The LLM's folder in models/LLM/ (config.json, tokenizer files with a chat "
                                        "template, model.safetensors)."),
                 io.Combo.Input("captioner", options=[NO_CAPTIONER, *llms],
-                               default=DEFAULT_CAPTIONER if DEFAULT_CAPTIONER in llms else NO_CAPTIONER,
+                               default=DEFAULT_CAPTIONER,
                                tooltip="The BLIP image captioner's folder in models/LLM/ (for image-to-video "
                                        "expansion); none: prompts with an image condition are kept as written."),
                 io.Combo.Input("dtype", options=list(DTYPE_CHOICES), default="auto",
                                tooltip="Weight dtype. auto: bf16 on GPUs that support it, fp16 on other GPUs, "
                                        "fp32 on the CPU."),
+                io.Boolean.Input("download", default=False,
+                                 tooltip="Download missing files of the listed Hugging Face models (Llama-3.2-3B-"
+                                         "Instruct is gated: get it yourself; Qwen2.5-1.5B-Instruct, "
+                                         "blip-image-captioning-large) into models/LLM/. Off: nothing is "
+                                         "downloaded."),
             ],
             outputs=[LTXPromptEnhancerType.Output(display_name="prompt_enhancer",
                                                   tooltip="The LLM and captioner, for the Prompt Enhancer node or "
@@ -147,8 +155,9 @@ class LTX097PromptEnhancerLoader(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, llm: str, captioner: str = NO_CAPTIONER, dtype: str = "auto") -> io.NodeOutput:
-        return io.NodeOutput(load_enhancer(llm, captioner, dtype))
+    def execute(cls, llm: str, captioner: str = NO_CAPTIONER, dtype: str = "auto",
+                download: bool = False) -> io.NodeOutput:
+        return io.NodeOutput(load_enhancer(llm, captioner, dtype, download))
 
 
 class LTX097PromptEnhancer(io.ComfyNode):

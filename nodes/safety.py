@@ -13,7 +13,7 @@ import comfy.model_management as mm
 import torch
 from comfy_api.latest import io
 
-from ..assistants import safety
+from ..assistants import catalog, safety
 from .assistant_models import (DTYPE_CHOICES, cached, folder_choices, load_for_use, locate, managed, register_folder,
                                resolve_dtype)
 from .common import CATEGORY
@@ -50,12 +50,13 @@ class SafetyChecker:
 
 
 def load_checker(name: str, threshold: float = DEFAULT_THRESHOLD, on_flagged: str = "stop",
-                 dtype: str = "fp32") -> SafetyChecker:
+                 dtype: str = "fp32", download: bool = False) -> SafetyChecker:
     if on_flagged not in ON_FLAGGED:
         raise ValueError(f"on_flagged '{on_flagged}' is not one of {', '.join(ON_FLAGGED)}")
     if not 0.0 < threshold <= 1.0:
         raise ValueError(f"threshold={threshold} is out of range (above 0, at most 1)")
-    folder = locate(CHECKER_FOLDER, name, safety.CLASSIFIER_FILES, what="safety checker", source=CHECKER_SOURCE)
+    folder = locate(CHECKER_FOLDER, name, safety.CLASSIFIER_FILES, what="safety checker", source=CHECKER_SOURCE,
+                    download=download, catalog=catalog.CHECKERS)
     classifier = safety.load_classifier(folder, resolve_dtype(dtype, mm.text_encoder_device()))
     return SafetyChecker(managed(classifier.model), classifier, float(threshold), on_flagged)
 
@@ -95,7 +96,7 @@ def check_generation(checker: SafetyChecker, frames: torch.Tensor, conditions: O
 class LTX097SafetyCheckerLoader(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
-        names = folder_choices(CHECKER_FOLDER)
+        names = folder_choices(CHECKER_FOLDER, catalog.CHECKERS)
         return io.Schema(
             node_id="LTX097SafetyCheckerLoader",
             display_name="LTX-Video 0.9.7 Safety Checker Loader",
@@ -106,7 +107,7 @@ class LTX097SafetyCheckerLoader(io.ComfyNode):
                 "error (as the hosted service answers content_policy_violation) or black the frames out."
             ),
             inputs=[
-                io.Combo.Input("model", options=names, default=DEFAULT_CHECKER if DEFAULT_CHECKER in names else None,
+                io.Combo.Input("model", options=names, default=DEFAULT_CHECKER,
                                tooltip="The classifier's folder in models/safety_checker/ (config.json, "
                                        "preprocessor_config.json, model.safetensors)."),
                 io.Float.Input("threshold", default=DEFAULT_THRESHOLD, min=0.01, max=1.0, step=0.01,
@@ -118,6 +119,10 @@ class LTX097SafetyCheckerLoader(io.ComfyNode):
                                        "checked frame) become black."),
                 io.Combo.Input("dtype", options=list(DTYPE_CHOICES), default="fp32",
                                tooltip="Weight dtype (the classifier is small; fp32 is the reference)."),
+                io.Boolean.Input("download", default=False,
+                                 tooltip="Download the missing files of nsfw_image_detection "
+                                         "(Falconsai/nsfw_image_detection, Apache-2.0, 343 MB) into "
+                                         "models/safety_checker/. Off: nothing is downloaded."),
             ],
             outputs=[LTXSafetyCheckerType.Output(display_name="safety_checker",
                                                  tooltip="For the Safety Check node or the one-node Text to "
@@ -126,8 +131,8 @@ class LTX097SafetyCheckerLoader(io.ComfyNode):
 
     @classmethod
     def execute(cls, model: str, threshold: float = DEFAULT_THRESHOLD, on_flagged: str = "stop",
-                dtype: str = "fp32") -> io.NodeOutput:
-        return io.NodeOutput(load_checker(model, threshold, on_flagged, dtype))
+                dtype: str = "fp32", download: bool = False) -> io.NodeOutput:
+        return io.NodeOutput(load_checker(model, threshold, on_flagged, dtype, download))
 
 
 class LTX097SafetyCheck(io.ComfyNode):

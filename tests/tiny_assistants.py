@@ -23,8 +23,9 @@ def _comfy_tokenizer_dir(name: str) -> Path:
     return comfy_root() / "comfy" / "text_encoders" / name
 
 
-def write_llm(folder: Path, seed: int = 0) -> Path:
-    """A 2-layer Qwen2 causal LM whose special tokens never win (so greedy decoding writes words)."""
+def write_llm(folder: Path, seed: int = 0, max_shard_size: str = "5GB") -> Path:
+    """A 2-layer Qwen2 causal LM whose special tokens never win (so greedy decoding writes words); a small
+    `max_shard_size` writes it sharded with a `model.safetensors.index.json`."""
     from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
 
     tokenizer = AutoTokenizer.from_pretrained(str(_comfy_tokenizer_dir("qwen25_tokenizer")))
@@ -38,7 +39,7 @@ def write_llm(folder: Path, seed: int = 0) -> Path:
         special = sorted(tokenizer.all_special_ids + list(tokenizer.added_tokens_decoder))
         model.lm_head.weight[special] = 0.0
     folder.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(str(folder), safe_serialization=True)
+    model.save_pretrained(str(folder), safe_serialization=True, max_shard_size=max_shard_size)
     tokenizer.save_pretrained(str(folder))
     return folder
 

@@ -5,7 +5,6 @@ nothing behind. Progress shows in the node's ComfyUI progress bar."""
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil

@@ -56,7 +56,8 @@ def test_text_to_video_expansion_is_greedy_and_deterministic(enhancer_nodes, mod
         prompt, note = enhance(enhancer_nodes, models)
     assert prompt and prompt != PROMPT and note.startswith("no conditions: text-to-video")
     assert "prompt expansion (t2v)" in caplog.text
-    assert enhance(enhancer_nodes, models) == (prompt, note)  # greedy: the same every run
+    assert enhance(enhancer_nodes, models) == (prompt, note)  # greedy: the same every run ...
+    assert enhance(enhancer_nodes, models, seed=5)[0] == prompt  # ... whatever the seed
     sampled = {s: enhance(enhancer_nodes, models, temperature=1.0, seed=s)[0] for s in (1, 2)}
     assert sampled[1] != sampled[2] and sampled[1] != prompt
     assert enhance(enhancer_nodes, models, temperature=1.0, seed=1)[0] == sampled[1]

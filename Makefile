@@ -21,4 +21,4 @@ bench: setup
 	$(PY) bench/bench_models.py $(BENCH_ARGS)
 
 clean:
-	rm -rf .venv .venv-tools .comfyui .pytest_cache
+	rm -rf .venv .venv-tools .comfyui .pytest_cache .transformers

@@ -14,7 +14,9 @@ from .common import (CATEGORY, LTXModel, LTXModelType, LTXUpsampler, LTXUpsample
                      check_number)
 from .conditioning import LTXConditionsType
 from .decode import decode
+from .enhancer import LTXPromptEnhancerType, PromptEnhancerModels, default_enhancer, run_enhancer
 from .guidance import LTXGuidanceType
+from .safety import LTXSafetyCheckerType, SafetyChecker, check_generation, default_checker
 from .lora import LTXLoraStackType, apply_lora_stack
 from .run_log import emit
 from .ranges import (DEFAULT_STEPS, FRAME_RATE_STEP, MAX_FRAME_RATE, MAX_FRAMES, MAX_STEPS, MIN_FRAME_RATE,
@@ -91,6 +93,16 @@ class LTX097TextToVideo(io.ComfyNode):
                 io.Combo.Input("recipe", options=list(RECIPE_CHOICES), default=DEFAULT_RECIPE,
                                tooltip=RECIPE_TOOLTIP),
                 *save_inputs(),
+                io.Boolean.Input("expand_prompt", default=False,
+                                 tooltip="Rewrite a short prompt into a long literal description with an LLM before "
+                                         "encoding (the prompt output is then the one used). Uses the connected "
+                                         "prompt_enhancer, else models/LLM/Llama-3.2-3B-Instruct and "
+                                         "models/LLM/blip-image-captioning-large."),
+                io.Boolean.Input("enable_safety_checker", default=True,
+                                 tooltip="Check the conditioning media and a sample of the generated frames with an "
+                                         "NSFW classifier; flagged content stops the run and nothing is saved. "
+                                         "Uses the connected safety_checker, else "
+                                         "models/safety_checker/nsfw_image_detection/."),
                 LTXUpsamplerType.Input("upsampler", optional=True,
                                        tooltip=f"The spatial latent upsampler ({UPSAMPLER_FILE}, LTX-Video 0.9.7 "
                                                "Latent Upsampler Loader); required by the multi-scale recipes."),
@@ -100,6 +112,12 @@ class LTX097TextToVideo(io.ComfyNode):
                 LTXConditionsType.Input("conditions", optional=True,
                                         tooltip="Images / videos pinned to frames (Image Condition, Video "
                                                 "Condition), for image-to-video or keyframes."),
+                LTXPromptEnhancerType.Input("prompt_enhancer", optional=True,
+                                            tooltip="The prompt enhancer's models (Prompt Enhancer Loader), used "
+                                                    "when expand_prompt is on."),
+                LTXSafetyCheckerType.Input("safety_checker", optional=True,
+                                           tooltip="The safety checker and its policy (Safety Checker Loader), used "
+                                                   "when enable_safety_checker is on."),
                 LTXGuidanceType.Input("guidance", optional=True,
                                       tooltip="Changes to the recipe's guidance (Guidance Settings), e.g. its "
                                               "save_memory switch for GPUs with less memory."),
@@ -124,8 +142,11 @@ class LTX097TextToVideo(io.ComfyNode):
                 negative_prompt: str = DEFAULT_NEGATIVE_PROMPT, resolution: str = "720p", aspect_ratio: str = "16:9",
                 number_of_frames: int = 89, number_of_steps: int = 30, frame_rate: float = 25.0, seed: int = 0,
                 recipe: str = DEFAULT_RECIPE, filename_prefix: str = "LTX-Video/ltxv097", crf: int = 19,
-                reverse_video: bool = False, upsampler: Optional[LTXUpsampler] = None, loras=None,
-                conditions=None, guidance: Optional[dict] = None, step_cache: float = 0.0) -> io.NodeOutput:
+                reverse_video: bool = False, expand_prompt: bool = False, enable_safety_checker: bool = True,
+                upsampler: Optional[LTXUpsampler] = None, loras=None,
+                conditions=None, prompt_enhancer: Optional[PromptEnhancerModels] = None,
+                safety_checker: Optional[SafetyChecker] = None, guidance: Optional[dict] = None,
+                step_cache: float = 0.0) -> io.NodeOutput:
         width, height = video_size(resolution, aspect_ratio)
         if not MIN_FRAMES <= number_of_frames <= MAX_FRAMES:
             raise ValueError(f"number_of_frames={number_of_frames} is out of range ({MIN_FRAMES}–{MAX_FRAMES})")
@@ -133,6 +154,10 @@ class LTX097TextToVideo(io.ComfyNode):
         if recipe_choice(recipe).fixed_steps:
             logger.info("the %s recipe runs fixed steps; number_of_steps=%d is not used", recipe, number_of_steps)
             steps = None
+        checker = (safety_checker or default_checker()) if enable_safety_checker else None
+        if expand_prompt:
+            emit("expand: the prompt (LLM)")
+            prompt = run_enhancer(prompt_enhancer or default_enhancer(), prompt, conditions, seed=seed).prompt
         emit("encode: prompt and negative prompt (T5)")
         positive, negative = encode_prompt(clip, prompt), encode_prompt(clip, negative_prompt)
         latents = sample(with_loras(model, loras), vae, positive, negative, recipe=recipe, width=width,
@@ -143,6 +168,8 @@ class LTX097TextToVideo(io.ComfyNode):
         frames, _ = decode(vae, as_latent(latents))
         if reverse_video:
             frames = frames.flip(0)
+        if checker is not None:
+            frames = check_generation(checker, frames, conditions)
         emit(f"save: {frames.shape[0]} frames of {frames.shape[2]}×{frames.shape[1]} px at {frame_rate:g} fps (mp4)")
         _path, saved, video = save_video(frames, frame_rate, filename_prefix=filename_prefix, crf=crf,
                                          metadata=metadata_of(cls))

@@ -112,6 +112,29 @@ def link_models(server: comfy_server.ComfyServer, found: dict[str, Path]) -> dic
     return names
 
 
+CHECKER = Path("safety_checker") / "nsfw_image_detection"
+
+
+def link_checker(server: comfy_server.ComfyServer, root: Path, tiny_mode: bool) -> bool:
+    """Link the safety checker's folder (SAFETY_CHECKER= or models/safety_checker/nsfw_image_detection/) into the
+    server; False (and the checker is turned off, saying so) when there is none or in the tiny demo."""
+    if tiny_mode:
+        log("Safety checker: OFF in the tiny demo (enable_safety_checker=false): a random picture has nothing to "
+            "check and no checker model is downloaded.")
+        return False
+    source = Path(os.environ.get("SAFETY_CHECKER", "") or root / "models" / CHECKER).expanduser()
+    if not (source / "config.json").is_file():
+        log(f"Safety checker: OFF (enable_safety_checker=false): no checker model in {source}; put "
+            "Falconsai/nsfw_image_detection's config.json, preprocessor_config.json and model.safetensors there "
+            "(or set SAFETY_CHECKER=folder) to render with it on, as the hosted service does.")
+        return False
+    target = server.models_dir / CHECKER
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.symlink_to(source.resolve(), target_is_directory=True)
+    log(f"Safety checker: on ({source})")
+    return True
+
+
 def build_prompt(info: dict, names: dict[str, str], tiny_mode: bool, args) -> dict:
     workflow = json.loads(WORKFLOW.read_text())
     if tiny_mode:
@@ -126,7 +149,8 @@ def build_prompt(info: dict, names: dict[str, str], tiny_mode: bool, args) -> di
             prompt = workflow_api.set_inputs(prompt, NODE, recipe="0.9.7 distilled multi-scale")
     changes = {"prompt": args.prompt, "resolution": args.resolution, "aspect_ratio": args.aspect_ratio,
                "number_of_frames": args.frames, "number_of_steps": args.steps, "seed": args.seed,
-               "recipe": args.recipe, "filename_prefix": "ltxv097_demo/demo"}
+               "recipe": args.recipe, "filename_prefix": "ltxv097_demo/demo",
+               "enable_safety_checker": args.safety_checker}
     return workflow_api.set_inputs(prompt, NODE, **{k: v for k, v in changes.items() if v is not None})
 
 
@@ -182,6 +206,7 @@ def main(argv: Optional[list[str]] = None) -> None:
     with tempfile.TemporaryDirectory(prefix="ltxv097-demo-") as folder:
         server = comfy_server.ComfyServer(Path(folder) / "host", cpu=tiny_mode, extra_args=args.comfy_args.split())
         names = write_tiny_models(server) if tiny_mode else link_models(server, found)
+        args.safety_checker = link_checker(server, root, tiny_mode)
         log(f"starting ComfyUI ({root}) ...")
         with server:
             prompt = build_prompt(server.object_info(), names, tiny_mode, args)

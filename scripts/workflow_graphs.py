@@ -114,6 +114,12 @@ def upscaler_row() -> str:
     return model_row(UPSCALER, "spatial latent upsampler (multi-scale recipes)")
 
 
+def checker_row() -> str:
+    return ("| [nsfw_image_detection](https://huggingface.co/Falconsai/nsfw_image_detection) (`config.json`, "
+            "`preprocessor_config.json`, `model.safetensors`, 343 MB, Apache-2.0) | safety checker "
+            "(`enable_safety_checker`, on by default) | `ComfyUI/models/safety_checker/nsfw_image_detection/` |")
+
+
 def prompt_note(extra: str = "") -> str:
     return ("LTX-Video follows long, literal prompts best: describe the subject, the motion, the setting and the "
             "camera in a few sentences (up to about 190 words are read). " + extra).strip()
@@ -295,19 +301,21 @@ def video_to_video() -> Workflow:
 def text_to_video_one_node() -> Workflow:
     nodes = [
         note("files", models_note(model_row(DEV, "LTX-Video 13B 0.9.7 dev (transformer + VAE)"), upscaler_row(),
-                                  t5_row(), extra="For the fast recipe pick `ltxv-13b-0.9.7-distilled.safetensors` "
+                                  t5_row(), checker_row(), extra="For the fast recipe pick `ltxv-13b-0.9.7-distilled.safetensors` "
                                                   "in the loader and `0.9.7 distilled multi-scale` as the recipe. "
                                                   "LoRAs: list them in the LoRA List node, e.g. "
                                                   '`[{"path": "my_lora.safetensors", "scale": 0.8}]` (files in '
-                                                  "`models/loras/`)."),
-             -520, 0, 480, 430),
+                                                  "`models/loras/`). `expand_prompt` needs an instruct LLM and a "
+                                                  "BLIP captioner in `models/LLM/` (see the pack's README)."),
+             -520, 0, 480, 470),
         *loaders(DEV),
         Node("loras", "LTX097LoraStack", (0, 480), {"loras": "[]"}, size=(360, 120)),
         Node("t2v", "LTX097TextToVideo", (420, 0),
              {"prompt": BEACH, "negative_prompt": NEGATIVE, "resolution": "720p", "aspect_ratio": "16:9",
               "number_of_frames": 89, "number_of_steps": 30, "frame_rate": 25.0, "seed": 42,
               "control_after_generate": "randomize", "recipe": "0.9.7 dev multi-scale",
-              "filename_prefix": "LTX-Video/t2v", "crf": 19, "reverse_video": False}, size=(460, 820),
+              "filename_prefix": "LTX-Video/t2v", "crf": 19, "reverse_video": False, "expand_prompt": False,
+              "enable_safety_checker": True}, size=(460, 900),
              colors=PROMPT_COLOR),
         Node("preview", "PreviewAny", (940, 0), {}, title="Seed used", size=(260, 100)),
     ]

@@ -134,6 +134,8 @@ def write_standard_models(models_dir: Path) -> dict[str, str]:
     - `diffusion_model` (diffusion_models/): the same transformer + VAE stored in bf16.
     - `upsampler` (latent_upscale_models/): a tiny spatial latent upsampler.
     - `not_ltx` (checkpoints/): a safetensors file that is not an LTX-Video checkpoint.
+    - `safety_checker` (safety_checker/nsfw_image_detection/): a tiny ViT checker that flags nothing, in the
+      folder the one-node Text to Video uses when its checker (on by default) has no model connected.
     """
     import torch
     from safetensors.torch import save_file
@@ -153,6 +155,10 @@ def write_standard_models(models_dir: Path) -> dict[str, str]:
                         ucfg)
     save_file({"conv.weight": torch.zeros(4, 4), "conv.bias": torch.zeros(4)},
               str(models_dir / "checkpoints" / names["not_ltx"]), metadata={"format": "pt"})
+    import tiny_assistants
+
+    names["safety_checker"] = tiny_assistants.write_classifier(
+        models_dir / "safety_checker" / tiny_assistants.CHECKER_SAFE).name
     return names
 
 

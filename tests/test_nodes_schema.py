@@ -41,7 +41,8 @@ def test_every_node_has_a_prefixed_unique_id_a_description_and_tooltips(all_node
     assert len(ids) == len(set(ids))
     expected = {"LTX097ModelLoader", "LTX097UpsamplerLoader", "LTX097TextEncode", "LTX097ImageCondition",
                 "LTX097VideoCondition", "LTX097GuidanceSettings", "LTX097Sampler", "LTX097Decode",
-                "LTX097SaveVideo", "LTX097TextToVideo"}
+                "LTX097SaveVideo", "LTX097TextToVideo", "LTX097PromptEnhancerLoader", "LTX097PromptEnhancer",
+                "LTX097SafetyCheckerLoader", "LTX097SafetyCheck"}
     assert expected <= set(ids)
     names = [cls.GET_SCHEMA().display_name for cls in all_nodes]
     assert len(names) == len(set(names))
@@ -73,7 +74,10 @@ def test_output_nodes_and_hidden_inputs(all_nodes):
     assert (t2v["number_of_steps"].default, t2v["frame_rate"].default) == (30, 25.0)
     assert t2v["negative_prompt"].default == ("blurry, low quality, low resolution, inconsistent motion, jittery, "
                                               "distorted")
-    assert "expand_prompt" not in t2v and "enable_safety_checker" not in t2v
+    # every parameter of the hosted service, with its defaults
+    assert (t2v["expand_prompt"].default, t2v["enable_safety_checker"].default) == (False, True)
+    assert {"prompt", "negative_prompt", "loras", "resolution", "aspect_ratio", "number_of_frames", "number_of_steps",
+            "frame_rate", "seed", "reverse_video", "expand_prompt", "enable_safety_checker"} <= set(t2v)
 
 
 SHARED_INPUTS = {"frames": {"LTX097Sampler": "num_frames", "LTX097TextToVideo": "number_of_frames"},

@@ -145,6 +145,7 @@ def run_t2v(models, **kwargs):
                      resolution="480p", aspect_ratio="1:1", number_of_frames=9, number_of_steps=2, frame_rate=25.0,
                      seed=11, recipe="0.9.6 2B distilled", filename_prefix="tests/t2v", upsampler=models.upsampler)
     arguments.update(kwargs)
+    arguments.setdefault("enable_safety_checker", False)  # the checker has its own tests (test_safety_checker.py)
     arguments.setdefault("guidance", TINY_GUIDANCE[arguments["recipe"]])
     return node_module("text_to_video").LTX097TextToVideo.execute(**arguments)
 

@@ -22,6 +22,10 @@ are safe."""
 BATCH = 8
 
 
+FLAGGED = "The content was flagged by a content checker"
+"""How every flagged-content message starts: the hosted service's words, which the HTTP API recognises."""
+
+
 class ContentFlagged(ValueError):
     """Content was flagged; the message says what, with which score (the service's `content_policy_violation`)."""
 
@@ -106,5 +110,5 @@ def describe(verdicts: list[FrameVerdict], what: str, classifier: Classifier, th
     flagged = [v for v in verdicts if v.flagged]
     frames = ", ".join(f"frame {v.frame} (score {v.score:.3f})" for v in flagged[:8])
     more = f" and {len(flagged) - 8} more" if len(flagged) > 8 else ""
-    return (f"content_policy_violation: the safety checker ({classifier.folder.name}) flagged {what}: {frames}"
+    return (f"{FLAGGED} (content_policy_violation): the safety checker ({classifier.folder.name}) flagged {what}: {frames}"
             f"{more}; score = probability of {'/'.join(classifier.unsafe_names)}, threshold {threshold}")

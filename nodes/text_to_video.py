@@ -173,7 +173,9 @@ class LTX097TextToVideo(io.ComfyNode):
         emit(f"save: {frames.shape[0]} frames of {frames.shape[2]}×{frames.shape[1]} px at {frame_rate:g} fps (mp4)")
         _path, saved, video = save_video(frames, frame_rate, filename_prefix=filename_prefix, crf=crf,
                                          metadata=metadata_of(cls))
-        return io.NodeOutput(video, frames, prompt, seed, ui=ui.PreviewVideo([saved]))
+        # The prompt used goes into the UI output too, so the history (and the HTTP API's result) has it.
+        return io.NodeOutput(video, frames, prompt, seed, ui={**ui.PreviewVideo([saved]).as_dict(),
+                                                               "prompt": [prompt]})
 
 
 NODES = [LTX097TextToVideo]

@@ -127,8 +127,9 @@ class JobBook:
     def start(self, request_id: str) -> None:
         self._update(request_id, lambda job: job.state == QUEUED, state=RUNNING, started_at=time.time())
 
-    def complete(self, request_id: str, video: dict) -> None:
-        self._update(request_id, lambda job: not job.finished, state=COMPLETED, video=video,
+    def complete(self, request_id: str, video: dict, prompt: str) -> None:
+        """The request succeeded with this mp4; `prompt` is the prompt used (expanded or the request's own)."""
+        self._update(request_id, lambda job: not job.finished, state=COMPLETED, video=video, prompt=prompt,
                      finished_at=time.time())
 
     def fail(self, request_id: str, message: str, error_type: str, *, cancelled: bool = False) -> None:

@@ -19,8 +19,16 @@ def saved_video(entry: dict, output_dir: Path) -> Optional[dict]:
     return None
 
 
+def prompt_used(entry: dict) -> Optional[str]:
+    """The prompt the one node encoded (expanded when `expand_prompt` was on), from its UI output."""
+    values = entry.get("outputs", {}).get(OUTPUT_NODE, {}).get("prompt") or []
+    return values[0] if values and isinstance(values[0], str) else None
+
+
+
+
 FLAGGED = "The content was flagged by a content checker"
-"""The service's message (and, in a node's error, the marker) for content the safety checker refused."""
+"""The service's message for refused content; the pack's safety checker starts its errors with these words."""
 
 
 def failure(entry: dict) -> tuple[str, str, bool]:

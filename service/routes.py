@@ -26,7 +26,7 @@ from .access import key_accepted
 from .config import ServiceConfig
 from .graph import OUTPUT_NODE, build_prompt, feature_inputs
 from .jobs import CANCELLED, COMPLETED, QUEUED, Job, JobBook, Urls, result_json, status_json
-from .outcome import failure, saved_video
+from .outcome import failure, prompt_used, saved_video
 from .schema import GenerationInput, InputError, error, parse_input
 from .store import REQUEST_ID, JobStore
 
@@ -267,7 +267,7 @@ class QueueService:
                 self.book.fail(job.request_id, f"the prompt finished without an mp4 from {OUTPUT_NODE}",
                                "execution_error")
             else:
-                self.book.complete(job.request_id, video)
+                self.book.complete(job.request_id, video, prompt_used(entry) or job.prompt)
         else:
             message, error_type, interrupted = failure(entry)
             current = self.book.get(job.request_id)

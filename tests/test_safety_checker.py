@@ -47,7 +47,8 @@ def test_unflagged_images_pass_unchanged_with_their_scores(safety_nodes, names):
 def test_flagged_images_stop_with_what_and_the_score(safety_nodes, names):
     from ltxv097.assistants.safety import ContentFlagged
 
-    with pytest.raises(ContentFlagged, match=r"content_policy_violation: the safety checker "
+    with pytest.raises(ContentFlagged, match=r"^The content was flagged by a content checker "
+                                             r"\(content_policy_violation\): the safety checker "
                                              r"\(tiny-nsfw-flags-everything\) flagged the images: frame 0 \(score "
                                              r"0\.99\d\), frame 2 \(score 0\.99\d\), frame 4 .*nsfw, threshold 0\.5"):
         safety_nodes.LTX097SafetyCheck.execute(safety_checker=checker(safety_nodes, names["checker_flags"]),
@@ -164,7 +165,9 @@ def test_one_node_without_a_checker_model_names_file_and_folder(models, output_d
 def test_one_node_expand_prompt_outputs_the_prompt_used(models, output_dir, names, safety_nodes):
     (enhancer,) = node_module("enhancer").LTX097PromptEnhancerLoader.execute(llm=names["llm"],
                                                                              captioner="none").result
-    result = run_t2v(models, expand_prompt=True, prompt_enhancer=enhancer, enable_safety_checker=False).result
+    output = run_t2v(models, expand_prompt=True, prompt_enhancer=enhancer, enable_safety_checker=False)
+    result = output.result
     assert result[2] != "A red fox runs through snow" and result[2]
+    assert output.ui["prompt"] == [result[2]]  # in the history too, where the HTTP API reads "the prompt used"
     plain = run_t2v(models, enable_safety_checker=False).result
     assert plain[2] == "A red fox runs through snow" and not torch.equal(result[1], plain[1])

@@ -97,7 +97,7 @@ def test_records_survive_a_restart_and_unfinished_ones_fail_clearly(tmp_path):
         book.add(jobs.Job(request_id, seed=1, prompt="p"))
     book.start(ids[0])
     book.log(ids[0], "pass 1: step 1/2")
-    book.complete(ids[0], {"path": "ltxv097_api/a.mp4", "file_name": "a.mp4", "file_size": 10})
+    book.complete(ids[0], {"path": "ltxv097_api/a.mp4", "file_name": "a.mp4", "file_size": 10}, "a fox")
     book.start(ids[1])
     reloaded = {job.request_id: job for job in store.JobStore(tmp_path).load_all()}
     assert reloaded[ids[0]].state == jobs.COMPLETED and reloaded[ids[0]].video["file_size"] == 10
@@ -178,8 +178,16 @@ def test_failed_prompts_become_the_services_errors():
     assert outcome.failure(entry("execution_error", {"node_type": "LTX097TextToVideo",
                                                      "exception_message": "out of memory"})) == (
         "LTX097TextToVideo: out of memory", "execution_error", False)
-    flagged = entry("execution_error", {"exception_message": "The content was flagged by a content checker"})
+    flagged = entry("execution_error", {"exception_message": "The content was flagged by a content checker "
+                                                              "(content_policy_violation): frame 0 (score 0.97)"})
     assert outcome.failure(flagged) == (outcome.FLAGGED, "content_policy_violation", False)
+
+
+def test_the_result_prompt_is_the_prompt_the_node_used():
+    """With expand_prompt on, the one node's UI output carries the expanded prompt; the result reports it."""
+    done = {"outputs": {graph.OUTPUT_NODE: {"images": [], "prompt": ["A red fox trots through deep snow, ..."]}}}
+    assert outcome.prompt_used(done) == "A red fox trots through deep snow, ..."
+    assert outcome.prompt_used({"outputs": {graph.OUTPUT_NODE: {"images": []}}}) is None
 
 
 def test_run_log_names_every_phase_of_a_multi_scale_run():

@@ -7,7 +7,7 @@ import tiny
 from ltx_core import (Condition, VideoLatents, decode_video, iter_decode_video, load_checkpoint,
                       load_latent_upsampler, sample_video)
 from ltx_core.passes import PassRunner, adain
-from ltx_core.windows import plan_windows, sample_long_video
+from ltx_core.windows import extended_frames, plan_extension, plan_windows, sample_long_video
 
 DISTILLED = dict(width=96, height=64, frame_rate=24.0, seed=7, recipe="0.9.7-distilled")
 
@@ -174,3 +174,25 @@ def test_bad_settings_are_refused_by_name(models, kwargs, message):
     arguments.update(kwargs)
     with pytest.raises(ValueError, match=message):
         sample_long_video(checkpoint, **arguments)
+
+
+def test_extension_plans_and_joins_exactly_n_new_frames():
+    clip = torch.rand(20, 8, 8, 3)
+    append = plan_extension(clip, 11, context_frames=25)  # the clip has 20 frames: its last 17 are the context
+    assert (append.num_frames, append.keep_from) == (17 + 11, 17)
+    (condition,) = append.conditions
+    assert condition.start_frame == 0 and torch.equal(condition.media, clip[-17:])
+    prepend = plan_extension(clip, 11, direction="prepend", context_frames=9)
+    assert (prepend.num_frames, prepend.keep_from) == (16 + 9, 5)  # 11 new frames, the condition at frame 16
+    (condition,) = prepend.conditions
+    assert condition.start_frame == 16 and torch.equal(condition.media, clip[:9])
+    generated = torch.arange(25.0).view(25, 1, 1, 1).expand(25, 8, 8, 3)
+    joined = torch.cat(list(extended_frames(clip, generated.split(4), prepend)))
+    assert joined.shape[0] == 31 and torch.equal(joined[:11, 0, 0, 0], torch.arange(5.0, 16.0))
+    assert torch.equal(joined[11:], clip)
+    for kwargs, message in (({"clip": clip[:0]}, "clip has 0 frames"), ({"new_frames": 0}, "new_frames=0"),
+                            ({"direction": "sideways"}, "direction='sideways'"),
+                            ({"context_frames": 8}, "context_frames=8 is not allowed")):
+        arguments = {"clip": clip, "new_frames": 5, **kwargs}
+        with pytest.raises(ValueError, match=message):
+            plan_extension(arguments.pop("clip"), arguments.pop("new_frames"), **arguments)

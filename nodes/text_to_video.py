@@ -13,12 +13,13 @@ from comfy_api.latest import io, ui
 from .common import (CATEGORY, LTXModel, LTXModelType, LTXUpsampler, LTXUpsamplerType, LTXVae, LTXVaeType,
                      check_number)
 from .conditioning import LTXConditionsType
-from .decode import decode
+from .decode import decode, iter_frames
 from .guidance import LTXGuidanceType
+from .long_video import WINDOWS_TOOLTIP, LTXWindowsType, output_connected
 from .lora import LTXLoraStackType, apply_lora_stack
 from .sampling import (DEFAULT_RECIPE, MAX_SEED, RECIPE_CHOICES, RECIPE_TOOLTIP, UPSAMPLER_FILE, as_latent,
                        hidden_unique_id, recipe_choice, sample)
-from .text import DEFAULT_NEGATIVE_PROMPT, encode_prompt
+from .text import DEFAULT_NEGATIVE_PROMPT, encode_prompt, encode_prompts
 from .video import MIN_FRAME_RATE, metadata_of, save_inputs, save_video
 
 logger = logging.getLogger(__name__)
@@ -29,7 +30,8 @@ RESOLUTIONS = {
 }
 """(width, height) per resolution and aspect ratio; generated on the ×32 / 8k+1 grid and cropped back."""
 ASPECT_RATIOS = ("16:9", "1:1", "9:16")
-MIN_FRAMES, MAX_FRAMES = 9, 257
+IMAGES_OUTPUT = 1
+MIN_FRAMES, MAX_FRAMES = 9, 1441
 MAX_FRAME_RATE = 60.0
 
 
@@ -66,7 +68,9 @@ class LTX097TextToVideo(io.ComfyNode):
                                               "t5xxl_fp16.safetensors)."),
                 io.String.Input("prompt", multiline=True, default="",
                                 tooltip="What the video shows: a long, literal description of the scene, the "
-                                        "motion and the camera works best (up to 255 tokens are read)."),
+                                        "motion and the camera works best (up to 255 tokens are read). For a long "
+                                        "video, one prompt per window, separated by lines holding only --- (the "
+                                        "last one repeats)."),
                 io.String.Input("negative_prompt", multiline=True, default=DEFAULT_NEGATIVE_PROMPT,
                                 tooltip="What to steer away from."),
                 io.Combo.Input("resolution", options=list(RESOLUTIONS), default="720p",
@@ -75,8 +79,9 @@ class LTX097TextToVideo(io.ComfyNode):
                 io.Combo.Input("aspect_ratio", options=list(ASPECT_RATIOS), default="16:9",
                                tooltip="16:9 landscape, 1:1 square, 9:16 portrait."),
                 io.Int.Input("number_of_frames", default=89, min=MIN_FRAMES, max=MAX_FRAMES, step=1,
-                             tooltip="Frames to generate (89 at 25 fps ≈ 3.6 s). The model works on 8k+1 frames; "
-                                     "other counts are generated as the next 8k+1 and cut back."),
+                             tooltip="Frames to generate (89 at 25 fps ≈ 3.6 s; up to 1441 ≈ 58 s). The model "
+                                     "works on 8k+1 frames; other counts are generated as the next 8k+1 and cut "
+                                     "back. Longer than one window (121 by default): generated window by window."),
                 io.Int.Input("number_of_steps", default=30, min=1, max=100, step=1,
                              tooltip="Denoising steps per pass (the 0.9.7 dev recipe's second pass runs the last "
                                      "13 of 30). The 0.9.7 distilled recipe runs its fixed 7 + 3 steps and ignores "
@@ -101,14 +106,17 @@ class LTX097TextToVideo(io.ComfyNode):
                 LTXGuidanceType.Input("guidance", optional=True,
                                       tooltip="Changes to the recipe's guidance (Guidance Settings), e.g. its "
                                               "save_memory switch for GPUs with less memory."),
+                LTXWindowsType.Input("windows", optional=True, tooltip=WINDOWS_TOOLTIP),
             ],
             outputs=[
                 io.Video.Output(display_name="video", tooltip="The saved mp4 as a core VIDEO."),
-                io.Image.Output(display_name="images", tooltip="The frames [frames, height, width, 3]."),
+                io.Image.Output(display_name="images",
+                                tooltip="The frames [frames, height, width, 3] (gathered only when this output is "
+                                        "connected: a long video otherwise goes to the mp4 chunk by chunk)."),
                 io.String.Output(display_name="prompt", tooltip="The prompt used."),
                 io.Int.Output(display_name="seed", tooltip="The seed used."),
             ],
-            hidden=[io.Hidden.unique_id],
+            hidden=[io.Hidden.unique_id, io.Hidden.prompt],
             is_output_node=True,
         )
 
@@ -122,7 +130,7 @@ class LTX097TextToVideo(io.ComfyNode):
                 number_of_frames: int = 89, number_of_steps: int = 30, frame_rate: float = 25.0, seed: int = 0,
                 recipe: str = DEFAULT_RECIPE, filename_prefix: str = "LTX-Video/ltxv097", crf: int = 19,
                 reverse_video: bool = False, upsampler: Optional[LTXUpsampler] = None, loras=None,
-                conditions=None, guidance: Optional[dict] = None) -> io.NodeOutput:
+                conditions=None, guidance: Optional[dict] = None, windows: Optional[dict] = None) -> io.NodeOutput:
         width, height = video_size(resolution, aspect_ratio)
         if not MIN_FRAMES <= number_of_frames <= MAX_FRAMES:
             raise ValueError(f"number_of_frames={number_of_frames} is out of range ({MIN_FRAMES}–{MAX_FRAMES})")
@@ -130,16 +138,19 @@ class LTX097TextToVideo(io.ComfyNode):
         if recipe_choice(recipe).fixed_steps:
             logger.info("the %s recipe runs fixed steps; number_of_steps=%d is not used", recipe, number_of_steps)
             steps = None
-        positive, negative = encode_prompt(clip, prompt), encode_prompt(clip, negative_prompt)
+        positive, negative = encode_prompts(clip, prompt), encode_prompt(clip, negative_prompt)
         latents = sample(with_loras(model, loras), vae, positive, negative, recipe=recipe, width=width,
                          height=height, num_frames=number_of_frames, frame_rate=frame_rate, seed=seed, steps=steps,
-                         conditions=conditions, upsampler=upsampler, guidance=guidance,
+                         conditions=conditions, upsampler=upsampler, guidance=guidance, windows=windows,
                          node_id=hidden_unique_id(cls))
-        frames, _ = decode(vae, as_latent(latents))
-        if reverse_video:
-            frames = frames.flip(0)
-        _path, saved, video = save_video(frames, frame_rate, filename_prefix=filename_prefix, crf=crf,
-                                         metadata=metadata_of(cls))
+        frames = None
+        if reverse_video or output_connected(cls, IMAGES_OUTPUT):
+            frames, _ = decode(vae, as_latent(latents))
+            if reverse_video:
+                frames = frames.flip(0)
+        _path, saved, video = save_video(iter_frames(vae, as_latent(latents)) if frames is None else frames,
+                                         frame_rate, filename_prefix=filename_prefix, crf=crf,
+                                         metadata=metadata_of(cls), size=(width, height))
         return io.NodeOutput(video, frames, prompt, seed, ui=ui.PreviewVideo([saved]))
 
 

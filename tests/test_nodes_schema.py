@@ -69,7 +69,7 @@ def test_output_nodes_and_hidden_inputs(all_nodes):
     assert seed.control_after_generate and seed.max == 0xFFFFFFFFFFFFFFFF
     t2v = {i.id: i for i in by_id["LTX097TextToVideo"].GET_SCHEMA().inputs}
     assert (t2v["resolution"].default, t2v["aspect_ratio"].default) == ("720p", "16:9")
-    assert (t2v["number_of_frames"].default, t2v["number_of_frames"].min, t2v["number_of_frames"].max) == (89, 9, 257)
+    assert (t2v["number_of_frames"].default, t2v["number_of_frames"].min, t2v["number_of_frames"].max) == (89, 9, 1441)
     assert (t2v["number_of_steps"].default, t2v["frame_rate"].default) == (30, 25.0)
     assert t2v["negative_prompt"].default == ("blurry, low quality, low resolution, inconsistent motion, jittery, "
                                               "distorted")

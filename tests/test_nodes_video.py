@@ -194,7 +194,7 @@ def test_text_to_video_with_an_image_condition(models, output_dir):
 
 
 def test_text_to_video_errors(models, output_dir):
-    with pytest.raises(ValueError, match="number_of_frames=300 is out of range \\(9–257\\)"):
-        run_t2v(models, number_of_frames=300)
+    with pytest.raises(ValueError, match="number_of_frames=1500 is out of range \\(9–1441\\)"):
+        run_t2v(models, number_of_frames=1500)
     with pytest.raises(ValueError, match="not a T5-XXL text encoder"):
         run_t2v(models, clip=types.SimpleNamespace(tokenize=lambda text, **kwargs: {"g": [[(1, 1.0)]]}))

@@ -98,7 +98,9 @@ class LTX097SaveVideo(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, frame_rate: float = 25.0) -> bool | str:
+    def validate_inputs(cls, frame_rate: Optional[float] = 25.0) -> bool | str:
+        if frame_rate is None:  # linked (the decode node's output): checked when the mp4 is written
+            return True
         return check_number("frame_rate", frame_rate, MIN_FRAME_RATE, MAX_FRAME_RATE)
 
     @classmethod

@@ -118,14 +118,19 @@ class PassRunner:
             encoded.append((latents.to(self.device), start, strength))
         return encoded
 
-    def run_pass(self, settings: PassSettings, latent_shape: tuple, media_items, init_latents=None) -> torch.Tensor:
-        """One pass at the size of `latent_shape`; returns normalised latents without extra tokens."""
+    def run_pass(self, settings: PassSettings, latent_shape: tuple, media_items, init_latents=None,
+                 latent_items: Sequence[tuple[torch.Tensor, int, float]] = ()) -> torch.Tensor:
+        """One pass at the size of `latent_shape`; returns normalised latents without extra tokens.
+
+        `latent_items` are conditions already in this pass's latent space (`(latents, start_frame, strength)`,
+        e.g. the end of the previous window of a long video); they go before the encoded media items.
+        """
         batch, channels, frames, height, width = latent_shape
         noise = self.randomness.randn((batch, frames * height * width, channels), self.dtype)
         noise = unpatchify(noise, frames, height, width)
         t0 = settings.timesteps[0]
         latents = noise if init_latents is None else t0 * noise + (1 - t0) * init_latents.to(self.dtype)
-        encoded = self.encode_items(media_items, height * LATENT_SCALE, width * LATENT_SCALE)
+        encoded = [*latent_items, *self.encode_items(media_items, height * LATENT_SCALE, width * LATENT_SCALE)]
         conditioned = apply_conditions(latents, encoded, causal_fix=self.transformer.causal_temporal_positioning,
                                        noise=lambda shape, dtype, device: self.randomness.randn(shape, dtype))
 

@@ -18,12 +18,12 @@ import torch.nn.functional as F
 
 from .checkpoint import LTXCheckpoint
 from .conditioning import Condition
+from .decoding import iter_decode_video
 from .media import (MIN_MEDIA_SIDE, cropped_size, padded_frame_count, padding_for, prepare_media,
                     trim_frames)
-from .passes import LATENT_SCALE, Callback, ModelHook, PassRunner, tone_map
+from .passes import LATENT_SCALE, Callback, ModelHook, PassRunner
 from .randomness import Randomness
 from .recipes import check_recipe, resolve_recipe
-from .non_finite import check_finite
 from .sampler import Prompts
 
 logger = logging.getLogger(__name__)
@@ -171,42 +171,12 @@ def decode_video(vae, video: VideoLatents, *, cancel: Optional[Callable[[], None
 
     Adds the recipe's decode noise (from a generator seeded by the video's seed, or the global RNG in reference
     mode), decodes in chunks of latent frames (`progress(done, total)` in latent frames and `cancel()` run after
-    each), resizes to the padded size when the last
-    pass ran larger (multi-scale), and crops the padding and extra frames.
+    each), resizes to the padded size when the last pass ran larger (multi-scale), and crops the padding and extra
+    frames. `iter_decode_video` gives the same frames chunk by chunk.
     """
-    latents = video.latents
-    if device is not None:
-        latents = latents.to(device)
-    dtype = next(vae.parameters()).dtype
-    with torch.no_grad():
-        if vae.decoder.timestep_conditioning and video.decode_noise_scale:
-            noise = _decode_noise(latents, video)
-            scale = torch.tensor([video.decode_noise_scale] * latents.shape[0], device=latents.device)
-            latents = latents * (1 - scale[:, None, None, None, None]) + noise * scale[:, None, None, None, None]
-        latents = tone_map(latents, video.tone_map_compression_ratio)
-        timestep = torch.tensor([video.decode_timestep] * latents.shape[0])
-        pixels = vae.decode(latents, timestep=timestep, noise_scale=0.0, dtype=dtype, cancel=cancel,
-                            chunk_frames=chunk_frames, progress=progress)
-        check_finite(pixels, "the VAE decode (the decoded frames)", vae, model_name="VAE",
-                     causes="NaN or infinite weights in the VAE (the checkpoint's vae.* tensors), or float16 "
-                            "overflow in it")
-        frames = (pixels / 2 + 0.5).clamp(0, 1)
-        padded_h, padded_w = video.padded_size
-        if tuple(frames.shape[3:]) != (padded_h, padded_w):
-            count = frames.shape[2]
-            flat = F.interpolate(frames.transpose(1, 2).flatten(0, 1), size=(padded_h, padded_w), mode="bilinear",
-                                 align_corners=False)
-            frames = flat.unflatten(0, (frames.shape[0], count)).transpose(1, 2)
-    left, right, top, bottom = video.padding
-    frames = frames[0, :, :video.num_frames, top:padded_h - bottom, left:padded_w - right]
-    return frames.permute(1, 2, 3, 0).float().cpu()
-
-
-def _decode_noise(latents: torch.Tensor, video: VideoLatents) -> torch.Tensor:
-    if video.rng == "reference":
-        return torch.randn_like(latents)
-    generator = torch.Generator(device=latents.device).manual_seed(Randomness.decode_seed(video.seed))
-    return torch.randn(latents.shape, generator=generator, device=latents.device, dtype=latents.dtype)
+    chunks = list(iter_decode_video(vae, video, cancel=cancel, chunk_frames=chunk_frames, device=device,
+                                    progress=progress))
+    return torch.cat(chunks) if len(chunks) > 1 else chunks[0]
 
 
 def generate(checkpoint: LTXCheckpoint, *, context: torch.Tensor, context_mask: torch.Tensor,

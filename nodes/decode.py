@@ -2,14 +2,15 @@
 
 Our sampler's LATENT carries an `ltx_core.VideoLatents` (crop, decode timestep/noise, seed); a LATENT from
 elsewhere (core's LTXV nodes) decodes whole, with the 0.9.7 decode defaults. Decoding is chunked over latent
-frames (sized from free memory, or set by hand) and checks for interruption after every chunk.
+frames (sized from free memory, or set by hand) and checks for interruption after every chunk; `iter_frames`
+hands the chunks on as they come (the one-node text-to-video and Extend Video write them straight to the mp4).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-from typing import Optional
+from typing import Iterator, Optional
 
 import comfy.model_management as mm
 import torch
@@ -49,6 +50,20 @@ def videos_of(latent: dict, vae: LTXVae) -> list[ltx_core.VideoLatents]:
                                   padding=(0, 0, 0, 0), decode_timestep=DEFAULT_DECODE_TIMESTEP,
                                   decode_noise_scale=DEFAULT_DECODE_NOISE, tone_map_compression_ratio=0.0, seed=0)
             for i in range(samples.shape[0])]
+
+
+def iter_frames(vae: LTXVae, latent: dict, *, chunk_frames: Optional[int] = None) -> Iterator[torch.Tensor]:
+    """The decoded frames `[f, H, W, 3]` (CPU) a chunk of latent frames at a time, video after video: a long video
+    goes to a file without ever being one tensor."""
+    if vae is None:
+        raise ValueError("the vae input is empty: the loaded checkpoint has no VAE; load a checkpoint that "
+                         "contains one (the official LTX-Video single files do)")
+    loads = ModelLoads()
+    for video in videos_of(latent, vae):
+        loads.add("vae", vae.patcher, vae_bytes(vae.vae, video.latents.shape[3], video.latents.shape[4], vae.dtype))
+        loads("vae")
+        yield from ltx_core.iter_decode_video(vae.vae, video, cancel=check_interrupted, chunk_frames=chunk_frames,
+                                              device=vae.patcher.load_device)
 
 
 def decode(vae: LTXVae, latent: dict, *, decode_timestep: Optional[float] = None,

@@ -1,9 +1,10 @@
 """The sampler node: encoded prompts (+ conditions, upsampler, guidance settings) → LTX-Video latents.
 
 `sample()` is shared with the one-node text-to-video. It adds no math of its own: it maps the node inputs to
-`ltx_core.sample_video` (same result as `ltx_core.generate` on the same models and inputs) and plugs in the
-host: ComfyUI's memory management (each model loaded with an estimate right before it is used), the progress
-bar with latent previews, and interruption before every step.
+`ltx_core.sample_long_video` (same result as `ltx_core.generate` on the same models and inputs when the video fits
+one window) and plugs in the host: ComfyUI's memory management (each model loaded with an estimate right before
+it is used), the progress bar with latent previews ("window k of n" under the node for long videos), and
+interruption before every step.
 """
 
 from __future__ import annotations
@@ -21,16 +22,18 @@ from comfy_api.latest import io
 from .. import ltx_core
 from ..ltx_core.pipeline import pass_shapes
 from ..ltx_core.recipes import check_recipe, max_branches, recipe_passes, resolve_recipe
+from ..ltx_core.windows import plan_windows
 from .common import (CATEGORY, LTXModel, LTXModelType, LTXUpsampler, LTXUpsamplerType, LTXVae, LTXVaeType,
                      check_number)
 from .conditioning import LTXConditionsType, resolve_conditions
 from .guidance import LTXGuidanceType
+from .long_video import WINDOWS_TOOLTIP, LTXWindowsType, WindowProgress, window_settings
 from .memory import ModelLoads, transformer_bytes, upsampler_bytes, vae_bytes
 from .progress import StepProgress, check_interrupted
 from .run_log import PassLog
 from .ranges import (DEFAULT_STEPS, FRAME_RATE_STEP, MAX_FRAME_RATE, MAX_FRAMES, MAX_SIZE, MAX_STEPS,
                      MIN_FRAME_RATE, MIN_FRAMES, MIN_SIZE, MIN_STEPS, SIZE_GRID)
-from .text import prompt_context
+from .text import prompt_context, prompt_contexts
 
 logger = logging.getLogger(__name__)
 
@@ -102,9 +105,13 @@ def checkpoint_of(model: LTXModel, vae: Optional[LTXVae]) -> SimpleNamespace:
 def sample(model: LTXModel, vae: LTXVae, positive: Any, negative: Any, *, recipe: str, width: int, height: int,
            num_frames: int, frame_rate: float, seed: int, steps: Optional[int] = None,
            conditions: Optional[Sequence[ltx_core.Condition]] = None, upsampler: Optional[LTXUpsampler] = None,
-           guidance: Optional[dict] = None, node_id: Optional[str] = None,
-           step_cache: float = 0.0) -> ltx_core.VideoLatents:
-    """Sample a video's latents (on ComfyUI's intermediate device); see the module docstring."""
+           guidance: Optional[dict] = None, windows: Optional[dict] = None,
+           node_id: Optional[str] = None, step_cache: float = 0.0) -> ltx_core.VideoLatents:
+    """Sample a video's latents (on ComfyUI's intermediate device); see the module docstring.
+
+    Videos longer than one window run window by window (`windows`: Long Video Settings, default 121 frames with
+    24 of overlap); each entry of `positive` is the prompt of one window, the last one repeating.
+    """
     choice = recipe_choice(recipe)
     if not MIN_SIZE <= width <= MAX_SIZE or not MIN_SIZE <= height <= MAX_SIZE:
         raise ValueError(f"{width}×{height} is out of range: width and height must lie in "
@@ -125,8 +132,10 @@ def sample(model: LTXModel, vae: LTXVae, positive: Any, negative: Any, *, recipe
     checkpoint = checkpoint_of(model, vae)
     transformer_config = model.transformer_config
     caption_channels = transformer_config.get("caption_channels")
-    context, mask = prompt_context(positive, "positive", caption_channels)
+    prompts = prompt_contexts(positive, "positive", caption_channels)
     negative_context, negative_mask = prompt_context(negative, "negative", caption_channels)
+    window = window_settings(windows)
+    plan = plan_windows(num_frames, window["window_frames"], window["overlap_frames"])
     items = resolve_conditions(conditions, num_frames)
     overrides = recipe_overrides(choice, guidance)
     if step_cache:
@@ -135,7 +144,7 @@ def sample(model: LTXModel, vae: LTXVae, positive: Any, negative: Any, *, recipe
     check_recipe(settings, int(transformer_config.get("num_layers", 0)))
 
     device = model.patcher.load_device
-    shapes = pass_shapes(settings, width=width, height=height, num_frames=num_frames)
+    shapes = pass_shapes(settings, width=width, height=height, num_frames=plan.windows[0].num_frames)
     # tokens of each pass: the video's, plus at most 2 latent frames of extra tokens per condition
     tokens = [(frames + 2 * len(items)) * h * w for _, _, frames, h, w in shapes]
     branches = [max_branches(p, settings["batched_guidance"]) for _, p in recipe_passes(settings)]
@@ -154,13 +163,13 @@ def sample(model: LTXModel, vae: LTXVae, positive: Any, negative: Any, *, recipe
                                   upsampler.dtype))
     passes = PassLog(loads)
     try:
-        video = ltx_core.sample_video(
-            checkpoint, context=context, context_mask=mask, negative_context=negative_context,
-            negative_context_mask=negative_mask, width=width, height=height, num_frames=num_frames,
-            frame_rate=frame_rate, seed=seed, recipe=choice.recipe, steps=steps or None, conditions=items,
-            upsampler=upsampler.upsampler if upsampler is not None else None,
+        video = ltx_core.sample_long_video(
+            checkpoint, context=[c for c, _ in prompts], context_mask=[m for _, m in prompts],
+            negative_context=negative_context, negative_context_mask=negative_mask, width=width, height=height,
+            num_frames=num_frames, frame_rate=frame_rate, seed=seed, recipe=choice.recipe, steps=steps or None,
+            conditions=items, upsampler=upsampler.upsampler if upsampler is not None else None,
             callback=StepProgress(node_id, passes.step), cancel=check_interrupted, device=device,
-            on_model=passes.model, **overrides)
+            on_model=passes.model, on_window=WindowProgress(node_id), **window, **overrides)
     except ltx_core.NonFiniteLatentsError as error:
         error.args = (f"{error} {model_facts(model)}",)
         raise
@@ -255,6 +264,7 @@ class LTX097Sampler(io.ComfyNode):
                 LTXGuidanceType.Input("guidance", optional=True,
                                       tooltip="Changes to the recipe's guidance (Guidance Settings)."),
                 step_cache_input(),
+                LTXWindowsType.Input("windows", optional=True, tooltip=WINDOWS_TOOLTIP),
             ],
             outputs=[io.Latent.Output(display_name="latent",
                                       tooltip="The video latents, with what the decode node needs to crop them.")],
@@ -278,10 +288,11 @@ class LTX097Sampler(io.ComfyNode):
                 width: int = 768, height: int = 512, num_frames: int = 97, frame_rate: float = 25.0,
                 steps: int = DEFAULT_STEPS,
                 seed: int = 0, upsampler: Optional[LTXUpsampler] = None, conditions=None,
-                guidance: Optional[dict] = None, step_cache: float = 0.0) -> io.NodeOutput:
+                guidance: Optional[dict] = None, windows: Optional[dict] = None,
+                step_cache: float = 0.0) -> io.NodeOutput:
         video = sample(model, vae, positive, negative, recipe=recipe, width=width, height=height,
                        num_frames=num_frames, frame_rate=frame_rate, seed=seed, steps=steps,
-                       conditions=conditions, upsampler=upsampler, guidance=guidance,
+                       conditions=conditions, upsampler=upsampler, guidance=guidance, windows=windows,
                        node_id=hidden_unique_id(cls), step_cache=step_cache)
         return io.NodeOutput(as_latent(video))
 

@@ -26,6 +26,9 @@ NOT_T5 = ("this CLIP is not a T5-XXL text encoder; load t5xxl_fp16.safetensors (
           "models/text_encoders with the core Load CLIP node, type ltxv")
 
 
+WINDOW_SEPARATOR = "---"
+
+
 def reference_tokens(clip, text: str, max_tokens: int = MAX_TOKENS) -> dict[str, list]:
     """The host tokenizer's tokens for `text`, cut and padded like the reference (`max_length=256`).
 
@@ -74,6 +77,36 @@ def encode_prompt(clip, text: str) -> list:
             extra["attention_mask"] = mask if mask.shape[-1] == cond.shape[1] else \
                 torch.ones(cond.shape[:2], dtype=torch.long)
     return conditioning
+
+
+def split_prompts(text: str) -> list[str]:
+    """One prompt per window: the text split at lines that hold only `---` (a text without one is one prompt)."""
+    parts, current = [], []
+    for line in text.splitlines():
+        if line.strip() == WINDOW_SEPARATOR:
+            parts.append("\n".join(current).strip())
+            current = []
+        else:
+            current.append(line)
+    parts.append("\n".join(current).strip())
+    if len(parts) > 1 and not all(parts):
+        empty = [index + 1 for index, part in enumerate(parts) if not part]
+        raise ValueError(f"prompt: window prompt(s) {empty} of {len(parts)} are empty; write a prompt between each "
+                         f"'{WINDOW_SEPARATOR}' line")
+    return parts
+
+
+def encode_prompts(clip, text: str) -> list:
+    """CONDITIONING with one entry per window prompt (`---` lines separate them)."""
+    return [entry for part in split_prompts(text) for entry in encode_prompt(clip, part)]
+
+
+def prompt_contexts(conditioning: Any, which: str, caption_channels: Optional[int] = None
+                    ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Every entry of a CONDITIONING as (context, mask): the prompts of successive windows of a long video."""
+    if not conditioning or not isinstance(conditioning, (list, tuple)):
+        return [prompt_context(conditioning, which, caption_channels)]  # its error names what is wrong
+    return [prompt_context([entry], which, caption_channels) for entry in conditioning]
 
 
 def prompt_context(conditioning: Any, which: str, caption_channels: Optional[int] = None
@@ -128,7 +161,8 @@ class LTX097TextEncode(io.ComfyNode):
                 io.String.Input("prompt", multiline=True, default="",
                                 tooltip="What the video shows. LTX-Video likes long, literal descriptions of the "
                                         "scene, the motion and the camera. Read up to 255 tokens (about 190 "
-                                        "words); the rest is cut off."),
+                                        "words); the rest is cut off. For a long video, one prompt per window: "
+                                        "separate them with a line holding only --- (the last one repeats)."),
                 io.String.Input("negative_prompt", multiline=True, default=DEFAULT_NEGATIVE_PROMPT,
                                 tooltip="What to steer away from (used by the classifier-free guidance steps)."),
             ],
@@ -140,7 +174,7 @@ class LTX097TextEncode(io.ComfyNode):
 
     @classmethod
     def execute(cls, clip, prompt: str, negative_prompt: str = DEFAULT_NEGATIVE_PROMPT) -> io.NodeOutput:
-        return io.NodeOutput(encode_prompt(clip, prompt), encode_prompt(clip, negative_prompt))
+        return io.NodeOutput(encode_prompts(clip, prompt), encode_prompt(clip, negative_prompt))
 
 
 NODES = [LTX097TextEncode]

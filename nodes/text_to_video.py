@@ -13,9 +13,10 @@ from comfy_api.latest import io, ui
 from .common import (CATEGORY, LTXModel, LTXModelType, LTXUpsampler, LTXUpsamplerType, LTXVae, LTXVaeType,
                      check_number)
 from .conditioning import LTXConditionsType
-from .decode import decode
+from .decode import decode, iter_frames
 from .enhancer import LTXPromptEnhancerType, PromptEnhancerModels, default_enhancer, run_enhancer
 from .guidance import LTXGuidanceType
+from .long_video import WINDOWS_TOOLTIP, LTXWindowsType, output_connected
 from .safety import LTXSafetyCheckerType, SafetyChecker, check_generation, default_checker
 from .lora import LTXLoraStackType, apply_lora_stack
 from .run_log import emit
@@ -23,7 +24,7 @@ from .ranges import (DEFAULT_STEPS, FRAME_RATE_STEP, MAX_FRAME_RATE, MAX_FRAMES,
                      MIN_FRAMES, MIN_STEPS)
 from .sampling import (DEFAULT_RECIPE, MAX_SEED, RECIPE_CHOICES, RECIPE_TOOLTIP, UPSAMPLER_FILE, as_latent,
                        hidden_unique_id, recipe_choice, sample, step_cache_input)
-from .text import DEFAULT_NEGATIVE_PROMPT, encode_prompt
+from .text import DEFAULT_NEGATIVE_PROMPT, encode_prompt, encode_prompts
 from .video import metadata_of, save_inputs, save_video
 
 logger = logging.getLogger(__name__)
@@ -34,6 +35,7 @@ RESOLUTIONS = {
 }
 """(width, height) per resolution and aspect ratio; generated on the ×32 / 8k+1 grid and cropped back."""
 ASPECT_RATIOS = ("16:9", "1:1", "9:16")
+IMAGES_OUTPUT = 1
 
 
 def video_size(resolution: str, aspect_ratio: str) -> tuple[int, int]:
@@ -69,7 +71,9 @@ class LTX097TextToVideo(io.ComfyNode):
                                               "t5xxl_fp16.safetensors)."),
                 io.String.Input("prompt", multiline=True, default="",
                                 tooltip="What the video shows: a long, literal description of the scene, the "
-                                        "motion and the camera works best (up to 255 tokens are read)."),
+                                        "motion and the camera works best (up to 255 tokens are read). For a long "
+                                        "video, one prompt per window, separated by lines holding only --- (the "
+                                        "last one repeats)."),
                 io.String.Input("negative_prompt", multiline=True, default=DEFAULT_NEGATIVE_PROMPT,
                                 tooltip="What to steer away from."),
                 io.Combo.Input("resolution", options=list(RESOLUTIONS), default="720p",
@@ -78,8 +82,9 @@ class LTX097TextToVideo(io.ComfyNode):
                 io.Combo.Input("aspect_ratio", options=list(ASPECT_RATIOS), default="16:9",
                                tooltip="16:9 landscape, 1:1 square, 9:16 portrait."),
                 io.Int.Input("number_of_frames", default=89, min=MIN_FRAMES, max=MAX_FRAMES, step=1,
-                             tooltip="Frames to generate (89 at 25 fps ≈ 3.6 s). The model works on 8k+1 frames; "
-                                     "other counts are generated as the next 8k+1 and cut back."),
+                             tooltip="Frames to generate (89 at 25 fps ≈ 3.6 s; 1441 ≈ 58 s). The model works on "
+                                     "8k+1 frames; other counts are generated as the next 8k+1 and cut back. Longer "
+                                     "than one window (121 by default): generated window by window."),
                 io.Int.Input("number_of_steps", default=DEFAULT_STEPS, min=MIN_STEPS, max=MAX_STEPS, step=1,
                              tooltip="Denoising steps per pass (the 0.9.7 dev recipe's second pass runs the last "
                                      "13 of 30). The 0.9.7 distilled recipe runs its fixed 7 + 3 steps and ignores "
@@ -122,14 +127,17 @@ class LTX097TextToVideo(io.ComfyNode):
                                       tooltip="Changes to the recipe's guidance (Guidance Settings), e.g. its "
                                               "save_memory switch for GPUs with less memory."),
                 step_cache_input(),
+                LTXWindowsType.Input("windows", optional=True, tooltip=WINDOWS_TOOLTIP),
             ],
             outputs=[
                 io.Video.Output(display_name="video", tooltip="The saved mp4 as a core VIDEO."),
-                io.Image.Output(display_name="images", tooltip="The frames [frames, height, width, 3]."),
+                io.Image.Output(display_name="images",
+                                tooltip="The frames [frames, height, width, 3] (gathered only when this output is "
+                                        "connected: a long video otherwise goes to the mp4 chunk by chunk)."),
                 io.String.Output(display_name="prompt", tooltip="The prompt used."),
                 io.Int.Output(display_name="seed", tooltip="The seed used."),
             ],
-            hidden=[io.Hidden.unique_id],
+            hidden=[io.Hidden.unique_id, io.Hidden.prompt],
             is_output_node=True,
         )
 
@@ -146,7 +154,7 @@ class LTX097TextToVideo(io.ComfyNode):
                 upsampler: Optional[LTXUpsampler] = None, loras=None,
                 conditions=None, prompt_enhancer: Optional[PromptEnhancerModels] = None,
                 safety_checker: Optional[SafetyChecker] = None, guidance: Optional[dict] = None,
-                step_cache: float = 0.0) -> io.NodeOutput:
+                windows: Optional[dict] = None, step_cache: float = 0.0) -> io.NodeOutput:
         width, height = video_size(resolution, aspect_ratio)
         if not MIN_FRAMES <= number_of_frames <= MAX_FRAMES:
             raise ValueError(f"number_of_frames={number_of_frames} is out of range ({MIN_FRAMES}–{MAX_FRAMES})")
@@ -159,20 +167,25 @@ class LTX097TextToVideo(io.ComfyNode):
             emit("expand: the prompt (LLM)")
             prompt = run_enhancer(prompt_enhancer or default_enhancer(), prompt, conditions, seed=seed).prompt
         emit("encode: prompt and negative prompt (T5)")
-        positive, negative = encode_prompt(clip, prompt), encode_prompt(clip, negative_prompt)
+        positive, negative = encode_prompts(clip, prompt), encode_prompt(clip, negative_prompt)
         latents = sample(with_loras(model, loras), vae, positive, negative, recipe=recipe, width=width,
                          height=height, num_frames=number_of_frames, frame_rate=frame_rate, seed=seed, steps=steps,
-                         conditions=conditions, upsampler=upsampler, guidance=guidance,
+                         conditions=conditions, upsampler=upsampler, guidance=guidance, windows=windows,
                          node_id=hidden_unique_id(cls), step_cache=step_cache)
         emit("decode: latents to frames (VAE)")
-        frames, _ = decode(vae, as_latent(latents))
-        if reverse_video:
-            frames = frames.flip(0)
-        if checker is not None:
-            frames = check_generation(checker, frames, conditions)
-        emit(f"save: {frames.shape[0]} frames of {frames.shape[2]}×{frames.shape[1]} px at {frame_rate:g} fps (mp4)")
-        _path, saved, video = save_video(frames, frame_rate, filename_prefix=filename_prefix, crf=crf,
-                                         metadata=metadata_of(cls))
+        frames = None
+        # The frames are held whole only when something needs them all: the checker's samples, reversing, or the
+        # images output; otherwise they stream from the VAE into the mp4.
+        if checker is not None or reverse_video or output_connected(cls, IMAGES_OUTPUT):
+            frames, _ = decode(vae, as_latent(latents))
+            if reverse_video:
+                frames = frames.flip(0)
+            if checker is not None:
+                frames = check_generation(checker, frames, conditions)
+        emit(f"save: {number_of_frames} frames of {width}×{height} px at {frame_rate:g} fps (mp4)")
+        _path, saved, video = save_video(iter_frames(vae, as_latent(latents)) if frames is None else frames,
+                                         frame_rate, filename_prefix=filename_prefix, crf=crf,
+                                         metadata=metadata_of(cls), size=(width, height))
         # The prompt used goes into the UI output too, so the history (and the HTTP API's result) has it.
         return io.NodeOutput(video, frames, prompt, seed, ui={**ui.PreviewVideo([saved]).as_dict(),
                                                                "prompt": [prompt]})

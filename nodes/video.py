@@ -9,38 +9,21 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
-import tempfile
-from fractions import Fraction
-from typing import Optional
+from typing import Iterable, Optional
 
-import av
 import folder_paths
 import torch
 from comfy.cli_args import args
 from comfy_api.latest import InputImpl, io, ui
 
+from ..mp4 import DEFAULT_CRF, write_mp4
 from .common import CATEGORY, check_number
 from .ranges import FRAME_RATE_STEP, MAX_FRAME_RATE, MIN_FRAME_RATE
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_PREFIX = "LTX-Video/ltxv097"
-DEFAULT_CRF = 19
-X264_OPTIONS = {"mbtree": "0"}
-"""libx264 settings besides the CRF. The macroblock-tree rate control is off because its AVX-512 code in the x264
-that PyAV bundles (core 165) does not always give the same bitstream for the same frames: on CPUs with AVX-512,
-about 1 encode in 20 to 100 came out different (up to 28/255 in 22% of the pixels) depending on what the process
-had run before. Without it, the same frames always give the same file (at a few percent more bytes)."""
-
-
-def frame_rate_fraction(frame_rate: float) -> Fraction:
-    if isinstance(frame_rate, bool) or not isinstance(frame_rate, (int, float)) or not math.isfinite(frame_rate) \
-            or frame_rate <= 0:
-        raise ValueError(f"frame_rate={frame_rate!r} is not allowed (allowed: a finite number of frames per "
-                         f"second above 0)")
-    return Fraction(round(frame_rate * 1000), 1000)
 
 
 def metadata_of(cls) -> dict[str, str]:
@@ -56,49 +39,23 @@ def metadata_of(cls) -> dict[str, str]:
     return tags
 
 
-def write_mp4(path: str, frames: torch.Tensor, frame_rate: float, crf: int = DEFAULT_CRF,
-              metadata: Optional[dict[str, str]] = None) -> None:
-    """Frames `[F, H, W, 3]` in [0, 1] → H.264 (libx264, yuv420p) mp4 at `frame_rate`; odd sizes lose a pixel."""
-    if frames.ndim != 4 or frames.shape[0] == 0 or frames.shape[-1] < 3:
-        raise ValueError(f"expected IMAGE frames [frames, height, width, 3], got {tuple(frames.shape)}")
-    height, width = frames.shape[1] // 2 * 2, frames.shape[2] // 2 * 2
-    if height < 2 or width < 2:
-        raise ValueError(f"frames of {frames.shape[2]}×{frames.shape[1]} are too small to save as H.264")
-    if (height, width) != tuple(frames.shape[1:3]):
-        logger.info("H.264 (yuv420p) needs an even size; saving %d×%d of %d×%d", width, height, frames.shape[2],
-                    frames.shape[1])
-    rate = frame_rate_fraction(frame_rate)
-    folder, name = os.path.split(path)
-    handle, partial = tempfile.mkstemp(prefix=f".{name}.", suffix=".part", dir=folder or ".")
-    os.close(handle)
-    try:
-        with av.open(partial, mode="w", format="mp4",
-                     options={"movflags": "use_metadata_tags+faststart"}) as container:
-            for key, value in (metadata or {}).items():
-                container.metadata[key] = value
-            stream = container.add_stream("libx264", rate=rate)
-            stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-            stream.options = {"crf": str(int(crf)), **X264_OPTIONS}
-            for frame in frames:
-                pixels = (frame[:height, :width, :3] * 255).round().clamp(0, 255).to(device="cpu",
-                                                                                   dtype=torch.uint8)
-                for packet in stream.encode(av.VideoFrame.from_ndarray(pixels.numpy(), format="rgb24")):
-                    container.mux(packet)
-            for packet in stream.encode():
-                container.mux(packet)
-        os.replace(partial, path)
-    finally:
-        if os.path.exists(partial):
-            os.unlink(partial)
+def save_video(frames: torch.Tensor | Iterable[torch.Tensor], frame_rate: float, *,
+               filename_prefix: str = DEFAULT_PREFIX, crf: int = DEFAULT_CRF, reverse: bool = False,
+               metadata: Optional[dict[str, str]] = None, size: Optional[tuple[int, int]] = None):
+    """Save to the output folder; returns (path, `ui.SavedResult`, core VIDEO).
 
-
-def save_video(frames: torch.Tensor, frame_rate: float, *, filename_prefix: str = DEFAULT_PREFIX,
-               crf: int = DEFAULT_CRF, reverse: bool = False, metadata: Optional[dict[str, str]] = None):
-    """Save to the output folder; returns (path, `ui.SavedResult`, core VIDEO)."""
-    if reverse:
-        frames = frames.flip(0)
+    `frames` is one tensor `[F, H, W, 3]` or chunks of frames as they come (then give `size` = (width, height)
+    for the file name's placeholders); chunks are written as they arrive, never gathered.
+    """
+    if torch.is_tensor(frames):
+        if reverse:
+            frames = frames.flip(0)
+        size = (frames.shape[2], frames.shape[1]) if frames.ndim >= 3 else (0, 0)
+    elif reverse:
+        raise ValueError("reverse needs every frame at once; pass the frames as one tensor")
+    width, height = size or (0, 0)
     folder, filename, counter, subfolder, _ = folder_paths.get_save_image_path(
-        filename_prefix, folder_paths.get_output_directory(), frames.shape[2], frames.shape[1])
+        filename_prefix, folder_paths.get_output_directory(), width, height)
     file = f"{filename}_{counter:05}_.mp4"
     path = os.path.join(folder, file)
     write_mp4(path, frames, frame_rate, crf, metadata)
@@ -142,7 +99,7 @@ class LTX097SaveVideo(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, frame_rate: float = 25.0) -> bool | str:
+    def validate_inputs(cls, frame_rate: Optional[float] = 25.0) -> bool | str:
         return check_number("frame_rate", frame_rate, MIN_FRAME_RATE, MAX_FRAME_RATE)
 
     @classmethod

@@ -131,7 +131,7 @@ def spec_of(workflow: Workflow) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--thumbnails", action="store_true", help="also write a .jpg of each graph")
-    parser.add_argument("--only", help="write only this workflow (file name without .json)")
+    parser.add_argument("--only", help="write only these workflows (file names without .json, comma-separated)")
     args = parser.parse_args()
 
     import shutil
@@ -153,7 +153,7 @@ def main() -> None:
             comfy_version = server.get_json("/system_stats")["system"]["comfyui_version"]
             for make in WORKFLOWS:
                 workflow = make()
-                if args.only and args.only != workflow.name:
+                if args.only and workflow.name not in args.only.split(","):
                     continue
                 built = browser.call(BUILD_JS, spec_of(workflow))
                 data = finish(workflow, built["graph"], built["ids"], object_info, comfy_version)

@@ -57,6 +57,20 @@ KEYFRAMES = ("A smooth, continuous shot that moves from the first frame to the l
 RESTYLE = ("The same scene and the same motion as the input video, filmed as a warm cinematic shot at sunset with "
            "soft golden light, gentle film grain and rich colours. Describe the content of your video here.")
 
+STORY = ("A small red sailboat leaves a quiet harbour at sunrise, the camera gliding alongside at water level. "
+         "Gulls circle the mast, the calm sea shines gold and pink, and fishing boats rest at the wooden pier "
+         "behind it. Realistic, gentle camera motion, soft morning light.\n"
+         "---\n"
+         "The small red sailboat cuts through open sea under a bright blue sky, its white sail full of wind. Waves "
+         "break against the bow and spray catches the sunlight; the camera follows from the side at water level. "
+         "Realistic, steady motion.\n"
+         "---\n"
+         "The small red sailboat sails toward a rocky island with a white lighthouse as the sky turns orange at "
+         "sunset. The wind calms, the sea goes smooth and the camera slowly rises above the boat. Realistic, warm "
+         "evening light.")
+EXTEND = ("The same scene continues naturally: the same subject, setting, lighting and camera motion as the end of "
+          "the input clip, with smooth, realistic motion. Describe what happens next here.")
+
 NOTE_COLOR = {"color": "#432", "bgcolor": "#653"}
 PROMPT_COLOR = {"color": "#232", "bgcolor": "#353"}
 NEGATIVE_COLOR = {"color": "#322", "bgcolor": "#533"}
@@ -326,5 +340,60 @@ def text_to_video_one_node() -> Workflow:
                     links, [("Models", ["model", "upsampler", "clip", "loras"])])
 
 
+def long_video() -> Workflow:
+    windows_text = ("**Long video**: 750 frames (30 s at 25 fps) are generated in windows of 121 frames that "
+                    "overlap by 24 (Long Video Settings): each window continues the end of the one before, its "
+                    "colours are matched to the first window (AdaIN 0.5) and the overlaps are cross-faded. The "
+                    "prompt holds one prompt per window, separated by lines with only `---`; the last one repeats "
+                    "for the remaining windows. 8 windows cost about 8× one 121-frame video; memory stays that of "
+                    "one window and the mp4 is written as the frames come. For more quality use the dev checkpoint "
+                    "and the `0.9.7 dev multi-scale` recipe.")
+    nodes = [
+        note("files", models_note(model_row(DISTILLED, "LTX-Video 13B 0.9.7 distilled (transformer + VAE)"),
+                                  upscaler_row(), t5_row(), extra=windows_text), -520, 0, 480, 520),
+        *loaders(DISTILLED),
+        Node("windows", "LTX097LongVideoSettings", (0, 480),
+             {"window_frames": 121, "overlap_frames": 24, "temporal_adain_factor": 0.5}, size=(360, 130)),
+        Node("t2v", "LTX097TextToVideo", (420, 0),
+             {"prompt": STORY, "negative_prompt": NEGATIVE, "resolution": "480p", "aspect_ratio": "16:9",
+              "number_of_frames": 750, "number_of_steps": 30, "frame_rate": 25.0, "seed": 42,
+              "control_after_generate": "randomize", "recipe": "0.9.7 distilled multi-scale",
+              "filename_prefix": "LTX-Video/long_video", "crf": 19, "reverse_video": False}, size=(460, 900),
+             colors=PROMPT_COLOR),
+        Node("preview", "PreviewAny", (940, 0), {}, title="Seed used", size=(260, 100)),
+    ]
+    links = [("model", "model", "t2v", "model"), ("model", "vae", "t2v", "vae"), ("clip", "CLIP", "t2v", "clip"),
+             ("upsampler", "upsampler", "t2v", "upsampler"), ("windows", "windows", "t2v", "windows"),
+             ("t2v", "seed", "preview", "source")]
+    return Workflow("ltxv097_long_video", "A 30 s video in windows, one prompt per window", nodes, links,
+                    [("Models", ["model", "upsampler", "clip", "windows"])])
+
+
+def extend_clip() -> Workflow:
+    nodes = [
+        note("files", models_note(model_row(DEV, "LTX-Video 13B 0.9.7 dev (transformer + VAE)"), upscaler_row(),
+                                  t5_row(), extra="**Extend**: the new frames continue the clip's last 25 frames "
+                                                  "(`direction` prepend: they lead into its first ones). The clip's "
+                                                  "own frames are kept as they are; only the new frames are "
+                                                  "generated, window by window when there are many."),
+             -520, 0, 480, 400),
+        *loaders(DEV),
+        Node("video", "LoadVideo", (0, 500), {"file": "input_video.mp4", "upload": "image"}, size=(360, 380)),
+        encode(EXTEND, 420, 0),
+        tips(prompt_note("Describe how the clip goes on: same subject and setting, the motion that follows."), 120),
+        Node("extend", "LTX097ExtendVideo", (900, 0),
+             {"new_frames": 96, "direction": "append", "context_frames": 25, "recipe": "0.9.7 dev multi-scale",
+              "steps": 0, "seed": 42, "control_after_generate": "randomize", "frame_rate": 25.0,
+              "filename_prefix": "LTX-Video/extended", "crf": 19, "reverse_video": False}, size=(420, 820)),
+    ]
+    links = [("model", "model", "extend", "model"), ("model", "vae", "extend", "vae"),
+             ("clip", "CLIP", "encode", "clip"), ("encode", "positive", "extend", "positive"),
+             ("encode", "negative", "extend", "negative"), ("upsampler", "upsampler", "extend", "upsampler"),
+             ("video", "VIDEO", "extend", "video")]
+    return Workflow("ltxv097_extend_clip", "Extend a clip: 96 new frames that continue it", nodes, links,
+                    [("Models", ["model", "upsampler", "clip"]), ("Prompt", ["encode"]),
+                     ("Clip", ["video", "extend"])])
+
+
 WORKFLOWS = [text_to_video_lora, text_to_video_distilled, image_to_video, first_last_keyframes, video_to_video,
-             text_to_video_one_node]
+             text_to_video_one_node, long_video, extend_clip]

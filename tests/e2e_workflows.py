@@ -38,7 +38,12 @@ TINY_GUIDANCE = {"apply_to": "both passes", "cfg_scale": "", "stg_scale": "", "r
                  "stg_mode": "recipe default", "image_cond_noise_scale": -1.0, "decode_timestep": -1.0,
                  "decode_noise_scale": -1.0, "adain_factor": -1.0, "save_memory": False}
 """STG on block 1 (the tiny transformer has blocks 0 and 1); everything else as the recipe has it."""
-SAMPLING_NODES = ("LTX097Sampler", "LTX097TextToVideo")
+SAMPLING_NODES = ("LTX097Sampler", "LTX097TextToVideo", "LTX097ExtendVideo")
+LONG_VIDEO_WINDOWS = {"window_frames": 9, "overlap_frames": 8}
+"""Windows of 9 frames each adding 8: a few dozen frames exercise several windows in seconds."""
+LONG_VIDEO_FRAMES = 25
+"""3 windows of the tiny long video (one per prompt of the shipped story)."""
+EXTEND_NEW_FRAMES = 8
 INPUT_MEDIA_SIZE = (96, 64)
 INPUT_VIDEO_FRAMES = 17
 
@@ -133,6 +138,12 @@ def tiny_prompt(workflow: dict, object_info: dict, models: dict, *, lora: Option
         prompt = workflow_api.set_inputs(prompt, "LTX097Sampler", **SAMPLER_SIZE)
     if "LTX097TextToVideo" in present:
         prompt = workflow_api.set_inputs(prompt, "LTX097TextToVideo", **TEXT_TO_VIDEO_SIZE)
+    if "LTX097LongVideoSettings" in present:
+        prompt = workflow_api.set_inputs(prompt, "LTX097LongVideoSettings", **LONG_VIDEO_WINDOWS)
+        if "LTX097TextToVideo" in present:
+            prompt = workflow_api.set_inputs(prompt, "LTX097TextToVideo", number_of_frames=LONG_VIDEO_FRAMES)
+    if "LTX097ExtendVideo" in present:
+        prompt = workflow_api.set_inputs(prompt, "LTX097ExtendVideo", new_frames=EXTEND_NEW_FRAMES)
     if "LTX097LoraLoader" in present:
         changes = {"lora_name": lora if lora is not None else "none"}
         if lora_strength is not None:

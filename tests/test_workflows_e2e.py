@@ -29,7 +29,8 @@ pytest_plugins = ["comfy_host"]
 
 WORKFLOW_NAMES = [path.stem for path in e2e_workflows.workflow_paths()]
 EXPECTED_WORKFLOWS = {"ltxv097_text_to_video_lora", "ltxv097_text_to_video_distilled", "ltxv097_image_to_video",
-                      "ltxv097_first_last_keyframes", "ltxv097_video_to_video", "ltxv097_text_to_video_one_node"}
+                      "ltxv097_first_last_keyframes", "ltxv097_video_to_video", "ltxv097_text_to_video_one_node",
+                      "ltxv097_long_video", "ltxv097_extend_clip"}
 OFFICIAL_FILES = {"ltxv-13b-0.9.7-dev.safetensors", "ltxv-13b-0.9.7-distilled.safetensors",
                   "ltxv-spatial-upscaler-0.9.7.safetensors", "t5xxl_fp16.safetensors"}
 MODEL_URLS = ("https://huggingface.co/Lightricks/LTX-Video/resolve/main/",
@@ -222,6 +223,15 @@ def test_workflow_renders_a_video(host, object_info, name):
                     fps=inputs["frame_rate"])
         (preview,) = workflow_api.nodes_of(prompt, "PreviewAny")  # the seed output, shown as text
         assert entry["outputs"][preview]["text"] == [str(inputs["seed"])]
+    elif workflow_api.nodes_of(prompt, "LTX097ExtendVideo"):
+        (node_id,) = workflow_api.nodes_of(prompt, "LTX097ExtendVideo")
+        inputs = prompt[node_id]["inputs"]
+        clip, _, _ = e2e_workflows.read_video(host.workdir / "input" / prompt[inputs["video"][0]]["inputs"]["file"])
+        width, height = e2e_workflows.INPUT_MEDIA_SIZE
+        check_video(frames, rate, facts, count=e2e_workflows.INPUT_VIDEO_FRAMES + inputs["new_frames"], width=width,
+                    height=height, fps=25)
+        kept = frames[:len(clip)].astype(np.int16) - clip.astype(np.int16)
+        assert np.abs(kept).mean() < 3  # the clip's own frames, through one more H.264 encode
     else:
         (node_id,) = workflow_api.nodes_of(prompt, "LTX097Sampler")
         inputs = prompt[node_id]["inputs"]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable, Mapping, Optional
+from typing import Any, Callable, Iterator, Mapping, Optional
 
 import torch
 from torch import nn
@@ -147,6 +147,16 @@ class CausalVideoVAE(nn.Module):
         the one-shot decode up to float rounding (the convolutions see other tensor sizes); after every chunk
         `progress(done, total)` reports latent frames and `cancel()` may raise to abort.
         """
+        chunks = self.decode_chunks(latents, timestep=timestep, noise_scale=noise_scale, generator=generator,
+                                    chunk_frames=chunk_frames, cancel=cancel, dtype=dtype, progress=progress)
+        return self._gather(chunks, self.decoder.output_frames(latents.shape[2]))
+
+    def decode_chunks(self, latents: torch.Tensor, *, timestep: float | torch.Tensor = 0.05,
+                      noise_scale: float | torch.Tensor = 0.025, generator: Optional[torch.Generator] = None,
+                      chunk_frames: Optional[int] = None, cancel: Optional[Callable[[], None]] = None,
+                      dtype: Optional[torch.dtype] = None,
+                      progress: Optional[Callable[[int, int], None]] = None) -> Iterator[torch.Tensor]:
+        """`decode`, yielding the pixels chunk by chunk (`[B, 3, f, H, W]`), so no full-length tensor is needed."""
         batch = latents.shape[0]
         t = None
         if self.decoder.timestep_conditioning:
@@ -157,8 +167,8 @@ class CausalVideoVAE(nn.Module):
                 noise = gaussian_noise(tuple(latents.shape), latents, generator)
                 latents = (latents * (1 - scale) + noise * scale).to(latents.dtype)
         z = self.denormalize(latents.to(dtype or latents.dtype))
-        return self.decode_unnormalized(z, t, generator=generator, chunk_frames=chunk_frames, cancel=cancel,
-                                        progress=progress)
+        yield from self.decode_unnormalized_chunks(z, t, generator=generator, chunk_frames=chunk_frames,
+                                                   cancel=cancel, progress=progress)
 
     def decode_unnormalized(self, z: torch.Tensor, timestep: Optional[torch.Tensor], *,
                             generator: Optional[torch.Generator] = None, chunk_frames: Optional[int] = None,
@@ -168,13 +178,34 @@ class CausalVideoVAE(nn.Module):
 
         `generator` feeds the decoder's noise injection (global RNG without one).
         """
+        chunks = self.decode_unnormalized_chunks(z, timestep, generator=generator, chunk_frames=chunk_frames,
+                                                 cancel=cancel, progress=progress)
+        return self._gather(chunks, self.decoder.output_frames(z.shape[2]))
+
+    @staticmethod
+    def _gather(chunks: Iterator[torch.Tensor], total: int) -> torch.Tensor:
+        """Copy chunks into one preallocated tensor (no second full-size copy, as `torch.cat` would make)."""
+        out: Optional[torch.Tensor] = None
+        written = 0
+        for pixels in chunks:
+            if out is None:
+                out = pixels.new_empty(*pixels.shape[:2], total, *pixels.shape[3:])
+            out[:, :, written:written + pixels.shape[2]] = pixels
+            written += pixels.shape[2]
+            del pixels
+        return out
+
+    def decode_unnormalized_chunks(self, z: torch.Tensor, timestep: Optional[torch.Tensor], *,
+                                   generator: Optional[torch.Generator] = None, chunk_frames: Optional[int] = None,
+                                   cancel: Optional[Callable[[], None]] = None,
+                                   progress: Optional[Callable[[int, int], None]] = None) -> Iterator[torch.Tensor]:
+        """`decode_unnormalized`, yielding each chunk's pixels as soon as the decoder gives them."""
         frames = z.shape[2]
         if frames < 1:
             raise ValueError("cannot decode zero latent frames")
         chunk = self._chunk_frames(z, chunk_frames)
         stream = DecodeStream(generator)
         total = self.decoder.output_frames(frames)
-        out: Optional[torch.Tensor] = None
         written = 0
         for start in range(0, frames, chunk):
             stream.final = start + chunk >= frames
@@ -182,19 +213,16 @@ class CausalVideoVAE(nn.Module):
             if self.config.use_quant_conv:
                 part = self.post_quant_conv(part)
             pixels = self.decoder(part, timestep, stream)
-            if out is None and pixels.shape[2]:
-                out = pixels.new_empty(*pixels.shape[:2], total, *pixels.shape[3:])
             if pixels.shape[2]:
-                out[:, :, written:written + pixels.shape[2]] = pixels
                 written += pixels.shape[2]
+                yield pixels
             del pixels
             if progress is not None:
                 progress(min(start + chunk, frames), frames)
             if cancel is not None:
                 cancel()
-        if out is None or written != total:
+        if written != total:
             raise RuntimeError(f"streamed decode produced {written} of {total} frames")
-        return out
 
     def _chunk_frames(self, z: torch.Tensor, requested: Optional[int]) -> int:
         frames = z.shape[2]

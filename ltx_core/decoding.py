@@ -1,0 +1,65 @@
+"""Decoding sampled latents to frames chunk by chunk, so a long video never needs a full-length frame tensor.
+
+`iter_decode_video` yields the final frames (decode noise, tone map, VAE, resize to the padded size, crop) a few
+at a time; `pipeline.decode_video` gathers them. The latents themselves are small (1/1000 of the frames' size) and
+go to the device whole, so the decode noise is drawn exactly as in a one-shot decode.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Callable, Iterator, Optional
+
+import torch
+import torch.nn.functional as F
+
+from .non_finite import check_finite
+from .passes import tone_map
+from .randomness import Randomness
+
+if TYPE_CHECKING:
+    from .pipeline import VideoLatents
+
+
+def iter_decode_video(vae, video: "VideoLatents", *, cancel: Optional[Callable[[], None]] = None,
+                      chunk_frames: Optional[int] = None, device: Optional[torch.device] = None,
+                      progress: Optional[Callable[[int, int], None]] = None) -> Iterator[torch.Tensor]:
+    """Yield frames `[f, height, width, 3]` float in [0, 1] on the CPU, in order, `video.num_frames` in all."""
+    latents = video.latents
+    if device is not None:
+        latents = latents.to(device)
+    dtype = next(vae.parameters()).dtype
+    padded_h, padded_w = video.padded_size
+    left, right, top, bottom = video.padding
+    remaining = video.num_frames
+    with torch.no_grad():
+        if vae.decoder.timestep_conditioning and video.decode_noise_scale:
+            noise = _decode_noise(latents, video)
+            scale = torch.tensor([video.decode_noise_scale] * latents.shape[0], device=latents.device)
+            latents = latents * (1 - scale[:, None, None, None, None]) + noise * scale[:, None, None, None, None]
+            del noise
+        latents = tone_map(latents, video.tone_map_compression_ratio)
+        timestep = torch.tensor([video.decode_timestep] * latents.shape[0])
+        for pixels in vae.decode_chunks(latents, timestep=timestep, noise_scale=0.0, dtype=dtype, cancel=cancel,
+                                        chunk_frames=chunk_frames, progress=progress):
+            if remaining <= 0:
+                continue
+            check_finite(pixels, "the VAE decode (the decoded frames)", vae, model_name="VAE",
+                         causes="NaN or infinite weights in the VAE (the checkpoint's vae.* tensors), or float16 "
+                                "overflow in it")
+            frames = (pixels / 2 + 0.5).clamp(0, 1)
+            del pixels
+            if tuple(frames.shape[3:]) != (padded_h, padded_w):
+                count = frames.shape[2]
+                flat = F.interpolate(frames.transpose(1, 2).flatten(0, 1), size=(padded_h, padded_w),
+                                     mode="bilinear", align_corners=False)
+                frames = flat.unflatten(0, (frames.shape[0], count)).transpose(1, 2)
+            frames = frames[0, :, :remaining, top:padded_h - bottom, left:padded_w - right]
+            remaining -= frames.shape[1]
+            yield frames.permute(1, 2, 3, 0).float().cpu()
+
+
+def _decode_noise(latents: torch.Tensor, video: "VideoLatents") -> torch.Tensor:
+    if video.rng == "reference":
+        return torch.randn_like(latents)
+    generator = torch.Generator(device=latents.device).manual_seed(Randomness.decode_seed(video.seed))
+    return torch.randn(latents.shape, generator=generator, device=latents.device, dtype=latents.dtype)

@@ -1,0 +1,130 @@
+"""Where the windows of a long video lie, and which window each condition and prompt belongs to.
+
+Windows work in latent frames: a window of `8k+1` pixel frames is `k+1` latent frames, and consecutive windows
+share `overlap/8` latent frames (the next window is conditioned on them). The last window is shorter when the
+video ends inside it. Pixel frame `p` of the video is latent frame `ceil(p/8)`; a window starting at latent frame
+`s` starts at pixel frame `8s` (its first latent frame is read as a first frame).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Sequence
+
+from ..conditioning import Condition
+from ..media import padded_frame_count
+
+DEFAULT_WINDOW_FRAMES = 121
+DEFAULT_OVERLAP_FRAMES = 24
+MIN_WINDOW_FRAMES = 9
+FRAMES_PER_LATENT = 8
+
+
+@dataclass(frozen=True)
+class Window:
+    index: int
+    start: int  # first latent frame in the whole video
+    length: int  # latent frames
+    overlap: int  # leading latent frames conditioned on the previous window (0 for the first)
+    num_frames: int  # pixel frames of the video this window generates (from its pixel frame 0)
+
+    @property
+    def first_pixel(self) -> int:
+        return self.start * FRAMES_PER_LATENT
+
+    @property
+    def last_pixel(self) -> int:
+        return self.first_pixel + self.num_frames - 1
+
+
+@dataclass(frozen=True)
+class WindowPlan:
+    num_frames: int
+    window_frames: int
+    overlap_frames: int
+    windows: tuple[Window, ...]
+
+    @property
+    def latent_frames(self) -> int:
+        return (padded_frame_count(self.num_frames) - 1) // FRAMES_PER_LATENT + 1
+
+
+def check_window_settings(window_frames: int, overlap_frames: int) -> None:
+    """Refuse windows the model cannot run and overlaps that leave a window nothing new to generate."""
+    if isinstance(window_frames, bool) or not isinstance(window_frames, int) or window_frames < MIN_WINDOW_FRAMES \
+            or (window_frames - 1) % FRAMES_PER_LATENT:
+        raise ValueError(f"window_frames={window_frames!r} is not allowed (allowed: 8k+1 frames, at least "
+                         f"{MIN_WINDOW_FRAMES}: 9, 17, ..., 121, ..., 257)")
+    if isinstance(overlap_frames, bool) or not isinstance(overlap_frames, int) \
+            or overlap_frames < FRAMES_PER_LATENT or overlap_frames % FRAMES_PER_LATENT:
+        raise ValueError(f"overlap_frames={overlap_frames!r} is not allowed (allowed: a multiple of 8 from 8, "
+                         f"smaller than window_frames={window_frames}; each window continues the last "
+                         f"overlap_frames/8 latent frames of the one before)")
+    if overlap_frames >= window_frames:
+        raise ValueError(f"overlap_frames={overlap_frames} must be smaller than window_frames={window_frames} "
+                         f"(allowed: 0–{window_frames - 1} in steps of 8)")
+
+
+def plan_windows(num_frames: int, window_frames: int = DEFAULT_WINDOW_FRAMES,
+                 overlap_frames: int = DEFAULT_OVERLAP_FRAMES) -> WindowPlan:
+    """The windows covering `num_frames` (one window, exactly the plain sampler's, when they fit in one)."""
+    check_window_settings(window_frames, overlap_frames)
+    if isinstance(num_frames, bool) or not isinstance(num_frames, int) or num_frames < 1:
+        raise ValueError(f"num_frames={num_frames!r} is not allowed (allowed: whole numbers from 1)")
+    total = (padded_frame_count(num_frames) - 1) // FRAMES_PER_LATENT + 1
+    length = (window_frames - 1) // FRAMES_PER_LATENT + 1
+    overlap = overlap_frames // FRAMES_PER_LATENT
+    windows, start = [], 0
+    while True:
+        size = min(length, total - start)
+        lead = overlap if windows else 0
+        frames = min((size - 1) * FRAMES_PER_LATENT + 1, num_frames - start * FRAMES_PER_LATENT)
+        windows.append(Window(len(windows), start, size, lead, frames))
+        if start + size >= total:
+            break
+        start += length - overlap
+    return WindowPlan(num_frames, window_frames, overlap_frames, tuple(windows))
+
+
+def window_prompts(plan: WindowPlan, count: int) -> list[int]:
+    """Index of the prompt each window uses: one per window in order, the last repeating."""
+    if count < 1:
+        raise ValueError("prompts: give at least one prompt")
+    windows = len(plan.windows)
+    if count > windows:
+        raise ValueError(f"{count} prompts for {windows} window(s) of {plan.num_frames} frames (window_frames="
+                         f"{plan.window_frames}, overlap_frames={plan.overlap_frames}): give at most {windows} "
+                         f"prompts, or make the video longer")
+    return [min(index, count - 1) for index in range(windows)]
+
+
+def route_conditions(plan: WindowPlan, conditions: Sequence[Condition]) -> list[list[Condition]]:
+    """Each window's conditions, with start frames local to the window.
+
+    An image goes to the first window that generates its frame (a frame in an overlap is generated by the earlier
+    window and carried into the next one). A video is split: the first window gets it from its start frame, each
+    later window the rest from its overlap's last frame (a multiple of 8, as videos after frame 0 need); each
+    piece is cut to the 8k+1 frames that fit its window when sampled.
+    """
+    routed: list[list[Condition]] = [[] for _ in plan.windows]
+    for index, item in enumerate(conditions):
+        if not 0 <= item.start_frame < plan.num_frames:
+            raise ValueError(f"conditions[{index}].start_frame={item.start_frame} must lie in 0–"
+                             f"{plan.num_frames - 1}")
+        count, first = item.media.shape[0], None
+        for window in plan.windows:
+            if window.last_pixel < item.start_frame:
+                continue
+            if first is None:
+                begin = first = item.start_frame
+            else:
+                begin = window.first_pixel + (window.overlap - 1) * FRAMES_PER_LATENT
+            offset = begin - item.start_frame
+            if offset >= count:
+                break
+            routed[window.index].append(dataclasses.replace(item, media=item.media[offset:],
+                                                            start_frame=begin - window.first_pixel))
+            if count == 1 or item.start_frame + count - 1 <= window.last_pixel:
+                break
+    return routed

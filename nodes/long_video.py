@@ -22,14 +22,21 @@ LTXWindowsType = io.Custom("LTX097_WINDOWS")
 MAX_WINDOW_FRAMES = 257
 WINDOWS_TOOLTIP = (f"How videos longer than one window are made (LTX-Video 0.9.7 Long Video Settings). Without "
                    f"it: windows of {DEFAULT_WINDOW_FRAMES} frames overlapping by {DEFAULT_OVERLAP_FRAMES}, AdaIN "
-                   f"{DEFAULT_TEMPORAL_ADAIN_FACTOR}. A video that fits one window is sampled exactly as before.")
+                   f"{DEFAULT_TEMPORAL_ADAIN_FACTOR}, and up to {MAX_WINDOW_FRAMES} frames in one window. A video that "
+                   f"fits one window is sampled exactly as before.")
 
 
-def window_settings(windows: Optional[dict]) -> dict:
-    """The `sample_long_video` window arguments from a Long Video Settings dict (None: the defaults)."""
+def window_settings(windows: Optional[dict], num_frames: int) -> dict:
+    """The `sample_long_video` window arguments from a Long Video Settings dict (None: the defaults).
+
+    Without settings, a video the model can make in one go (up to its trained 257 frames) stays one window, as the
+    official pipeline makes it; longer ones get the default windows.
+    """
     settings = {"window_frames": DEFAULT_WINDOW_FRAMES, "overlap_frames": DEFAULT_OVERLAP_FRAMES,
                 "temporal_adain_factor": DEFAULT_TEMPORAL_ADAIN_FACTOR}
     if windows is None:
+        if num_frames <= MAX_WINDOW_FRAMES:
+            settings["window_frames"] = MAX_WINDOW_FRAMES
         return settings
     if not isinstance(windows, dict) or set(windows) - set(settings):
         raise ValueError(f"windows={windows!r} is not allowed (allowed: the output of LTX-Video 0.9.7 Long Video "

@@ -134,7 +134,7 @@ def sample(model: LTXModel, vae: LTXVae, positive: Any, negative: Any, *, recipe
     caption_channels = transformer_config.get("caption_channels")
     prompts = prompt_contexts(positive, "positive", caption_channels)
     negative_context, negative_mask = prompt_context(negative, "negative", caption_channels)
-    window = window_settings(windows)
+    window = window_settings(windows, num_frames)
     plan = plan_windows(num_frames, window["window_frames"], window["overlap_frames"])
     items = resolve_conditions(conditions, num_frames)
     overrides = recipe_overrides(choice, guidance)

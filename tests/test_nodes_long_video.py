@@ -125,3 +125,12 @@ def test_extend_errors_name_the_value(models):
     settings = node_module("long_video").LTX097LongVideoSettings
     assert "overlap_frames=24 must be smaller than window_frames=17" in settings.validate_inputs(17, 24)
     assert "window_frames=20 is not allowed" in settings.validate_inputs(20, 8)
+
+
+def test_without_settings_the_trained_length_stays_one_window(ltx_pack):
+    """Up to 257 frames (what the model makes in one go) no seams are added; longer videos get 121 / 24 windows."""
+    long_video = node_module("long_video")
+    assert long_video.window_settings(None, 257)["window_frames"] == 257
+    assert long_video.window_settings(None, 258)["window_frames"] == 121
+    chosen = {"window_frames": 97, "overlap_frames": 16, "temporal_adain_factor": 0.5}
+    assert long_video.window_settings(chosen, 200) == chosen

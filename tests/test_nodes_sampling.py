@@ -244,13 +244,13 @@ def test_step_cache_input_reaches_the_recipe(models, prompts, ltx_pack, monkeypa
     cached = run_sampler(models, prompts, recipe, steps=6, step_cache=0.3)["samples"]
     assert not torch.equal(plain, cached)
     sampling, seen = node_module("sampling"), {}
-    original = sampling.ltx_core.sample_video
+    original = sampling.ltx_core.sample_long_video
 
     def spy(*args, **kwargs):
         seen.update(kwargs)
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(sampling.ltx_core, "sample_video", spy)
+    monkeypatch.setattr(sampling.ltx_core, "sample_long_video", spy)
     assert torch.equal(cached, run_sampler(models, prompts, recipe, steps=6, step_cache=0.3)["samples"])
     assert seen["step_cache_threshold"] == 0.3
 

@@ -49,8 +49,9 @@ def read_mp4(path):
 
 
 def saved_path(output_dir, ui):
-    entry = ui.as_dict()["images"][0]
-    assert ui.as_dict()["animated"] == (True,) and entry["type"] == "output"
+    ui = ui if isinstance(ui, dict) else ui.as_dict()  # the one node adds "prompt" to core's PreviewVideo dict
+    entry = ui["images"][0]
+    assert ui["animated"] == (True,) and entry["type"] == "output"
     return output_dir / entry["subfolder"] / entry["filename"]
 
 

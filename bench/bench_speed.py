@@ -36,7 +36,7 @@ from ltx_core.ops import fp8_matmul, manual_cast  # noqa: E402
 from ltx_core.transformer import Transformer3D  # noqa: E402
 
 log = logging.getLogger("bench_speed")
-THRESHOLDS = (0.0, 0.05, 0.1, 0.2)
+THRESHOLDS = (0.0, 0.05, 0.1, 0.2, 0.5)
 PRESETS = {
     **bench_models.PRESETS,
     # 8 blocks at 2B width on a small latent (2×6×8 = 96 tokens): deep enough for the cache to skip something,

@@ -127,15 +127,8 @@ def sample_video(checkpoint: LTXCheckpoint, *, context: torch.Tensor, context_ma
     called before the transformer, the VAE or the upsampler is used, so a host can load it there first.
     """
     _validate(width, height, num_frames, frame_rate, conditions)
-    settings = resolve_recipe(recipe, overrides)
-    if checkpoint.transformer is None or checkpoint.vae is None:
-        raise ValueError("sampling needs a checkpoint with both a transformer and a VAE")
-    if steps is not None:
-        settings = _apply_steps(settings, steps)
+    settings = _checked_settings(checkpoint, recipe, overrides, steps, upsampler)
     multi_scale = settings["pipeline_type"] == "multi-scale"
-    if multi_scale and upsampler is None:
-        raise ValueError("this recipe is multi-scale and needs the latent upsampler "
-                         "(ltxv-spatial-upscaler-0.9.7.safetensors)")
     channels = checkpoint.transformer.config.get("in_channels", 128)
     shapes = pass_shapes(settings, width=width, height=height, num_frames=num_frames, channels=channels)
     check_recipe(settings, len(checkpoint.transformer.transformer_blocks))
@@ -221,6 +214,21 @@ def pass_shapes(recipe: Mapping[str, Any], *, width: int, height: int, num_frame
                          f"{first_w}×{first_h}); use at least {LATENT_SCALE * 2}×{LATENT_SCALE * 2}")
     first = (1, channels, latent_frames, first_h // LATENT_SCALE, first_w // LATENT_SCALE)
     return [first, (1, channels, latent_frames, 2 * first[3], 2 * first[4])]
+
+
+def _checked_settings(checkpoint, recipe: Union[str, Mapping[str, Any]], overrides: Mapping[str, Any],
+                      steps: Optional[int], upsampler) -> dict:
+    """The resolved recipe, refused up front when the checkpoint or the upsampler does not fit it (the model's
+    blocks are checked by `check_recipe` once the sizes are known to fit)."""
+    settings = resolve_recipe(recipe, overrides)
+    if checkpoint.transformer is None or checkpoint.vae is None:
+        raise ValueError("sampling needs a checkpoint with both a transformer and a VAE")
+    if steps is not None:
+        settings = _apply_steps(settings, steps)
+    if settings["pipeline_type"] == "multi-scale" and upsampler is None:
+        raise ValueError("this recipe is multi-scale and needs the latent upsampler "
+                         "(ltxv-spatial-upscaler-0.9.7.safetensors)")
+    return settings
 
 
 def _apply_steps(settings: dict, steps: int) -> dict:

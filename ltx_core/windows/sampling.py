@@ -16,9 +16,9 @@ import torch
 from ..conditioning import Condition
 from ..passes import Callback, ModelHook, PassRunner, adain
 from ..media import padding_for
-from ..pipeline import VideoLatents, _apply_steps, _prepare_conditions, _prompts, _validate, pass_shapes
+from ..pipeline import VideoLatents, _checked_settings, _prepare_conditions, _prompts, _validate, pass_shapes
 from ..randomness import Randomness
-from ..recipes import check_recipe, resolve_recipe
+from ..recipes import check_recipe
 from .plan import (DEFAULT_OVERLAP_FRAMES, DEFAULT_WINDOW_FRAMES, Window, WindowPlan, plan_windows,
                    route_conditions, window_prompts)
 
@@ -123,19 +123,12 @@ def sample_long_video(checkpoint, *, context: Tensors, context_mask: Tensors, ne
     _check_factor(temporal_adain_factor)
     _validate(width, height, num_frames, frame_rate, conditions)
     _check_videos(conditions)
-    settings = resolve_recipe(recipe, overrides)
-    if checkpoint.transformer is None or checkpoint.vae is None:
-        raise ValueError("sampling needs a checkpoint with both a transformer and a VAE")
-    if steps is not None:
-        settings = _apply_steps(settings, steps)
+    settings = _checked_settings(checkpoint, recipe, overrides, steps, upsampler)
     multi_scale = settings["pipeline_type"] == "multi-scale"
-    if multi_scale and upsampler is None:
-        raise ValueError("this recipe is multi-scale and needs the latent upsampler "
-                         "(ltxv-spatial-upscaler-0.9.7.safetensors)")
-    check_recipe(settings, len(checkpoint.transformer.transformer_blocks))
     channels = checkpoint.transformer.config.get("in_channels", 128)
     shapes = [pass_shapes(settings, width=width, height=height, num_frames=w.num_frames, channels=channels)
               for w in plan.windows]
+    check_recipe(settings, len(checkpoint.transformer.transformer_blocks))
     _, padding = padding_for(height, width)
     device = torch.device(device) if device is not None else next(checkpoint.transformer.parameters()).device
     dtype = checkpoint.transformer.compute_dtype

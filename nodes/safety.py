@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
-from typing import Any, Optional, Sequence
+from typing import Any, Iterable, Iterator, Optional, Sequence
 
 import comfy.model_management as mm
 import torch
@@ -83,14 +83,43 @@ def check_batch(checker: SafetyChecker, frames: torch.Tensor, what: str, sample:
     return safety.black_out(frames, safety.frame_flags(frames.shape[0], verdicts)), verdicts
 
 
-def check_generation(checker: SafetyChecker, frames: torch.Tensor, conditions: Optional[Sequence] = None
-                     ) -> torch.Tensor:
-    """The one-node path: the conditioning media, then a sample of the generated frames."""
+def check_conditions(checker: SafetyChecker, conditions: Optional[Sequence] = None) -> None:
+    """The conditioning media of a generation, each checked like a video."""
     for index, item in enumerate(conditions or ()):
         label = getattr(item, "label", f"condition {index + 1}")
         check_batch(checker, item.media, f"the conditioning media ({label})", VIDEO_SAMPLE)
+
+
+def check_generation(checker: SafetyChecker, frames: torch.Tensor, conditions: Optional[Sequence] = None
+                     ) -> torch.Tensor:
+    """The one-node path: the conditioning media, then a sample of the generated frames."""
+    check_conditions(checker, conditions)
     checked, _ = check_batch(checker, frames, "the generated video", VIDEO_SAMPLE)
     return checked
+
+
+def checked_stream(checker: SafetyChecker, chunks: Iterable[torch.Tensor], total: int) -> Iterator[torch.Tensor]:
+    """Frames as they are decoded, passed on unchanged while the sampled ones (the same as `check_generation`
+    picks) are checked on the way; a flagged one raises `ContentFlagged`, so a streaming mp4 writer keeps nothing.
+
+    Only for the "stop" policy: blacking out needs the verdicts of later frames before a frame is written.
+    """
+    if checker.on_flagged != "stop":
+        raise ValueError(f"a streamed check stops on flagged content; on_flagged='{checker.on_flagged}' needs the "
+                         f"whole video")
+    classifier = checker.loaded()
+    pending, start, verdicts = safety.sample_indices(total, VIDEO_SAMPLE), 0, []
+    for chunk in chunks:
+        picked = [i for i in pending if start <= i < start + chunk.shape[0]]
+        if picked:
+            scores = safety.unsafe_scores(classifier, chunk[[i - start for i in picked]])
+            verdicts += [safety.FrameVerdict(i, float(v), float(v) >= checker.threshold)
+                         for i, v in zip(picked, scores.tolist())]
+            if any(v.flagged for v in verdicts):
+                raise safety.ContentFlagged(safety.describe(verdicts, "the generated video", classifier,
+                                                            checker.threshold))
+        start += chunk.shape[0]
+        yield chunk
 
 
 class LTX097SafetyCheckerLoader(io.ComfyNode):

@@ -17,7 +17,8 @@ from .decode import decode, iter_frames
 from .enhancer import LTXPromptEnhancerType, PromptEnhancerModels, default_enhancer, run_enhancer
 from .guidance import LTXGuidanceType
 from .long_video import WINDOWS_TOOLTIP, LTXWindowsType, output_connected
-from .safety import LTXSafetyCheckerType, SafetyChecker, check_generation, default_checker
+from .safety import (LTXSafetyCheckerType, SafetyChecker, check_conditions, check_generation, checked_stream,
+                     default_checker)
 from .lora import LTXLoraStackType, apply_lora_stack
 from .run_log import emit
 from .ranges import (DEFAULT_STEPS, FRAME_RATE_STEP, MAX_FRAME_RATE, MAX_FRAMES, MAX_STEPS, MIN_FRAME_RATE,
@@ -173,19 +174,24 @@ class LTX097TextToVideo(io.ComfyNode):
                          conditions=conditions, upsampler=upsampler, guidance=guidance, windows=windows,
                          node_id=hidden_unique_id(cls), step_cache=step_cache)
         emit("decode: latents to frames (VAE)")
-        frames = None
-        # The frames are held whole only when something needs them all: the checker's samples, reversing, or the
-        # images output; otherwise they stream from the VAE into the mp4.
-        if checker is not None or reverse_video or output_connected(cls, IMAGES_OUTPUT):
+        frames = chunks = None
+        # The frames are held whole only when something needs them all: reversing, the images output, or a
+        # checker that blacks frames out; otherwise they stream from the VAE into the mp4 (checked on the way).
+        if reverse_video or output_connected(cls, IMAGES_OUTPUT) or (checker and checker.on_flagged != "stop"):
             frames, _ = decode(vae, as_latent(latents))
             if reverse_video:
                 frames = frames.flip(0)
             if checker is not None:
                 frames = check_generation(checker, frames, conditions)
+        else:
+            chunks = iter_frames(vae, as_latent(latents))
+            if checker is not None:
+                check_conditions(checker, conditions)
+                chunks = checked_stream(checker, chunks, number_of_frames)
         emit(f"save: {number_of_frames} frames of {width}×{height} px at {frame_rate:g} fps (mp4)")
-        _path, saved, video = save_video(iter_frames(vae, as_latent(latents)) if frames is None else frames,
-                                         frame_rate, filename_prefix=filename_prefix, crf=crf,
-                                         metadata=metadata_of(cls), size=(width, height))
+        _path, saved, video = save_video(chunks if frames is None else frames, frame_rate,
+                                         filename_prefix=filename_prefix, crf=crf, metadata=metadata_of(cls),
+                                         size=(width, height))
         # The prompt used goes into the UI output too, so the history (and the HTTP API's result) has it.
         return io.NodeOutput(video, frames, prompt, seed, ui={**ui.PreviewVideo([saved]).as_dict(),
                                                                "prompt": [prompt]})

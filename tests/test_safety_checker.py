@@ -171,3 +171,44 @@ def test_one_node_expand_prompt_outputs_the_prompt_used(models, output_dir, name
     assert output.ui["prompt"] == [result[2]]  # in the history too, where the HTTP API reads "the prompt used"
     plain = run_t2v(models, enable_safety_checker=False).result
     assert plain[2] == "A red fox runs through snow" and not torch.equal(result[1], plain[1])
+
+
+@pytest.fixture
+def images_unconnected(monkeypatch):
+    """The one node queued with nothing reading its images output: the frames stream into the mp4."""
+    import types
+
+    t2v = node_module("text_to_video")
+    hidden = types.SimpleNamespace(unique_id="9", prompt={"9": {"inputs": {}}, "10": {"inputs": {"a": ["9", 0]}}},
+                                   extra_pnginfo=None)
+    monkeypatch.setattr(t2v.LTX097TextToVideo, "hidden", hidden, raising=False)
+    monkeypatch.setattr(t2v, "decode", lambda *a, **k: (_ for _ in ()).throw(AssertionError("decoded whole")))
+
+
+def test_streamed_video_is_checked_on_the_way_and_a_flag_saves_nothing(models, output_dir, safety_nodes, names,
+                                                                       images_unconnected):
+    from ltxv097.assistants.safety import ContentFlagged
+
+    before = saved_files(output_dir)
+    with pytest.raises(ContentFlagged, match=r"flagged the generated video: frame 0 \(score 0\.99\d\)"):
+        run_t2v(models, safety_checker=checker(safety_nodes, names["checker_flags"]))
+    assert saved_files(output_dir) == before
+    passed = run_t2v(models, safety_checker=checker(safety_nodes, names["checker"]))
+    assert passed.result[1] is None and len(saved_files(output_dir)) == len(before) + 1
+
+
+def test_streamed_check_looks_at_the_frames_check_generation_samples(models, safety_nodes, names, monkeypatch):
+    seen = []
+    original = safety_nodes.safety.unsafe_scores
+
+    def spy(classifier, frames):
+        seen.append(frames.clone())
+        return original(classifier, frames)
+
+    monkeypatch.setattr(safety_nodes.safety, "unsafe_scores", spy)
+    video = frames(20, seed=3)
+    chunks = [video[:7], video[7:15], video[15:]]
+    streamed = list(safety_nodes.checked_stream(checker(safety_nodes, names["checker"]), iter(chunks), 20))
+    assert all(a is b for a, b in zip(streamed, chunks))
+    indices = safety_nodes.safety.sample_indices(20, safety_nodes.VIDEO_SAMPLE)
+    assert torch.equal(torch.cat(seen), video[indices])

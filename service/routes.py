@@ -178,7 +178,16 @@ class QueueService:
             return denied
         job = self.job_of(request)
         with_logs = request.query.get("logs", "0").lower() in ("1", "true", "yes")
-        position = self.queue_position(job.request_id) if job.state == QUEUED else None
+        position = None
+        if job.state == QUEUED:
+            # ComfyUI may have taken it from its queue since the follower last looked: then it is in progress,
+            # and the requests behind it are counted from 0 without it.
+            running, pending = self.host.queue_order()
+            if job.request_id in running:
+                self.book.start(job.request_id)
+                job = self.book.get(job.request_id)
+            else:
+                position = pending.index(job.request_id) if job.request_id in pending else 0
         return json_response(status_json(job, self.urls(request), queue_position=position, with_logs=with_logs),
                              request_id=job.request_id)
 

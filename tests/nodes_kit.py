@@ -7,6 +7,7 @@ block numbers do not exist in it.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import types
 from pathlib import Path
@@ -55,3 +56,14 @@ def load_models() -> types.SimpleNamespace:
     model, vae = loaders.LTX097ModelLoader.execute(ckpt_name=CHECKPOINT, weight_dtype="auto").result
     (upsampler,) = loaders.LTX097UpsamplerLoader.execute(upscale_model_name=UPSAMPLER, dtype="auto").result
     return types.SimpleNamespace(model=model, vae=vae, upsampler=upsampler, clip=tiny_t5.tiny_t5_clip(seed=0))
+
+
+@contextlib.contextmanager
+def output_directory(folder: Path, folder_paths):
+    """ComfyUI's output folder pointed at `folder` for a test module, then put back."""
+    previous = folder_paths.get_output_directory()
+    folder_paths.set_output_directory(str(folder))
+    try:
+        yield folder
+    finally:
+        folder_paths.set_output_directory(previous)

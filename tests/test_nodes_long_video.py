@@ -9,7 +9,7 @@ import av
 import pytest
 import torch
 
-from nodes_kit import load_models, node_module, write_models
+from nodes_kit import load_models, node_module, output_directory, write_models
 
 pytest_plugins = ["comfy_host"]
 
@@ -18,12 +18,8 @@ SMALL = dict(recipe="0.9.6 2B distilled", steps=1, seed=3)
 
 @pytest.fixture(scope="module")
 def output_dir(tmp_path_factory, comfy_host):
-    folder_paths = comfy_host.folder_paths
-    previous = folder_paths.get_output_directory()
-    folder = tmp_path_factory.mktemp("output")
-    folder_paths.set_output_directory(str(folder))
-    yield folder
-    folder_paths.set_output_directory(previous)
+    with output_directory(tmp_path_factory.mktemp("output"), comfy_host.folder_paths) as folder:
+        yield folder
 
 
 @pytest.fixture(scope="module")

@@ -148,24 +148,27 @@ class QueueService:
                                                                       f"(check ltxv097_api.json): {detail}"}),
                                            content_type="application/json")
 
-    async def submit(self, request: web.Request) -> web.Response:
+    async def accept(self, request: web.Request) -> Job | web.Response:
+        """The queued job of a submit or run, or the answer refusing it (401 / 422)."""
         if (denied := self.refused(request)) is not None:
             return denied
         try:
-            job = await self.enqueue(request)
+            return await self.enqueue(request)
         except InputError as bad:
             return json_response({"detail": bad.detail}, 422)
+
+    async def submit(self, request: web.Request) -> web.Response:
+        job = await self.accept(request)
+        if isinstance(job, web.Response):
+            return job
         body = {"status": "IN_QUEUE", "request_id": job.request_id, **self.urls(request).of(job.request_id),
                 "queue_position": self.queue_position(job.request_id)}
         return json_response(body, request_id=job.request_id)
 
     async def run(self, request: web.Request) -> web.Response:
-        if (denied := self.refused(request)) is not None:
-            return denied
-        try:
-            job = await self.enqueue(request)
-        except InputError as bad:
-            return json_response({"detail": bad.detail}, 422)
+        job = await self.accept(request)
+        if isinstance(job, web.Response):
+            return job
         while not job.finished:
             await asyncio.sleep(POLL_SECONDS)
             job = self.book.get(job.request_id)

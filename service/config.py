@@ -37,6 +37,17 @@ class ServiceConfig:
     max_image_bytes: int = 20 * 1024 * 1024
     max_video_bytes: int = 200 * 1024 * 1024
     crf: int = 19
+    default_enable_safety_checker: bool = True
+    """`enable_safety_checker` of a request that leaves it out (the service's default is on)."""
+    default_expand_prompt: bool = False
+    """`expand_prompt` of a request that leaves it out."""
+    upload_lifetime_seconds: int = 24 * 3600
+    """How long a file uploaded through the storage API is kept (a client may ask for less)."""
+
+    def request_defaults(self) -> dict:
+        """The defaults these settings give the request fields."""
+        return {"enable_safety_checker": self.default_enable_safety_checker,
+                "expand_prompt": self.default_expand_prompt}
 
     def public(self) -> dict:
         """The settings for the start-up log (keys hidden)."""
@@ -61,6 +72,12 @@ def _check(config: ServiceConfig, path: Path) -> ServiceConfig:
                           f"\"inputs\": {{...}}}}, not {loader!r}")
     if any(not isinstance(key, str) or not key for key in config.api_keys):
         raise ConfigError(f"{path}: api_keys must be a list of non-empty strings")
+    for name in ("default_enable_safety_checker", "default_expand_prompt"):
+        if not isinstance(getattr(config, name), bool):
+            raise ConfigError(f"{path}: {name} must be true or false, not {getattr(config, name)!r}")
+    if isinstance(config.upload_lifetime_seconds, bool) or not isinstance(config.upload_lifetime_seconds, int) \
+            or config.upload_lifetime_seconds < 60:
+        raise ConfigError(f"{path}: upload_lifetime_seconds must be a whole number of seconds, at least 60")
     return config
 
 

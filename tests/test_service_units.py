@@ -46,6 +46,50 @@ def test_every_bad_field_is_named_at_once():
         schema.parse_input(["prompt"])
 
 
+def test_nulls_and_wrong_types_are_422s_naming_the_field():
+    for name in ("number_of_frames", "number_of_steps", "frame_rate", "resolution", "negative_prompt", "loras",
+                 "expand_prompt", "enable_safety_checker", "image_url", "strength"):
+        body = {"prompt": "p", "image_url": "https://x/y.png", name: None}
+        with pytest.raises(schema.InputError) as caught:
+            schema.parse_input(body)
+        assert [(e["loc"], e["type"]) for e in caught.value.detail] == [(["body", name], "null_type")], name
+    with pytest.raises(schema.InputError) as caught:
+        schema.parse_input({"prompt": "p", "resolution": ["720p"], "loras": [{"path": "a", "extra": 1}]})
+    assert {tuple(e["loc"]) for e in caught.value.detail} == {("body", "resolution"), ("body", "loras", 0, "extra")}
+    assert schema.parse_input({"prompt": "p", "seed": None}).seed >= 0  # seed alone is nullable (drawn)
+
+
+def test_data_uris_may_be_as_long_as_the_media_limits_and_the_prompt_keeps_its_own():
+    limits = schema.MediaLimits(max_image_bytes=90_000, max_video_bytes=300_000)
+    uri = "data:image/jpeg;base64," + "A" * 119_996
+    assert schema.parse_input({"prompt": "p", "image_url": uri}, limits=limits).conditions[0].url == uri
+    with pytest.raises(schema.InputError, match="at most"):
+        schema.parse_input({"prompt": "p", "image_url": uri + "A" * 400}, limits=limits)
+    with pytest.raises(schema.InputError, match="string_too_long|at most"):
+        schema.parse_input({"prompt": "p" * (schema.MAX_PROMPT_CHARS + 1)})
+
+
+def test_the_family_endpoints_have_their_own_fields():
+    i2v = schema.parse_input({"prompt": "p", "image_url": "https://x/a.png"}, endpoint=schema.IMAGE_TO_VIDEO)
+    assert i2v.conditions == (schema.MediaCondition("image", "https://x/a.png", 0, 1.0),)
+    with pytest.raises(schema.InputError) as caught:
+        schema.parse_input({"prompt": "p", "video_url": "https://x/a.mp4"}, endpoint=schema.IMAGE_TO_VIDEO)
+    assert {tuple(e["loc"]) for e in caught.value.detail} == {("body", "video_url"), ("body", "image_url")}
+    multi = schema.parse_input({"prompt": "p", "images": [{"image_url": "https://x/a.png", "start_frame_number": 40,
+                                                           "strength": 0.5}],
+                                "videos": [{"video_url": "data:video/mp4;base64,AAAA", "start_frame_number": 8}]},
+                               endpoint=schema.MULTICONDITIONING)
+    assert [(c.kind, c.start_frame_number, c.strength, c.loc) for c in multi.conditions] == [
+        ("image", 40, 0.5, ("images", 0, "image_url")), ("video", 8, 1.0, ("videos", 0, "video_url"))]
+    with pytest.raises(schema.InputError) as caught:
+        schema.parse_input({"prompt": "p", "images": [{"start_frame_number": 1}, "x"], "image_url": "https://x/a"},
+                           endpoint=schema.MULTICONDITIONING)
+    assert {tuple(e["loc"]) for e in caught.value.detail} == {
+        ("body", "images", 0, "image_url"), ("body", "images", 1), ("body", "image_url")}
+    assert schema.parse_input({"prompt": "p"}, defaults={"enable_safety_checker": False}).enable_safety_checker \
+        is False
+
+
 def test_conditions_and_loras_parse():
     parsed = schema.parse_input({"prompt": "p", "video_url": "https://a/b.mp4", "start_frame_number": 16,
                                  "strength": 0.5, "loras": [{"path": "org/repo", "weight_name": "w.safetensors",
@@ -61,7 +105,7 @@ def test_graph_is_the_one_node_workflow_from_the_config():
                                      "image_url": "https://x/y.png", "start_frame_number": 3})
     config = service_config.ServiceConfig(guidance={"skip_block_list": "1"})
     prompt = graph.build_prompt(generation, config, REQUEST_ID, node_inputs=NODE_INPUTS,
-                                media_files={"image": "in.png"})
+                                media_files=["in.png"])
     node = prompt[graph.OUTPUT_NODE]
     assert node["class_type"] == "LTX097TextToVideo" and node["inputs"]["seed"] == 7
     assert node["inputs"]["filename_prefix"] == f"ltxv097_api/{REQUEST_ID}"
@@ -71,12 +115,12 @@ def test_graph_is_the_one_node_workflow_from_the_config():
         "clip_name": "t5xxl_fp16.safetensors", "type": "ltxv", "device": "default"}}
     assert json.loads(prompt["loras"]["inputs"]["loras"]) == [{"path": "a.safetensors", "scale": 1.0}]
     assert prompt["guidance"]["inputs"] == {"skip_block_list": "1"}
-    assert prompt["load_image"]["inputs"] == {"image": "in.png"}
-    assert prompt["image_condition"]["inputs"]["start_frame"] == 3
-    assert node["inputs"]["conditions"] == ["image_condition", 0]
+    assert prompt["load_image_0"]["inputs"] == {"image": "in.png"}
+    assert prompt["image_condition_0"]["inputs"]["start_frame"] == 3
+    assert node["inputs"]["conditions"] == ["image_condition_0", 0]
     assert "expand_prompt" not in node["inputs"] and "enable_safety_checker" not in node["inputs"]
     single = graph.build_prompt(generation, service_config.ServiceConfig(recipe="0.9.7 dev single-scale"),
-                                REQUEST_ID, node_inputs=NODE_INPUTS, media_files={"image": "in.png"})
+                                REQUEST_ID, node_inputs=NODE_INPUTS, media_files=["in.png"])
     assert "upsampler" not in single and "upsampler" not in single[graph.OUTPUT_NODE]["inputs"]
 
 
@@ -88,6 +132,17 @@ def test_expand_prompt_and_safety_checker_map_onto_the_node_only_when_it_has_the
     assert graph.feature_inputs(asked, NODE_INPUTS | {"expand_prompt", "enable_safety_checker"}) == {
         "expand_prompt": True, "enable_safety_checker": False}
     assert graph.feature_inputs(schema.parse_input({"prompt": "p"}), NODE_INPUTS) == {}
+    everything = NODE_INPUTS | {"expand_prompt", "enable_safety_checker", graph.LITERAL_PROMPT_INPUT}
+    with pytest.raises(graph.UnavailableFeature) as caught:
+        graph.feature_inputs(schema.parse_input({"prompt": "p"}), everything,
+                             {"enable_safety_checker": "safety_checker/nsfw_image_detection"})
+    [entry] = caught.value.detail
+    assert entry["loc"] == ["body", "enable_safety_checker"] and entry["type"] == "model_missing"
+    for words in ("models/safety_checker/nsfw_image_detection", "enable_safety_checker: false",
+                  '"default_enable_safety_checker": false'):
+        assert words in entry["msg"]
+    assert graph.feature_inputs(asked, everything, {"enable_safety_checker": "safety_checker/x"}) == {
+        "expand_prompt": True, "enable_safety_checker": False, graph.LITERAL_PROMPT_INPUT: False}
 
 
 def test_records_survive_a_restart_and_unfinished_ones_fail_clearly(tmp_path):
@@ -164,9 +219,20 @@ def test_media_is_sniffed_and_written_to_the_input_folder(tmp_path):
     loader = media.ConditionMedia(fetch_bytes, ValueError, tmp_path, config)
     generation = schema.parse_input({"prompt": "p", "image_url": "https://x/y"})
     files = asyncio.run(loader(generation, REQUEST_ID))
-    assert files == {"image": f"ltxv097_api_{REQUEST_ID}_image.jpg"}
+    assert files == [f"ltxv097_api_{REQUEST_ID}_0_image.jpg"]
     assert fetched == [("https://x/y", 123, "the image_url")]
-    assert (tmp_path / files["image"]).read_bytes().startswith(b"\xff\xd8\xff")
+    assert (tmp_path / files[0]).read_bytes().startswith(b"\xff\xd8\xff")
+    uploaded = {"https://me/up/1": (b"\x89PNG\r\n\x1a\n..", "image/png")}
+    several = schema.parse_input({"prompt": "p", "images": [{"image_url": "https://me/up/1"},
+                                                            {"image_url": "https://x/z", "start_frame_number": 8}]},
+                                 endpoint=schema.MULTICONDITIONING)
+    files = asyncio.run(loader(several, REQUEST_ID, uploaded.get))
+    assert files == [f"ltxv097_api_{REQUEST_ID}_0_image.png", f"ltxv097_api_{REQUEST_ID}_1_image.jpg"]
+    assert fetched[-1] == ("https://x/z", 123, "the images.1.image_url")  # the upload needed no fetch
+    too_big = {"https://me/up/1": (b"\x89PNG\r\n\x1a\n" + bytes(200), "image/png")}
+    with pytest.raises(schema.InputError) as caught:
+        asyncio.run(loader(several, "0" + REQUEST_ID[1:], too_big.get))
+    assert caught.value.detail[0]["loc"] == ["body", "images", 0, "image_url"]
 
 
 def test_failed_prompts_become_the_services_errors():

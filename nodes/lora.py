@@ -245,24 +245,36 @@ def _progress_bar():
     return progress
 
 
+class LoraEntryError(ValueError):
+    """One LoRA of a list could not be used; the message starts `LoRA <n> of <count>:` so that a caller (the HTTP
+    API) can name the entry."""
+
+    def __init__(self, number: int, count: int, error: Exception):
+        super().__init__(f"LoRA {number} of {count}: {error}")
+        self.number = number
+
+
 def apply_lora_stack(model: LTXModel, stack: Iterable[dict] | str | None) -> LTXModel:
     """`model` with every LoRA of `stack` attached at its scale (one ModelPatcher clone; the input is untouched).
 
     Entries with scale 0 are skipped; an empty stack returns `model` itself. Sources are resolved (and downloaded
     when they are URLs) by `lora_sources.resolve_lora`. Errors are `ValueError`s with a sentence.
     """
-    entries = [e for e in parse_lora_stack(stack if isinstance(stack, str) or stack is None else list(stack))
-               if e["scale"] != 0.0]
+    parsed = parse_lora_stack(stack if isinstance(stack, str) or stack is None else list(stack))
+    entries = [(number, e) for number, e in enumerate(parsed, 1) if e["scale"] != 0.0]
     if not entries:
         return model
     patcher = model.patcher.clone()
     fp8_keys = {key for key, value in model.transformer.state_dict().items() if value.dtype in FP8_DTYPES}
     applied = []
-    for entry in entries:
+    for number, entry in entries:
         name = _display_name(entry["path"])
-        path = resolve_lora(entry["path"], entry["weight_name"], progress=_progress_bar())
-        tensors, metadata = read_lora_file(path)
-        patches, mapping = lora_patches(model, tensors, metadata, name=name)
+        try:
+            path = resolve_lora(entry["path"], entry["weight_name"], progress=_progress_bar())
+            tensors, metadata = read_lora_file(path)
+            patches, mapping = lora_patches(model, tensors, metadata, name=name)
+        except (ValueError, OSError) as error:
+            raise LoraEntryError(number, len(parsed), error) from error
         attach_patches(patcher, patches, entry["scale"], fp8_keys)
         logger.info("LoRA %s at scale %g", mapping.summary(), entry["scale"])
         applied.append({**entry, "file": path, "layers": len(mapping.modules), "formats": mapping.formats})

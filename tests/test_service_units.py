@@ -247,6 +247,25 @@ def test_failed_prompts_become_the_services_errors():
     flagged = entry("execution_error", {"exception_message": "The content was flagged by a content checker "
                                                               "(content_policy_violation): frame 0 (score 0.97)"})
     assert outcome.failure(flagged) == (outcome.FLAGGED, "content_policy_violation", False)
+    assert outcome.error_answer("failed", outcome.FLAGGED, "content_policy_violation") == (422, {"detail": [
+        {"loc": ["body"], "msg": outcome.FLAGGED, "type": "content_policy_violation"}]})
+
+
+def test_a_lora_that_fails_while_running_is_a_422_naming_it_and_no_server_path_shows():
+    lora = {"status": {"messages": [["execution_error", {
+        "node_type": "LTX097TextToVideo", "exception_message":
+            "LoRA 2 of 2: LoRA file '/srv/comfy/models/loras/ltx097_downloads/a.safetensors' is cut short"}]]}}
+    message, kind, _ = outcome.failure(lora)
+    assert (message, kind) == ("LoRA 2 of 2: LoRA file 'models/loras/ltx097_downloads/a.safetensors' is cut short",
+                               outcome.LORA_ERROR)
+    status, body = outcome.error_answer("failed", message, kind)
+    assert status == 422 and body["detail"][0]["loc"] == ["body", "loras", 1, "path"]
+    crash = {"status": {"messages": [["execution_error", {
+        "node_type": "X", "exception_message": "open failed: /home/me/secret/thing.bin"}]]}}
+    assert outcome.failure(crash)[0] == "X: open failed: thing.bin"
+    assert outcome.hide_paths("C:\\ComfyUI\\output\\a.mp4 at 16:9, 1/2") == "output/a.mp4 at 16:9, 1/2"
+    assert outcome.error_answer("cancelled", "stopped", "request_cancelled")[0] == 400
+    assert outcome.error_answer("failed", "too late", "request_timeout")[0] == 504
 
 
 def test_the_result_prompt_is_the_prompt_the_node_used():

@@ -67,7 +67,10 @@ class ConditionMedia:
 
     async def read(self, condition, loc: tuple, local) -> tuple[bytes, str]:
         limit = self.config.max_image_bytes if condition.kind == "image" else self.config.max_video_bytes
-        uploaded = local(condition.url)
+        try:
+            uploaded = local(condition.url)
+        except LookupError as gone:
+            raise InputError([error(loc, str(gone), "file_download_error")]) from gone
         if uploaded is not None:
             if len(uploaded[0]) > limit:
                 raise InputError([error(loc, f"the uploaded file is {len(uploaded[0])} bytes; at most {limit} "

@@ -290,3 +290,61 @@ def test_run_log_names_every_phase_of_a_multi_scale_run():
     assert lines == ["encode: conditioning media (VAE)", "pass 1: denoising", "pass 1: step 1/2",
                      "pass 1: step 2/2", "upsample: 2× latent upsampler", "pass 2: denoising", "pass 2: step 1/1"]
     assert loaded == ["vae", "transformer", "upsampler", "transformer"]
+
+
+def test_uploads_are_kept_for_their_lifetime_and_read_back_by_url(tmp_path):
+    from service import uploads
+
+    store = uploads.UploadStore(tmp_path, service_config.ServiceConfig(upload_lifetime_seconds=3600))
+    upload, token = store.create("image/png", "../My Photo (1).png", lifetime=120, multipart=False)
+    assert upload.file_name == "My_Photo_1_.png" and uploads.UPLOAD_ID.match(upload.upload_id)
+    assert 60 < upload.expires_at - __import__("time").time() <= 120  # the client asked for less than the setting
+    with pytest.raises(uploads.UploadError):
+        store.authorized(upload.upload_id, "wrong")
+    incoming = tmp_path / "in.bin"
+    incoming.write_bytes(b"<html>")
+    with pytest.raises(uploads.UploadError) as refused:
+        store.finish(store.authorized(upload.upload_id, token), incoming)
+    assert refused.value.status == 415 and not incoming.exists()
+    incoming.write_bytes(b"\x89PNG\r\n\x1a\n....")
+    store.finish(store.authorized(upload.upload_id, token), incoming)
+    url = f"https://127.0.0.1:8188{uploads.UPLOADS_PREFIX}/{upload.upload_id}/{upload.file_name}"
+    assert store.local(url, "https://127.0.0.1:8188") == (b"\x89PNG\r\n\x1a\n....", "image/png")
+    assert store.local(url, "https://other:1") is None and store.local("https://x/y.png", "https://x") is None
+    with pytest.raises(uploads.UploadMissing):
+        store.local(url.replace(upload.upload_id, "0" * 32), "https://127.0.0.1:8188")
+    record = tmp_path / f"{upload.upload_id}.json"
+    record.write_text(record.read_text().replace(str(upload.expires_at), "1.0"))
+    store.remove_expired()
+    assert not list(tmp_path.glob(f"{upload.upload_id}.*"))
+    assert uploads.requested_lifetime('{"expiration_duration_seconds": 3600}') == 3600.0
+    assert uploads.requested_lifetime("not json") is None
+
+
+def test_status_events_carry_new_log_lines_only():
+    from service import events
+
+    stream = events.StatusEvents(with_logs=True)
+    line = {"message": "a"}
+    first = stream.next({"status": "IN_QUEUE", "queue_position": 1, "logs": []})
+    assert first["status"] == "IN_QUEUE" and first["logs"] == []
+    assert stream.next({"status": "IN_QUEUE", "queue_position": 1, "logs": []}) is None
+    assert stream.next({"status": "IN_PROGRESS", "logs": [line]})["logs"] == [line]
+    assert stream.next({"status": "IN_PROGRESS", "logs": [line, {"message": "b"}]})["logs"] == [{"message": "b"}]
+    assert stream.next({"status": "COMPLETED", "logs": [line, {"message": "b"}]})["logs"] == []
+    assert events.event({"a": 1}) == b'data: {"a":1}\n\n'
+
+
+def test_aiohttp_errors_become_json_with_detail():
+    from aiohttp import web
+
+    from service import errors
+
+    answer = errors.json_error(web.HTTPMethodNotAllowed("GET", ["POST"]))
+    assert answer.status == 405 and json.loads(answer.text)["detail"] and answer.headers["Allow"] == "POST"
+    assert json.loads(errors.json_error(web.HTTPNotFound()).text) == {"detail": "Not Found"}
+    kept = errors.json_error(web.HTTPNotFound(text='{"detail": "request x not found"}',
+                                              content_type="application/json"))
+    assert json.loads(kept.text) == {"detail": "request x not found"}
+    assert errors.api_path("/queue/fal-ai/ltx-video-lora/requests/x", ("/queue/fal-ai/ltx-video-lora",))
+    assert not errors.api_path("/queue", ("/queue/fal-ai/ltx-video-lora",))

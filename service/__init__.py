@@ -25,7 +25,9 @@ def start(add_log_listener: Callable[[Callable[[str], None]], None], fetch: Modu
     from .host import ComfyHost
     from .routes import APP_ID, QUEUE_PREFIX, QueueService
     from .media import ConditionMedia
+    from .errors import json_errors
     from .store import JobStore
+    from .uploads import REST_PREFIX, UPLOADS_PREFIX, UploadRoutes, UploadStore
     from .webhook import Webhook
 
     host = ComfyHost()
@@ -33,7 +35,11 @@ def start(add_log_listener: Callable[[Callable[[str], None]], None], fetch: Modu
     service = QueueService(host, config, JobStore(host.user_dir() / STORE_FOLDER / "requests"))
     service.media = ConditionMedia(fetch.fetch_bytes, fetch.FetchError, host.input_dir(), config)
     service.notify = Webhook(fetch.post_json, fetch.redact_url)
+    service.uploads = UploadStore(host.user_dir() / STORE_FOLDER / "uploads", config)
     service.register(host.routes)
+    UploadRoutes(service.uploads, config).register(host.routes)
+    host.app().middlewares.append(json_errors((f"{QUEUE_PREFIX}/{APP_ID}", f"/{APP_ID}", REST_PREFIX,
+                                               f"/{STORE_FOLDER}")))
     add_log_listener(service.on_log)
     logger.info("LTX-Video API: %s at <server>/%s (queue at <server>%s/%s), settings from %s: %s", APP_ID, APP_ID,
                 QUEUE_PREFIX, APP_ID, host.user_dir() / FILE_NAME, config.public())

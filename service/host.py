@@ -57,6 +57,18 @@ class ComfyHost:
         spec = node.INPUT_TYPES()
         return set(spec.get("required", {})) | set(spec.get("optional", {}))
 
+    def app(self):
+        """The aiohttp application (its middlewares can still be added while custom nodes load)."""
+        return self.server.app
+
+    def missing_feature_models(self) -> dict[str, str]:
+        """Field → default model folder (relative to models/) of each switchable feature whose model is missing."""
+        from ..nodes.enhancer import missing_default_enhancer
+        from ..nodes.safety import missing_default_checker
+
+        found = {"enable_safety_checker": missing_default_checker(), "expand_prompt": missing_default_enhancer()}
+        return {field: folder for field, folder in found.items() if folder}
+
     def lora_file_missing(self, path: str) -> bool:
         """A LoRA named as a file (not a URL or `owner/repo`) that is in none of the loras folders."""
         if "://" in path or ("/" in path and not path.lower().endswith((".safetensors", ".sft"))):

@@ -348,3 +348,23 @@ def test_aiohttp_errors_become_json_with_detail():
     assert json.loads(kept.text) == {"detail": "request x not found"}
     assert errors.api_path("/queue/fal-ai/ltx-video-lora/requests/x", ("/queue/fal-ai/ltx-video-lora",))
     assert not errors.api_path("/queue", ("/queue/fal-ai/ltx-video-lora",))
+
+
+def test_lora_urls_and_files_are_checked_before_queueing():
+    from service import lora_checks
+
+    class Refused(ValueError):
+        pass
+
+    def check_reachable(url, what):
+        if "127.0.0.2" in url or url.startswith("ftp"):
+            raise Refused(f"{what}: {url} is not allowed")
+
+    generation = schema.parse_input({"prompt": "p", "loras": [
+        {"path": "https://ok.example/a.safetensors"}, {"path": "http://127.0.0.2/b.safetensors"},
+        {"path": "here.safetensors"}, {"path": "gone.safetensors"}, {"path": "owner/repo"}]})
+    found = lora_checks.lora_errors(generation, file_missing=lambda name: name == "gone.safetensors",
+                                    check_reachable=check_reachable, fetch_error=Refused)
+    assert [(e["loc"], e["type"]) for e in found] == [
+        (["body", "loras", 1, "path"], "url_not_allowed"), (["body", "loras", 3, "path"], "value_error")]
+    assert "loras.1.path" in found[0]["msg"]

@@ -35,6 +35,7 @@ def start(add_log_listener: Callable[[Callable[[str], None]], None], fetch: Modu
     service = QueueService(host, config, JobStore(host.user_dir() / STORE_FOLDER / "requests"))
     service.media = ConditionMedia(fetch.fetch_bytes, fetch.FetchError, host.input_dir(), config)
     service.notify = Webhook(fetch.post_json, fetch.redact_url)
+    service.check_reachable, service.fetch_error = fetch.check_reachable, fetch.FetchError
     service.uploads = UploadStore(host.user_dir() / STORE_FOLDER / "uploads", config)
     service.register(host.routes)
     UploadRoutes(service.uploads, config).register(host.routes)

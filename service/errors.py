@@ -44,6 +44,9 @@ def json_errors(prefixes: tuple[str, ...]):
     async def middleware(request: web.Request, handler):
         if not api_path(request.path, prefixes):
             return await handler(request)
+        if isinstance(getattr(request.match_info.route, "resource", None), web.StaticResource):
+            # ComfyUI serves its web folder at `/`: an unknown API path would be a (plain) missing file
+            return web.json_response({"detail": f"no such API path: {request.method} {request.path}"}, status=404)
         try:
             response = await handler(request)
         except web.HTTPException as error:
@@ -53,6 +56,9 @@ def json_errors(prefixes: tuple[str, ...]):
         except Exception:
             logger.exception("LTX-Video API: %s %s failed", request.method, request.path)
             response = web.json_response({"detail": CRASH_DETAIL}, status=500)
+        if response.status >= 400 and isinstance(response, web.Response) and not response.prepared \
+                and response.content_type != "application/json":  # an error answered, not raised (static files)
+            response = web.json_response({"detail": response.reason}, status=response.status)
         found = REQUEST_IN_PATH.search(request.path)
         if found and REQUEST_ID_HEADER not in response.headers and not response.prepared:
             response.headers[REQUEST_ID_HEADER] = found.group(1)

@@ -517,3 +517,25 @@ def test_a_request_cancelled_while_queued_sends_its_webhook_once(api, web):
     assert status == 400 and hook["status"] == "ERROR" and hook["payload"] == answer
     time.sleep(1)
     assert web.hits["/hook-cancel"] == 1
+
+
+def test_multipart_upload_as_the_javascript_client_sends_large_files(api, tmp_path):
+    """The client's multipart protocol (used above 90 MB), here with small parts: initiate, PUT each part to
+    `<upload_url>/<n>`, POST `<upload_url>/complete` with the parts; the file is then the parts joined."""
+    clip = e2e_workflows.write_video(tmp_path / "clip.mp4", frames=9).read_bytes()
+    status, started = post(api, "/rest/storage/upload/initiate-multipart?storage_type=fal-cdn-v3",
+                           {"content_type": "video/mp4", "file_name": "clip.mp4"})
+    assert status == 200, started
+    base, query = started["upload_url"].split("?")
+    route = base[len(api.url):]
+    parts = []
+    for number, piece in enumerate((clip[:1000], clip[1000:]), 1):
+        status, answer = post(api, f"{route}/{number}?{query}", piece, "PUT",
+                              {"Content-Type": "application/octet-stream"})
+        assert status == 200 and answer["partNumber"] == number, answer
+        parts.append(answer)
+    assert post(api, f"{route}/complete?{query}", {"parts": parts})[0] == 200
+    request = urllib.request.Request(started["file_url"], headers={"Authorization": "Key test-key"})
+    with urllib.request.urlopen(request, timeout=30, context=api.ssl_context) as response:
+        assert response.read() == clip and response.headers["Content-Type"] == "video/mp4"
+    assert post(api, f"{route}/1?upload_token=wrong", b"x", "PUT")[0] == 404

@@ -309,33 +309,6 @@ def test_unknown_request_ids_are_404(api):
     assert post(api, f"{QUEUE}/requests/{uuid.uuid4()}/cancel", b"", "PUT")[0] == 404
 
 
-def test_restart_keeps_finished_results_and_fails_unfinished_ones(api, tls):
-    _, done = post(api, QUEUE, {"prompt": "kept", **FAST, "seed": 77})
-    while post(api, f"{QUEUE}/requests/{done['request_id']}/status", None, "GET")[1]["status"] != "COMPLETED":
-        time.sleep(0.3)
-    _, running = post(api, QUEUE, {"prompt": "running", **service_kit.SMALL, "number_of_steps": 60})
-    _, queued = post(api, QUEUE, {"prompt": "queued", **FAST})
-    while post(api, f"{QUEUE}/requests/{running['request_id']}/status", None, "GET")[1]["status"] == "IN_QUEUE":
-        time.sleep(0.1)
-    api.stop()
-    config_path = api.workdir / "user" / "ltxv097_api.json"
-    config_path.write_text(json.dumps({**json.loads(config_path.read_text()), "api_keys": ["sekrit"]}))
-    api.start()
-    key = {"Authorization": "Key sekrit"}
-    assert post(api, f"{QUEUE}/requests/{done['request_id']}", None, "GET")[0] == 401
-    assert post(api, QUEUE, {"prompt": "p"}, headers={"Authorization": "Key wrong"})[0] == 401
-    status, output = post(api, f"{QUEUE}/requests/{done['request_id']}", None, "GET", key)
-    assert status == 200
-    check_output(api, output, prompt="kept", seed=77)
-    for lost in (running, queued):
-        status, state = post(api, f"{QUEUE}/requests/{lost['request_id']}/status", None, "GET", key)
-        assert status == 200 and state["status"] == "COMPLETED" and state["error_type"] == "server_restarted"
-        status, answer = post(api, f"{QUEUE}/requests/{lost['request_id']}", None, "GET", key)
-        assert status == 500 and "stopped before this request finished" in answer["detail"]
-    fetched = python_client(api, tls, "result", {"request_id": done["request_id"]}, key="sekrit")
-    assert fetched["result"] == output
-
-
 # ---- what apps do (issue 18): files in, the status stream, the family's endpoints, headers, fail at submit ----
 
 CAT_EXAMPLE = ("A close-up reveals a fluffy ginger tabby cat, its fur a vibrant mix of orange, cream, and black, "
@@ -539,3 +512,31 @@ def test_multipart_upload_as_the_javascript_client_sends_large_files(api, tmp_pa
     with urllib.request.urlopen(request, timeout=30, context=api.ssl_context) as response:
         assert response.read() == clip and response.headers["Content-Type"] == "video/mp4"
     assert post(api, f"{route}/1?upload_token=wrong", b"x", "PUT")[0] == 404
+
+
+def test_restart_keeps_finished_results_and_fails_unfinished_ones(api, tls):
+    """Last in the module: it turns on an API key."""
+    _, done = post(api, QUEUE, {"prompt": "kept", **FAST, "seed": 77})
+    while post(api, f"{QUEUE}/requests/{done['request_id']}/status", None, "GET")[1]["status"] != "COMPLETED":
+        time.sleep(0.3)
+    _, running = post(api, QUEUE, {"prompt": "running", **service_kit.SMALL, "number_of_steps": 60})
+    _, queued = post(api, QUEUE, {"prompt": "queued", **FAST})
+    while post(api, f"{QUEUE}/requests/{running['request_id']}/status", None, "GET")[1]["status"] == "IN_QUEUE":
+        time.sleep(0.1)
+    api.stop()
+    config_path = api.workdir / "user" / "ltxv097_api.json"
+    config_path.write_text(json.dumps({**json.loads(config_path.read_text()), "api_keys": ["sekrit"]}))
+    api.start()
+    key = {"Authorization": "Key sekrit"}
+    assert post(api, f"{QUEUE}/requests/{done['request_id']}", None, "GET")[0] == 401
+    assert post(api, QUEUE, {"prompt": "p"}, headers={"Authorization": "Key wrong"})[0] == 401
+    status, output = post(api, f"{QUEUE}/requests/{done['request_id']}", None, "GET", key)
+    assert status == 200
+    check_output(api, output, prompt="kept", seed=77)
+    for lost in (running, queued):
+        status, state = post(api, f"{QUEUE}/requests/{lost['request_id']}/status", None, "GET", key)
+        assert status == 200 and state["status"] == "COMPLETED" and state["error_type"] == "server_restarted"
+        status, answer = post(api, f"{QUEUE}/requests/{lost['request_id']}", None, "GET", key)
+        assert status == 500 and "stopped before this request finished" in answer["detail"]
+    fetched = python_client(api, tls, "result", {"request_id": done["request_id"]}, key="sekrit")
+    assert fetched["result"] == output

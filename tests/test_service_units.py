@@ -368,3 +368,16 @@ def test_lora_urls_and_files_are_checked_before_queueing():
     assert [(e["loc"], e["type"]) for e in found] == [
         (["body", "loras", 1, "path"], "url_not_allowed"), (["body", "loras", 3, "path"], "value_error")]
     assert "loras.1.path" in found[0]["msg"]
+
+
+def test_a_webhook_for_an_error_carries_its_results_error_body():
+    for error_type, message in (("content_policy_violation", outcome.FLAGGED), ("request_cancelled", "stopped"),
+                                (outcome.LORA_ERROR, "LoRA 1 of 1: answered 404")):
+        job = jobs.Job(REQUEST_ID, 1, "p", state=jobs.FAILED, error=message, error_type=error_type,
+                       webhook_url="https://hook")
+        body = webhook.webhook_body(job, None)
+        assert body["status"] == "ERROR" and body["payload"] == outcome.error_answer(job.state, message, error_type)[1]
+    flagged = webhook.webhook_body(jobs.Job(REQUEST_ID, 1, "p", state=jobs.FAILED, error=outcome.FLAGGED,
+                                            error_type="content_policy_violation"), None)
+    assert flagged["payload"] == {"detail": [{"loc": ["body"], "msg": outcome.FLAGGED,
+                                              "type": "content_policy_violation"}]}

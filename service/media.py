@@ -56,8 +56,17 @@ class ConditionMedia:
                 declared = f" (sent as {media_type})" if media_type else ""
                 raise InputError([error((field,), f"is not {ARTICLE[condition.kind]} file{declared}; allowed: "
                                                   f"{ALLOWED[condition.kind]}", "file_type")])
-            name = f"ltxv097_api_{request_id}_{condition.kind}.{extension}"
+            name = f"{self.prefix(request_id)}{condition.kind}.{extension}"
             self.input_dir.mkdir(parents=True, exist_ok=True)
             (self.input_dir / name).write_bytes(data)
             files[condition.kind] = name
         return files
+
+    def remove(self, request_id: str) -> None:
+        """The condition files of a request leave the input folder once it is done (or refused)."""
+        for path in self.input_dir.glob(f"{self.prefix(request_id)}*"):
+            path.unlink(missing_ok=True)
+
+    @staticmethod
+    def prefix(request_id: str) -> str:
+        return f"ltxv097_api_{request_id}_"

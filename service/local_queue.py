@@ -33,7 +33,7 @@ class LocalQueue:
         self.book = JobBook(store.save)
         for job in store.load_all():
             self.book.add(job, persist=False)
-        self._monitor: Optional[asyncio.Task] = None
+        self._follower: Optional[asyncio.Task] = None
 
     # JobQueue -------------------------------------------------------------------------------------------------
 
@@ -45,7 +45,7 @@ class LocalQueue:
             self.book.discard(job.request_id)
             raise
         self.store.save(job)
-        self.ensure_monitor()
+        self.ensure_following()
 
     async def get(self, request_id: str) -> Optional[Job]:
         return self.book.get(request_id)
@@ -87,11 +87,11 @@ class LocalQueue:
         if prompt_id:
             self.book.log(prompt_id, message)
 
-    def ensure_monitor(self) -> None:
-        if self._monitor is None or self._monitor.done():
-            self._monitor = asyncio.get_running_loop().create_task(self.monitor())
+    def ensure_following(self) -> None:
+        if self._follower is None or self._follower.done():
+            self._follower = asyncio.get_running_loop().create_task(self.follow_until_done())
 
-    async def monitor(self) -> None:
+    async def follow_until_done(self) -> None:
         """Follow every unfinished request through ComfyUI's queue and history until none is left."""
         while True:
             active = self.book.active()
@@ -130,8 +130,7 @@ class LocalQueue:
             self.book.fail(job.request_id, "the request was cancelled" if cancelled else message,
                            "request_cancelled" if cancelled else error_type, cancelled=cancelled)
         self.remove_media(job.request_id)
-        settled = self.book.get(job.request_id)
-        if settled is not None and settled.webhook_url:
-            output = result_json(settled, video_url(settled.server_url, settled)) \
-                if settled.state == COMPLETED else None
-            asyncio.get_running_loop().create_task(self.notify(settled, output))
+        record = self.book.get(job.request_id)
+        if record is not None and record.webhook_url:
+            output = result_json(record, video_url(record.server_url, record)) if record.state == COMPLETED else None
+            asyncio.get_running_loop().create_task(self.notify(record, output))

@@ -29,7 +29,7 @@ from .graph import build_prompt, feature_inputs
 from .jobs import CANCELLED, COMPLETED, FILES_PREFIX, Job, Urls, result_json, status_json, video_url
 from .media import ConditionMedia
 from .queue import JobQueue
-from .schema import GenerationInput, InputError, error, parse_input
+from .schema import GenerationInput, InputError, field_error, parse_input
 from .store import REQUEST_ID
 
 logger = logging.getLogger(__name__)
@@ -62,7 +62,7 @@ def queueing_error(rejection: Exception, generation: GenerationInput) -> Excepti
     messages = {node: "; ".join(f"{e.get('message', '')}: {e.get('details', '')}".strip(": ")
                                 for e in info.get("errors", [])) for node, info in node_errors.items()}
     if "loras" in messages and generation.loras:
-        return InputError([error(("loras",), messages["loras"])])
+        return InputError([field_error(("loras",), messages["loras"])])
     detail = "; ".join(f"{node}: {text}" for node, text in messages.items()) or str(rejection)
     return web.HTTPInternalServerError(text=json.dumps({"detail": f"the server could not queue the request "
                                                                   f"(check ltxv097_api.json): {detail}"}),
@@ -76,12 +76,12 @@ class ApiRoutes:
         self.queue, self.host, self.config, self.media = queue, host, config, media
 
     def register(self, routes) -> None:
-        queue = f"{QUEUE_PREFIX}/{APP_ID}"
-        routes.post(queue)(self.submit)
-        routes.get(queue + "/requests/{request_id}/status")(self.status)
-        routes.get(queue + "/requests/{request_id}")(self.result)
-        routes.get(queue + "/requests/{request_id}/response")(self.result)
-        routes.put(queue + "/requests/{request_id}/cancel")(self.cancel)
+        queue_path = f"{QUEUE_PREFIX}/{APP_ID}"
+        routes.post(queue_path)(self.submit)
+        routes.get(queue_path + "/requests/{request_id}/status")(self.status)
+        routes.get(queue_path + "/requests/{request_id}")(self.result)
+        routes.get(queue_path + "/requests/{request_id}/response")(self.result)
+        routes.put(queue_path + "/requests/{request_id}/cancel")(self.cancel)
         routes.post(f"/{APP_ID}")(self.run)
         routes.get(FILES_PREFIX + "/{request_id}/{file_name}")(self.file)
 
@@ -115,10 +115,10 @@ class ApiRoutes:
         try:
             body = await request.json()
         except ValueError as bad:
-            raise InputError([error((), f"the body is not valid JSON: {bad}", "json_invalid")]) from bad
+            raise InputError([field_error((), f"the body is not valid JSON: {bad}", "json_invalid")]) from bad
         generation = parse_input(body)
-        missing = [error(("loras", index, "path"), f"no LoRA file {lora.path!r} in models/loras; give a URL, a "
-                                                   "Hugging Face repository or a file in models/loras")
+        missing = [field_error(("loras", index, "path"), f"no LoRA file {lora.path!r} in models/loras; give a URL, "
+                                                         "a Hugging Face repository or a file in models/loras")
                    for index, lora in enumerate(generation.loras) if self.host.lora_file_missing(lora.path)]
         if missing:
             raise InputError(missing)
@@ -192,8 +192,8 @@ class ApiRoutes:
         if job.error_type == "content_policy_violation":  # the service's answer to flagged content
             detail = [{"loc": ["body"], "msg": job.error, "type": job.error_type}]
             return json_response({"detail": detail}, 422, job.request_id)
-        status = 400 if job.state == CANCELLED else 500
-        return json_response({"detail": job.error, "error_type": job.error_type}, status, job.request_id)
+        http_status = 400 if job.state == CANCELLED else 500
+        return json_response({"detail": job.error, "error_type": job.error_type}, http_status, job.request_id)
 
     async def cancel(self, request: web.Request) -> web.Response:
         if (denied := self.unauthorized(request)) is not None:

@@ -77,7 +77,7 @@ class InputError(ValueError):
         self.detail = detail
 
 
-def error(loc: tuple, msg: str, kind: str = "value_error") -> dict:
+def field_error(loc: tuple, msg: str, kind: str = "value_error") -> dict:
     return {"loc": ["body", *loc], "msg": msg, "type": kind}
 
 
@@ -88,7 +88,7 @@ class _Checker:
         self.body, self.errors = body, []
 
     def fail(self, loc: tuple, msg: str, kind: str = "value_error"):
-        self.errors.append(error(loc, msg, kind))
+        self.errors.append(field_error(loc, msg, kind))
         return None
 
     def string(self, name: str, default: Optional[str] = None, *, required: bool = False, src: Optional[dict] = None,
@@ -197,8 +197,8 @@ KNOWN_FIELDS = frozenset({
 def parse_input(body: Any, *, draw_seed=None) -> GenerationInput:
     """Validate a request body; a missing (or null) seed is drawn with `draw_seed()` (default: random)."""
     if not isinstance(body, dict):
-        raise InputError([error((), f"the body must be a JSON object of the input fields, not {type(body).__name__}",
-                                "dict_type")])
+        raise InputError([field_error((), "the body must be a JSON object of the input fields, not "
+                                          f"{type(body).__name__}", "dict_type")])
     check = _Checker(body)
     for name in sorted(set(body) - KNOWN_FIELDS):
         check.fail((name,), f"unknown field; the fields are {', '.join(sorted(KNOWN_FIELDS))}", "extra_forbidden")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import importlib.util
+import inspect
 import json
 import sys
 import types
@@ -43,6 +44,18 @@ def test_defaults_are_the_services_and_a_missing_seed_is_drawn():
     drawn = {schema.parse_input({"prompt": "a fox", "seed": None}).seed for _ in range(20)}
     assert len(drawn) > 1 and all(0 <= seed < schema.DRAWN_SEED_LIMIT for seed in drawn)
     assert schema.parse_input({"prompt": "a fox", "seed": 0}).seed == 0
+
+
+def test_the_single_server_queue_is_a_job_queue():
+    """The handlers depend on `JobQueue` alone: the queue of one server has each of its methods, async and with the
+    same signature, so another queue (e.g. a shared one in a database) can take its place."""
+    seam, local = pack_module("service.queue").JobQueue, pack_module("service.local_queue").LocalQueue
+    methods = {name: method for name, method in vars(seam).items()
+               if inspect.isfunction(method) and not name.startswith("_")}
+    assert set(methods) == {"enqueue", "get", "status", "cancel", "finished"}
+    for name, method in methods.items():
+        assert inspect.iscoroutinefunction(getattr(local, name)), name
+        assert inspect.signature(getattr(local, name)) == inspect.signature(method), name
 
 
 def test_every_bad_field_is_named_at_once():

@@ -110,7 +110,7 @@ class ApiRoutes:
 
     # submit / run ---------------------------------------------------------------------------------------------
 
-    async def validate_and_queue(self, request: web.Request) -> Job:
+    async def enqueue(self, request: web.Request) -> Job:
         """Validate, build and queue one request (raises InputError for a 422)."""
         try:
             body = await request.json()
@@ -146,7 +146,7 @@ class ApiRoutes:
         if (denied := self.unauthorized(request)) is not None:
             return denied
         try:
-            return await self.validate_and_queue(request)
+            return await self.enqueue(request)
         except InputError as bad:
             return json_response({"detail": bad.detail}, 422)
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
-from .schema import InputError, error
+from .schema import InputError, field_error
 
 JSON_TYPES = ("application/json",)
 CHUNK_BYTES = 1024 * 1024
@@ -40,4 +40,4 @@ async def read_json(request: web.Request, limit: int) -> Any:
     try:
         return json.loads(bytes(data))
     except ValueError as bad:
-        raise InputError([error((), f"the body is not valid JSON: {bad}", "json_invalid")]) from bad
+        raise InputError([field_error((), f"the body is not valid JSON: {bad}", "json_invalid")]) from bad

@@ -11,7 +11,7 @@ import json
 from typing import Iterable, Optional
 
 from .config import ServiceConfig
-from .schema import GenerationInput, InputError, error
+from .schema import GenerationInput, InputError, field_error
 
 OUTPUT_NODE = "text_to_video"
 LITERAL_PROMPT_INPUT = "split_prompt"
@@ -65,12 +65,12 @@ def feature_inputs(generation: GenerationInput, node_inputs: Iterable[str],
         if not wanted:
             continue
         if field not in names and field == "expand_prompt":  # an older node: checking is not a reason to refuse
-            errors.append(error((field,), f"{field} is not available on this server; send {field}: false"))
+            errors.append(field_error((field,), f"{field} is not available on this server; send {field}: false"))
         elif (missing_models or {}).get(field):
-            errors.append(error((field,), f"{field} needs a model this server does not have: "
-                                          f"models/{missing_models[field]} is missing. Install it there, send "
-                                          f"{field}: false, or set \"{setting}\": false in ltxv097_api.json",
-                                "model_missing"))
+            errors.append(field_error((field,), f"{field} needs a model this server does not have: "
+                                                f"models/{missing_models[field]} is missing. Install it there, send "
+                                                f"{field}: false, or set \"{setting}\": false in ltxv097_api.json",
+                                      "model_missing"))
     if errors:
         raise UnavailableFeature(errors)
     return values

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from .schema import GenerationInput, error
+from .schema import GenerationInput, field_error
 
 
 def lora_errors(generation: GenerationInput, *, file_missing: Callable[[str], bool],
@@ -19,8 +19,8 @@ def lora_errors(generation: GenerationInput, *, file_missing: Callable[[str], bo
             try:
                 check_reachable(lora.path, f"loras.{index}.path")
             except fetch_error as refused:
-                errors.append(error(loc, str(refused), "url_not_allowed"))
+                errors.append(field_error(loc, str(refused), "url_not_allowed"))
         elif file_missing(lora.path):
-            errors.append(error(loc, f"no LoRA file {lora.path!r} in models/loras; give a URL, a Hugging Face "
-                                     "repository or a file in models/loras"))
+            errors.append(field_error(loc, f"no LoRA file {lora.path!r} in models/loras; give a URL, a Hugging "
+                                           "Face repository or a file in models/loras"))
     return errors

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from .config import ServiceConfig
-from .schema import GenerationInput, InputError, error
+from .schema import GenerationInput, InputError, field_error
 
 IMAGE_TYPES = {"png": b"\x89PNG\r\n\x1a\n", "jpg": b"\xff\xd8\xff", "gif": b"GIF8"}
 VIDEO_TYPES = {"webm": b"\x1a\x45\xdf\xa3"}
@@ -53,9 +53,9 @@ class ConditionMedia:
                 extension = sniff(condition.kind, data[0])
                 if extension is None:
                     declared = f" (sent as {data[1]})" if data[1] else ""
-                    raise InputError([error(loc, f"is not {ARTICLE[condition.kind]} file{declared}; allowed: "
-                                                 f"{ALLOWED[condition.kind]}", "file_type")])
-                name = f"ltxv097_api_{request_id}_{number}_{condition.kind}.{extension}"
+                    raise InputError([field_error(loc, f"is not {ARTICLE[condition.kind]} file{declared}; "
+                                                       f"allowed: {ALLOWED[condition.kind]}", "file_type")])
+                name = f"{self.prefix(request_id)}{number}_{condition.kind}.{extension}"
                 self.input_dir.mkdir(parents=True, exist_ok=True)
                 (self.input_dir / name).write_bytes(data[0])
                 files.append(name)
@@ -70,15 +70,24 @@ class ConditionMedia:
         try:
             uploaded = local(condition.url)
         except LookupError as gone:
-            raise InputError([error(loc, str(gone), "file_download_error")]) from gone
+            raise InputError([field_error(loc, str(gone), "file_download_error")]) from gone
         if uploaded is not None:
             if len(uploaded[0]) > limit:
-                raise InputError([error(loc, f"the uploaded file is {len(uploaded[0])} bytes; at most {limit} "
-                                             f"bytes are allowed", "file_download_error")])
+                raise InputError([field_error(loc, f"the uploaded file is {len(uploaded[0])} bytes; at most "
+                                                   f"{limit} bytes are allowed", "file_download_error")])
             return uploaded
         try:
             return await asyncio.to_thread(self.fetch_bytes, condition.url, max_bytes=limit,
                                            what=f"the {'.'.join(map(str, loc))}")
         except self.fetch_error as failed:
-            raise InputError([error(loc, str(failed), "file_download_error")]) from failed
+            raise InputError([field_error(loc, str(failed), "file_download_error")]) from failed
+
+    def remove(self, request_id: str) -> None:
+        """The condition files of a request leave the input folder once it is done (or refused)."""
+        for path in self.input_dir.glob(f"{self.prefix(request_id)}*"):
+            path.unlink(missing_ok=True)
+
+    @staticmethod
+    def prefix(request_id: str) -> str:
+        return f"ltxv097_api_{request_id}_"
 

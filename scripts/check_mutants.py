@@ -37,8 +37,8 @@ MUTANTS = (
            'contexts = {"uncond": (prompts.context, prompts.mask)}',
            (f"{PARITY}::test_single_scale_cfg_stg", f"{PARITY}::test_multi_scale_dev_recipe")),
     Mutant("t2v-ignores-negative-prompt", "nodes/text_to_video.py",
-           "encode_prompts(clip, prompt), encode_prompt(clip, negative_prompt)",
-           "encode_prompts(clip, prompt), encode_prompt(clip, DEFAULT_NEGATIVE_PROMPT)",
+           "encode_prompts(clip, prompt, split_prompt), encode_prompt(clip, negative_prompt)",
+           "encode_prompts(clip, prompt, split_prompt), encode_prompt(clip, DEFAULT_NEGATIVE_PROMPT)",
            ("tests/test_nodes_video.py::test_text_to_video_uses_its_negative_prompt",)),
     Mutant("stg-mode-ignored", "ltx_core/passes.py", 'skip_strategy=recipe["stg_mode"]',
            'skip_strategy="attention_values"', (f"{PARITY}::test_stg_strategies",)),
@@ -58,6 +58,17 @@ MUTANTS = (
            ("tests/test_pipeline_units.py::test_guidance_arithmetic_matches_the_reference_loop",)),
     Mutant("stg-rescale-ignored", "ltx_core/guidance.py", "        if step.rescale != 1.0:", "        if False:",
            ("tests/test_pipeline_units.py::test_guidance_arithmetic_matches_the_reference_loop",)),
+    Mutant("api-null-means-default", "service/schema.py", "if src[name] is None and not nullable:",
+           "if False:", ("tests/test_service_units.py::test_nulls_and_wrong_types_are_422s_naming_the_field",)),
+    Mutant("api-webhook-error-payload-differs", "service/webhook.py",
+           'body["payload"] = error_answer(job.state, job.error, job.error_type)[1]',
+           'body["payload"] = {"detail": job.error, "error_type": job.error_type}',
+           ("tests/test_service_units.py::test_a_webhook_for_an_error_carries_its_results_error_body",)),
+    Mutant("api-stream-repeats-logs", "service/events.py", "self.last, self.logs_sent = key, len(logs)",
+           "self.last = key", ("tests/test_service_units.py::test_status_events_carry_new_log_lines_only",)),
+    Mutant("api-lora-failure-is-500", "service/outcome.py", "LORA_FAILURE.match(message or \"\") if",
+           "None if", ("tests/test_service_units.py::"
+                       "test_a_lora_that_fails_while_running_is_a_422_naming_it_and_no_server_path_shows",)),
 )
 
 

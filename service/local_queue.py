@@ -1,9 +1,10 @@
 """The requests of one ComfyUI: kept in this process (and on disk), run on its own queue, followed to their end.
 
-`LocalQueue` is the `JobQueue` of a single server. It queues each request's prompt on ComfyUI's queue, follows
-every unfinished one through ComfyUI's queue and history (a task that runs while any is unfinished), settles it
-(the saved mp4, a failure or a cancellation), removes its condition media, sends its webhook, and writes the lines
-of the run log to the running request.
+`LocalQueue` is the `JobQueue` of a single server. It queues each request's prompt on ComfyUI's queue (a
+low-priority one behind every normal one), follows every unfinished one through ComfyUI's queue and history (a task
+that runs while any is unfinished), fails a queued one whose start deadline passed, settles it (the saved mp4, a
+failure or a cancellation), removes its condition media, sends its webhook once whatever the ending (a cancel while
+queued included), and writes the lines of the run log to the running request.
 """
 
 from __future__ import annotations

@@ -36,7 +36,7 @@ from .graph import build_prompt, feature_inputs
 from .jobs import COMPLETED, FILES_PREFIX, Job, Urls, result_json, status_json, video_url
 from .lora_checks import lora_errors
 from .media import ConditionMedia
-from .outcome import error_answer
+from .outcome import error_answer, hide_paths
 from .queue import JobQueue
 from .schema import (ENDPOINTS, TEXT_TO_VIDEO, GenerationInput, InputError, MediaLimits, data_uri_chars,
                      field_error, parse_input)
@@ -79,7 +79,7 @@ def queueing_error(rejection: Exception, generation: GenerationInput) -> Excepti
                                 for e in info.get("errors", [])) for node, info in node_errors.items()}
     if "loras" in messages and generation.loras:
         return InputError([field_error(("loras",), messages["loras"])])
-    detail = "; ".join(f"{node}: {text}" for node, text in messages.items()) or str(rejection)
+    detail = hide_paths("; ".join(f"{node}: {text}" for node, text in messages.items()) or str(rejection))
     return web.HTTPInternalServerError(text=json.dumps({"detail": f"the server could not queue the request "
                                                                   f"(check ltxv097_api.json): {detail}"}),
                                        content_type="application/json")

@@ -161,7 +161,9 @@ class ApiRoutes:
     # submit / run ---------------------------------------------------------------------------------------------
 
     def body_limit(self) -> int:
-        return data_uri_chars(self.config.max_video_bytes) * 8 + BODY_MARGIN  # multiconditioning: several URIs
+        """One video's data URI and the other fields: also the total of a multiconditioning request's URIs (the
+        body is held in memory while it is parsed)."""
+        return data_uri_chars(self.config.max_video_bytes) + BODY_MARGIN
 
     async def checked_input(self, request: web.Request) -> GenerationInput:
         """The validated request: fields, switched-on features' models and LoRAs, all before anything is queued."""

@@ -14,7 +14,7 @@ import pytest
 from pg_server import PgServer
 from service.jobs import CANCELLED, COMPLETED, FAILED, QUEUED, RUNNING
 from service.pgqueue import database, migrations
-from service.pgqueue.queue import LOW, NORMAL, PgJobQueue
+from service.pgqueue.queue import CANCEL_CHANNEL, LOW, NORMAL, PgJobQueue
 from service.pgqueue.settings import ENV_VAR, database_url, redact
 
 
@@ -187,7 +187,7 @@ def test_cancel_ends_a_waiting_job_and_notifies_the_worker_of_a_running_one(url)
         claim = await queue.claim("w1")
         waiting = await submit(queue, seed=2)
         heard = asyncio.Queue()
-        listener = asyncio.create_task(database.listen_for_cancels(url, heard.put))
+        listener = asyncio.create_task(database.listen(url, {CANCEL_CHANNEL: heard.put}))
         await asyncio.sleep(0.5)  # LISTEN is in place
         states = [await queue.cancel(waiting), await queue.cancel(running), await queue.cancel(waiting)]
         notified = await asyncio.wait_for(heard.get(), 5)

@@ -13,7 +13,6 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 from .migrations import SchemaError, migrate
-from .queue import CANCEL_CHANNEL
 from .settings import redact
 
 logger = logging.getLogger(__name__)
@@ -46,18 +45,20 @@ async def open_database(url: str) -> AsyncConnectionPool:
     return pool
 
 
-async def listen_for_cancels(url: str, on_cancel: Callable[[str], Awaitable[None]]) -> None:
-    """Forever: LISTEN on the cancel channel, reconnecting after a lost connection (a database restart)."""
+async def listen(url: str, handlers: dict[str, Callable[[str], Awaitable[None]]]) -> None:
+    """Forever: LISTEN on each channel and hand each notification's payload to its handler, reconnecting after a
+    lost connection (a database restart)."""
     while True:
         try:
             async with await psycopg.AsyncConnection.connect(url, **connection_options()) as connection:
-                await connection.execute(f"LISTEN {CANCEL_CHANNEL}")
+                for channel in handlers:
+                    await connection.execute(f"LISTEN {channel}")
                 async for notice in connection.notifies():
-                    await on_cancel(notice.payload)
+                    await handlers[notice.channel](notice.payload)
         except asyncio.CancelledError:
             raise
         except Exception as lost:  # the database went away: wait and listen again
-            logger.warning("LTX-Video API: cancel listener lost the database (%s); retrying",
+            logger.warning("LTX-Video API: the notification listener lost the database (%s); retrying",
                            redact(str(lost), url))
         await asyncio.sleep(RETRY_SECONDS)
 

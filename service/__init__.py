@@ -27,12 +27,18 @@ def start(add_log_listener: Callable[[Callable[[str], None]], None], fetch: Modu
     from .media import ConditionMedia
     from .store import JobStore
     from .webhook import Webhook
+    from .pgqueue.settings import database_url
 
     host = ComfyHost()
     config = load_config(host.user_dir())
-    service = QueueService(host, config, JobStore(host.user_dir() / STORE_FOLDER / "requests"))
-    service.media = ConditionMedia(fetch.fetch_bytes, fetch.FetchError, host.input_dir(), config)
-    service.notify = Webhook(fetch.post_json, fetch.redact_url)
+    media = ConditionMedia(fetch.fetch_bytes, fetch.FetchError, host.input_dir(), config)
+    notify = Webhook(fetch.post_json, fetch.redact_url)
+    url = database_url(config.database_url)
+    if url:
+        service = fleet_service(host, config, url, media, notify)
+    else:
+        service = QueueService(host, config, JobStore(host.user_dir() / STORE_FOLDER / "requests"))
+        service.media, service.notify = media, notify
     service.register(host.routes)
     add_log_listener(service.on_log)
     logger.info("LTX-Video API: %s at <server>/%s (queue at <server>%s/%s), settings from %s: %s", APP_ID, APP_ID,
@@ -40,4 +46,21 @@ def start(add_log_listener: Callable[[Callable[[str], None]], None], fetch: Modu
     warning = public_without_key(host.listen_addresses(), config.api_keys)
     if warning:
         logger.warning("LTX-Video API: %s", warning)
+    return service
+
+
+def fleet_service(host, config, url: str, media, notify):
+    """The fleet mode (README "Scale out"): the requests in PostgreSQL; this instance a gateway and a worker."""
+    from .pgqueue.fleet import Fleet
+    from .pgqueue.gateway import FleetService
+    from .pgqueue.settings import redact
+    from .routes import FILES_PREFIX
+
+    fleet = Fleet(host, config, url, notify=notify, media=media,
+                  file_url=lambda base, job: f"{base}{FILES_PREFIX}/{job.request_id}/{job.video['file_name']}")
+    service = FleetService(host, config, fleet)
+    fleet.remove_media = service.remove_media
+    fleet.start(host.loop)
+    logger.info("LTX-Video API: fleet mode, requests in the job database %s, results in %s", redact(url, url),
+                fleet.storage)
     return service

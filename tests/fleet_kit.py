@@ -1,0 +1,74 @@
+"""Test helpers for the fleet mode: ComfyUI servers sharing one throwaway PostgreSQL and one storage folder,
+with identical tiny models (copied from the first), and plain HTTP calls to any of them.
+
+PYTEST_DONT_REWRITE
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Optional
+
+import psycopg
+
+import service_kit
+import tiny_t5
+from comfy_server import ComfyServer
+
+QUEUE = f"/queue/{service_kit.APP_ID}"
+FAST = {**service_kit.SMALL, "number_of_steps": 1}
+
+
+def fleet_server(workdir: Path, database_url: Optional[str], storage: Path, *, tls, models_from=None,
+                 **changes) -> ComfyServer:
+    """A (not started) fleet member; `models_from` is a server whose tiny models it copies (same weights)."""
+    settings = {"database_url": database_url, "storage_dir": str(storage), **changes}
+    if models_from is None:
+        return service_kit.api_server(workdir, tls=tls, config_changes=settings)
+    server = service_kit.api_server(workdir, tls=tls, config_changes=settings, models=models_from.models)
+    shutil.copytree(models_from.models_dir, server.models_dir, dirs_exist_ok=True)
+    tiny_t5.install_test_nodes(server.workdir / "custom_nodes")
+    return server
+
+
+def call(server: ComfyServer, route: str, body=None, method: str = "GET", headers: Optional[dict] = None):
+    """(HTTP status, JSON body) of one API call."""
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(server.url + route, data=data, method=method,
+                                     headers={"Content-Type": "application/json", **(headers or {})})
+    try:
+        with urllib.request.urlopen(request, timeout=60, context=server.ssl_context) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def status(server: ComfyServer, request_id: str, logs: bool = False) -> dict:
+    answer = call(server, f"{QUEUE}/requests/{request_id}/status" + ("?logs=1" if logs else ""))
+    assert answer[0] == 200, answer
+    return answer[1]
+
+
+def wait_until(server: ComfyServer, request_id: str, states: tuple[str, ...], timeout: float = 240) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        seen = status(server, request_id)
+        if seen["status"] in states:
+            return seen
+        time.sleep(0.1)
+    raise TimeoutError(f"request {request_id} never reached {states}: {seen}")
+
+
+def fetch(server: ComfyServer, url: str) -> bytes:
+    with urllib.request.urlopen(url, timeout=30, context=server.ssl_context) as response:
+        return response.read()
+
+
+def rows(database_url: str, sql: str, *parameters) -> list[tuple]:
+    with psycopg.connect(database_url) as connection:
+        return connection.execute(sql, parameters).fetchall()

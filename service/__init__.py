@@ -18,16 +18,17 @@ STORE_FOLDER = "ltxv097_api"
 
 
 def start(add_log_listener: Callable[[Callable[[str], None]], None], fetch: ModuleType):
-    """Create the API service in the running ComfyUI; returns it (its `book` holds the requests). `fetch` is the
-    pack's URL-fetching package (image / video URLs, webhooks)."""
+    """Create the API service in the running ComfyUI; returns its routes (their `queue` holds the requests).
+    `fetch` is the pack's URL-fetching package (image / video URLs, webhooks)."""
     from .access import public_without_key
     from .config import FILE_NAME, load_config
     from .host import ComfyHost
-    from .routes import APP_ID, QUEUE_PREFIX, QueueService
+    from .local_queue import LocalQueue
     from .media import ConditionMedia
+    from .routes import APP_ID, QUEUE_PREFIX, ApiRoutes
     from .store import JobStore
-    from .webhook import Webhook
     from .pgqueue.settings import database_url
+    from .webhook import Webhook
 
     host = ComfyHost()
     config = load_config(host.user_dir())
@@ -35,32 +36,17 @@ def start(add_log_listener: Callable[[Callable[[str], None]], None], fetch: Modu
     notify = Webhook(fetch.post_json, fetch.redact_url)
     url = database_url(config.database_url)
     if url:
-        service = fleet_service(host, config, url, media, notify)
+        from .pgqueue import fleet_routes
+
+        queue, api = fleet_routes(host, config, url, media, notify)
     else:
-        service = QueueService(host, config, JobStore(host.user_dir() / STORE_FOLDER / "requests"))
-        service.media, service.notify = media, notify
-    service.register(host.routes)
-    add_log_listener(service.on_log)
+        queue = LocalQueue(host, JobStore(host.user_dir() / STORE_FOLDER / "requests"), notify, media.remove)
+        api = ApiRoutes(queue, host, config, media)
+    api.register(host.routes)
+    add_log_listener(queue.on_log)
     logger.info("LTX-Video API: %s at <server>/%s (queue at <server>%s/%s), settings from %s: %s", APP_ID, APP_ID,
                 QUEUE_PREFIX, APP_ID, host.user_dir() / FILE_NAME, config.public())
     warning = public_without_key(host.listen_addresses(), config.api_keys)
     if warning:
         logger.warning("LTX-Video API: %s", warning)
-    return service
-
-
-def fleet_service(host, config, url: str, media, notify):
-    """The fleet mode (README "Scale out"): the requests in PostgreSQL; this instance a gateway and a worker."""
-    from .pgqueue.fleet import Fleet
-    from .pgqueue.gateway import FleetService
-    from .pgqueue.settings import redact
-    from .routes import FILES_PREFIX
-
-    fleet = Fleet(host, config, url, notify=notify, media=media,
-                  file_url=lambda base, job: f"{base}{FILES_PREFIX}/{job.request_id}/{job.video['file_name']}")
-    service = FleetService(host, config, fleet)
-    fleet.remove_media = service.remove_media
-    fleet.start(host.loop)
-    logger.info("LTX-Video API: fleet mode, requests in the job database %s, results in %s", redact(url, url),
-                fleet.storage)
-    return service
+    return api

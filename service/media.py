@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from .config import ServiceConfig
-from .schema import GenerationInput, InputError, error
+from .schema import GenerationInput, InputError, field_error
 
 IMAGE_TYPES = {"png": b"\x89PNG\r\n\x1a\n", "jpg": b"\xff\xd8\xff", "gif": b"GIF8"}
 VIDEO_TYPES = {"webm": b"\x1a\x45\xdf\xa3"}
@@ -50,14 +50,23 @@ class ConditionMedia:
                 data, media_type = await asyncio.to_thread(self.fetch_bytes, condition.url, max_bytes=limit,
                                                            what=f"the {field}")
             except self.fetch_error as failed:
-                raise InputError([error((field,), str(failed), "file_download_error")]) from failed
+                raise InputError([field_error((field,), str(failed), "file_download_error")]) from failed
             extension = sniff(condition.kind, data)
             if extension is None:
                 declared = f" (sent as {media_type})" if media_type else ""
-                raise InputError([error((field,), f"is not {ARTICLE[condition.kind]} file{declared}; allowed: "
-                                                  f"{ALLOWED[condition.kind]}", "file_type")])
-            name = f"ltxv097_api_{request_id}_{condition.kind}.{extension}"
+                raise InputError([field_error((field,), f"is not {ARTICLE[condition.kind]} file{declared}; "
+                                                        f"allowed: {ALLOWED[condition.kind]}", "file_type")])
+            name = f"{self.prefix(request_id)}{condition.kind}.{extension}"
             self.input_dir.mkdir(parents=True, exist_ok=True)
             (self.input_dir / name).write_bytes(data)
             files[condition.kind] = name
         return files
+
+    def remove(self, request_id: str) -> None:
+        """The condition files of a request leave the input folder once it is done (or refused)."""
+        for path in self.input_dir.glob(f"{self.prefix(request_id)}*"):
+            path.unlink(missing_ok=True)
+
+    @staticmethod
+    def prefix(request_id: str) -> str:
+        return f"ltxv097_api_{request_id}_"

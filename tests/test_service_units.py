@@ -4,15 +4,32 @@ their restart recovery, status / result / webhook JSON, keys, the config file an
 from __future__ import annotations
 
 import asyncio
+import importlib
 import importlib.util
 import json
+import sys
+import types
 from pathlib import Path
 
 import pytest
 
-from service import access, config as service_config, graph, jobs, media, outcome, schema, store, webhook
-
 REPO_ROOT = Path(__file__).resolve().parents[1]
+PLAIN_PACK = "ltxv097_plain"
+
+
+def pack_module(name: str) -> types.ModuleType:
+    """A module of the pack imported as the pack's own submodule (`service/` imports `hosted/` relatively),
+    without running the pack's `__init__` (which registers with ComfyUI): the API's parts need no ComfyUI."""
+    if PLAIN_PACK not in sys.modules:
+        package = types.ModuleType(PLAIN_PACK)
+        package.__path__ = [str(REPO_ROOT)]
+        sys.modules[PLAIN_PACK] = package
+    return importlib.import_module(f"{PLAIN_PACK}.{name}")
+
+
+access, service_config, graph, jobs, media, outcome, schema, store, webhook = (
+    pack_module(f"service.{name}") for name in ("access", "config", "graph", "jobs", "media", "outcome", "schema",
+                                                "store", "webhook"))
 REQUEST_ID = "0b7e2a4c-3f1d-4c55-9a0e-5d6f7a8b9c0d"
 NODE_INPUTS = {"model", "vae", "clip", "prompt", "negative_prompt", "resolution", "seed"}
 

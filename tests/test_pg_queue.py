@@ -106,7 +106,7 @@ def test_claims_follow_priority_then_age_and_positions_count_the_whole_queue(url
     async def body(queue: PgJobQueue):
         low = await submit(queue, LOW, 1)
         first, second = await submit(queue, seed=2), await submit(queue, seed=3)
-        positions = [await queue.position(request_id) for request_id in (first, second, low)]
+        positions = [(await queue.status(request_id))[1] for request_id in (first, second, low)]
         claims = [await queue.claim(worker) for worker in ("w1", "w2", "w3")]
         return positions, [claim.request_id for claim in claims], (first, second, low), await queue.claim("w4")
 
@@ -138,7 +138,7 @@ def test_a_lost_lease_requeues_the_job_and_the_late_result_is_discarded(url):
         assert await queue.renew(request_id, lost.lease) is None
         await queue.log(request_id, taken.lease, [("INFO", "from the new worker")])
         done = await queue.complete(request_id, taken.lease, {"video": {"file_name": "a.mp4"}, "prompt": "x"})
-        return taken, late, done, await queue.get(request_id, with_logs=True)
+        return taken, late, done, await queue.get(request_id)
 
     taken, late, done, job = run(with_queue(url, body, lease_seconds=0.2))
     assert taken.attempts == 2 and late is False and done is True
@@ -171,7 +171,7 @@ def test_a_refused_job_goes_to_another_worker_or_fails_when_none_is_left(url):
         assert await queue.claim("w1") is None  # w1 does not take it again
         second = await queue.claim("w2")
         after_second = await queue.release(request_id, second.lease, "w2", "no checkpoint x.safetensors here")
-        return after_first, after_second, await queue.get(request_id, with_logs=True)
+        return after_first, after_second, await queue.get(request_id)
 
     after_first, after_second, job = run(with_queue(url, body))
     assert (after_first, after_second) == (QUEUED, FAILED)

@@ -1,58 +1,63 @@
-"""The fleet mode in one ComfyUI: connects to the database in the background (ComfyUI and its UI start whatever the
-database does), then runs this instance's worker and its notification listener. Until the database is usable,
-`problem` holds the message the API answers with (503) and the start-up log shows.
+"""The fleet mode's `JobQueue` (the seam of `service/queue.py`): requests in PostgreSQL, so any instance accepts,
+answers and cancels any request, and this instance's worker runs jobs whoever accepted them.
+
+It connects in the background (ComfyUI and its UI start whatever the database does); until the database is
+usable `problem` holds the message the API answers with (503) and the start-up log shows.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
-from pathlib import Path
 from typing import Awaitable, Callable, Optional
 
 from ..config import ServiceConfig
-from ..jobs import COMPLETED, Job, result_json
+from ..jobs import COMPLETED, Job, result_json, video_url
+from ..queue import QueueStatus
 from .database import connect_until_ready, listen
-from .queue import CANCEL_CHANNEL, SUBMIT_CHANNEL, PgJobQueue
+from .queue import CANCEL_CHANNEL, NORMAL, QUEUED, RUNNING, SUBMIT_CHANNEL, PgJobQueue
+from .storage import SharedStorage
 from .worker import FleetWorker
 
 logger = logging.getLogger(__name__)
 
 CONNECTING = "the API is connecting to its job database; try again in a few seconds"
+FINISHED_POLL_SECONDS = 0.2
+SUBMIT_PRIORITY: contextvars.ContextVar[int] = contextvars.ContextVar("ltxv097_submit_priority", default=NORMAL)
+"""The priority of the request being submitted in this handler's task (set by `FleetRoutes` from fal's header)."""
 
 
-class Fleet:
-    """`file_url(base_url, job)` builds a result's URL (for webhooks); `notify(job, output)` sends a webhook."""
+class FleetQueue:
+    """`notify(job, output)` sends a webhook; `media_prefix(request_id)` names a request's condition files in the
+    input folder; `remove_media(request_id)` deletes them."""
 
-    def __init__(self, host, config: ServiceConfig, url: str, *, file_url: Callable[[str, Job], str],
-                 notify: Optional[Callable[[Job, Optional[dict]], Awaitable[None]]] = None, media=None,
-                 remove_media: Callable[[str], None] = lambda request_id: None):
-        self.host, self.config, self.url = host, config, url
-        self.file_url, self.notify, self.media, self.remove_media = file_url, notify, media, remove_media
-        self.storage = Path(config.storage_dir).expanduser() if config.storage_dir else host.output_dir()
+    def __init__(self, host, config: ServiceConfig, url: str, storage: SharedStorage, *,
+                 notify: Optional[Callable[[Job, Optional[dict]], Awaitable[None]]],
+                 media_prefix: Callable[[str], str], remove_media: Callable[[str], None]):
+        self.host, self.config, self.url, self.storage = host, config, url, storage
+        self.notify, self.media_prefix, self.remove_media = notify, media_prefix, remove_media
         self.problem: Optional[str] = CONNECTING
-        self.queue: Optional[PgJobQueue] = None
+        self.jobs: Optional[PgJobQueue] = None
         self.worker: Optional[FleetWorker] = None
         self._tasks: list[asyncio.Task] = []
+
+    # start-up ---------------------------------------------------------------------------------------------------
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self._tasks.append(loop.create_task(self.connect()))
 
     async def connect(self) -> None:
         pool = await connect_until_ready(self.url, self.report)
-        self.queue = PgJobQueue(pool, lease_seconds=self.config.lease_seconds, max_attempts=self.config.max_attempts)
-        self.worker = FleetWorker(self.host, self.queue, self.config, storage=self.storage,
-                                  runs_jobs=not self.config.gateway_only, finished=self.finished, media=self.media,
-                                  remove_media=self.remove_media)
+        self.jobs = PgJobQueue(pool, lease_seconds=self.config.lease_seconds, max_attempts=self.config.max_attempts)
+        self.worker = FleetWorker(self.host, self.jobs, self.storage, runs_jobs=not self.config.gateway_only,
+                                  finished=self.finished_here, remove_media=self.remove_media)
         loop = asyncio.get_running_loop()
         self._tasks.append(loop.create_task(self.worker.run_forever()))
         self._tasks.append(loop.create_task(listen(self.url, {CANCEL_CHANNEL: self.worker.on_cancel,
-                                                              SUBMIT_CHANNEL: self.on_submitted})))
+                                                              SUBMIT_CHANNEL: self.worker.on_submitted})))
         logger.info("LTX-Video API: the job database is ready; this instance is %s (worker %s)",
                     "a gateway only" if self.config.gateway_only else "a gateway and a worker", self.worker.name)
-
-    async def on_submitted(self, _payload: str) -> None:
-        self.worker.on_submitted()
 
     def report(self, message: Optional[str]) -> None:
         if message is not None and message != self.problem:
@@ -60,15 +65,48 @@ class Fleet:
         self.problem = message
 
     def on_log(self, message: str) -> None:
+        """run_log listener (ComfyUI's execution thread)."""
         if self.worker is not None:
             self.worker.on_log(message)
 
-    async def finished(self, request_id: str) -> None:
-        """A request ended (here or by housekeeping): send its webhook, once across the fleet."""
-        if self.notify is None or not await self.queue.take_webhook(request_id):
+    # the seam ---------------------------------------------------------------------------------------------------
+
+    async def enqueue(self, job: Job, prompt: dict) -> None:
+        await asyncio.to_thread(self.storage.stash_inputs, self.host.input_dir(), self.media_prefix(job.request_id),
+                                job.request_id)
+        settings = {"seed": job.seed, "prompt": job.prompt, "webhook_url": job.webhook_url,
+                    "server_url": job.server_url}
+        await self.jobs.submit(job.request_id, prompt, settings, SUBMIT_PRIORITY.get())
+
+    async def get(self, request_id: str) -> Optional[Job]:
+        return await self.jobs.get(request_id)
+
+    async def status(self, request_id: str) -> Optional[QueueStatus]:
+        found = await self.jobs.status(request_id)
+        return None if found is None else QueueStatus(*found)
+
+    async def cancel(self, request_id: str) -> bool:
+        before = await self.jobs.cancel(request_id)
+        if before == QUEUED:
+            self.storage.drop_inputs(request_id)
+            await self.finished_here(request_id)
+        return before in (QUEUED, RUNNING)
+
+    async def finished(self, request_id: str) -> Job:
+        while True:
+            job = await self.jobs.get(request_id)
+            if job is None or job.finished:
+                return job
+            await asyncio.sleep(FINISHED_POLL_SECONDS)
+
+    # endings ----------------------------------------------------------------------------------------------------
+
+    async def finished_here(self, request_id: str) -> None:
+        """A request ended on this instance (or by its housekeeping): its webhook, once across the fleet."""
+        if self.notify is None or not await self.jobs.take_webhook(request_id):
             return
-        job = await self.queue.get(request_id)
+        job = await self.jobs.get(request_id)
         if job is None or not job.webhook_url:
             return
-        output = result_json(job, self.file_url(job.server_url, job)) if job.state == COMPLETED else None
+        output = result_json(job, video_url(job.server_url, job)) if job.state == COMPLETED else None
         await self.notify(job, output)

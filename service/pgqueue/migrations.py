@@ -19,7 +19,7 @@ MIGRATIONS: tuple[str, ...] = (
         state text NOT NULL DEFAULT 'queued'
             CHECK (state IN ('queued', 'running', 'completed', 'failed', 'cancelled')),
         priority smallint NOT NULL DEFAULT 0,
-        input jsonb NOT NULL,
+        prompt jsonb NOT NULL,
         settings jsonb NOT NULL,
         queued_at timestamptz NOT NULL DEFAULT clock_timestamp(),
         started_at timestamptz,

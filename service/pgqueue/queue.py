@@ -32,8 +32,10 @@ NO_WORKER_MESSAGE = "no worker of the fleet can run this request: {reason}"
 class Claim:
     request_id: str
     lease: str
-    input: dict
+    prompt: dict
+    """The API-format ComfyUI prompt the gateway built: the request's input under the settings it was submitted."""
     settings: dict
+    """seed, prompt text, webhook_url, server_url (what the gateway knew of the request)."""
     attempts: int
 
 
@@ -43,17 +45,13 @@ class PgJobQueue:
 
     # gateway side ---------------------------------------------------------------------------------------------
 
-    async def submit(self, request_id: str, body: dict, settings: dict, priority: int = NORMAL) -> int:
-        """Store a validated request as waiting; returns its queue position across the fleet."""
+    async def submit(self, request_id: str, prompt: dict, settings: dict, priority: int = NORMAL) -> int:
+        """Store a validated request as waiting and wake the idle workers; returns its position in the fleet."""
         async with self.pool.connection() as connection:
             await connection.execute(
-                "INSERT INTO ltxv097_jobs (request_id, priority, input, settings) VALUES (%s, %s, %s, %s)",
-                (request_id, priority, Jsonb(body), Jsonb(settings)))
+                "INSERT INTO ltxv097_jobs (request_id, priority, prompt, settings) VALUES (%s, %s, %s, %s)",
+                (request_id, priority, Jsonb(prompt), Jsonb(settings)))
             await connection.execute("SELECT pg_notify(%s, '')", (SUBMIT_CHANNEL,))
-            return await self._position(connection, request_id)
-
-    async def position(self, request_id: str) -> int:
-        async with self.pool.connection() as connection:
             return await self._position(connection, request_id)
 
     @staticmethod
@@ -65,22 +63,33 @@ class PgJobQueue:
             "< (job.priority, job.queued_at, job.request_id)", (request_id,))).fetchone()
         return row[0]
 
-    async def get(self, request_id: str, *, with_logs: bool = False) -> Optional[Job]:
+    async def get(self, request_id: str) -> Optional[Job]:
+        """The request with its log lines; None when unknown."""
         async with self.pool.connection() as connection:
-            cursor = connection.cursor(row_factory=dict_row)
-            row = await (await cursor.execute(
-                "SELECT request_id::text, state, settings, result, error, error_type, cancel_requested, "
-                "extract(epoch FROM queued_at) AS queued, extract(epoch FROM started_at) AS started, "
-                "extract(epoch FROM finished_at) AS finished FROM ltxv097_jobs WHERE request_id = %s",
-                (request_id,))).fetchone()
-            if row is None:
+            return await self._job(connection, request_id)
+
+    async def status(self, request_id: str) -> Optional[tuple[Job, Optional[int]]]:
+        """The request and, while it waits, its position in the fleet's queue."""
+        async with self.pool.connection() as connection:
+            job = await self._job(connection, request_id)
+            if job is None:
                 return None
-            logs = []
-            if with_logs:
-                logs = [{"message": message, "level": level, "source": "user", "timestamp": utc_timestamp(at)}
-                        for message, level, at in await (await connection.execute(
-                            "SELECT message, level, extract(epoch FROM logged_at)::float8 FROM ltxv097_job_logs "
-                            "WHERE request_id = %s ORDER BY id LIMIT %s", (request_id, MAX_LOG_LINES))).fetchall()]
+            return job, (await self._position(connection, request_id) if job.state == QUEUED else None)
+
+    @staticmethod
+    async def _job(connection, request_id: str) -> Optional[Job]:
+        cursor = connection.cursor(row_factory=dict_row)
+        row = await (await cursor.execute(
+            "SELECT request_id::text, state, settings, result, error, error_type, cancel_requested, "
+            "extract(epoch FROM queued_at)::float8 AS queued, extract(epoch FROM started_at)::float8 AS started, "
+            "extract(epoch FROM finished_at)::float8 AS finished FROM ltxv097_jobs WHERE request_id = %s",
+            (request_id,))).fetchone()
+        if row is None:
+            return None
+        logs = [{"message": message, "level": level, "source": "user", "timestamp": utc_timestamp(at)}
+                for message, level, at in await (await connection.execute(
+                    "SELECT message, level, extract(epoch FROM logged_at)::float8 FROM ltxv097_job_logs "
+                    "WHERE request_id = %s ORDER BY id LIMIT %s", (request_id, MAX_LOG_LINES))).fetchall()]
         return job_of(row, logs)
 
     async def cancel(self, request_id: str) -> Optional[str]:
@@ -126,7 +135,7 @@ class PgJobQueue:
                 "lease_until = clock_timestamp() + %(seconds)s * interval '1 second', attempts = attempts + 1, "
                 "started_at = clock_timestamp() WHERE request_id = (SELECT request_id FROM ltxv097_jobs "
                 "WHERE state = 'queued' AND NOT (%(worker)s = ANY (refused_by)) ORDER BY priority, queued_at "
-                "LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING request_id::text, input, settings, attempts",
+                "LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING request_id::text, prompt, settings, attempts",
                 {"worker": worker, "lease": lease, "seconds": self.lease_seconds})).fetchone()
         return None if row is None else Claim(row[0], lease, row[1], row[2], row[3])
 

@@ -12,26 +12,22 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import shutil
 import socket
 import threading
 import time
 import uuid
-from pathlib import Path
 from typing import Awaitable, Callable, Optional
 
-from ..config import ServiceConfig
-from ..graph import OUTPUT_NODE, build_prompt
+from ..graph import OUTPUT_NODE
 from ..outcome import failure, prompt_used, saved_video
-from ..schema import InputError, parse_input
 from .queue import Claim, PgJobQueue
+from .storage import SharedStorage
 
 logger = logging.getLogger(__name__)
 
 FOLLOW_SECONDS = 0.1
 IDLE_SECONDS = 1.0
 """Longest wait between two looks at the queue when no notification arrives (submits notify at once)."""
-STORAGE_SUBFOLDER = "ltxv097_api"
 
 
 def worker_name() -> str:
@@ -39,15 +35,13 @@ def worker_name() -> str:
 
 
 class FleetWorker:
-    """`finished(request_id)` is awaited after this worker ended a job (webhook); `media` fetches a request's
-    condition files into this ComfyUI's input folder, `remove_media` deletes them."""
+    """`finished(request_id)` is awaited after a job ended here (webhook); `remove_media(request_id)` deletes a
+    request's condition files from this ComfyUI's input folder."""
 
-    def __init__(self, host, queue: PgJobQueue, config: ServiceConfig, *, storage: Path, runs_jobs: bool,
-                 finished: Callable[[str], Awaitable[None]], media=None,
-                 remove_media: Callable[[str], None] = lambda request_id: None):
-        self.host, self.queue, self.config = host, queue, config
-        self.storage, self.runs_jobs = Path(storage), runs_jobs
-        self.finished, self.media, self.remove_media = finished, media, remove_media
+    def __init__(self, host, queue: PgJobQueue, storage: SharedStorage, *, runs_jobs: bool,
+                 finished: Callable[[str], Awaitable[None]], remove_media: Callable[[str], None]):
+        self.host, self.queue, self.storage, self.runs_jobs = host, queue, storage, runs_jobs
+        self.finished, self.remove_media = finished, remove_media
         self.name = worker_name()
         self.wake = asyncio.Event()
         self.current: Optional[Claim] = None
@@ -58,7 +52,7 @@ class FleetWorker:
 
     # notifications (event loop) ---------------------------------------------------------------------------------
 
-    def on_submitted(self) -> None:
+    async def on_submitted(self, _payload: str = "") -> None:
         self.wake.set()
 
     async def on_cancel(self, request_id: str) -> None:
@@ -123,28 +117,21 @@ class FleetWorker:
         finally:
             self.current = None
             self.remove_media(claim.request_id)
-        await self.finished(claim.request_id)
+        if (await self.queue.get(claim.request_id)).finished:
+            self.storage.drop_inputs(claim.request_id)
+            await self.finished(claim.request_id)
 
     async def start(self, claim: Claim) -> bool:
-        """Queue the request's prompt on this ComfyUI; False when it ended here (refused or failed)."""
+        """Queue the request's prompt on this ComfyUI; False when this ComfyUI refused it (released to others)."""
+        await asyncio.to_thread(self.storage.take_inputs, self.host.input_dir(), claim.request_id)
         try:
-            generation = parse_input(claim.input)
-            media_files = await self.media(generation, claim.request_id) if self.media and generation.conditions \
-                else {}
-            prompt = build_prompt(generation, self.config, claim.request_id, media_files=media_files,
-                                  node_inputs=self.host.node_inputs("LTX097TextToVideo"))
-        except InputError as bad:
-            await self.queue.fail(claim.request_id, claim.lease, "; ".join(e["msg"] for e in bad.detail),
-                                  "execution_error")
-            return False
-        try:
-            await self.host.queue(prompt, claim.request_id)
+            await self.host.queue(claim.prompt, claim.request_id)
         except Exception as refused:  # this ComfyUI cannot run it (a model file missing here...): others may
-            reason = " ".join(str(refused).split()) or type(refused).__name__
             node_errors = getattr(refused, "node_errors", None) or {}
-            details = "; ".join(f"{e.get('message', '')}: {e.get('details', '')}".strip(": ")
-                                for info in node_errors.values() for e in info.get("errors", []))
-            await self.queue.release(claim.request_id, claim.lease, self.name, details or reason)
+            details = "; ".join(f"{node}: {e.get('message', '')}: {e.get('details', '')}".strip(": ")
+                                for node, info in node_errors.items() for e in info.get("errors", []))
+            reason = details or " ".join(str(refused).split()) or type(refused).__name__
+            await self.queue.release(claim.request_id, claim.lease, self.name, reason)
             return False
         return True
 
@@ -192,7 +179,7 @@ class FleetWorker:
                 await self.queue.fail(claim.request_id, claim.lease,
                                       f"the prompt finished without an mp4 from {OUTPUT_NODE}", "execution_error")
             else:
-                stored = await asyncio.to_thread(self.store, claim.request_id, video)
+                stored = await asyncio.to_thread(self.storage.store_video, claim.request_id, video)
                 if not await self.queue.complete(claim.request_id, claim.lease,
                                                  {"video": stored,
                                                   "prompt": prompt_used(entry) or claim.settings["prompt"]}):
@@ -204,16 +191,3 @@ class FleetWorker:
             await self.queue.fail(claim.request_id, claim.lease,
                                   "the request was cancelled" if cancelled else message,
                                   "request_cancelled" if cancelled else error_type, cancelled=cancelled)
-
-    def store(self, request_id: str, video: dict) -> dict:
-        """Put the mp4 in the shared storage folder (unless ComfyUI's output folder is that folder)."""
-        source = self.host.output_dir() / video["path"]
-        if self.storage.resolve() == self.host.output_dir().resolve():
-            return video
-        relative = Path(STORAGE_SUBFOLDER) / request_id / video["file_name"]
-        target = self.storage / relative
-        target.parent.mkdir(parents=True, exist_ok=True)
-        partial = target.with_name(target.name + ".partial")
-        shutil.copyfile(source, partial)
-        os.replace(partial, target)
-        return {**video, "path": relative.as_posix()}

@@ -72,3 +72,30 @@ def fetch(server: ComfyServer, url: str) -> bytes:
 def rows(database_url: str, sql: str, *parameters) -> list[tuple]:
     with psycopg.connect(database_url) as connection:
         return connection.execute(sql, parameters).fetchall()
+
+
+def worker_of(database_url: str, request_id: str) -> tuple[str, int]:
+    """(worker name, attempts) of a request; the name is `host:pid:suffix`."""
+    [(worker, attempts)] = rows(database_url, "SELECT worker, attempts FROM ltxv097_jobs WHERE request_id = %s",
+                                request_id)
+    return worker, attempts
+
+
+def runs_on(server: ComfyServer, worker: Optional[str]) -> bool:
+    return worker is not None and server.process is not None and worker.split(":")[1] == str(server.process.pid)
+
+
+def in_history(server: ComfyServer, request_id: str) -> Optional[str]:
+    """ComfyUI's own outcome of the request on this server (`success` / `error`), None when it never ran there."""
+    entry = server.history(request_id)
+    return None if entry is None else entry["status"].get("status_str")
+
+
+def decoded_frames(data: bytes, workdir: Path) -> bytes:
+    """The pixels of every frame of an mp4 (the container's metadata names the request, the pixels do not)."""
+    import av
+
+    path = workdir / "frames.mp4"
+    path.write_bytes(data)
+    with av.open(str(path)) as container:
+        return b"".join(frame.to_ndarray(format="rgb24").tobytes() for frame in container.decode(video=0))

@@ -11,10 +11,13 @@ from __future__ import annotations
 import pytest
 
 import service_kit
-from fleet_kit import FAST, QUEUE, call, fetch, fleet_server, rows, status, wait_until
+from fleet_kit import FAST, QUEUE, call, decoded_frames, fetch, fleet_server, in_history, rows, runs_on, status, wait_until, worker_of
 from pg_server import PgServer
 
 LEASE_SECONDS = 3
+SLOW = {**service_kit.SMALL, "number_of_steps": 40}
+"""Long enough to be caught running (and stopped), on any CPU."""
+MEDIUM = {**service_kit.SMALL, "number_of_steps": 12}
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +54,7 @@ def test_any_instance_answers_for_requests_the_others_took(fleet, pg):
     submitted = []
     for number in range(6):
         gateway = fleet[number % 2]
-        code, body = call(gateway, QUEUE, {"prompt": f"fleet {number}", **FAST, "seed": number % 3}, "POST")
+        code, body = call(gateway, QUEUE, {"prompt": f"fleet {number % 3}", **FAST, "seed": number % 3}, "POST")
         assert code == 200 and body["status"] == "IN_QUEUE", body
         submitted.append((gateway, body["request_id"]))
     for number, (gateway, request_id) in enumerate(submitted):
@@ -59,7 +62,7 @@ def test_any_instance_answers_for_requests_the_others_took(fleet, pg):
         final = wait_until(other, request_id, ("COMPLETED",))
         assert final.get("error") is None, final
         code, output = call(other, f"{QUEUE}/requests/{request_id}")
-        assert code == 200 and output["seed"] == number % 3 and output["prompt"] == f"fleet {number}"
+        assert code == 200 and output["seed"] == number % 3 and output["prompt"] == f"fleet {number % 3}"
         assert output["video"]["url"].startswith(other.url + "/")
         data = fetch(other, output["video"]["url"])
         assert len(data) == output["video"]["file_size"]
@@ -67,3 +70,89 @@ def test_any_instance_answers_for_requests_the_others_took(fleet, pg):
         assert facts == {"frames": 9, "width": 480, "height": 480, "fps": 12.0}
     workers = rows(pg.url, "SELECT worker, count(*) FROM ltxv097_jobs GROUP BY worker")
     assert len(workers) == 2, workers  # both workers ran some
+    videos = {}
+    for number, (gateway, request_id) in enumerate(submitted):  # the same input gives the same video anywhere
+        output = call(gateway, f"{QUEUE}/requests/{request_id}")[1]
+        videos.setdefault(number % 3, set()).add(decoded_frames(fetch(gateway, output["video"]["url"]),
+                                                                gateway.workdir))
+    assert [len(same) for same in videos.values()] == [1, 1, 1]
+
+
+def test_priorities_positions_and_cancels_through_another_instance(fleet, pg):
+    a, b = fleet
+    running = [call(a, QUEUE, {"prompt": f"long {n}", **SLOW}, "POST")[1]["request_id"] for n in range(2)]
+    for request_id in running:
+        wait_until(b, request_id, ("IN_PROGRESS",))
+    low = call(b, QUEUE, {"prompt": "low", **FAST}, "POST", {"X-Fal-Queue-Priority": "low"})[1]
+    normal = call(a, QUEUE, {"prompt": "normal", **FAST}, "POST")[1]
+    assert low["queue_position"] == 0 and normal["queue_position"] == 0
+    assert status(a, low["request_id"])["queue_position"] == 1  # behind the normal one, fleet-wide
+    assert status(b, normal["request_id"])["queue_position"] == 0
+    bad = call(a, QUEUE, {"prompt": "p"}, "POST", {"X-Fal-Queue-Priority": "urgent"})
+    assert bad[0] == 422 and bad[1]["detail"][0]["loc"] == ["header", "x-fal-queue-priority"]
+    for waiting in (low, normal):  # cancelled through the other instance, they never run
+        assert call(a if waiting is low else b, f"{QUEUE}/requests/{waiting['request_id']}/cancel", {},
+                    "PUT") == (202, {"status": "CANCELLATION_REQUESTED"})
+    for request_id in running:  # each running job cancelled through the instance that does not run it
+        worker, _ = worker_of(pg.url, request_id)
+        other = b if runs_on(a, worker) else a
+        assert call(other, f"{QUEUE}/requests/{request_id}/cancel", {}, "PUT")[0] == 202
+    for request_id in running + [low["request_id"], normal["request_id"]]:
+        final = wait_until(a, request_id, ("COMPLETED",))
+        assert final["error_type"] == "request_cancelled", final
+        assert call(b, f"{QUEUE}/requests/{request_id}")[0] == 400
+    assert [in_history(server, low["request_id"]) for server in fleet] == [None, None]
+    assert [in_history(server, normal["request_id"]) for server in fleet] == [None, None]
+    for request_id in running:  # stopped mid-run by ComfyUI's interrupt, on the worker that ran it
+        assert sorted(map(str, (in_history(server, request_id) for server in fleet))) == ["None", "error"]
+        assert call(a, f"{QUEUE}/requests/{request_id}/cancel", {}, "PUT")[1] == {"status": "ALREADY_COMPLETED"}
+
+
+def test_a_killed_worker_loses_nothing_and_a_full_restart_keeps_results(fleet, pg):
+    a, b = fleet
+    killed = call(a, QUEUE, {"prompt": "survives a crash", **MEDIUM, "seed": 5}, "POST")[1]["request_id"]
+    wait_until(b, killed, ("IN_PROGRESS",))
+    worker, _ = worker_of(pg.url, killed)
+    victim, survivor = (a, b) if runs_on(a, worker) else (b, a)
+    victim.process.kill()  # SIGKILL: no goodbye, the lease just stops being renewed
+    victim.process.wait()
+    final = wait_until(survivor, killed, ("COMPLETED",))
+    assert final.get("error") is None, final
+    worker, attempts = worker_of(pg.url, killed)
+    assert attempts == 2 and runs_on(survivor, worker)
+    assert in_history(survivor, killed) == "success"
+    output = call(survivor, f"{QUEUE}/requests/{killed}")[1]
+
+    # Everything stops (the survivor while running a job, with one waiting), PostgreSQL too; then all restart.
+    interrupted = call(survivor, QUEUE, {"prompt": "interrupted", **MEDIUM}, "POST")[1]["request_id"]
+    waiting = call(survivor, QUEUE, {"prompt": "waiting", **FAST}, "POST")[1]["request_id"]
+    wait_until(survivor, interrupted, ("IN_PROGRESS",))
+    survivor.stop()
+    victim.stop()
+    pg.stop()
+    pg.start()
+    for server in fleet:
+        server.start()
+    for request_id in (interrupted, waiting):
+        final = wait_until(victim, request_id, ("COMPLETED",))
+        assert final.get("error") is None, final
+    for server in fleet:  # the finished result is still served, by any instance
+        again = call(server, f"{QUEUE}/requests/{killed}")[1]
+        assert again["seed"] == 5 and again["video"]["file_name"] == output["video"]["file_name"]
+        assert len(fetch(server, again["video"]["url"])) == output["video"]["file_size"]
+    names = {name for (name,) in rows(pg.url, "SELECT name FROM ltxv097_workers")}
+    assert any(runs_on(victim, name) for name in names)  # the killed worker rejoined under a new name
+
+
+def test_bad_database_settings_answer_503_and_the_ui_keeps_working(fleet, pg, monkeypatch):
+    a, _ = fleet
+    a.stop()
+    monkeypatch.setenv("LTX097_API_DATABASE_URL", pg.url_with(password="wrong-password"))  # wins over the file
+    a.start()
+    code, answer = call(a, QUEUE, {"prompt": "p"}, "POST")
+    assert code == 503 and "password authentication failed" in answer["detail"], answer
+    assert "wrong-password" not in answer["detail"] and "LTX097_API_DATABASE_URL" in answer["detail"]
+    assert call(a, f"{QUEUE}/requests/00000000-0000-4000-8000-000000000000/status")[0] == 503
+    assert "LTX097TextToVideo" in a.object_info()  # ComfyUI itself is up
+    log = a.log_text()
+    assert "password authentication failed" in log and "wrong-password" not in log

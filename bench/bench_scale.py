@@ -38,11 +38,12 @@ sys.modules[PACK.__name__] = PACK
 graph = importlib.import_module(f"{PACK.__name__}.service.graph")
 database = importlib.import_module(f"{PACK.__name__}.service.pgqueue.database")
 pg_queue = importlib.import_module(f"{PACK.__name__}.service.pgqueue.queue")
+channels = importlib.import_module(f"{PACK.__name__}.service.pgqueue.channels")
 storage = importlib.import_module(f"{PACK.__name__}.service.pgqueue.storage")
 worker_module = importlib.import_module(f"{PACK.__name__}.service.pgqueue.worker")
 OUTPUT_NODE, OUTPUT_SUBFOLDER = graph.OUTPUT_NODE, graph.OUTPUT_SUBFOLDER
 listen, open_database = database.listen, database.open_database
-CANCEL_CHANNEL, SUBMIT_CHANNEL, PgJobQueue = pg_queue.CANCEL_CHANNEL, pg_queue.SUBMIT_CHANNEL, pg_queue.PgJobQueue
+CANCEL_CHANNEL, SUBMIT_CHANNEL, PgJobQueue = channels.CANCEL_CHANNEL, channels.SUBMIT_CHANNEL, pg_queue.PgJobQueue
 SharedStorage, FleetWorker = storage.SharedStorage, worker_module.FleetWorker
 
 

@@ -14,7 +14,8 @@ import pytest
 from pg_server import PgServer
 from service.jobs import CANCELLED, COMPLETED, FAILED, QUEUED, RUNNING
 from service.pgqueue import database, migrations
-from service.pgqueue.queue import CANCEL_CHANNEL, LOW, NORMAL, PgJobQueue
+from service.pgqueue.channels import CANCEL_CHANNEL, LOW, NORMAL
+from service.pgqueue.queue import PgJobQueue
 from service.pgqueue.settings import ENV_VAR, database_url, redact
 
 

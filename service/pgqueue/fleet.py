@@ -13,16 +13,16 @@ import logging
 from typing import Awaitable, Callable, Optional
 
 from ..config import ServiceConfig
-from ..jobs import COMPLETED, Job, result_json, video_url
+from ..jobs import COMPLETED, QUEUED, RUNNING, Job, result_json, video_url
 from ..queue import QueueStatus
-from .database import connect_until_ready, listen
-from .queue import CANCEL_CHANNEL, NORMAL, QUEUED, RUNNING, SUBMIT_CHANNEL, PgJobQueue
+from .channels import CANCEL_CHANNEL, NORMAL, SUBMIT_CHANNEL
 from .storage import SharedStorage
-from .worker import FleetWorker
 
 logger = logging.getLogger(__name__)
 
 CONNECTING = "the API is connecting to its job database; try again in a few seconds"
+NO_DRIVER = ("database_url is set but psycopg 3 is not installed in ComfyUI's Python: run `pip install "
+             "'psycopg[binary]' psycopg_pool` there and restart (or remove database_url)")
 FINISHED_POLL_SECONDS = 0.2
 SUBMIT_PRIORITY: contextvars.ContextVar[int] = contextvars.ContextVar("ltxv097_submit_priority", default=NORMAL)
 """The priority of the request being submitted in this handler's task (set by `FleetRoutes` from fal's header)."""
@@ -38,8 +38,10 @@ class FleetQueue:
         self.host, self.config, self.url, self.storage = host, config, url, storage
         self.notify, self.media_prefix, self.remove_media = notify, media_prefix, remove_media
         self.problem: Optional[str] = CONNECTING
-        self.jobs: Optional[PgJobQueue] = None
-        self.worker: Optional[FleetWorker] = None
+        self.jobs = None
+        """The `PgJobQueue` once connected."""
+        self.worker = None
+        """This instance's `FleetWorker` once connected."""
         self._tasks: list[asyncio.Task] = []
 
     # start-up ---------------------------------------------------------------------------------------------------
@@ -48,6 +50,13 @@ class FleetQueue:
         self._tasks.append(loop.create_task(self.connect()))
 
     async def connect(self) -> None:
+        try:  # the driver is needed only here: without it the API answers 503 saying what to install
+            from .database import connect_until_ready, listen
+            from .queue import PgJobQueue
+            from .worker import FleetWorker
+        except ImportError:
+            self.report(NO_DRIVER)
+            return
         pool = await connect_until_ready(self.url, self.report)
         self.jobs = PgJobQueue(pool, lease_seconds=self.config.lease_seconds, max_attempts=self.config.max_attempts)
         self.worker = FleetWorker(self.host, self.jobs, self.storage, runs_jobs=not self.config.gateway_only,

@@ -13,8 +13,8 @@ from aiohttp import web
 from ..jobs import COMPLETED
 from ..routes import ApiRoutes, json_response, not_found
 from ..schema import InputError
+from .channels import LOW, NORMAL
 from .fleet import SUBMIT_PRIORITY, FleetQueue
-from .queue import LOW, NORMAL
 
 PRIORITY_HEADER = "x-fal-queue-priority"
 PRIORITIES = {"normal": NORMAL, "low": LOW}

@@ -18,12 +18,8 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from ..jobs import CANCELLED, COMPLETED, FAILED, MAX_LOG_LINES, QUEUED, RUNNING, Job, utc_timestamp
+from .channels import CANCEL_CHANNEL, NORMAL, SUBMIT_CHANNEL
 
-CANCEL_CHANNEL = "ltxv097_cancel"
-SUBMIT_CHANNEL = "ltxv097_submit"
-"""Idle workers wake on this channel at once instead of at their next look."""
-NORMAL, LOW = 0, 1
-"""Priorities: fal's `X-Fal-Queue-Priority: low` waits behind every normal request."""
 ATTEMPTS_MESSAGE = "the request's worker stopped {attempts} times while running it (the most allowed); submit it again"
 NO_WORKER_MESSAGE = "no worker of the fleet can run this request: {reason}"
 

@@ -58,6 +58,13 @@ MUTANTS = (
            ("tests/test_pipeline_units.py::test_guidance_arithmetic_matches_the_reference_loop",)),
     Mutant("stg-rescale-ignored", "ltx_core/guidance.py", "        if step.rescale != 1.0:", "        if False:",
            ("tests/test_pipeline_units.py::test_guidance_arithmetic_matches_the_reference_loop",)),
+    Mutant("fleet-late-result-accepted", "service/pgqueue/queue.py",
+           """"AND lease = %s AND state = 'running' RETURNING 1",""",
+           """"AND (lease = %s OR true) AND state = 'running' RETURNING 1",""",
+           ("tests/test_pg_queue.py::test_a_lost_lease_requeues_the_job_and_the_late_result_is_discarded",)),
+    Mutant("fleet-low-priority-not-last", "service/pgqueue/queue.py", "ORDER BY priority, queued_at",
+           "ORDER BY queued_at", ("tests/test_pg_queue.py::test_claims_follow_priority_then_age_and_positions_count_"
+                                  "the_whole_queue",)),
 )
 
 

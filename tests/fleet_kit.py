@@ -7,7 +7,10 @@ PYTEST_DONT_REWRITE
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -18,7 +21,7 @@ import psycopg
 
 import service_kit
 import tiny_t5
-from comfy_server import ComfyServer
+from comfy_server import REPO_ROOT, ComfyServer, host_env
 
 QUEUE = f"/queue/{service_kit.APP_ID}"
 FAST = {**service_kit.SMALL, "number_of_steps": 1}
@@ -99,3 +102,34 @@ def decoded_frames(data: bytes, workdir: Path) -> bytes:
     path.write_bytes(data)
     with av.open(str(path)) as container:
         return b"".join(frame.to_ndarray(format="rgb24").tobytes() for frame in container.decode(video=0))
+
+
+def start_python_client(server: ComfyServer, certificate: Path, scenario: str, arguments: dict) -> subprocess.Popen:
+    """`fal-client` (tests/api_clients/py_client.py) against one instance, running in the background."""
+    env = {**host_env(), "FAL_KEY": "any", "FAL_RUN_HOST": f"127.0.0.1:{server.port}",
+           "FAL_QUEUE_RUN_HOST": f"127.0.0.1:{server.port}/queue", "SSL_CERT_FILE": str(certificate)}
+    script = Path(__file__).parent / "api_clients" / "py_client.py"
+    return subprocess.Popen([sys.executable, str(script), scenario, json.dumps(arguments)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def start_js_subscribe(server: ComfyServer, certificate: Path, arguments: dict, folder: Path) -> subprocess.Popen:
+    """`@fal-ai/client`'s documented `fal.subscribe` (tests/api_clients/subscribe.mjs) against one instance."""
+    clients = REPO_ROOT / ".api_clients"
+    assert (clients / "node_modules" / "@fal-ai" / "client").is_dir(), \
+        "@fal-ai/client is not installed: run scripts/setup_api_clients.sh (make test does)"
+    shutil.copytree(clients, folder / "clients", symlinks=True, ignore=shutil.ignore_patterns("*.mjs"))
+    shutil.copy(Path(__file__).parent / "api_clients" / "subscribe.mjs", folder / "clients" / "subscribe.mjs")
+    env = {**os.environ, "LTXV097_API_URL": server.url, "FAL_KEY": "any", "NODE_EXTRA_CA_CERTS": str(certificate),
+           "LTXV097_API_INPUT": json.dumps(arguments)}
+    return subprocess.Popen(["node", str(folder / "clients" / "subscribe.mjs")], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def client_result(process: subprocess.Popen, timeout: float = 300) -> tuple[dict, str]:
+    """(the RESULT line's JSON, everything the client printed)."""
+    stdout, stderr = process.communicate(timeout=timeout)
+    lines = [line for line in stdout.splitlines() if line.startswith("RESULT ")]
+    if process.returncode != 0 or not lines:
+        raise AssertionError(f"client failed:\n{stdout}\n{stderr}")
+    return json.loads(lines[-1][len("RESULT "):]), stdout

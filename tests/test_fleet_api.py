@@ -11,7 +11,8 @@ from __future__ import annotations
 import pytest
 
 import service_kit
-from fleet_kit import FAST, QUEUE, call, decoded_frames, fetch, fleet_server, in_history, rows, runs_on, status, wait_until, worker_of
+from fleet_kit import (FAST, QUEUE, call, client_result, decoded_frames, fetch, fleet_server, in_history, rows,
+                       runs_on, start_js_subscribe, start_python_client, status, wait_until, worker_of)
 from pg_server import PgServer
 
 LEASE_SECONDS = 3
@@ -49,8 +50,10 @@ def fleet(tmp_path_factory, tls, pg):
             server.stop()
 
 
-def test_any_instance_answers_for_requests_the_others_took(fleet, pg):
+def test_any_instance_answers_for_requests_the_others_took(fleet, pg, tls, tmp_path):
     a, b = fleet
+    python = start_python_client(b, tls[0], "queue_steps", {"prompt": "from fal-client", **FAST, "seed": 9})
+    javascript = start_js_subscribe(a, tls[0], FAST, tmp_path)
     submitted = []
     for number in range(6):
         gateway = fleet[number % 2]
@@ -68,6 +71,14 @@ def test_any_instance_answers_for_requests_the_others_took(fleet, pg):
         assert len(data) == output["video"]["file_size"]
         facts = service_kit.mp4_facts(data, other.workdir)
         assert facts == {"frames": 9, "width": 480, "height": 480, "fps": 12.0}
+    seen, _ = client_result(python)  # status with logs polled from B while whichever worker ran it
+    messages = [log["message"] for log in seen["statuses"][-1]["logs"]]
+    assert messages[0] == "encode: prompt and negative prompt (T5)" and "pass 1: step 1/1" in messages
+    assert seen["result"]["seed"] == 9 and len(fetch(b, seen["result"]["video"]["url"])) == \
+        seen["result"]["video"]["file_size"]
+    subscribed, printed = client_result(javascript)  # the documented subscribe, its live log lines printed
+    assert subscribed["data"]["prompt"] == "A red fox trots through fresh snow at dawn"
+    assert any(line.startswith("encode: prompt and negative prompt (T5) ") for line in printed.splitlines())
     workers = rows(pg.url, "SELECT worker, count(*) FROM ltxv097_jobs GROUP BY worker")
     assert len(workers) == 2, workers  # both workers ran some
     videos = {}

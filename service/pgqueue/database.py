@@ -65,8 +65,8 @@ async def listen(url: str, handlers: dict[str, Callable[[str], Awaitable[None]]]
 
 
 async def connect_until_ready(url: str, on_problem: Callable[[Optional[str]], None]) -> AsyncConnectionPool:
-    """Retry `open_database` until it works; `on_problem(message)` after each failure, `on_problem(None)` once
-    it worked (the API answers 503 with the message meanwhile)."""
+    """Retry `open_database` until it works, with `on_problem(message)` after each failure (the API answers 503
+    with the message meanwhile)."""
     while True:
         try:
             pool = await open_database(url)
@@ -74,5 +74,4 @@ async def connect_until_ready(url: str, on_problem: Callable[[Optional[str]], No
             on_problem(unusable_message(url, problem))
             await asyncio.sleep(RETRY_SECONDS)
             continue
-        on_problem(None)
         return pool

@@ -61,6 +61,7 @@ class FleetQueue:
         self.jobs = PgJobQueue(pool, lease_seconds=self.config.lease_seconds, max_attempts=self.config.max_attempts)
         self.worker = FleetWorker(self.host, self.jobs, self.storage, runs_jobs=not self.config.gateway_only,
                                   finished=self.finished_here, remove_media=self.remove_media)
+        self.report(None)  # the API answers from here on
         loop = asyncio.get_running_loop()
         self._tasks.append(loop.create_task(self.worker.run_forever()))
         self._tasks.append(loop.create_task(listen(self.url, {CANCEL_CHANNEL: self.worker.on_cancel,

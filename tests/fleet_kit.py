@@ -64,7 +64,7 @@ def wait_until(server: ComfyServer, request_id: str, states: tuple[str, ...], ti
         if seen["status"] in states:
             return seen
         time.sleep(0.1)
-    raise TimeoutError(f"request {request_id} never reached {states}: {seen}")
+    raise TimeoutError(f"request {request_id} never reached {states}: {seen}; log tail:\n{server.log_tail()}")
 
 
 def fetch(server: ComfyServer, url: str) -> bytes:

@@ -34,6 +34,16 @@ def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
 
+def attempt_prompt(claim: Claim) -> dict:
+    """The prompt to queue: a retried job writes to a file name of its own, because a ComfyUI that already ran the
+    same prompt (a result discarded after its lease was lost) would answer it from its cache without an mp4."""
+    if claim.attempts <= 1:
+        return claim.prompt
+    node = claim.prompt[OUTPUT_NODE]
+    prefix = f"{node['inputs']['filename_prefix']}-attempt{claim.attempts}"
+    return {**claim.prompt, OUTPUT_NODE: {**node, "inputs": {**node["inputs"], "filename_prefix": prefix}}}
+
+
 class FleetWorker:
     """`finished(request_id)` is awaited after a job ended here (webhook); `remove_media(request_id)` deletes a
     request's condition files from this ComfyUI's input folder."""
@@ -56,10 +66,9 @@ class FleetWorker:
         self.wake.set()
 
     async def on_cancel(self, request_id: str) -> None:
-        """A cancel from any instance: stop the prompt if this worker runs that request."""
+        """A cancel from any instance: the follower stops the prompt if this worker runs that request."""
         if self.current is not None and self.current.request_id == request_id:
             self._cancel_asked = True
-            self.stop_prompt(request_id)
 
     def on_log(self, message: str) -> None:
         """run_log listener (ComfyUI's execution thread): lines of the job this worker runs go to the database."""
@@ -72,6 +81,7 @@ class FleetWorker:
 
     async def run_forever(self) -> None:
         while True:
+            self.wake.clear()  # before looking: a submit notified while looking wakes the next wait at once
             try:
                 await self.housekeeping()
                 claim = await self.queue.claim(self.name) if self.runs_jobs and self.idle() else None
@@ -82,7 +92,6 @@ class FleetWorker:
                 raise
             except Exception:  # the database may be restarting: keep the worker alive and try again
                 logger.exception("LTX-Video API: the fleet worker's pass failed")
-            self.wake.clear()
             try:
                 await asyncio.wait_for(self.wake.wait(), IDLE_SECONDS)
             except asyncio.TimeoutError:
@@ -125,7 +134,7 @@ class FleetWorker:
         """Queue the request's prompt on this ComfyUI; False when this ComfyUI refused it (released to others)."""
         await asyncio.to_thread(self.storage.take_inputs, self.host.input_dir(), claim.request_id)
         try:
-            await self.host.queue(claim.prompt, claim.request_id)
+            await self.host.queue(attempt_prompt(claim), claim.request_id)
         except Exception as refused:  # this ComfyUI cannot run it (a model file missing here...): others may
             node_errors = getattr(refused, "node_errors", None) or {}
             details = "; ".join(f"{node}: {e.get('message', '')}: {e.get('details', '')}".strip(": ")
@@ -137,20 +146,22 @@ class FleetWorker:
 
     async def follow(self, claim: Claim) -> None:
         """Until ComfyUI ended the prompt: flush log lines, renew the lease, obey cancels; then write the outcome."""
-        renewed = time.monotonic()
+        renewed, stopped = time.monotonic(), False
         while True:
             await self.flush_logs(claim)
             if time.monotonic() - renewed >= self.queue.lease_seconds / 3:
                 renewed = time.monotonic()
+                await self.housekeeping()  # a busy worker is still alive for the fleet, and still requeues
                 asked = await self.queue.renew(claim.request_id, claim.lease)
                 if asked is None:  # the lease is lost: the job is another worker's now
                     logger.warning("LTX-Video API: worker %s lost the lease of request %s; stopping it",
                                    self.name, claim.request_id)
                     self.stop_prompt(claim.request_id)
                     return
-                if asked and not self._cancel_asked:
-                    self._cancel_asked = True
-                    self.stop_prompt(claim.request_id)
+                self._cancel_asked = self._cancel_asked or asked  # a NOTIFY missed while reconnecting
+            if self._cancel_asked and not stopped:
+                stopped = True
+                self.stop_prompt(claim.request_id)
             running, pending = self.host.queue_order()
             if claim.request_id not in running and claim.request_id not in pending:
                 break

@@ -30,7 +30,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.append(str(REPO))
 sys.path.append(str(REPO / "tests"))
 
-from pg_server import PgServer  # noqa: E402
+from support.pg_server import PgServer  # noqa: E402
 
 PACK = types.ModuleType("ltxv097_bench")  # the pack as a package without its ComfyUI registration (`__init__`)
 PACK.__path__ = [str(REPO)]

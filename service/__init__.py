@@ -3,6 +3,8 @@
 `start(add_log_listener, fetch)` runs inside ComfyUI at pack import: it reads `ltxv097_api.json`, registers the
 routes on `PromptServer.instance.routes` (before ComfyUI adds its route table to the app) and reports the set-up
 in the log.
+The HTTP handlers (`routes.py`) hand each request to a `queue.JobQueue`; `local_queue.py` is the one of a single
+server (its requests in this process and on disk, run on its own ComfyUI queue).
 Everything except `host.py` and `start` is plain Python, unit-tested without ComfyUI.
 """
 

@@ -15,13 +15,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib
 import json
 import statistics
 import sys
 import tempfile
 import time
-import types
 import uuid
 from pathlib import Path
 from typing import Optional
@@ -31,16 +29,11 @@ sys.path.append(str(REPO))
 sys.path.append(str(REPO / "tests"))
 
 from support.pg_server import PgServer  # noqa: E402
+from support.plain_pack import pack_module  # noqa: E402
 
-PACK = types.ModuleType("ltxv097_bench")  # the pack as a package without its ComfyUI registration (`__init__`)
-PACK.__path__ = [str(REPO)]
-sys.modules[PACK.__name__] = PACK
-graph = importlib.import_module(f"{PACK.__name__}.service.graph")
-database = importlib.import_module(f"{PACK.__name__}.service.pgqueue.database")
-pg_queue = importlib.import_module(f"{PACK.__name__}.service.pgqueue.queue")
-channels = importlib.import_module(f"{PACK.__name__}.service.pgqueue.channels")
-storage = importlib.import_module(f"{PACK.__name__}.service.pgqueue.storage")
-worker_module = importlib.import_module(f"{PACK.__name__}.service.pgqueue.worker")
+graph, database, pg_queue, channels, storage, worker_module = (
+    pack_module(f"service.{name}") for name in ("graph", "pgqueue.database", "pgqueue.queue", "pgqueue.channels",
+                                                "pgqueue.storage", "pgqueue.worker"))
 OUTPUT_NODE, OUTPUT_SUBFOLDER = graph.OUTPUT_NODE, graph.OUTPUT_SUBFOLDER
 listen, open_database = database.listen, database.open_database
 CANCEL_CHANNEL, SUBMIT_CHANNEL, PgJobQueue = channels.CANCEL_CHANNEL, channels.SUBMIT_CHANNEL, pg_queue.PgJobQueue

@@ -12,11 +12,16 @@ import psycopg
 import pytest
 
 from support.pg_server import PgServer
-from service.jobs import CANCELLED, COMPLETED, FAILED, QUEUED, RUNNING
-from service.pgqueue import database, migrations
-from service.pgqueue.channels import CANCEL_CHANNEL, LOW, NORMAL
-from service.pgqueue.queue import PgJobQueue
-from service.pgqueue.settings import ENV_VAR, database_url, redact
+from support.plain_pack import pack_module
+
+jobs, database, migrations, channels, queue_module, settings_module, worker_module = (
+    pack_module(f"service.{name}") for name in ("jobs", "pgqueue.database", "pgqueue.migrations",
+                                                "pgqueue.channels", "pgqueue.queue", "pgqueue.settings",
+                                                "pgqueue.worker"))
+CANCELLED, COMPLETED, FAILED, QUEUED, RUNNING = jobs.CANCELLED, jobs.COMPLETED, jobs.FAILED, jobs.QUEUED, jobs.RUNNING
+CANCEL_CHANNEL, LOW, NORMAL = channels.CANCEL_CHANNEL, channels.LOW, channels.NORMAL
+PgJobQueue = queue_module.PgJobQueue
+ENV_VAR, database_url, redact = settings_module.ENV_VAR, settings_module.database_url, settings_module.redact
 
 
 @pytest.fixture(scope="module")
@@ -213,3 +218,17 @@ def test_the_webhook_is_taken_once_and_only_when_finished(url):
 
     before, takes = run(with_queue(url, body))
     assert before is False and sorted(takes) == [False, False, False, True]
+
+
+def test_a_retried_job_writes_to_a_file_name_of_its_own():
+    """A ComfyUI that ran the same prompt before (its result discarded after a lost lease) would answer a second
+    run from its cache, with no mp4: the retry's prompt differs in the output file name only."""
+    prompt = {"text_to_video": {"class_type": "LTX097TextToVideo",
+                                "inputs": {"filename_prefix": "ltxv097_api/r1", "seed": 3}},
+              "model": {"class_type": "LTX097ModelLoader", "inputs": {}}}
+    first = worker_module.attempt_prompt(queue_module.Claim("r1", "lease", prompt, {}, 1))
+    second = worker_module.attempt_prompt(queue_module.Claim("r1", "lease", prompt, {}, 2))
+    assert first == prompt
+    assert second["text_to_video"]["inputs"] == {"filename_prefix": "ltxv097_api/r1-attempt2", "seed": 3}
+    assert second["model"] == prompt["model"] and prompt["text_to_video"]["inputs"]["filename_prefix"] == \
+        "ltxv097_api/r1"

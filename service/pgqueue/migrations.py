@@ -29,6 +29,7 @@ MIGRATIONS: tuple[str, ...] = (
         lease uuid,
         lease_until timestamptz,
         refused_by text[] NOT NULL DEFAULT '{}',
+        refusal text,
         cancel_requested boolean NOT NULL DEFAULT false,
         result jsonb,
         error text,

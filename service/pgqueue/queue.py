@@ -179,25 +179,31 @@ class PgJobQueue:
             async with connection.transaction():
                 row = await (await connection.execute(
                     "UPDATE ltxv097_jobs SET state = 'queued', worker = NULL, lease = NULL, lease_until = NULL, "
-                    "attempts = attempts - 1, refused_by = array_append(refused_by, %s) WHERE request_id = %s "
-                    "AND lease = %s AND state = 'running' RETURNING refused_by",
-                    (worker, request_id, lease))).fetchone()
+                    "attempts = attempts - 1, refused_by = array_append(refused_by, %s), refusal = %s "
+                    "WHERE request_id = %s AND lease = %s AND state = 'running' RETURNING 1",
+                    (worker, reason, request_id, lease))).fetchone()
                 if row is None:
                     return None
                 await connection.execute(
                     "INSERT INTO ltxv097_job_logs (request_id, level, message) VALUES (%s, 'WARNING', %s)",
                     (request_id, f"worker {worker} cannot run this request: {reason}"))
-                others = await (await connection.execute(
-                    "SELECT count(*) FROM ltxv097_workers WHERE runs_jobs AND NOT (name = ANY (%s)) "
-                    "AND seen_at > clock_timestamp() - %s * interval '1 second'",
-                    (row[0], self.lease_seconds))).fetchone()
-                if others[0]:
-                    return QUEUED
-                await connection.execute(
-                    "UPDATE ltxv097_jobs SET state = 'failed', error = %s, error_type = 'no_worker', "
-                    "finished_at = clock_timestamp() WHERE request_id = %s",
-                    (NO_WORKER_MESSAGE.format(reason=reason), request_id))
-                return FAILED
+                return FAILED if request_id in await self._fail_unrunnable(connection) else QUEUED
+
+    async def fail_unrunnable(self) -> list[str]:
+        """Waiting jobs that every live worker has refused fail, naming the last refusal (a worker that refused one
+        may have been the last alive, or the others died since); returns their ids."""
+        async with self.pool.connection() as connection:
+            return await self._fail_unrunnable(connection)
+
+    async def _fail_unrunnable(self, connection) -> list[str]:
+        rows = await (await connection.execute(
+            "UPDATE ltxv097_jobs AS job SET state = 'failed', error = format(%s, job.refusal), "
+            "error_type = 'no_worker', finished_at = clock_timestamp() WHERE job.state = 'queued' "
+            "AND cardinality(job.refused_by) > 0 AND NOT EXISTS (SELECT 1 FROM ltxv097_workers AS live "
+            "WHERE live.runs_jobs AND live.seen_at > clock_timestamp() - %s * interval '1 second' "
+            "AND NOT (live.name = ANY (job.refused_by))) RETURNING job.request_id::text",
+            (NO_WORKER_MESSAGE.replace("{reason}", "%s"), self.lease_seconds))).fetchall()
+        return [row[0] for row in rows]
 
     async def requeue_expired(self) -> list[tuple[str, str]]:
         """Jobs whose worker stopped renewing go back to the queue (or fail after `max_attempts`, or end cancelled

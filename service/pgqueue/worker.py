@@ -2,8 +2,8 @@
 it on that queue exactly as the single-server mode does (same prompt, same node, same history), renews the lease,
 writes log lines and the outcome back, and stops the prompt when a cancel arrives or when it lost the lease.
 
-It also does the fleet's housekeeping on every pass: its heartbeat (who can run jobs) and the requeue of jobs whose
-worker stopped renewing. Runs as one asyncio task on ComfyUI's event loop; the log listener is the only part
+It also does the fleet's housekeeping every lease/3 seconds: its heartbeat (who can run jobs), the requeue of jobs
+whose worker stopped renewing, and the failure of jobs that no live worker can run. Runs as one asyncio task on ComfyUI's event loop; the log listener is the only part
 called from ComfyUI's execution thread.
 """
 
@@ -111,6 +111,9 @@ class FleetWorker:
             logger.warning("LTX-Video API: request %s lost its worker; now %s", request_id, state)
             if state != "queued":
                 await self.finished(request_id)
+        for request_id in await self.queue.fail_unrunnable():
+            logger.warning("LTX-Video API: request %s failed: no live worker can run it", request_id)
+            await self.finished(request_id)
 
     # one job ----------------------------------------------------------------------------------------------------
 

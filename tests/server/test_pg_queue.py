@@ -55,6 +55,18 @@ def settings(seed: int = 1) -> dict:
     return {"seed": seed, "prompt": f"prompt {seed}", "server_url": "http://a:1", "webhook_url": None}
 
 
+async def stop_renewing(queue: PgJobQueue, worker: str = "") -> None:
+    """What a dead worker leaves behind, without waiting for it: every running lease (or `worker`'s heartbeat)
+    older than the lease time."""
+    async with queue.pool.connection() as connection:
+        if worker:
+            await connection.execute("UPDATE ltxv097_workers SET seen_at = seen_at - interval '1 hour' "
+                                     "WHERE name = %s", (worker,))
+        else:
+            await connection.execute("UPDATE ltxv097_jobs SET lease_until = clock_timestamp() - interval '1 second' "
+                                     "WHERE state = 'running'")
+
+
 async def submit(queue: PgJobQueue, priority: int = NORMAL, seed: int = 1) -> str:
     request_id = str(uuid.uuid4())
     await queue.submit(request_id, {"prompt": f"prompt {seed}", "seed": seed}, settings(seed), priority)
@@ -136,7 +148,7 @@ def test_a_lost_lease_requeues_the_job_and_the_late_result_is_discarded(url):
         request_id = await submit(queue)
         lost = await queue.claim("w1")
         assert await queue.renew(request_id, lost.lease) is False
-        await asyncio.sleep(0.3)  # w1 stops renewing; the lease (0.2 s) expires
+        await stop_renewing(queue)  # w1 stops renewing: its lease runs out
         assert await queue.requeue_expired() == [(request_id, QUEUED)]
         taken = await queue.claim("w2")
         late = await queue.complete(request_id, lost.lease, {"video": {"file_name": "late.mp4"}, "prompt": "x"})
@@ -146,7 +158,7 @@ def test_a_lost_lease_requeues_the_job_and_the_late_result_is_discarded(url):
         done = await queue.complete(request_id, taken.lease, {"video": {"file_name": "a.mp4"}, "prompt": "x"})
         return taken, late, done, await queue.get(request_id)
 
-    taken, late, done, job = run(with_queue(url, body, lease_seconds=0.2))
+    taken, late, done, job = run(with_queue(url, body))
     assert taken.attempts == 2 and late is False and done is True
     assert job.state == COMPLETED and job.video == {"file_name": "a.mp4"}
     assert [line["message"] for line in job.logs] == ["from the new worker"]
@@ -157,11 +169,11 @@ def test_a_job_whose_workers_keep_dying_fails_after_the_most_attempts(url):
         request_id = await submit(queue)
         for attempt in range(2):
             assert (await queue.claim(f"w{attempt}")).attempts == attempt + 1
-            await asyncio.sleep(0.15)
+            await stop_renewing(queue)
             await queue.requeue_expired()
         return await queue.get(request_id)
 
-    job = run(with_queue(url, body, lease_seconds=0.1, max_attempts=2))
+    job = run(with_queue(url, body, max_attempts=2))
     assert job.state == FAILED and job.error_type == "worker_lost"
     assert job.error.startswith("the request's worker stopped 2 times while running it")
 
@@ -232,3 +244,20 @@ def test_a_retried_job_writes_to_a_file_name_of_its_own():
     assert second["text_to_video"]["inputs"] == {"filename_prefix": "ltxv097_api/r1-attempt2", "seed": 3}
     assert second["model"] == prompt["model"] and prompt["text_to_video"]["inputs"]["filename_prefix"] == \
         "ltxv097_api/r1"
+
+
+def test_a_refused_job_fails_once_the_workers_that_could_run_it_are_gone(url):
+    async def body(queue: PgJobQueue):
+        for worker in ("w1", "w2"):
+            await queue.heartbeat(worker, runs_jobs=True)
+        request_id = await submit(queue)
+        claim = await queue.claim("w1")
+        after_release = await queue.release(request_id, claim.lease, "w1", "no file only_here.safetensors")
+        still_alive = await queue.fail_unrunnable()
+        await stop_renewing(queue, worker="w2")  # w2 dies; w1 lives on but refused it
+        return after_release, still_alive, await queue.fail_unrunnable(), request_id, await queue.get(request_id)
+
+    after_release, still_alive, failed, request_id, job = run(with_queue(url, body))
+    assert after_release == QUEUED and still_alive == [] and failed == [request_id]
+    assert job.state == FAILED and job.error_type == "no_worker"
+    assert job.error == "no worker of the fleet can run this request: no file only_here.safetensors"

@@ -2,9 +2,9 @@
 it on that queue exactly as the single-server mode does (same prompt, same node, same history), renews the lease,
 writes log lines and the outcome back, and stops the prompt when a cancel arrives or when it lost the lease.
 
-It also does the fleet's housekeeping every lease/3 seconds: its heartbeat (who can run jobs), the requeue of jobs
-whose worker stopped renewing, and the failure of jobs that no live worker can run. Runs as one asyncio task on ComfyUI's event loop; the log listener is the only part
-called from ComfyUI's execution thread.
+It also does the fleet's housekeeping every lease/3 seconds: its heartbeat (who can run jobs), the requeue of
+jobs whose worker stopped renewing, and the failure of jobs that no live worker can run. Runs as one asyncio task
+on ComfyUI's event loop; the log listener is the only part called from ComfyUI's execution thread.
 """
 
 from __future__ import annotations

@@ -8,11 +8,15 @@ the waiting jobs; bad database settings answer 503 with the reason while ComfyUI
 
 from __future__ import annotations
 
+import json
+import shutil
+
 import pytest
 
 from support import service_kit
-from support.fleet_kit import (FAST, QUEUE, call, client_result, decoded_frames, fetch, fleet_server, in_history, rows,
-                       runs_on, start_js_subscribe, start_python_client, status, wait_until, worker_of)
+from support.fleet_kit import (FAST, QUEUE, call, client_result, decoded_frames, fetch, fleet_server, in_history,
+                               rows, runs_on, start_js_subscribe, start_member, start_python_client, status,
+                               wait_until, worker_of)
 from support.pg_server import PgServer
 
 LEASE_SECONDS = 10
@@ -44,7 +48,7 @@ def fleet(tmp_path_factory, tls, pg):
     servers = [first, second]
     try:
         for server in servers:
-            server.start()
+            start_member(server)
         yield servers
     finally:
         for server in servers:
@@ -144,7 +148,7 @@ def test_a_killed_worker_loses_nothing_and_a_full_restart_keeps_results(fleet, p
     pg.stop()
     pg.start()
     for server in fleet:
-        server.start()
+        start_member(server)
     for request_id in (interrupted, waiting):
         final = wait_until(victim, request_id, ("COMPLETED",))
         assert final.get("error") is None, (final, [server.log_tail(3000) for server in fleet])
@@ -154,6 +158,31 @@ def test_a_killed_worker_loses_nothing_and_a_full_restart_keeps_results(fleet, p
         assert len(fetch(server, again["video"]["url"])) == output["video"]["file_size"]
     names = {name for (name,) in rows(pg.url, "SELECT name FROM ltxv097_workers")}
     assert any(runs_on(victim, name) for name in names)  # the killed worker rejoined under a new name
+
+
+def test_a_gateway_only_instance_and_a_job_no_worker_can_run(fleet, pg):
+    """B restarts as a gateway only, with a checkpoint that A lacks: A refuses the job (ComfyUI's validation),
+    no live worker is left to run it, and it fails naming the refusal; B never ran anything."""
+    a, b = fleet
+    b.stop()
+    shutil.copy(b.model_path("checkpoints", b.models["checkpoint"]),
+                b.model_path("checkpoints", "only_on_b.safetensors"))
+    config = b.workdir / "user" / "ltxv097_api.json"
+    config.write_text(json.dumps({**json.loads(config.read_text()), "gateway_only": True,
+                                  "checkpoint": "only_on_b.safetensors"}))
+    start_member(b)
+    code, body = call(b, QUEUE, {"prompt": "needs a file only B has", **FAST}, "POST")
+    assert code == 200, body
+    final = wait_until(a, body["request_id"], ("COMPLETED",))
+    assert final["error_type"] == "no_worker", final
+    assert final["error"].startswith("no worker of the fleet can run this request: ") and \
+        "only_on_b.safetensors" in final["error"], final
+    logs = [line["message"] for line in status(b, body["request_id"], logs=True)["logs"]]
+    assert any(line.startswith("worker ") and "cannot run this request" in line for line in logs), logs
+    assert in_history(a, body["request_id"]) is None and in_history(b, body["request_id"]) is None
+    flags = {name: runs_jobs for name, runs_jobs in rows(pg.url, "SELECT name, runs_jobs FROM ltxv097_workers")}
+    assert [runs for name, runs in flags.items() if runs_on(b, name)] == [False]
+    assert b.get_json("/history") == {}  # the gateway ran nothing
 
 
 def test_bad_database_settings_answer_503_and_the_ui_keeps_working(fleet, pg, monkeypatch):

@@ -132,3 +132,13 @@ def client_result(process: subprocess.Popen, timeout: float = 300) -> tuple[dict
     if process.returncode != 0 or not lines:
         raise AssertionError(f"client failed:\n{stdout}\n{stderr}")
     return json.loads(lines[-1][len("RESULT "):]), stdout
+
+
+def start_member(server: ComfyServer, timeout: float = 120) -> None:
+    """Start a fleet member and wait until its API is connected to the database (it answers 503 until then)."""
+    server.start()
+    deadline = time.monotonic() + timeout
+    while (answer := call(server, f"{QUEUE}/requests/00000000-0000-4000-8000-000000000000/status"))[0] == 503:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the API never connected: {answer}; log tail:\n{server.log_tail()}")
+        time.sleep(0.2)

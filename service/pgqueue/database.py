@@ -40,8 +40,10 @@ async def open_database(url: str) -> AsyncConnectionPool:
     async with await psycopg.AsyncConnection.connect(url, **connection_options()) as connection:
         await migrate(connection)
     pool = AsyncConnectionPool(url, kwargs=connection_options(), min_size=POOL_SIZE[0], max_size=POOL_SIZE[1],
-                               open=False, name=APPLICATION_NAME, check=AsyncConnectionPool.check_connection)
-    # `check`: a connection broken by a database restart is replaced before use instead of failing one call
+                               open=False, name=APPLICATION_NAME, check=AsyncConnectionPool.check_connection,
+                               timeout=CONNECT_TIMEOUT_SECONDS)
+    # `check`: a connection broken by a database restart is replaced before use instead of failing one call;
+    # `timeout`: a call waits that long for a connection while the database is down, then answers 503
     await pool.open(wait=True, timeout=CONNECT_TIMEOUT_SECONDS * 2)
     return pool
 

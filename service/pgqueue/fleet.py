@@ -16,6 +16,7 @@ from ..config import ServiceConfig
 from ..jobs import COMPLETED, QUEUED, RUNNING, Job, result_json, video_url
 from ..queue import QueueStatus
 from .channels import CANCEL_CHANNEL, NORMAL, SUBMIT_CHANNEL
+from .settings import redact
 from .storage import SharedStorage
 
 logger = logging.getLogger(__name__)
@@ -42,6 +43,8 @@ class FleetQueue:
         """The `PgJobQueue` once connected."""
         self.worker = None
         """This instance's `FleetWorker` once connected."""
+        self.database_errors: tuple[type[BaseException], ...] = ()
+        """The driver's errors (a lost connection), known once the driver is imported."""
         self._tasks: list[asyncio.Task] = []
 
     # start-up ---------------------------------------------------------------------------------------------------
@@ -51,12 +54,16 @@ class FleetQueue:
 
     async def connect(self) -> None:
         try:  # the driver is needed only here: without it the API answers 503 saying what to install
+            import psycopg
+            import psycopg_pool
+
             from .database import connect_until_ready, listen
             from .queue import PgJobQueue
             from .worker import FleetWorker
         except ImportError:
             self.report(NO_DRIVER)
             return
+        self.database_errors = (psycopg.Error, psycopg_pool.PoolTimeout)
         pool = await connect_until_ready(self.url, self.report)
         self.jobs = PgJobQueue(pool, lease_seconds=self.config.lease_seconds, max_attempts=self.config.max_attempts)
         self.worker = FleetWorker(self.host, self.jobs, self.storage, runs_jobs=not self.config.gateway_only,
@@ -73,6 +80,11 @@ class FleetQueue:
         if message is not None and message != self.problem:
             logger.error("LTX-Video API: %s", message)
         self.problem = message
+
+    def lost_message(self, lost: BaseException) -> str:
+        reason = " ".join(str(lost).split()) or type(lost).__name__
+        return redact(f"the API's job database cannot be reached right now ({reason}); try again in a few seconds",
+                      self.url)
 
     def on_log(self, message: str) -> None:
         """run_log listener (ComfyUI's execution thread)."""

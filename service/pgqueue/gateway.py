@@ -5,6 +5,7 @@ what only a fleet has: a 503 with the reason while the job database is unusable,
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import Optional
 
@@ -22,6 +23,19 @@ PRIORITIES = {"normal": NORMAL, "low": LOW}
 
 class FleetRoutes(ApiRoutes):
     queue: FleetQueue
+
+    def register(self, routes) -> None:
+        super().register(_Guarded(routes, self.guard))
+
+    def guard(self, handler):
+        """A database lost in the middle of a call (a restart) answers 503 with the reason, as at start-up."""
+        @functools.wraps(handler)
+        async def guarded(request: web.Request) -> web.StreamResponse:
+            try:
+                return await handler(request)
+            except self.queue.database_errors as lost:
+                return json_response({"detail": self.queue.lost_message(lost)}, 503)
+        return guarded
 
     def unauthorized(self, request: web.Request) -> Optional[web.Response]:
         if self.queue.problem is not None:
@@ -51,3 +65,14 @@ class FleetRoutes(ApiRoutes):
                                                           "(storage_dir in ltxv097_api.json)"}),
                                content_type="application/json")
         return web.FileResponse(path, headers={"Content-Type": "video/mp4"})
+
+
+class _Guarded:
+    """ComfyUI's route table as `ApiRoutes.register` uses it (`routes.get(path)(handler)`), each handler guarded."""
+
+    def __init__(self, routes, guard):
+        self.routes, self.guard = routes, guard
+
+    def __getattr__(self, method: str):
+        register = getattr(self.routes, method)
+        return lambda path: lambda handler: register(path)(self.guard(handler))

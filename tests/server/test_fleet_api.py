@@ -160,6 +160,19 @@ def test_a_killed_worker_loses_nothing_and_a_full_restart_keeps_results(fleet, p
     assert any(runs_on(victim, name) for name in names)  # the killed worker rejoined under a new name
 
 
+def test_running_instances_ride_out_a_database_restart(fleet, pg):
+    a, b = fleet
+    pg.stop()
+    code, answer = call(a, f"{QUEUE}/requests/00000000-0000-4000-8000-000000000000/status")
+    assert code == 503 and "job database cannot be reached" in answer["detail"], answer
+    assert pg.password not in answer["detail"]
+    pg.start()
+    code, body = call(a, QUEUE, {"prompt": "after the restart", **FAST}, "POST")  # broken pool connections replaced
+    assert code == 200, body
+    final = wait_until(b, body["request_id"], ("COMPLETED",))
+    assert final.get("error") is None, (final, [server.log_tail(3000) for server in fleet])
+
+
 def test_a_gateway_only_instance_and_a_job_no_worker_can_run(fleet, pg):
     """B restarts as a gateway only, with a checkpoint that A lacks: A refuses the job (ComfyUI's validation),
     no live worker is left to run it, and it fails naming the refusal; B never ran anything."""

@@ -17,6 +17,7 @@ from support import service_kit
 from support.fleet_kit import (FAST, QUEUE, call, client_result, decoded_frames, fetch, fleet_server, in_history,
                                rows, runs_on, start_js_subscribe, start_member, start_python_client, status,
                                wait_until, worker_of)
+from support.local_web import LocalWeb
 from support.pg_server import PgServer
 
 LEASE_SECONDS = 10
@@ -38,7 +39,15 @@ def pg():
 
 
 @pytest.fixture(scope="module")
-def fleet(tmp_path_factory, tls, pg):
+def web():
+    """A local web server for the webhook (the only private host the instances may reach)."""
+    server = LocalWeb()
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory, tls, pg, web):
     """Two workers (A, B) on one database and one storage folder (started one after the other: a server started
     from a thread would die with that thread, see comfy_server._die_with_parent)."""
     storage = tmp_path_factory.mktemp("storage")
@@ -46,17 +55,21 @@ def fleet(tmp_path_factory, tls, pg):
     second = fleet_server(tmp_path_factory.mktemp("b"), pg.url, storage, tls=tls, models_from=first,
                           lease_seconds=LEASE_SECONDS)
     servers = [first, second]
-    try:
-        for server in servers:
-            start_member(server)
-        yield servers
-    finally:
-        for server in servers:
-            server.stop()
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("LTX097_URL_ALLOW_HOSTS", f"127.0.0.1:{web.port}")
+        try:
+            for server in servers:
+                start_member(server)
+            yield servers
+        finally:
+            for server in servers:
+                server.stop()
 
 
-def test_any_instance_answers_for_requests_the_others_took(fleet, pg, tls, tmp_path):
+def test_any_instance_answers_for_requests_the_others_took(fleet, pg, tls, web, tmp_path):
     a, b = fleet
+    web.routes["/hook"] = LocalWeb.static(200, b"{}", {"Content-Type": "application/json"})
+    hooked = call(a, f"{QUEUE}?fal_webhook={web.url}/hook", {"prompt": "with a webhook", **FAST}, "POST")[1]
     python = start_python_client(b, tls[0], "queue_steps", {"prompt": "from fal-client", **FAST, "seed": 9})
     javascript = start_js_subscribe(a, tls[0], FAST, tmp_path)
     submitted = []
@@ -84,6 +97,11 @@ def test_any_instance_answers_for_requests_the_others_took(fleet, pg, tls, tmp_p
     subscribed, printed = client_result(javascript)  # the documented subscribe, its live log lines printed
     assert subscribed["data"]["prompt"] == "A red fox trots through fresh snow at dawn"
     assert any(line.startswith("encode: prompt and negative prompt (T5) ") for line in printed.splitlines())
+    wait_until(b, hooked["request_id"], ("COMPLETED",))
+    web.finish("/hook")
+    hook = json.loads(web.bodies["/hook"])
+    assert hook["request_id"] == hooked["request_id"] and hook["status"] == "OK"
+    assert hook["payload"] == call(a, f"{QUEUE}/requests/{hooked['request_id']}")[1]  # the URL names A, as called
     workers = rows(pg.url, "SELECT worker, count(*) FROM ltxv097_jobs GROUP BY worker")
     assert len(workers) == 2, workers  # both workers ran some
     videos = {}
@@ -92,6 +110,7 @@ def test_any_instance_answers_for_requests_the_others_took(fleet, pg, tls, tmp_p
         videos.setdefault(number % 3, set()).add(decoded_frames(fetch(gateway, output["video"]["url"]),
                                                                 gateway.workdir))
     assert [len(same) for same in videos.values()] == [1, 1, 1]
+    assert web.hits["/hook"] == 1  # once, whichever instance ended it
 
 
 def test_priorities_positions_and_cancels_through_another_instance(fleet, pg):

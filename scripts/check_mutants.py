@@ -69,6 +69,13 @@ MUTANTS = (
     Mutant("api-lora-failure-is-500", "service/outcome.py", "LORA_FAILURE.match(message or \"\") if",
            "None if", ("tests/core/test_service_units.py::"
                        "test_a_lora_that_fails_while_running_is_a_422_naming_it_and_no_server_path_shows",)),
+    Mutant("fleet-late-result-accepted", "service/pgqueue/queue.py",
+           """"AND lease = %s AND state = 'running' RETURNING 1",""",
+           """"AND (lease = %s OR true) AND state = 'running' RETURNING 1",""",
+           ("tests/server/test_pg_queue.py::test_a_lost_lease_requeues_the_job_and_the_late_result_is_discarded",)),
+    Mutant("fleet-low-priority-not-last", "service/pgqueue/queue.py", "ORDER BY priority, queued_at",
+           "ORDER BY queued_at", ("tests/server/test_pg_queue.py::test_claims_follow_priority_then_age_and_positions_"
+                                  "count_the_whole_queue",)),
 )
 
 

@@ -30,17 +30,24 @@ def start(add_log_listener: Callable[[Callable[[str], None]], None], fetch: Modu
     from .media import ConditionMedia
     from .routes import APP_ID, QUEUE_PREFIX, ApiRoutes
     from .store import JobStore
+    from .pgqueue.settings import database_url
     from .uploads import REST_PREFIX, UploadRoutes, UploadStore
     from .webhook import Webhook
 
     host = ComfyHost()
     config = load_config(host.user_dir())
     media = ConditionMedia(fetch.fetch_bytes, fetch.FetchError, host.input_dir(), config)
-    queue = LocalQueue(host, JobStore(host.user_dir() / STORE_FOLDER / "requests"),
-                       Webhook(fetch.post_json, fetch.redact_url), media.remove)
+    notify = Webhook(fetch.post_json, fetch.redact_url)
     uploads = UploadStore(host.user_dir() / STORE_FOLDER / "uploads", config)
-    api = ApiRoutes(queue, host, config, media, uploads=uploads, check_reachable=fetch.check_reachable,
-                    fetch_error=fetch.FetchError)
+    options = {"uploads": uploads, "check_reachable": fetch.check_reachable, "fetch_error": fetch.FetchError}
+    url = database_url(config.database_url)
+    if url:
+        from .pgqueue import fleet_routes
+
+        queue, api = fleet_routes(host, config, url, media, notify, **options)
+    else:
+        queue = LocalQueue(host, JobStore(host.user_dir() / STORE_FOLDER / "requests"), notify, media.remove)
+        api = ApiRoutes(queue, host, config, media, **options)
     api.register(host.routes)
     UploadRoutes(uploads, config).register(host.routes)
     host.app().middlewares.append(json_errors((f"{QUEUE_PREFIX}/{APP_ID}", f"/{APP_ID}", REST_PREFIX,

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from .checkpoint import LTXCheckpoint
 from .conditioning import Condition
 from .decoding import iter_decode_video
+from .guides import check_guide_start
 from .media import (MIN_MEDIA_SIDE, cropped_size, padded_frame_count, padding_for, prepare_media,
                     trim_frames)
 from .passes import LATENT_SCALE, Callback, ModelHook, PassRunner
@@ -95,23 +96,34 @@ def _prompts(context: torch.Tensor, mask: torch.Tensor, negative: torch.Tensor, 
     return Prompts(*padded)
 
 
+Prepared = list[tuple[torch.Tensor, int, float]]
+
+
 def _prepare_conditions(conditions: Sequence[Condition], width: int, height: int, num_frames: int,
-                        padding: tuple[int, int, int, int], crf: int) -> list[tuple[torch.Tensor, int, float]]:
-    prepared = []
+                        padding: tuple[int, int, int, int], crf: int) -> tuple[Prepared, Prepared]:
+    """(conditions, guides) as `(media [1, 3, F, h, w], start_frame, strength)`; guides of strength 0 are left
+    out before anything is drawn or encoded, so they change nothing."""
+    prepared: Prepared = []
+    guides: Prepared = []
     for index, item in enumerate(conditions):
+        if item.guide and item.strength == 0:
+            continue
         frames = trim_frames(item.media.shape[0], item.start_frame, num_frames)
         if frames < 1:
             raise ValueError(f"conditions[{index}]: no frame of the media fits after frame {item.start_frame}")
         if frames < item.media.shape[0]:
             logger.warning("conditions[%d]: using %d of %d frames (8k+1 frames that fit the video)", index, frames,
                            item.media.shape[0])
-        if frames > 1 and item.start_frame % 8:
+        if item.guide:
+            check_guide_start(item.start_frame, frames, f"conditions[{index}] (a guide)")
+        elif frames > 1 and item.start_frame % 8:
             raise ValueError(f"conditions[{index}]: a video after frame 0 must start at a multiple of 8, "
                              f"not {item.start_frame}")
+        default_crf = 0 if item.guide else crf
         media = prepare_media(item.media[:frames], width=width, height=height, padding=padding,
-                              crf=crf if item.crf is None else int(item.crf))
-        prepared.append((media, item.start_frame, float(item.strength)))
-    return prepared
+                              crf=default_crf if item.crf is None else int(item.crf), blur=not item.guide)
+        (guides if item.guide else prepared).append((media, item.start_frame, float(item.strength)))
+    return prepared, guides
 
 
 def sample_video(checkpoint: LTXCheckpoint, *, context: torch.Tensor, context_mask: torch.Tensor,
@@ -136,7 +148,7 @@ def sample_video(checkpoint: LTXCheckpoint, *, context: torch.Tensor, context_ma
     device = torch.device(device) if device is not None else next(checkpoint.transformer.parameters()).device
     dtype = checkpoint.transformer.compute_dtype
     prompts = _prompts(context, context_mask, negative_context, negative_context_mask, device, dtype)
-    media_items = _prepare_conditions(conditions, width, height, num_frames, padding, settings["crf"])
+    media_items, guide_items = _prepare_conditions(conditions, width, height, num_frames, padding, settings["crf"])
     randomness = Randomness(seed, device, mode=rng)
     runner = PassRunner(checkpoint, prompts, settings, frame_rate, randomness, device, callback=callback,
                         cancel=cancel, on_model=on_model)
@@ -144,12 +156,13 @@ def sample_video(checkpoint: LTXCheckpoint, *, context: torch.Tensor, context_ma
         if multi_scale:
             first_plan, second_plan = runner.plan([(settings["first_pass"], shapes[0]),
                                                    (settings["second_pass"], shapes[1])])
-            first = runner.run_pass(first_plan, shapes[0], media_items)
+            first = runner.run_pass(first_plan, shapes[0], media_items, guide_items=guide_items)
             upsampled = runner.upsample(upsampler, first, settings["adain_factor"])
-            latents = runner.run_pass(second_plan, shapes[1], media_items, init_latents=upsampled)
+            latents = runner.run_pass(second_plan, shapes[1], media_items, init_latents=upsampled,
+                                      guide_items=guide_items)
         else:
             (plan,) = runner.plan([(settings, shapes[0])])
-            latents = runner.run_pass(plan, shapes[0], media_items)
+            latents = runner.run_pass(plan, shapes[0], media_items, guide_items=guide_items)
     noise_scale = settings["decode_noise_scale"]
     return VideoLatents(latents=latents, width=width, height=height, num_frames=num_frames, frame_rate=frame_rate,
                         padding=padding, decode_timestep=float(settings["decode_timestep"]),

@@ -14,6 +14,7 @@ from typing import Any, Callable, Mapping, Optional, Sequence, Union
 import torch
 
 from ..conditioning import Condition
+from ..guides import check_guide_start
 from ..passes import Callback, ModelHook, PassRunner, adain
 from ..media import padding_for
 from ..pipeline import VideoLatents, _checked_settings, _prepare_conditions, _prompts, _validate, pass_shapes
@@ -40,7 +41,9 @@ def _check_factor(factor: float) -> None:
 
 def _check_videos(conditions: Sequence[Condition]) -> None:
     for index, item in enumerate(conditions):
-        if item.media.ndim == 4 and item.media.shape[0] > 1 and item.start_frame % 8:
+        if item.guide:
+            check_guide_start(item.start_frame, item.media.shape[0], f"conditions[{index}] (a guide)")
+        elif item.media.ndim == 4 and item.media.shape[0] > 1 and item.start_frame % 8:
             raise ValueError(f"conditions[{index}]: a video after frame 0 must start at a multiple of 8, not "
                              f"{item.start_frame}")
 
@@ -84,16 +87,17 @@ class _WindowSampler:
             return []
         return [(self.tails[pass_index].to(self.device), 0, 1.0)]
 
-    def run(self, window: Window, media_items) -> torch.Tensor:
+    def run(self, window: Window, media_items, guide_items) -> torch.Tensor:
         """Sample one window; returns its last pass's latents (AdaIN applied)."""
         runner, plans, shapes = self.runners[window.index], self.passes[window.index], self.shapes[window.index]
         carried = [self._carried(window, index) for index in range(len(plans))]
-        latents = runner.run_pass(plans[0], shapes[0], media_items, latent_items=carried[0])
+        latents = runner.run_pass(plans[0], shapes[0], media_items, latent_items=carried[0],
+                                  guide_items=guide_items)
         latents = self._settle(window, 0, latents)
         if len(plans) > 1:
             upsampled = runner.upsample(self.upsampler, latents, self.settings["adain_factor"])
             latents = runner.run_pass(plans[1], shapes[1], media_items, init_latents=upsampled,
-                                      latent_items=carried[1])
+                                      latent_items=carried[1], guide_items=guide_items)
             latents = self._settle(window, 1, latents)
         return latents
 
@@ -153,9 +157,9 @@ def sample_long_video(checkpoint, *, context: Tensors, context_mask: Tensors, ne
         for window in plan.windows:
             if on_window is not None:
                 on_window(window.index, len(plan.windows))
-            media_items = _prepare_conditions(routed[window.index], width, height, window.num_frames, padding,
-                                              settings["crf"])
-            latents = sampler.run(window, media_items).cpu()
+            media_items, guide_items = _prepare_conditions(routed[window.index], width, height, window.num_frames,
+                                                           padding, settings["crf"])
+            latents = sampler.run(window, media_items, guide_items).cpu()
             if video is None:
                 video = latents.new_empty(*latents.shape[:2], plan.latent_frames, *latents.shape[3:])
             cross_fade(video, window, latents)

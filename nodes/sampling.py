@@ -25,8 +25,9 @@ from ..ltx_core.recipes import check_recipe, max_branches, recipe_passes, resolv
 from ..ltx_core.windows import plan_windows
 from .common import (CATEGORY, LTXModel, LTXModelType, LTXUpsampler, LTXUpsamplerType, LTXVae, LTXVaeType,
                      check_number)
-from .conditioning import LTXConditionsType, resolve_conditions
+from .conditioning import LTXConditionsType, extra_latent_frames, has_guide, resolve_conditions
 from .guidance import LTXGuidanceType
+from .lora import warn_unguided_ic_loras
 from .long_video import WINDOWS_TOOLTIP, LTXWindowsType, WindowProgress, window_settings
 from .memory import ModelLoads, transformer_bytes, upsampler_bytes, vae_bytes
 from .progress import StepProgress, check_interrupted
@@ -137,6 +138,7 @@ def sample(model: LTXModel, vae: LTXVae, positive: Any, negative: Any, *, recipe
     window = window_settings(windows, num_frames)
     plan = plan_windows(num_frames, window["window_frames"], window["overlap_frames"])
     items = resolve_conditions(conditions, num_frames)
+    warn_unguided_ic_loras(model, has_guide(items))
     overrides = recipe_overrides(choice, guidance)
     if step_cache:
         overrides["step_cache_threshold"] = float(step_cache)
@@ -145,8 +147,9 @@ def sample(model: LTXModel, vae: LTXVae, positive: Any, negative: Any, *, recipe
 
     device = model.patcher.load_device
     shapes = pass_shapes(settings, width=width, height=height, num_frames=plan.windows[0].num_frames)
-    # tokens of each pass: the video's, plus at most 2 latent frames of extra tokens per condition
-    tokens = [(frames + 2 * len(items)) * h * w for _, _, frames, h, w in shapes]
+    # tokens of each pass: the video's, plus the extra tokens of conditions and guides
+    tokens = [(frames + extra_latent_frames(items, plan.windows[0].num_frames)) * h * w
+              for _, _, frames, h, w in shapes]
     branches = [max_branches(p, settings["batched_guidance"]) for _, p in recipe_passes(settings)]
     inner_dim = int(transformer_config.get("num_attention_heads", 32)) * int(
         transformer_config.get("attention_head_dim", 128))

@@ -53,18 +53,21 @@ def _official_coords(latents, start_frame, causal_fix):
 
 
 def _official_step(reference, tokens_in, pixel, strengths, context, mask):
-    """One Euler step of the official transformer from σ to 0 on the given sequence (frozen where σ_tok = 0)."""
+    """One Euler step of the official transformer from σ to 0 on the given sequence: per-token σ is
+    `min(σ, 1 - strength)`, and only tokens with `σ < 1 - strength` move (the official pipeline's rule)."""
     positions = pixel.to(torch.float32)
     positions[:, 0] = positions[:, 0] * (1.0 / FRAME_RATE)
     sigma = torch.clamp(1.0 - strengths, max=SIGMA)
     velocity = reference(tokens_in, indices_grid=positions, encoder_hidden_states=context,
                          timestep=sigma, encoder_attention_mask=mask, return_dict=False)[0]
-    return torch.where((sigma > 0).unsqueeze(-1), tokens_in - sigma.unsqueeze(-1) * velocity, tokens_in)
+    moves = (SIGMA - 1e-6 < 1.0 - strengths).unsqueeze(-1)
+    return torch.where(moves, tokens_in - sigma.unsqueeze(-1) * velocity, tokens_in)
 
 
-def _expected(reference, latents, image, guide, context, mask, noise, *, guide_frame=0, with_guide=True):
+def _expected(reference, latents, image, guide, context, mask, noise, *, guide_frame, strength,
+              with_guide=True):
     """The sequence ComfyUI builds: [video (image written in place at frame 0), guide]; conditioning noise on the
-    image's tokens only."""
+    image's tokens only; the guide starts at `lerp(0, guide, strength)` (the test's noise is 0)."""
     main = latents.clone()
     main[:, :, :1] = image
     main_tokens, main_pixel = _official_coords(main, 0, True)
@@ -75,18 +78,20 @@ def _expected(reference, latents, image, guide, context, mask, noise, *, guide_f
     if not with_guide:
         return _official_step(reference, main_tokens, main_pixel, strengths, context, mask)
     guide_tokens, guide_pixel = _official_coords(guide, guide_frame, guide_frame == 0)
-    tokens = torch.cat([main_tokens, guide_tokens], dim=1)
+    tokens = torch.cat([main_tokens, strength * guide_tokens], dim=1)
     pixel = torch.cat([main_pixel, guide_pixel], dim=2)
-    strengths = torch.cat([strengths, torch.ones(guide_tokens.shape[:2])], dim=1)
+    strengths = torch.cat([strengths, torch.full(guide_tokens.shape[:2], strength)], dim=1)
     return _official_step(reference, tokens, pixel, strengths, context, mask)
 
 
-def test_guided_step_matches_the_official_transformer(models):
+@pytest.mark.parametrize("guide_frame, strength, moved_frame", [(0, 1.0, 9), (9, 0.6, 17)])
+def test_guided_step_matches_the_official_transformer(models, guide_frame, strength, moved_frame):
+    """A first-frame image condition plus a guide (at frame 0, or at 8k+1 with strength < 1)."""
     ours, reference = models
     latents, image, guide, context, mask = _inputs()
     noise = torch.randn(1, 18 + 12, 128, generator=torch.Generator().manual_seed(9))
     conditioned = apply_conditions(latents, [(image, 0, 1.0)], causal_fix=True, noise=None)
-    conditioned = append_guides(conditioned, [(guide, 0, 1.0)], causal_fix=True,
+    conditioned = append_guides(conditioned, [(guide, guide_frame, strength)], causal_fix=True,
                                 noise=lambda shape, dtype, device: torch.zeros(shape))
     timesteps = torch.tensor([SIGMA])
     settings = PassSettings(timesteps=timesteps, guidance=resolve_guidance(timesteps, guidance_scale=1, stg_scale=0,
@@ -97,13 +102,16 @@ def test_guided_step_matches_the_official_transformer(models):
     with torch.no_grad():
         got = denoise(ours, conditioned, prompts, settings, randn=lambda shape, dtype: noise[:, :shape[1]],
                       global_randn=torch.randn_like)
-        expected = _expected(reference, latents, image, guide, context, mask, noise)
-        unguided = _expected(reference, latents, image, guide, context, mask, noise, with_guide=False)
-        moved = _expected(reference, latents, image, guide, context, mask, noise, guide_frame=9)
+        expected = _expected(reference, latents, image, guide, context, mask, noise, guide_frame=guide_frame,
+                             strength=strength)
+        unguided = _expected(reference, latents, image, guide, context, mask, noise, guide_frame=guide_frame,
+                             strength=strength, with_guide=False)
+        moved = _expected(reference, latents, image, guide, context, mask, noise, guide_frame=moved_frame,
+                          strength=strength)
     assert got.shape == expected.shape == (1, 18 + 12, 128)
     difference = (got - expected).abs().max().item()
     assert difference <= TOL, difference
-    assert torch.equal(got[:, 18:], conditioned.tokens[:, 18:]), "the guide stays clean: not noised, not stepped"
+    assert torch.equal(got[:, 18:], conditioned.tokens[:, 18:]), "the guide is neither noised nor stepped at σ 0.8"
     video = conditioned.video_tokens(got)
     assert video.shape == (1, 18, 128)
     assert (video - unguided).abs().max() >= 10 * TOL, "removing the guide must show"

@@ -18,8 +18,8 @@ import torch
 from comfy_api.latest import io
 
 from .. import ltx_core
-from ..ltx_core.guides import check_guide_start
-from ..ltx_core.media import MIN_MEDIA_SIDE
+from ..ltx_core.models.grid import FRAMES_PER_LATENT
+from ..ltx_core.sampling import MIN_MEDIA_SIDE, check_guide_start
 from .common import CATEGORY
 
 logger = logging.getLogger(__name__)
@@ -49,7 +49,7 @@ class MediaCondition(ltx_core.Condition):
         if self.guide:
             check_guide_start(start, frames, self.label)
         elif frames > 1:
-            if start % 8:
+            if start % FRAMES_PER_LATENT:
                 raise ValueError(f"{self.label}: a video condition after frame 0 must start at a multiple of 8 "
                                  f"(0, 8, 16, ...), not at frame {start}")
             if num_frames - start < 9:
@@ -197,10 +197,10 @@ class LTX097VideoCondition(io.ComfyNode):
         if count < 9:
             raise ValueError(f"video condition: the clip has {count} frame(s) but needs at least 9 frames (8k+1: "
                              "9, 17, 25, ...); use an Image Condition for a single frame")
-        if start_frame % 8:
+        if start_frame % FRAMES_PER_LATENT:
             raise ValueError(f"video condition: start frame {start_frame} is not a multiple of 8; a video "
                              "condition starts at frame 0, 8, 16, ...")
-        used = (count - 1) // 8 * 8 + 1
+        used = (count - 1) // FRAMES_PER_LATENT * FRAMES_PER_LATENT + 1
         if used < count:
             logger.info("video condition: using the first %d of %d frames (8k+1)", used, count)
         item = MediaCondition(frames[:used].clone(), start_frame=int(start_frame), strength=float(strength),
@@ -215,7 +215,7 @@ def extra_latent_frames(conditions: Sequence[ltx_core.Condition], window_frames:
     for item in conditions:
         if item.guide:
             fitting = max(1, min(item.media.shape[0], window_frames - min(item.start_frame, window_frames - 1)))
-            total += (fitting - 1) // 8 + 1
+            total += (fitting - 1) // FRAMES_PER_LATENT + 1
         else:
             total += 2
     return total
@@ -271,7 +271,7 @@ class LTX097Guide(io.ComfyNode):
             raise ValueError("guide: connect a video (Load Video) or images (e.g. Canny)")
         label = f"guide at frame {start_frame}"
         check_guide_start(int(start_frame), frames.shape[0], label)
-        used = (frames.shape[0] - 1) // 8 * 8 + 1
+        used = (frames.shape[0] - 1) // FRAMES_PER_LATENT * FRAMES_PER_LATENT + 1
         if used < frames.shape[0]:
             logger.info("guide: using the first %d of %d frames (8k+1)", used, frames.shape[0])
         item = MediaCondition(frames[:used].clone(), start_frame=int(start_frame), strength=float(strength), crf=0,

@@ -201,6 +201,11 @@ def checked_settings(checkpoint, recipe: Union[str, Mapping[str, Any]], override
     if settings["pipeline_type"] == "multi-scale" and upsampler is None:
         raise ValueError("this recipe is multi-scale and needs the latent upsampler "
                          "(ltxv-spatial-upscaler-0.9.7.safetensors)")
+    if settings["pipeline_type"] == "multi-scale" and tuple(getattr(upsampler, "factor", (1, 2, 2))) != (1, 2, 2):
+        raise ValueError(f"this recipe is multi-scale and needs the spatial latent upsampler "
+                         f"(ltxv-spatial-upscaler-0.9.7.safetensors); the one given upsamples by "
+                         f"{tuple(upsampler.factor)} (frames, height, width), e.g. the temporal upscaler, which "
+                         f"goes after sampling (Latent Upsample node, `ltx_core.upsample_video`)")
     return settings
 
 

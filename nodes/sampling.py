@@ -270,7 +270,7 @@ class LTX097Sampler(io.ComfyNode):
                                                "multi-scale recipes."),
                 LTXConditionsType.Input("conditions", optional=True,
                                         tooltip="Images / videos pinned to frames (Image Condition, Video "
-                                                "Condition)."),
+                                                "Condition) and IC-LoRA guides (Guide)."),
                 LTXGuidanceType.Input("guidance", optional=True,
                                       tooltip="Changes to the recipe's guidance (Guidance Settings)."),
                 step_cache_input(),

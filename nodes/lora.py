@@ -32,7 +32,7 @@ from comfy_api.latest import io
 from safetensors import safe_open
 
 from ..fetch import ALLOW_HOSTS_ENV, ALLOW_PRIVATE_ENV, redact_url
-from ..ltx_core.lora import KIND_NAMES, LoraError, LoraMapping, map_lora
+from ..ltx_core.lora import KIND_NAMES, LoraError, LoraMapping, is_ic_lora, map_lora
 from .common import CATEGORY, FP8_DTYPES, LTXModel, LTXModelType
 from .lora_sources import (ALLOW_LOCAL_ENV, LoraSourceError, check_safetensors, check_source, is_url, lora_files,
                            resolve_lora)
@@ -277,10 +277,23 @@ def apply_lora_stack(model: LTXModel, stack: Iterable[dict] | str | None) -> LTX
             raise LoraEntryError(number, len(parsed), error) from error
         attach_patches(patcher, patches, entry["scale"], fp8_keys)
         logger.info("LoRA %s at scale %g", mapping.summary(), entry["scale"])
-        applied.append({**entry, "file": path, "layers": len(mapping.modules), "formats": mapping.formats})
+        in_context = is_ic_lora(entry["path"], entry["weight_name"] or "", str(path))
+        applied.append({**entry, "file": path, "layers": len(mapping.modules), "formats": mapping.formats,
+                        "in_context": in_context})
     result = model.with_patcher(patcher)
     result.extra["loras"] = list(model.extra.get("loras", [])) + applied
     return result
+
+
+def warn_unguided_ic_loras(model: LTXModel, guided: bool) -> None:
+    """An IC-LoRA run without its guide gives an unguided video and no error: say so, naming the file."""
+    if guided:
+        return
+    for entry in model.extra.get("loras", []):
+        if entry.get("in_context"):
+            logger.warning("the IC-LoRA %s is attached but no guide is given: it only works with its control video "
+                           "(depth, pose, canny, ...) in context; add an LTX-Video 0.9.7 Guide to the sampler's "
+                           "conditions", _display_name(entry["path"]))
 
 
 # ------------------------------------------------------------------------------------------------------------------

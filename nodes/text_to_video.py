@@ -112,7 +112,8 @@ class LTX097TextToVideo(io.ComfyNode):
                                                "nodes)."),
                 LTXConditionsType.Input("conditions", optional=True,
                                         tooltip="Images / videos pinned to frames (Image Condition, Video "
-                                                "Condition), for image-to-video or keyframes."),
+                                                "Condition), for image-to-video or keyframes, and IC-LoRA "
+                                                "guides (Guide)."),
                 LTXPromptEnhancerType.Input("prompt_enhancer", optional=True,
                                             tooltip="The prompt enhancer's models (Prompt Enhancer Loader), used "
                                                     "when expand_prompt is on."),

@@ -18,6 +18,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 PARITY = "tests/core/test_pipeline_parity.py"
+GUIDES = "tests/core/test_guides_parity.py"
 
 logger = logging.getLogger("check_mutants")
 
@@ -76,6 +77,20 @@ MUTANTS = (
     Mutant("fleet-low-priority-not-last", "service/pgqueue/queue.py", "ORDER BY priority, queued_at",
            "ORDER BY queued_at", ("tests/server/test_pg_queue.py::test_claims_follow_priority_then_age_and_positions_"
                                   "count_the_whole_queue",)),
+    Mutant("guide-offset-dropped", "ltx_core/sampling/guides.py", "pixel[:, 0] += start_frame", "pixel[:, 0] += 0",
+           (f"{GUIDES}::test_guided_step_matches_the_official_transformer",)),
+    Mutant("guide-causal-fix-everywhere", "ltx_core/sampling/guides.py", "causal_fix=causal_fix and start_frame == 0",
+           "causal_fix=causal_fix", (f"{GUIDES}::test_guided_step_matches_the_official_transformer",)),
+    Mutant("guide-noised", "ltx_core/sampling/denoise.py", "hard[:, hard.shape[1] - latents.num_guide:] = False",
+           "pass", (f"{GUIDES}::test_guided_step_matches_the_official_transformer",)),
+    Mutant("guide-left-in-latents", "ltx_core/sampling/conditioning.py",
+           "return tokens[:, self.num_extra:tokens.shape[1] - self.num_guide]", "return tokens[:, self.num_extra:]",
+           ("tests/core/test_guides_sampling.py::test_guide_moves_the_video_but_never_appears_in_it",)),
+    Mutant("guide-strength-0-kept", "ltx_core/sampling/preparation.py", "if item.guide and item.strength == 0:",
+           "if False:", ("tests/core/test_guides_sampling.py::test_strength_0_guide_is_no_guide_bit_for_bit",)),
+    Mutant("tone-map-098-dropped", "ltx_core/sampling/recipes.py",
+           '"0.9.8-distilled": {**_DISTILLED, "tone_map_compression_ratio": 0.6}', '"0.9.8-distilled": _DISTILLED',
+           (f"{PARITY}::test_098_distilled_recipes",)),
 )
 
 

@@ -16,7 +16,8 @@ from typing import Optional
 logger = logging.getLogger(__name__)
 
 FILE_NAME = "ltxv097_api.json"
-RECIPES = ("0.9.7 dev multi-scale", "0.9.7 distilled multi-scale", "0.9.7 dev single-scale",
+RECIPES = ("0.9.7 dev multi-scale", "0.9.7 distilled multi-scale", "0.9.8 dev multi-scale",
+           "0.9.8 distilled multi-scale", "0.9.8 2B distilled multi-scale", "0.9.7 dev single-scale",
            "0.9.6 2B dev", "0.9.6 2B distilled")
 
 

@@ -31,6 +31,7 @@ def start(add_log_listener: Callable[[Callable[[str], None]], None], fetch: Modu
     from .routes import APP_ID, QUEUE_PREFIX, ApiRoutes
     from .store import JobStore
     from .pgqueue.settings import database_url
+    from .pgqueue.storage import storage_root, uploads_folder
     from .uploads import REST_PREFIX, UploadRoutes, UploadStore
     from .webhook import Webhook
 
@@ -38,9 +39,12 @@ def start(add_log_listener: Callable[[Callable[[str], None]], None], fetch: Modu
     config = load_config(host.user_dir())
     media = ConditionMedia(fetch.fetch_bytes, fetch.FetchError, host.input_dir(), config)
     notify = Webhook(fetch.post_json, fetch.redact_url)
-    uploads = UploadStore(host.user_dir() / STORE_FOLDER / "uploads", config)
-    options = {"uploads": uploads, "check_reachable": fetch.check_reachable, "fetch_error": fetch.FetchError}
     url = database_url(config.database_url)
+    uploads_dir = host.user_dir() / STORE_FOLDER / "uploads"  # instances of one ComfyUI folder share it
+    if url and config.storage_dir:  # a fleet of machines: in the folder they all mount (not output/, which /view shows)
+        uploads_dir = uploads_folder(storage_root(config.storage_dir, host.output_dir()))
+    uploads = UploadStore(uploads_dir, config, shared=url is not None)
+    options = {"uploads": uploads, "check_reachable": fetch.check_reachable, "fetch_error": fetch.FetchError}
     if url:
         from .pgqueue import fleet_routes
 

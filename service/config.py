@@ -47,7 +47,8 @@ class ServiceConfig:
     database_url: Optional[str] = None
     """PostgreSQL URL of the fleet's shared queue (README "Scale out"); LTX097_API_DATABASE_URL overrides it."""
     storage_dir: Optional[str] = None
-    """With a database: the folder every instance mounts for the result mp4s (default: ComfyUI's output folder)."""
+    """With a database: the folder every instance mounts for the result mp4s and the uploads (default: ComfyUI's
+    output folder for results; uploads then stay in the user folder)."""
     gateway_only: bool = False
     """With a database: this instance answers the API but runs no jobs."""
     max_attempts: int = 3

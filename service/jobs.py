@@ -19,6 +19,15 @@ FILES_PREFIX = "/ltxv097_api/files"
 """Where the server serves a result's mp4: `<server>/ltxv097_api/files/{request id}/{file name}`."""
 
 
+START_TIMEOUT = "request_timeout"
+"""The error type of a request that did not start by its `X-Fal-Request-Timeout` (answered 504)."""
+
+
+def start_timeout_error(seconds: float) -> str:
+    """The error of a request that did not start within its `X-Fal-Request-Timeout` of `seconds` (every queue's)."""
+    return f"the request did not start within {round(seconds, 1):g} s (X-Fal-Request-Timeout)"
+
+
 def utc_timestamp(seconds: Optional[float] = None) -> str:
     return datetime.fromtimestamp(time.time() if seconds is None else seconds, timezone.utc).isoformat()
 

@@ -15,7 +15,8 @@ import time
 from typing import Awaitable, Callable, Optional
 
 from .graph import OUTPUT_NODE
-from .jobs import COMPLETED, QUEUED, Job, JobBook, result_json, video_url
+from .jobs import (COMPLETED, QUEUED, START_TIMEOUT, Job, JobBook, result_json, start_timeout_error,
+                   video_url)
 from .outcome import failure, prompt_used, saved_video
 from .queue import QueueStatus
 from .store import JobStore
@@ -120,9 +121,7 @@ class LocalQueue:
         """A request that did not start within its `X-Fal-Request-Timeout` leaves the queue and fails (504)."""
         if not self.host.remove_queued(job.request_id):
             return
-        waited = round(job.start_deadline - job.created_at, 1)
-        self.book.fail(job.request_id, f"the request did not start within {waited:g} s (X-Fal-Request-Timeout)",
-                       "request_timeout")
+        self.book.fail(job.request_id, start_timeout_error(job.start_deadline - job.created_at), START_TIMEOUT)
         self.remove_media(job.request_id)
         self.ended(job.request_id)
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Optional
 
 from .graph import OUTPUT_NODE
+from .jobs import START_TIMEOUT
 
 
 def saved_video(entry: dict, output_dir: Path) -> Optional[dict]:
@@ -77,7 +78,7 @@ def error_answer(state: str, message: Optional[str], error_type: Optional[str]) 
     if lora:
         loc = ["body", "loras", int(lora.group(1)) - 1, "path"]
         return 422, {"detail": [{"loc": loc, "msg": message, "type": error_type}]}
-    status = {"request_cancelled": 400, "request_timeout": 504}.get(error_type or "", 500)
+    status = {"request_cancelled": 400, START_TIMEOUT: 504}.get(error_type or "", 500)
     if state == "cancelled":
         status = 400
     return status, {"detail": message, "error_type": error_type}

@@ -33,7 +33,8 @@ from .config import ServiceConfig
 from .errors import REQUEST_ID_HEADER
 from .events import stream_status
 from .graph import build_prompt, feature_inputs
-from .jobs import COMPLETED, FILES_PREFIX, Job, Urls, result_json, status_json, video_url
+from .jobs import (COMPLETED, FILES_PREFIX, START_TIMEOUT, Job, Urls, result_json, status_json,
+                   video_url)
 from .lora_checks import lora_errors
 from .media import ConditionMedia
 from .outcome import error_answer, hide_paths
@@ -270,7 +271,7 @@ class ApiRoutes:
             return json_response(result_json(job, video_url(base_url(request), job)), request_id=job.request_id)
         http_status, body = error_answer(job.state, job.error, job.error_type)
         response = json_response(body, http_status, job.request_id)
-        if job.error_type == "request_timeout":  # the service's answer to a request that did not start in time
+        if job.error_type == START_TIMEOUT:  # the service's answer to a request that did not start in time
             response.headers[TIMEOUT_TYPE_HEADER] = "user"
         return response
 

@@ -6,9 +6,11 @@ The client calls (`rest.fal.ai` redirected to `<server>/rest` by its request mid
   then `PUT <upload_url>` with the bytes (no key on that call: the URL carries a one-upload token);
 - above 90 MB `POST …/initiate-multipart`, then `PUT <upload_url>/<n>` per 10 MB part (answering `{partNumber,
   etag}`) and `POST <upload_url>/complete` `{parts}`.
-Files live in `<user dir>/ltxv097_api/uploads` until their lifetime ends (`upload_lifetime_seconds`, or less when
-the client's `X-Fal-Object-Lifecycle` asks for less). A submit naming a `file_url` of this server reads the file
-from disk. Size and type are checked on upload (an image or video the API takes, at most `max_video_bytes`).
+Files live in `<user dir>/ltxv097_api/uploads` (in the fleet mode with a `storage_dir`:
+`<storage_dir>/ltxv097_api/uploads`, shared by every instance) until their lifetime ends (`upload_lifetime_seconds`,
+or less when the client's `X-Fal-Object-Lifecycle` asks for less). A submit naming a `file_url` of this server (in
+the fleet mode: of any instance, whose host this one cannot know) reads the file from disk. Size and type are
+checked on upload (an image or video the API takes, at most `max_video_bytes`).
 """
 
 from __future__ import annotations
@@ -80,10 +82,11 @@ def safe_name(name: object, content_type: str) -> str:
 
 
 class UploadStore:
-    """Uploads on disk: `<id>.json` (the record), `<id>.bin` (the bytes), `<id>.part<n>` (multipart pieces)."""
+    """Uploads on disk: `<id>.json` (the record), `<id>.bin` (the bytes), `<id>.part<n>` (multipart pieces).
+    `shared`: the folder is the fleet's, so an upload URL naming another host may be one of ours."""
 
-    def __init__(self, root: Path, config: ServiceConfig):
-        self.root, self.config = Path(root), config
+    def __init__(self, root: Path, config: ServiceConfig, *, shared: bool = False):
+        self.root, self.config, self.shared = Path(root), config, shared
         self.root.mkdir(parents=True, exist_ok=True)
 
     def _record(self, upload_id: str) -> Path:
@@ -153,15 +156,17 @@ class UploadStore:
         return upload
 
     def local(self, url: str, base_url: str) -> Optional[tuple[bytes, str]]:
-        """(bytes, content type) when `url` is a file uploaded to this server (`base_url`); None for other URLs;
-        `UploadMissing` when it is one of ours that is gone."""
+        """(bytes, content type) when `url` is a file uploaded to this server (`base_url`), or in a shared store to
+        any instance of the fleet; None for other URLs; `UploadMissing` when it names this server and is gone."""
         parts = urllib.parse.urlsplit(url)
-        base = urllib.parse.urlsplit(base_url)
-        if parts.netloc.lower() != base.netloc.lower() or not parts.path.startswith(UPLOADS_PREFIX + "/"):
+        here = parts.netloc.lower() == urllib.parse.urlsplit(base_url).netloc.lower()
+        if not (here or self.shared) or not parts.path.startswith(UPLOADS_PREFIX + "/"):
             return None
         upload_id = parts.path[len(UPLOADS_PREFIX) + 1:].split("/", 1)[0]
         upload = self.get(upload_id)
         if upload is None or upload.size is None:
+            if not here:  # another host's URL that is not (or no longer) in the fleet's folder: fetched as any URL
+                return None
             raise UploadMissing("the uploaded file is gone (its lifetime ended, or its upload never completed); "
                                 "upload it again")
         return self.data_path(upload).read_bytes(), upload.content_type

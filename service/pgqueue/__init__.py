@@ -13,14 +13,12 @@ def fleet_routes(host, config, url: str, media, notify, **route_options):
     """(queue, routes) of the fleet mode; the queue connects in the background on ComfyUI's event loop.
 
     `route_options` are `ApiRoutes`' (uploads, the submit-time URL check)."""
-    from pathlib import Path
-
     from .fleet import FleetQueue
     from .gateway import FleetRoutes
     from .settings import redact
-    from .storage import SharedStorage
+    from .storage import SharedStorage, storage_root
 
-    root = Path(config.storage_dir).expanduser() if config.storage_dir else host.output_dir()
+    root = storage_root(config.storage_dir, host.output_dir())
     queue = FleetQueue(host, config, url, SharedStorage(root, host.output_dir()), notify=notify,
                        media_prefix=media.prefix, remove_media=media.remove)
     queue.start(host.loop)

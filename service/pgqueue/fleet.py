@@ -8,14 +8,13 @@ usable `problem` holds the message the API answers with (503) and the start-up l
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import logging
 from typing import Awaitable, Callable, Optional
 
 from ..config import ServiceConfig
 from ..jobs import COMPLETED, QUEUED, RUNNING, Job, result_json, video_url
 from ..queue import QueueStatus
-from .channels import CANCEL_CHANNEL, NORMAL, SUBMIT_CHANNEL
+from .channels import CANCEL_CHANNEL, LOW, NORMAL, SUBMIT_CHANNEL
 from .settings import redact
 from .storage import SharedStorage
 
@@ -25,8 +24,6 @@ CONNECTING = "the API is connecting to its job database; try again in a few seco
 NO_DRIVER = ("database_url is set but psycopg 3 is not installed in ComfyUI's Python: run `pip install "
              "'psycopg[binary]' psycopg_pool` there and restart (or remove database_url)")
 FINISHED_POLL_SECONDS = 0.2
-SUBMIT_PRIORITY: contextvars.ContextVar[int] = contextvars.ContextVar("ltxv097_submit_priority", default=NORMAL)
-"""The priority of the request being submitted in this handler's task (set by `FleetRoutes` from fal's header)."""
 
 
 class FleetQueue:
@@ -97,8 +94,9 @@ class FleetQueue:
         await asyncio.to_thread(self.storage.stash_inputs, self.host.input_dir(), self.media_prefix(job.request_id),
                                 job.request_id)
         settings = {"seed": job.seed, "prompt": job.prompt, "webhook_url": job.webhook_url,
-                    "server_url": job.server_url}
-        await self.jobs.submit(job.request_id, prompt, settings, SUBMIT_PRIORITY.get())
+                    "server_url": job.server_url, "endpoint": job.endpoint,
+                    "start_timeout": None if job.start_deadline is None else job.start_deadline - job.created_at}
+        await self.jobs.submit(job.request_id, prompt, settings, LOW if job.priority == "low" else NORMAL)
 
     async def get(self, request_id: str) -> Optional[Job]:
         return await self.jobs.get(request_id)

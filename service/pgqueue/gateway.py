@@ -1,6 +1,7 @@
 """The API's handlers in the fleet mode: the single-server handlers (`routes.ApiRoutes`) on a `FleetQueue`, plus
-what only a fleet has: a 503 with the reason while the job database is unusable, fal's
-`X-Fal-Queue-Priority: low` (behind every normal request of the fleet), and result files from the shared storage.
+what only a fleet has: a 503 with the reason while the job database is unusable, and result files from the shared
+storage. fal's queue headers (`X-Fal-Queue-Priority`, `X-Fal-Request-Timeout`) are parsed by `ApiRoutes` into the
+`Job`; `FleetQueue` stores them with the job.
 """
 
 from __future__ import annotations
@@ -13,12 +14,7 @@ from aiohttp import web
 
 from ..jobs import COMPLETED
 from ..routes import ApiRoutes, json_response, not_found
-from ..schema import InputError
-from .channels import LOW, NORMAL
-from .fleet import SUBMIT_PRIORITY, FleetQueue
-
-PRIORITY_HEADER = "x-fal-queue-priority"
-PRIORITIES = {"normal": NORMAL, "low": LOW}
+from .fleet import FleetQueue
 
 
 class FleetRoutes(ApiRoutes):
@@ -41,17 +37,6 @@ class FleetRoutes(ApiRoutes):
         if self.queue.problem is not None:
             return json_response({"detail": self.queue.problem}, 503)
         return super().unauthorized(request)
-
-    async def enqueue(self, request: web.Request):
-        name = request.headers.get(PRIORITY_HEADER, "normal").strip().lower()
-        if name not in PRIORITIES:
-            raise InputError([{"loc": ["header", PRIORITY_HEADER], "msg": f"the queue priority must be one of "
-                               f"{', '.join(PRIORITIES)}, not {name!r}", "type": "literal_error"}])
-        token = SUBMIT_PRIORITY.set(PRIORITIES[name])
-        try:
-            return await super().enqueue(request)
-        finally:
-            SUBMIT_PRIORITY.reset(token)
 
     async def file(self, request: web.Request) -> web.StreamResponse:
         if self.queue.problem is not None:

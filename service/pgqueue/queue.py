@@ -4,7 +4,9 @@ Every method is one short transaction (one or two round trips). A claim takes th
 priority with `FOR UPDATE SKIP LOCKED`, so concurrent workers never wait for each other nor take the same row;
 the claim hands out a fresh `lease` id and every later write of the worker names it, so a worker that lost its
 lease (it stopped renewing and the job went back to the queue) can no longer change the job: its late result is
-discarded. Cancels are announced on the `CANCEL_CHANNEL` notification channel.
+discarded. Cancels are announced on the `CANCEL_CHANNEL` notification channel. A job with a start timeout
+(`settings.start_timeout`, fal's `X-Fal-Request-Timeout`) is never claimed after `queued_at` + that many seconds
+(the database's clock, the same for every instance): the housekeeping fails it (`fail_late`).
 """
 
 from __future__ import annotations
@@ -17,11 +19,16 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
-from ..jobs import CANCELLED, COMPLETED, FAILED, MAX_LOG_LINES, QUEUED, RUNNING, Job, utc_timestamp
-from .channels import CANCEL_CHANNEL, NORMAL, SUBMIT_CHANNEL
+from ..jobs import (CANCELLED, COMPLETED, FAILED, MAX_LOG_LINES, QUEUED, RUNNING, START_TIMEOUT, Job,
+                    start_timeout_error, utc_timestamp)
+from .channels import CANCEL_CHANNEL, LOW, NORMAL, SUBMIT_CHANNEL
 
 ATTEMPTS_MESSAGE = "the request's worker stopped {attempts} times while running it (the most allowed); submit it again"
 NO_WORKER_MESSAGE = "no worker of the fleet can run this request: {reason}"
+LATE = ("(attempts = 0 AND coalesce(queued_at + (settings->>'start_timeout')::float8 * interval '1 second' "
+        "< clock_timestamp(), false))")
+"""SQL: a job never started whose start timeout has passed (false without a timeout; a job that started and lost
+its worker is retried whatever the time)."""
 
 
 @dataclass(frozen=True)
@@ -76,7 +83,7 @@ class PgJobQueue:
     async def _job(connection, request_id: str) -> Optional[Job]:
         cursor = connection.cursor(row_factory=dict_row)
         row = await (await cursor.execute(
-            "SELECT request_id::text, state, settings, result, error, error_type, cancel_requested, "
+            "SELECT request_id::text, state, priority, settings, result, error, error_type, cancel_requested, "
             "extract(epoch FROM queued_at)::float8 AS queued, extract(epoch FROM started_at)::float8 AS started, "
             "extract(epoch FROM finished_at)::float8 AS finished FROM ltxv097_jobs WHERE request_id = %s",
             (request_id,))).fetchone()
@@ -130,7 +137,8 @@ class PgJobQueue:
                 "UPDATE ltxv097_jobs SET state = 'running', worker = %(worker)s, lease = %(lease)s, "
                 "lease_until = clock_timestamp() + %(seconds)s * interval '1 second', attempts = attempts + 1, "
                 "started_at = clock_timestamp() WHERE request_id = (SELECT request_id FROM ltxv097_jobs "
-                "WHERE state = 'queued' AND NOT (%(worker)s = ANY (refused_by)) ORDER BY priority, queued_at "
+                f"WHERE state = 'queued' AND NOT (%(worker)s = ANY (refused_by)) AND NOT {LATE} "
+                "ORDER BY priority, queued_at "
                 "LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING request_id::text, prompt, settings, attempts",
                 {"worker": worker, "lease": lease, "seconds": self.lease_seconds})).fetchone()
         return None if row is None else Claim(row[0], lease, row[1], row[2], row[3])
@@ -189,6 +197,24 @@ class PgJobQueue:
                     (request_id, f"worker {worker} cannot run this request: {reason}"))
                 return FAILED if request_id in await self._fail_unrunnable(connection) else QUEUED
 
+    async def fail_late(self) -> list[str]:
+        """Waiting jobs past their start timeout fail as the single server's do (504 `request_timeout`); returns
+        their ids."""
+        async with self.pool.connection() as connection:
+            rows = await (await connection.execute(
+                f"SELECT request_id::text, (settings->>'start_timeout')::float8 FROM ltxv097_jobs "
+                f"WHERE state = 'queued' AND {LATE}")).fetchall()
+            # each UPDATE re-checks the state: a job cancelled meanwhile (or failed by another instance) stays so
+            failed = []
+            for request_id, seconds in rows:
+                row = await (await connection.execute(
+                    "UPDATE ltxv097_jobs SET state = 'failed', error = %s, error_type = %s, "
+                    "finished_at = clock_timestamp() WHERE request_id = %s AND state = 'queued' RETURNING 1",
+                    (start_timeout_error(seconds), START_TIMEOUT, request_id))).fetchone()
+                if row is not None:
+                    failed.append(request_id)
+        return failed
+
     async def fail_unrunnable(self) -> list[str]:
         """Waiting jobs that every live worker has refused fail, naming the last refusal (a worker that refused one
         may have been the last alive, or the others died since); returns their ids."""
@@ -227,11 +253,15 @@ class PgJobQueue:
 def job_of(row: dict, logs: list) -> Job:
     """A database row as the service's `Job` (fal's JSON shapes are built from it as in the single-server mode)."""
     settings, result = row["settings"], row["result"] or {}
+    timeout = settings.get("start_timeout")
     return Job(row["request_id"], settings["seed"], result.get("prompt", settings["prompt"]), state=row["state"],
                created_at=float(row["queued"]), started_at=_seconds(row["started"]),
                finished_at=_seconds(row["finished"]), logs=logs, video=result.get("video"), error=row["error"],
                error_type=row["error_type"], webhook_url=settings.get("webhook_url"),
-               server_url=settings.get("server_url", ""), cancel_requested=row["cancel_requested"])
+               server_url=settings.get("server_url", ""), cancel_requested=row["cancel_requested"],
+               endpoint=settings.get("endpoint", Job.endpoint),
+               priority="low" if row["priority"] == LOW else "normal",
+               start_deadline=None if timeout is None else float(row["queued"]) + timeout)
 
 
 def _seconds(value) -> Optional[float]:

@@ -1,5 +1,7 @@
 """The folder every instance of the fleet mounts (`storage_dir`, a network volume on several machines): result mp4s
-that any instance serves, and the condition files a gateway fetched for a job that another worker runs.
+that any instance serves, the condition files a gateway fetched for a job that another worker runs, and the files
+uploaded through the storage API (`uploads`: a file uploaded through one instance is read by whichever instance
+takes the request naming it). Plain Python (no database driver).
 
 Files are written under a temporary name and renamed, so a reader never sees half a file.
 """
@@ -9,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
+from typing import Optional
 
 SUBFOLDER = "ltxv097_api"
 
@@ -18,6 +21,15 @@ def _copy(source: Path, target: Path) -> None:
     partial = target.with_name(target.name + ".partial")
     shutil.copyfile(source, partial)
     os.replace(partial, target)
+
+
+def storage_root(storage_dir: Optional[str], output_dir: Path) -> Path:
+    """`storage_dir` of the config, or ComfyUI's output folder when unset (instances on one machine sharing it)."""
+    return Path(storage_dir).expanduser() if storage_dir else Path(output_dir)
+
+
+def uploads_folder(root: Path) -> Path:
+    return Path(root) / SUBFOLDER / "uploads"
 
 
 class SharedStorage:

@@ -2,8 +2,9 @@
 it on that queue exactly as the single-server mode does (same prompt, same node, same history), renews the lease,
 writes log lines and the outcome back, and stops the prompt when a cancel arrives or when it lost the lease.
 
-It also does the fleet's housekeeping every lease/3 seconds: its heartbeat (who can run jobs), the requeue of
-jobs whose worker stopped renewing, and the failure of jobs that no live worker can run. Runs as one asyncio task
+It also does the fleet's housekeeping (a gateway-only instance too): at every look the failure of jobs that did
+not start within their `X-Fal-Request-Timeout`; every lease/3 seconds its heartbeat (who can run jobs), the requeue
+of jobs whose worker stopped renewing, and the failure of jobs that no live worker can run. Runs as one asyncio task
 on ComfyUI's event loop; the log listener is the only part called from ComfyUI's execution thread.
 """
 
@@ -102,6 +103,10 @@ class FleetWorker:
         return not running and not pending
 
     async def housekeeping(self) -> None:
+        for request_id in await self.queue.fail_late():  # at every look: as prompt as a single server
+            logger.info("LTX-Video API: request %s failed: it did not start within its X-Fal-Request-Timeout",
+                        request_id)
+            await self.ended_waiting(request_id)
         now = time.monotonic()
         if now - self._last_housekeeping < self.queue.lease_seconds / 3:
             return
@@ -113,7 +118,12 @@ class FleetWorker:
                 await self.finished(request_id)
         for request_id in await self.queue.fail_unrunnable():
             logger.warning("LTX-Video API: request %s failed: no live worker can run it", request_id)
-            await self.finished(request_id)
+            await self.ended_waiting(request_id)
+
+    async def ended_waiting(self, request_id: str) -> None:
+        """A job that ended without running: its stashed condition files go, its webhook is sent (once)."""
+        self.storage.drop_inputs(request_id)
+        await self.finished(request_id)
 
     # one job ----------------------------------------------------------------------------------------------------
 

@@ -50,12 +50,14 @@ def test_the_single_server_queue_is_a_job_queue():
     """The handlers depend on `JobQueue` alone: the queue of one server has each of its methods, async and with the
     same signature, so another queue (e.g. a shared one in a database) can take its place."""
     seam, local = pack_module("service.queue").JobQueue, pack_module("service.local_queue").LocalQueue
+    fleet = pack_module("service.pgqueue.fleet").FleetQueue  # the fleet's (its driver is imported only to connect)
     methods = {name: method for name, method in vars(seam).items()
                if inspect.isfunction(method) and not name.startswith("_")}
     assert set(methods) == {"enqueue", "get", "status", "cancel", "finished"}
-    for name, method in methods.items():
-        assert inspect.iscoroutinefunction(getattr(local, name)), name
-        assert inspect.signature(getattr(local, name)) == inspect.signature(method), name
+    for queue in (local, fleet):
+        for name, method in methods.items():
+            assert inspect.iscoroutinefunction(getattr(queue, name)), (queue, name)
+            assert inspect.signature(getattr(queue, name)) == inspect.signature(method), (queue, name)
 
 
 def test_every_bad_field_is_named_at_once():
@@ -349,6 +351,26 @@ def test_uploads_are_kept_for_their_lifetime_and_read_back_by_url(tmp_path):
     assert not list(tmp_path.glob(f"{upload.upload_id}.*"))
     assert uploads.requested_lifetime('{"expiration_duration_seconds": 3600}') == 3600.0
     assert uploads.requested_lifetime("not json") is None
+
+
+def test_a_fleet_instance_reads_uploads_made_through_any_other(tmp_path):
+    """In the fleet mode the uploads folder is shared: instance B accepts A's upload token and reads a file_url
+    naming A's host; an unknown upload under another host is an ordinary URL (fetched), under its own a 'gone'."""
+    uploads = pack_module("service.uploads")
+    config = service_config.ServiceConfig()
+    through_a = uploads.UploadStore(tmp_path, config, shared=True)
+    on_b = uploads.UploadStore(tmp_path, config, shared=True)
+    upload, token = through_a.create("image/png", "a.png", lifetime=None, multipart=False)
+    incoming = tmp_path / "in.bin"
+    incoming.write_bytes(b"\x89PNG\r\n\x1a\n....")
+    on_b.finish(on_b.authorized(upload.upload_id, token), incoming)
+    url = f"https://a:8188{uploads.UPLOADS_PREFIX}/{upload.upload_id}/{upload.file_name}"
+    assert on_b.local(url, "https://b:8189") == (b"\x89PNG\r\n\x1a\n....", "image/png")
+    assert uploads.UploadStore(tmp_path, config).local(url, "https://b:8189") is None  # not shared: a URL
+    unknown = url.replace(upload.upload_id, "0" * 32)
+    assert on_b.local(unknown, "https://b:8189") is None
+    with pytest.raises(uploads.UploadMissing):
+        on_b.local(unknown, "https://a:8188")
 
 
 def test_status_events_carry_new_log_lines_only():

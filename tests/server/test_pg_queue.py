@@ -261,3 +261,31 @@ def test_a_refused_job_fails_once_the_workers_that_could_run_it_are_gone(url):
     assert after_release == QUEUED and still_alive == [] and failed == [request_id]
     assert job.state == FAILED and job.error_type == "no_worker"
     assert job.error == "no worker of the fleet can run this request: no file only_here.safetensors"
+
+
+def test_a_job_not_started_within_its_start_timeout_is_never_claimed_and_fails_once(url):
+    """fal's X-Fal-Request-Timeout in the fleet: a late waiting job is skipped by claims (even ahead in priority)
+    and fails as the single server's do; a job that started and lost its worker is retried whatever the time."""
+    async def body(queue: PgJobQueue):
+        late = str(uuid.uuid4())
+        await queue.submit(late, {"seed": 1}, {**settings(1), "start_timeout": 0.5, "endpoint": "image-to-video"})
+        retried = str(uuid.uuid4())
+        await queue.submit(retried, {"seed": 2}, {**settings(2), "start_timeout": 0.5}, LOW)
+        other = await submit(queue, LOW, seed=3)
+        first = await queue.claim("w1")  # the late one, still in time: taken, then its worker dies
+        await stop_renewing(queue)
+        await queue.requeue_expired()
+        await asyncio.sleep(0.7)
+        before = await queue.get(late)
+        claims = [await queue.claim("w2"), await queue.claim("w3"), await queue.claim("w4")]
+        return first, before, claims, [await queue.fail_late(), await queue.fail_late()], \
+            await queue.get(late), await queue.get(retried), other
+
+    first, before, claims, failed, late, retried, other = run(with_queue(url, body))
+    assert first.request_id == late.request_id and before.state == QUEUED  # a started job is not "late"
+    assert [claim and claim.request_id for claim in claims] == [late.request_id, other, None]  # retried is skipped
+    assert failed == [[retried.request_id], []]
+    assert retried.state == FAILED and retried.error_type == jobs.START_TIMEOUT
+    assert retried.error == "the request did not start within 0.5 s (X-Fal-Request-Timeout)"
+    assert retried.priority == "low" and abs(retried.start_deadline - retried.created_at - 0.5) < 1e-6
+    assert late.priority == "normal" and late.endpoint == "image-to-video" and late.start_deadline is not None

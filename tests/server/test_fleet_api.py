@@ -1,17 +1,22 @@
 """The fleet mode on this machine: a throwaway PostgreSQL and two real ComfyUI workers with the tiny models on
 the CPU, sharing one storage folder, driven by the service's official clients and plain HTTP.
 
-Any instance answers for any request; idle workers take the next job; a worker killed mid-job loses nothing;
+Any instance answers for any request (its status stream too, and files uploaded through another); idle workers
+take the next job, best priority first, never one past its X-Fal-Request-Timeout; a worker killed mid-job loses nothing;
 cancels reach the worker running the job; a restart of everything (PostgreSQL included) keeps results and runs
 the waiting jobs; bad database settings answer 503 with the reason while ComfyUI's UI keeps working.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
+import urllib.error
+import urllib.request
 
 import pytest
+from PIL import Image
 
 from support import service_kit
 from support.fleet_kit import (FAST, QUEUE, call, client_result, decoded_frames, fetch, fleet_server, in_history,
@@ -25,6 +30,36 @@ LEASE_SECONDS = 10
 SLOW = {**service_kit.SMALL, "number_of_steps": 40}
 """Long enough to be caught running (and stopped), on any CPU."""
 MEDIUM = {**service_kit.SMALL, "number_of_steps": 12}
+
+
+def answer(server, route: str) -> tuple[int, dict, dict]:
+    """(HTTP status, headers, JSON body) of a GET."""
+    try:
+        with urllib.request.urlopen(server.url + route, timeout=60, context=server.ssl_context) as response:
+            return response.status, dict(response.headers), json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, dict(error.headers), json.loads(error.read())
+
+
+def upload(server, data: bytes, content_type: str) -> str:
+    """The storage API as `fal.storage.upload` calls it (initiate, then PUT the bytes); returns the file_url."""
+    started = call(server, "/rest/storage/upload/initiate?storage_type=fal-cdn-v3",
+                   {"content_type": content_type, "file_name": "frame.png"}, "POST")
+    assert started[0] == 200, started
+    put = urllib.request.Request(started[1]["upload_url"], data=data, method="PUT",
+                                 headers={"Content-Type": content_type})
+    with urllib.request.urlopen(put, timeout=60, context=server.ssl_context) as response:
+        assert response.status == 200
+    return started[1]["file_url"]
+
+
+def stream_events(server, request_id: str) -> tuple[dict, list[dict]]:
+    """(headers, the data events) of the status stream, read to its end."""
+    route = f"{QUEUE}/requests/{request_id}/status/stream?logs=1"
+    with urllib.request.urlopen(server.url + route, timeout=240, context=server.ssl_context) as response:
+        text = response.read().decode()
+        return dict(response.headers), [json.loads(line[len("data: "):]) for line in text.splitlines()
+                                        if line.startswith("data: ")]
 
 
 @pytest.fixture(scope="module")
@@ -113,18 +148,33 @@ def test_any_instance_answers_for_requests_the_others_took(fleet, pg, tls, web, 
     assert web.hits["/hook"] == 1  # once, whichever instance ended it
 
 
-def test_priorities_positions_and_cancels_through_another_instance(fleet, pg):
+def test_priorities_start_timeouts_and_cancels_through_another_instance(fleet, pg, web):
     a, b = fleet
+    for route in ("/late", "/cancelled"):
+        web.routes[route] = LocalWeb.static(200, b"{}", {"Content-Type": "application/json"})
     running = [call(a, QUEUE, {"prompt": f"long {n}", **SLOW}, "POST")[1]["request_id"] for n in range(2)]
     for request_id in running:
         wait_until(b, request_id, ("IN_PROGRESS",))
-    low = call(b, QUEUE, {"prompt": "low", **FAST}, "POST", {"X-Fal-Queue-Priority": "low"})[1]
+    low = call(b, f"{QUEUE}?fal_webhook={web.url}/cancelled", {"prompt": "low", **FAST}, "POST",
+               {"X-Fal-Queue-Priority": "low"})[1]
     normal = call(a, QUEUE, {"prompt": "normal", **FAST}, "POST")[1]
     assert low["queue_position"] == 0 and normal["queue_position"] == 0
     assert status(a, low["request_id"])["queue_position"] == 1  # behind the normal one, fleet-wide
     assert status(b, normal["request_id"])["queue_position"] == 0
     bad = call(a, QUEUE, {"prompt": "p"}, "POST", {"X-Fal-Queue-Priority": "urgent"})
-    assert bad[0] == 422 and bad[1]["detail"][0]["loc"] == ["header", "x-fal-queue-priority"]
+    assert bad[0] == 422 and [entry["loc"] for entry in bad[1]["detail"]] == [["header", "x-fal-queue-priority"]]
+    late = call(b, f"{QUEUE}?fal_webhook={web.url}/late", {"prompt": "late", **FAST}, "POST",
+                {"X-Fal-Request-Timeout": "2"})[1]
+    assert status(a, late["request_id"])["queue_position"] == 1  # behind the normal one, ahead of the low one
+    wait_until(a, late["request_id"], ("COMPLETED",))  # the busy workers never took it: it timed out waiting
+    code, headers, body = answer(a, f"{QUEUE}/requests/{late['request_id']}")
+    assert code == 504 and headers.get("x-fal-request-timeout-type") == "user", (code, headers, body)
+    assert body["error_type"] == "request_timeout" and "did not start within 2 s" in body["detail"], body
+    assert headers.get("x-fal-request-id") == late["request_id"]
+    web.finish("/late")
+    hook = json.loads(web.bodies["/late"])
+    assert hook["request_id"] == late["request_id"] and hook["status"] == "ERROR"
+    assert hook["payload"] == body
     for waiting in (low, normal):  # cancelled through the other instance, they never run
         assert call(a if waiting is low else b, f"{QUEUE}/requests/{waiting['request_id']}/cancel", {},
                     "PUT") == (202, {"status": "CANCELLATION_REQUESTED"})
@@ -136,11 +186,43 @@ def test_priorities_positions_and_cancels_through_another_instance(fleet, pg):
         final = wait_until(a, request_id, ("COMPLETED",))
         assert final["error_type"] == "request_cancelled", final
         assert call(b, f"{QUEUE}/requests/{request_id}")[0] == 400
+    web.finish("/cancelled")  # the low one, cancelled while waiting, with a webhook
+    hook = json.loads(web.bodies["/cancelled"])
+    assert hook["request_id"] == low["request_id"] and hook["payload"]["error_type"] == "request_cancelled"
     assert [in_history(server, low["request_id"]) for server in fleet] == [None, None]
     assert [in_history(server, normal["request_id"]) for server in fleet] == [None, None]
     for request_id in running:  # stopped mid-run by ComfyUI's interrupt, on the worker that ran it
         assert sorted(map(str, (in_history(server, request_id) for server in fleet))) == ["None", "error"]
         assert call(a, f"{QUEUE}/requests/{request_id}/cancel", {}, "PUT")[1] == {"status": "ALREADY_COMPLETED"}
+    assert in_history(a, late["request_id"]) is None and in_history(b, late["request_id"]) is None
+    assert (web.hits["/late"], web.hits["/cancelled"]) == (1, 1)  # once each, whichever instance ended it
+
+
+def test_an_upload_through_one_instance_serves_a_request_and_a_stream_of_another(fleet, pg):
+    """The file uploaded through A is read by B, which takes the request; A streams its status and answers it."""
+    a, b = fleet
+    picture = io.BytesIO()
+    Image.linear_gradient("L").resize((96, 64)).convert("RGB").save(picture, "PNG")
+    file_url = upload(a, picture.getvalue(), "image/png")
+    assert file_url.startswith(a.url + "/")
+    code, body = call(b, f"{QUEUE}/image-to-video", {"prompt": "from an upload", "image_url": file_url, **FAST},
+                      "POST")
+    assert code == 200, body
+    request_id = body["request_id"]
+    headers, events = stream_events(a, request_id)
+    assert headers.get("x-fal-request-id") == request_id and headers["Content-Type"].startswith("text/event-stream")
+    statuses = [event["status"] for event in events]
+    assert statuses[-1] == "COMPLETED" and statuses.count("COMPLETED") == 1, statuses
+    assert events[-1].get("error") is None, (events[-1], [server.log_tail(3000) for server in fleet])
+    messages = [line["message"] for event in events for line in event["logs"]]
+    assert "encode: conditioning media (VAE)" in messages and len(messages) == len(set(messages)), messages
+    code, headers, output = answer(a, f"{QUEUE}/requests/{request_id}")
+    assert code == 200 and headers.get("x-fal-request-id") == request_id and output["prompt"] == "from an upload"
+    assert len(fetch(a, output["video"]["url"])) == output["video"]["file_size"]
+    with urllib.request.urlopen(file_url.replace(a.url, b.url), timeout=30, context=b.ssl_context) as response:
+        assert response.read() == picture.getvalue()  # B serves A's upload from the shared folder
+    missing = call(a, f"{QUEUE}/requests/00000000-0000-4000-8000-000000000000/status/stream")
+    assert missing[0] == 404 and "not found" in missing[1]["detail"]  # JSON errors on the fleet's routes too
 
 
 def test_a_killed_worker_loses_nothing_and_a_full_restart_keeps_results(fleet, pg):

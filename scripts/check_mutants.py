@@ -77,6 +77,11 @@ MUTANTS = (
     Mutant("fleet-low-priority-not-last", "service/pgqueue/queue.py", "ORDER BY priority, queued_at",
            "ORDER BY queued_at", ("tests/server/test_pg_queue.py::test_claims_follow_priority_then_age_and_positions_"
                                   "count_the_whole_queue",)),
+    Mutant("fleet-late-job-claimed", "service/pgqueue/queue.py", "AND NOT {LATE} ", "",
+           ("tests/server/test_pg_queue.py::test_a_job_not_started_within_its_start_timeout_is_never_claimed_and_"
+            "fails_once",)),
+    Mutant("fleet-uploads-not-shared", "service/uploads.py", "if not (here or self.shared) or", "if not here or",
+           ("tests/core/test_service_units.py::test_a_fleet_instance_reads_uploads_made_through_any_other",)),
     Mutant("guide-offset-dropped", "ltx_core/sampling/guides.py", "pixel[:, 0] += start_frame", "pixel[:, 0] += 0",
            (f"{GUIDES}::test_guided_step_matches_the_official_transformer",)),
     Mutant("guide-causal-fix-everywhere", "ltx_core/sampling/guides.py", "causal_fix=causal_fix and start_frame == 0",

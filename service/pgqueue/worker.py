@@ -2,8 +2,8 @@
 it on that queue exactly as the single-server mode does (same prompt, same node, same history), renews the lease,
 writes log lines and the outcome back, and stops the prompt when a cancel arrives or when it lost the lease.
 
-It also does the fleet's housekeeping (a gateway-only instance too): at every look the failure of jobs that did
-not start within their `X-Fal-Request-Timeout`; every lease/3 seconds its heartbeat (who can run jobs), the requeue
+It also does the fleet's housekeeping (a gateway-only instance too): about once a second the failure of jobs that
+did not start within their `X-Fal-Request-Timeout`; every lease/3 seconds its heartbeat (who can run jobs), the requeue
 of jobs whose worker stopped renewing, and the failure of jobs that no live worker can run. Runs as one asyncio task
 on ComfyUI's event loop; the log listener is the only part called from ComfyUI's execution thread.
 """
@@ -59,7 +59,7 @@ class FleetWorker:
         self._cancel_asked = False
         self._lines: list[tuple[str, str]] = []
         self._lines_lock = threading.Lock()
-        self._last_housekeeping = 0.0
+        self._last_housekeeping = self._last_late_look = 0.0
 
     # notifications (event loop) ---------------------------------------------------------------------------------
 
@@ -103,10 +103,7 @@ class FleetWorker:
         return not running and not pending
 
     async def housekeeping(self) -> None:
-        for request_id in await self.queue.fail_late():  # at every look: as prompt as a single server
-            logger.info("LTX-Video API: request %s failed: it did not start within its X-Fal-Request-Timeout",
-                        request_id)
-            await self.ended_waiting(request_id)
+        await self.fail_late()
         now = time.monotonic()
         if now - self._last_housekeeping < self.queue.lease_seconds / 3:
             return
@@ -118,6 +115,14 @@ class FleetWorker:
                 await self.finished(request_id)
         for request_id in await self.queue.fail_unrunnable():
             logger.warning("LTX-Video API: request %s failed: no live worker can run it", request_id)
+            await self.ended_waiting(request_id)
+
+    async def fail_late(self) -> None:
+        """Waiting jobs past their X-Fal-Request-Timeout fail (about once a second, idle or busy, as on one server)."""
+        self._last_late_look = time.monotonic()
+        for request_id in await self.queue.fail_late():
+            logger.info("LTX-Video API: request %s failed: it did not start within its X-Fal-Request-Timeout",
+                        request_id)
             await self.ended_waiting(request_id)
 
     async def ended_waiting(self, request_id: str) -> None:
@@ -172,6 +177,8 @@ class FleetWorker:
                     self.stop_prompt(claim.request_id)
                     return
                 self._cancel_asked = self._cancel_asked or asked  # a NOTIFY missed while reconnecting
+            elif time.monotonic() - self._last_late_look >= IDLE_SECONDS:
+                await self.fail_late()
             if self._cancel_asked and not stopped:
                 stopped = True
                 self.stop_prompt(claim.request_id)

@@ -1,18 +1,22 @@
 """Image and video conditions given as URLs or base64 data URIs: fetched, checked and put in ComfyUI's input folder.
 
 Fetching goes through the pack's `fetch` package (injected as `fetch_bytes`, so this module stays importable on
-its own): http(s) or `data:` only, public addresses only, size caps from the config. The file's first bytes decide
-what it is (PNG, JPEG, WebP or GIF for images; MP4/MOV, WebM/MKV for videos), never the name or declared type.
+its own) on the API's own download pool: http(s) or `data:` only, public addresses only, size caps from the
+config. The file's first bytes decide what it is (PNG, JPEG, WebP or GIF for images; MP4/MOV, WebM/MKV for
+videos), never the name or declared type; its header gives its pixels, checked against the config's limits, and the
+whole request's memory estimate is checked against what the machine has free, before anything is decoded or queued.
 """
 
 from __future__ import annotations
 
-import asyncio
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
+from . import limits
 from .config import ServiceConfig
-from .schema import GenerationInput, InputError, error
+from .downloads import DownloadPool
+from .schema import GenerationInput, InputError, MediaCondition, error
 
 IMAGE_TYPES = {"png": b"\x89PNG\r\n\x1a\n", "jpg": b"\xff\xd8\xff", "gif": b"GIF8"}
 VIDEO_TYPES = {"webm": b"\x1a\x45\xdf\xa3"}
@@ -33,31 +37,87 @@ ARTICLE = {"image": "an image", "video": "a video"}
 ALLOWED = {"image": "PNG, JPEG, WebP or GIF", "video": "MP4, MOV, WebM or MKV"}
 
 
+@dataclass(frozen=True)
+class CheckedMedia:
+    condition: MediaCondition
+    data: bytes
+    extension: str
+    size: limits.MediaSize
+
+    @property
+    def field(self) -> str:
+        return f"{self.condition.kind}_url"
+
+
+def request_memory(generation: GenerationInput, media: list[CheckedMedia]) -> int:
+    """Bytes the request needs at its peak, roughly: its condition media being prepared and its output frames."""
+    output = limits.output_memory(limits.OUTPUT_FRAME_PIXELS[generation.resolution], 1, generation.number_of_frames)
+    return output + sum(limits.condition_memory(item.condition.kind, item.size) for item in media)
+
+
 class ConditionMedia:
-    """`await media(generation, request_id)` → {"image"|"video": file name in the input folder}; 422 on bad media."""
+    """`await media(generation, request_id)` → {"image"|"video": file name in the input folder}; 422 on bad media
+    or a request larger than the machine's free memory, `downloads.ServerBusy` when every download slot is taken."""
 
     def __init__(self, fetch_bytes: Callable[..., tuple[bytes, str]], fetch_error: type, input_dir: Path,
-                 config: ServiceConfig):
+                 config: ServiceConfig, pool: Optional[DownloadPool] = None,
+                 free_memory: Callable[[], Optional[int]] = limits.available_memory):
         self.fetch_bytes, self.fetch_error = fetch_bytes, fetch_error
         self.input_dir, self.config = Path(input_dir), config
+        self.pool = pool or DownloadPool(config.max_downloads, config.max_request_downloads)
+        self.free_memory = free_memory
 
     async def __call__(self, generation: GenerationInput, request_id: str) -> dict[str, str]:
+        fetched = await self.pool.run([lambda c=condition: self.fetch(c) for condition in generation.conditions])
+        media = [self.check(condition, answer) for condition, answer in zip(generation.conditions, fetched)]
+        self.check_memory(generation, media)
         files = {}
-        for condition in generation.conditions:
-            field = f"{condition.kind}_url"
-            limit = self.config.max_image_bytes if condition.kind == "image" else self.config.max_video_bytes
-            try:
-                data, media_type = await asyncio.to_thread(self.fetch_bytes, condition.url, max_bytes=limit,
-                                                           what=f"the {field}")
-            except self.fetch_error as failed:
-                raise InputError([error((field,), str(failed), "file_download_error")]) from failed
-            extension = sniff(condition.kind, data)
-            if extension is None:
-                declared = f" (sent as {media_type})" if media_type else ""
-                raise InputError([error((field,), f"is not {ARTICLE[condition.kind]} file{declared}; allowed: "
-                                                  f"{ALLOWED[condition.kind]}", "file_type")])
-            name = f"ltxv097_api_{request_id}_{condition.kind}.{extension}"
+        for item in media:
+            name = f"ltxv097_api_{request_id}_{item.condition.kind}.{item.extension}"
             self.input_dir.mkdir(parents=True, exist_ok=True)
-            (self.input_dir / name).write_bytes(data)
-            files[condition.kind] = name
+            (self.input_dir / name).write_bytes(item.data)
+            files[item.condition.kind] = name
         return files
+
+    def fetch(self, condition: MediaCondition) -> tuple[bytes, str] | InputError:
+        """(content, media type), or the 422 for a failed download (returned: it runs on a pool thread)."""
+        field = f"{condition.kind}_url"
+        cap = self.config.max_image_bytes if condition.kind == "image" else self.config.max_video_bytes
+        try:
+            return self.fetch_bytes(condition.url, max_bytes=cap, what=f"the {field}")
+        except self.fetch_error as failed:
+            return InputError([error((field,), str(failed), "file_download_error")])
+
+    def check(self, condition: MediaCondition, fetched: tuple[bytes, str] | InputError) -> CheckedMedia:
+        """The file's type from its first bytes and its pixels from its header, within the config's limits."""
+        if isinstance(fetched, InputError):
+            raise fetched
+        data, media_type = fetched
+        field, kind = f"{condition.kind}_url", condition.kind
+        extension = sniff(kind, data)
+        if extension is None:
+            declared = f" (sent as {media_type})" if media_type else ""
+            raise InputError([error((field,), f"is not {ARTICLE[kind]} file{declared}; allowed: {ALLOWED[kind]}",
+                                    "file_type")])
+        try:
+            size = limits.image_size(data) if kind == "image" else limits.video_size(data)
+            limit = self.config.max_image_pixels if kind == "image" else self.config.max_video_pixels
+            limits.check_pixels(size, limit, f"the {kind}")
+        except limits.MediaTooLarge as large:
+            raise InputError([error((field,), f"{large} (max_{kind}_pixels in ltxv097_api.json)",
+                                    "file_too_large")]) from None
+        except limits.UnreadableMedia as unreadable:
+            raise InputError([error((field,), f"is not a readable {extension} file: {unreadable}",
+                                    "file_type")]) from None
+        return CheckedMedia(condition, data, extension, size)
+
+    def check_memory(self, generation: GenerationInput, media: list[CheckedMedia]) -> None:
+        """Refuse a request the machine cannot hold now; the field named is its largest condition (or its frames)."""
+        needed, free = request_memory(generation, media), self.free_memory()
+        if free is None or needed <= free:
+            return
+        largest = max(media, key=lambda item: limits.condition_memory(item.condition.kind, item.size), default=None)
+        field = largest.field if largest is not None else "number_of_frames"
+        raise InputError([error((field,), f"the request needs about {limits.gigabytes(needed)} of memory and the "
+                                          f"server has {limits.gigabytes(free)} free; send smaller media or fewer "
+                                          f"frames", "insufficient_memory")])

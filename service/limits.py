@@ -59,10 +59,11 @@ def image_size(data: bytes) -> MediaSize:
     from PIL import Image
 
     try:
-        with warnings.catch_warnings(), Image.open(io.BytesIO(data)) as image:
+        with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the pixel limit below decides
-            width, height = image.size
-            frames = int(getattr(image, "n_frames", 1) or 1)
+            with Image.open(io.BytesIO(data)) as image:
+                width, height = image.size
+                frames = int(getattr(image, "n_frames", 1) or 1)
     except Image.DecompressionBombError as bomb:
         raise MediaTooLarge(f"the image is too large to open: {bomb}") from None
     except (OSError, ValueError, SyntaxError) as error:

@@ -1,8 +1,8 @@
 """The hosted LTX-Video 0.9.7 LoRA service's HTTP API (`fal-ai/ltx-video-lora`) on ComfyUI's own server.
 
 `start(add_log_listener, fetch)` runs inside ComfyUI at pack import: it reads `ltxv097_api.json`, registers the
-routes on `PromptServer.instance.routes` (before ComfyUI adds its route table to the app) and reports the set-up
-in the log.
+routes on `PromptServer.instance.routes` (before ComfyUI adds its route table to the app), puts every route of the
+server behind the keys when `api_keys` is set (`gate.py`) and reports the set-up in the log.
 Everything except `host.py` and `start` is plain Python, unit-tested without ComfyUI.
 """
 
@@ -22,8 +22,9 @@ def start(add_log_listener: Callable[[Callable[[str], None]], None], fetch: Modu
     pack's URL-fetching package (image / video URLs, webhooks)."""
     from .access import public_without_key
     from .config import FILE_NAME, load_config
+    from .gate import Gate, load_secret
     from .host import ComfyHost
-    from .routes import APP_ID, QUEUE_PREFIX, QueueService
+    from .routes import APP_ID, FILES_PREFIX, QUEUE_PREFIX, QueueService
     from .media import ConditionMedia
     from .store import JobStore
     from .webhook import Webhook
@@ -34,6 +35,11 @@ def start(add_log_listener: Callable[[Callable[[str], None]], None], fetch: Modu
     service.media = ConditionMedia(fetch.fetch_bytes, fetch.FetchError, host.input_dir(), config)
     service.notify = Webhook(fetch.post_json, fetch.redact_url)
     service.register(host.routes)
+    gate = Gate(config.api_keys, load_secret(host.user_dir() / STORE_FOLDER), FILES_PREFIX)
+    if gate.active:
+        host.add_middleware(gate.middleware)
+        gate.register(host.routes)
+    service.sign = gate.signed
     add_log_listener(service.on_log)
     logger.info("LTX-Video API: %s at <server>/%s (queue at <server>%s/%s), settings from %s: %s", APP_ID, APP_ID,
                 QUEUE_PREFIX, APP_ID, host.user_dir() / FILE_NAME, config.public())

@@ -314,7 +314,8 @@ def test_credentials_in_urls_are_refused_and_never_shown(web, tmp_path, caplog):
 
 def test_redact_text_redacts_every_url_in_a_text():
     text = json.dumps({"loras": json.dumps([{"path": "https://h.example/l.safetensors?token=s3cr3t"}]),
-                       "note": "see HTTP://user:pw@h.example:8080/a?b=1#c, ftp://x/y?z=2 and data:image/png;base64,QUFB"})
+                       "note": "see HTTP://user:pw@h.example:8080/a?b=1#c, ftp://x/y?z=2 and "
+                               "data:image/png;base64,QUFB"})
     shown = fetch.redact_text(text)
     assert not any(secret in shown for secret in ("s3cr3t", "token", "user", "pw@", "b=1", "z=2"))
     assert "https://h.example/l.safetensors" in shown and "http://h.example:8080/a" in shown

@@ -301,6 +301,7 @@ def test_restart_keeps_finished_results_and_fails_unfinished_ones(api, tls):
     api.stop()
     config_path = api.workdir / "user" / "ltxv097_api.json"
     config_path.write_text(json.dumps({**json.loads(config_path.read_text()), "api_keys": ["sekrit"]}))
+    api.api_key = "sekrit"  # every route needs it now, the readiness check too
     api.start()
     key = {"Authorization": "Key sekrit"}
     assert post(api, f"{QUEUE}/requests/{done['request_id']}", None, "GET")[0] == 401

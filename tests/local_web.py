@@ -116,6 +116,22 @@ class LocalWeb:
                 self.sent[route] += 1
         self.routes[route] = handle
 
+    def steady(self, route: str, head: bytes, until: threading.Event, *, bytes_per_s: int = 12 * 1024,
+               length: int = 100 << 20, limit_s: float = 120.0) -> None:
+        """`head`, then `bytes_per_s` zeros every second (above the fetchers' minimum rate, far below any useful
+        speed) until `until` is set or `limit_s` passed, then it hangs up before `length` bytes."""
+        def handle(request):
+            LocalWeb._head(request, 200, {"Content-Type": "application/octet-stream"}, length)
+            request.wfile.write(head)
+            request.wfile.flush()
+            self.sent[route] = len(head)
+            ends = time.monotonic() + limit_s
+            while not until.wait(1.0) and time.monotonic() < ends:
+                request.wfile.write(bytes(bytes_per_s))
+                request.wfile.flush()
+                self.sent[route] += bytes_per_s
+        self.routes[route] = handle
+
     def flood(self, route: str, head: bytes, *, total: int = 32 << 20, piece: int = 64 << 10) -> None:
         """`head` then zeros up to `total` bytes, counting what was written before the client hung up."""
         def handle(request):

@@ -14,6 +14,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 import uuid
@@ -268,6 +269,40 @@ def test_bad_media_and_webhooks_get_422s(api, web, tmp_path):
     status, answer = post(api, QUEUE + "?fal_webhook=ftp://x/y", {"prompt": "p"})
     assert status == 422 and answer["detail"][0]["loc"] == ["query", "fal_webhook"]
     assert not list((api.workdir / "input").glob("ltxv097_api_*"))
+
+
+def test_slow_downloads_of_other_requests_never_delay_a_submit(api, web, tmp_path):
+    """Six video downloads trickling just above the minimum rate once took every thread that media fetching and
+    webhooks shared: a submit with media then waited for them (issue 17, 4). Now it is answered while they run."""
+    release = threading.Event()
+    slow = [f"/slow{number}.mp4" for number in range(6)]
+    for route in slow:
+        web.steady(route, b"\0\0\0\x18ftypisom", release)
+    answers: dict[str, tuple] = {}
+
+    def submit_slow(route: str) -> None:
+        answers[route] = post(api, QUEUE, {"prompt": "p", **FAST, "video_url": web.url + route})
+
+    threads = [threading.Thread(target=submit_slow, args=(route,)) for route in slow]
+    try:
+        for thread in threads:
+            thread.start()
+        while len([route for route in slow if web.sent.get(route)]) < len(slow):  # all six are being sent
+            time.sleep(0.1)
+        web.routes["/quick.png"] = LocalWeb.static(200, e2e_workflows.write_image(tmp_path / "q.png").read_bytes())
+        status, body = post(api, QUEUE, {"prompt": "while others download", **FAST,
+                                         "image_url": f"{web.url}/quick.png"})
+        assert status == 200 and body["status"] == "IN_QUEUE", body
+        assert not any(route in web.done for route in slow) and not answers, \
+            "the submit was answered only after the slow downloads ended"
+    finally:
+        release.set()
+        for thread in threads:
+            thread.join(timeout=60)
+    assert all(answers[route][0] == 422 and answers[route][1]["detail"][0]["loc"] == ["body", "video_url"]
+               for route in slow), answers
+    while post(api, f"{QUEUE}/requests/{body['request_id']}/status", None, "GET")[1]["status"] != "COMPLETED":
+        time.sleep(0.3)
 
 
 def test_a_failed_generation_answers_with_its_error(api, web):

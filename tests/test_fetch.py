@@ -328,6 +328,10 @@ def test_tokens_from_the_environment_go_in_a_header_to_their_host_only(web, othe
     other_web.routes["/g"] = LocalWeb.static(200, GOOD)
     monkeypatch.setenv(fetch.ALLOW_HOSTS_ENV, f"127.0.0.1:{web.port},localhost:{other_web.port}")
     assert fetch.host_token_variable("127.0.0.1") == "LTX097_TOKEN_127_0_0_1"
+    with pytest.raises(fetch.FetchError) as refused:
+        fetch.check_url("https://user:token@h.example/l.safetensors")
+    assert "HF_TOKEN" in str(refused.value) and "LTX097_TOKEN_<HOST>" in str(refused.value)
+    assert "query" not in str(refused.value), "the message no longer suggests tokens in the query string"
     assert fetch.fetch_bytes(web.url + "/f", max_bytes=1 << 20)[0] == GOOD
     assert web.authorizations["/f"] == "", "no token set: no header"
     monkeypatch.setenv("LTX097_TOKEN_127_0_0_1", "t0ken")

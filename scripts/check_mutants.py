@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-PARITY = "tests/test_pipeline_parity.py"
+PARITY = "tests/core/test_pipeline_parity.py"
 
 logger = logging.getLogger("check_mutants")
 
@@ -32,32 +32,32 @@ class Mutant:
 
 
 MUTANTS = (
-    Mutant("uncond-uses-positive", "ltx_core/sampler.py",
+    Mutant("uncond-uses-positive", "ltx_core/sampling/denoise.py",
            'contexts = {"uncond": (prompts.negative_context, prompts.negative_mask)}',
            'contexts = {"uncond": (prompts.context, prompts.mask)}',
            (f"{PARITY}::test_single_scale_cfg_stg", f"{PARITY}::test_multi_scale_dev_recipe")),
     Mutant("t2v-ignores-negative-prompt", "nodes/text_to_video.py",
            "encode_prompt(clip, prompt), encode_prompt(clip, negative_prompt)",
            "encode_prompt(clip, prompt), encode_prompt(clip, DEFAULT_NEGATIVE_PROMPT)",
-           ("tests/test_nodes_video.py::test_text_to_video_uses_its_negative_prompt",)),
-    Mutant("stg-mode-ignored", "ltx_core/passes.py", 'skip_strategy=recipe["stg_mode"]',
+           ("tests/host/test_nodes_video.py::test_text_to_video_uses_its_negative_prompt",)),
+    Mutant("stg-mode-ignored", "ltx_core/sampling/passes.py", 'skip_strategy=recipe["stg_mode"]',
            'skip_strategy="attention_values"', (f"{PARITY}::test_stg_strategies",)),
-    Mutant("decode-timestep-fixed", "ltx_core/pipeline.py", 'decode_timestep=float(settings["decode_timestep"])',
+    Mutant("decode-timestep-fixed", "ltx_core/sampling/pipeline.py", 'decode_timestep=float(settings["decode_timestep"])',
            "decode_timestep=0.05", (f"{PARITY}::test_decode_timestep_noise_and_tone_map",)),
-    Mutant("adain-factor-ignored", "ltx_core/pipeline.py",
+    Mutant("adain-factor-ignored", "ltx_core/sampling/pipeline.py",
            'runner.upsample(upsampler, first, settings["adain_factor"])', "runner.upsample(upsampler, first, 1.0)",
            (f"{PARITY}::test_multi_scale_adain_factor",)),
-    Mutant("tone-map-skipped", "ltx_core/pipeline.py",
+    Mutant("tone-map-skipped", "ltx_core/sampling/pipeline.py",
            "latents = tone_map(latents, video.tone_map_compression_ratio)", "latents = latents",
            (f"{PARITY}::test_decode_timestep_noise_and_tone_map",)),
-    Mutant("keyframe-offset-dropped", "ltx_core/conditioning.py", "coords[:, 0] += start_frame",
+    Mutant("keyframe-offset-dropped", "ltx_core/sampling/conditioning.py", "coords[:, 0] += start_frame",
            "coords[:, 0] += 0", (f"{PARITY}::test_keyframe_at_frame_16",)),
-    Mutant("frame-rate-fixed", "ltx_core/positions.py", "positions[:, 0] * (1.0 / frame_rate)",
+    Mutant("frame-rate-fixed", "ltx_core/models/positions.py", "positions[:, 0] * (1.0 / frame_rate)",
            "positions[:, 0] * (1.0 / 25.0)", (f"{PARITY}::test_padding_and_cropping",)),
-    Mutant("cfg-star-ignored", "ltx_core/guidance.py", "        if cfg_star_rescale:", "        if False:",
-           ("tests/test_pipeline_units.py::test_guidance_arithmetic_matches_the_reference_loop",)),
-    Mutant("stg-rescale-ignored", "ltx_core/guidance.py", "        if step.rescale != 1.0:", "        if False:",
-           ("tests/test_pipeline_units.py::test_guidance_arithmetic_matches_the_reference_loop",)),
+    Mutant("cfg-star-ignored", "ltx_core/sampling/guidance.py", "        if cfg_star_rescale:", "        if False:",
+           ("tests/core/test_pipeline_units.py::test_guidance_arithmetic_matches_the_reference_loop",)),
+    Mutant("stg-rescale-ignored", "ltx_core/sampling/guidance.py", "        if step.rescale != 1.0:", "        if False:",
+           ("tests/core/test_pipeline_units.py::test_guidance_arithmetic_matches_the_reference_loop",)),
 )
 
 

@@ -1,0 +1,315 @@
+"""The API's plain-Python parts without a server: schema defaults and 422s, the prompt graph, request records and
+their restart recovery, status / result / webhook JSON, keys, the config file and media sniffing."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import io
+import json
+import struct
+import threading
+import zlib
+from pathlib import Path
+
+import pytest
+
+from service import access, config as service_config, downloads, graph, jobs, media, outcome, schema, store, webhook
+from service import limits as service_limits
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+REQUEST_ID = "0b7e2a4c-3f1d-4c55-9a0e-5d6f7a8b9c0d"
+NODE_INPUTS = {"model", "vae", "clip", "prompt", "negative_prompt", "resolution", "seed"}
+
+
+def test_defaults_are_the_services_and_a_missing_seed_is_drawn():
+    parsed = schema.parse_input({"prompt": "a fox"}, draw_seed=lambda: 4242)
+    assert parsed == schema.GenerationInput(
+        prompt="a fox", negative_prompt=schema.DEFAULT_NEGATIVE_PROMPT, loras=(), resolution="720p",
+        aspect_ratio="16:9", number_of_frames=89, number_of_steps=30, frame_rate=25, seed=4242,
+        expand_prompt=False, reverse_video=False, enable_safety_checker=True, conditions=())
+    drawn = {schema.parse_input({"prompt": "a fox", "seed": None}).seed for _ in range(20)}
+    assert len(drawn) > 1 and all(0 <= seed < schema.DRAWN_SEED_LIMIT for seed in drawn)
+    assert schema.parse_input({"prompt": "a fox", "seed": 0}).seed == 0
+
+
+def test_every_bad_field_is_named_at_once():
+    with pytest.raises(schema.InputError) as caught:
+        schema.parse_input({"prompt": 3, "resolution": "4k", "number_of_frames": 300, "loras": [{"path": ""}, 5],
+                            "image_url": "C:/a.png", "frame_rate": True})
+    locs = {tuple(entry["loc"]) for entry in caught.value.detail}
+    assert locs == {("body", "prompt"), ("body", "resolution"), ("body", "number_of_frames"),
+                    ("body", "loras", 0, "path"), ("body", "loras", 1), ("body", "image_url"),
+                    ("body", "frame_rate")}
+    frames = next(e for e in caught.value.detail if e["loc"] == ["body", "number_of_frames"])
+    assert frames["msg"] == "300 is out of range; allowed 9 to 257"
+    with pytest.raises(schema.InputError, match="local files are not read"):
+        schema.parse_input({"prompt": "p", "loras": [{"path": "../../secret.safetensors"}]})
+    with pytest.raises(schema.InputError, match="not both"):
+        schema.parse_input({"prompt": "p", "image_url": "data:,x", "video_url": "data:,y"})
+    with pytest.raises(schema.InputError, match="JSON object"):
+        schema.parse_input(["prompt"])
+
+
+def test_conditions_and_loras_parse():
+    parsed = schema.parse_input({"prompt": "p", "video_url": "https://a/b.mp4", "start_frame_number": 16,
+                                 "strength": 0.5, "loras": [{"path": "org/repo", "weight_name": "w.safetensors",
+                                                             "scale": 0.7}]})
+    assert parsed.conditions == (schema.MediaCondition("video", "https://a/b.mp4", 16, 0.5),)
+    assert parsed.loras == (schema.LoraWeight("org/repo", "w.safetensors", 0.7),)
+    with pytest.raises(schema.InputError, match="multiple of 8"):
+        schema.parse_input({"prompt": "p", "video_url": "https://a/b.mp4", "start_frame_number": 4})
+
+
+def test_graph_is_the_one_node_workflow_from_the_config():
+    generation = schema.parse_input({"prompt": "p", "seed": 7, "loras": [{"path": "a.safetensors"}],
+                                     "image_url": "https://x/y.png", "start_frame_number": 3})
+    config = service_config.ServiceConfig(guidance={"skip_block_list": "1"})
+    prompt = graph.build_prompt(generation, config, REQUEST_ID, node_inputs=NODE_INPUTS,
+                                media_files={"image": "in.png"})
+    node = prompt[graph.OUTPUT_NODE]
+    assert node["class_type"] == "LTX097TextToVideo" and node["inputs"]["seed"] == 7
+    assert node["inputs"]["filename_prefix"] == f"ltxv097_api/{REQUEST_ID}"
+    assert node["inputs"]["recipe"] == "0.9.7 dev multi-scale" and node["inputs"]["upsampler"] == ["upsampler", 0]
+    assert prompt["model"]["inputs"]["ckpt_name"] == "ltxv-13b-0.9.7-dev.safetensors"
+    assert prompt["text_encoder"] == {"class_type": "CLIPLoader", "inputs": {
+        "clip_name": "t5xxl_fp16.safetensors", "type": "ltxv", "device": "default"}}
+    assert json.loads(prompt["loras"]["inputs"]["loras"]) == [{"path": "a.safetensors", "scale": 1.0}]
+    assert prompt["guidance"]["inputs"] == {"skip_block_list": "1"}
+    assert prompt["load_image"]["inputs"] == {"image": "in.png"}
+    assert prompt["image_condition"]["inputs"]["start_frame"] == 3
+    assert node["inputs"]["conditions"] == ["image_condition", 0]
+    assert "expand_prompt" not in node["inputs"] and "enable_safety_checker" not in node["inputs"]
+    single = graph.build_prompt(generation, service_config.ServiceConfig(recipe="0.9.7 dev single-scale"),
+                                REQUEST_ID, node_inputs=NODE_INPUTS, media_files={"image": "in.png"})
+    assert "upsampler" not in single and "upsampler" not in single[graph.OUTPUT_NODE]["inputs"]
+
+
+def test_expand_prompt_and_safety_checker_map_onto_the_node_only_when_it_has_them():
+    asked = schema.parse_input({"prompt": "p", "expand_prompt": True, "enable_safety_checker": False})
+    with pytest.raises(graph.UnavailableFeature) as caught:
+        graph.feature_inputs(asked, NODE_INPUTS)
+    assert caught.value.detail[0]["loc"] == ["body", "expand_prompt"]
+    assert graph.feature_inputs(asked, NODE_INPUTS | {"expand_prompt", "enable_safety_checker"}) == {
+        "expand_prompt": True, "enable_safety_checker": False}
+    assert graph.feature_inputs(schema.parse_input({"prompt": "p"}), NODE_INPUTS) == {}
+
+
+def test_records_survive_a_restart_and_unfinished_ones_fail_clearly(tmp_path):
+    book = jobs.JobBook(store.JobStore(tmp_path).save)
+    ids = [f"{REQUEST_ID[:-1]}{digit}" for digit in "123"]
+    for request_id in ids:
+        book.add(jobs.Job(request_id, seed=1, prompt="p"))
+    book.start(ids[0])
+    book.log(ids[0], "pass 1: step 1/2")
+    book.complete(ids[0], {"path": "ltxv097_api/a.mp4", "file_name": "a.mp4", "file_size": 10}, "a fox")
+    book.start(ids[1])
+    reloaded = {job.request_id: job for job in store.JobStore(tmp_path).load_all()}
+    assert reloaded[ids[0]].state == jobs.COMPLETED and reloaded[ids[0]].video["file_size"] == 10
+    assert reloaded[ids[0]].logs[0]["message"] == "pass 1: step 1/2"
+    for lost in ids[1:]:
+        assert (reloaded[lost].state, reloaded[lost].error_type) == (jobs.FAILED, store.LOST_TYPE)
+    assert store.JobStore(tmp_path).load_all()[1].error == store.LOST_MESSAGE  # saved as failed
+    with pytest.raises(ValueError):
+        store.JobStore(tmp_path).path("../../etc/passwd")
+
+
+def test_status_result_and_webhook_json_shapes():
+    urls = jobs.Urls("https://h:1/queue/fal-ai/ltx-video-lora")
+    job = jobs.Job(REQUEST_ID, seed=5, prompt="p", logs=[{"message": "m"}])
+    queued = jobs.status_json(job, urls, queue_position=3, with_logs=False)
+    assert queued["status"] == "IN_QUEUE" and queued["queue_position"] == 3 and queued["logs"] is None
+    assert queued["status_url"] == f"https://h:1/queue/fal-ai/ltx-video-lora/requests/{REQUEST_ID}/status"
+    job.state, job.error, job.error_type = jobs.CANCELLED, "gone", "request_cancelled"
+    done = jobs.status_json(job, urls, queue_position=None, with_logs=True)
+    assert done["status"] == "COMPLETED" and done["error_type"] == "request_cancelled" and done["logs"]
+    assert webhook.webhook_body(job, None)["status"] == "ERROR"
+    job.state, job.video = jobs.COMPLETED, {"file_name": "a.mp4", "file_size": 9, "path": "x/a.mp4"}
+    output = jobs.result_json(job, "https://h:1/f/a.mp4")
+    assert output == {"video": {"url": "https://h:1/f/a.mp4", "content_type": "video/mp4", "file_name": "a.mp4",
+                                "file_size": 9}, "seed": 5, "prompt": "p"}
+    assert webhook.webhook_body(job, output) == {"request_id": REQUEST_ID, "gateway_request_id": REQUEST_ID,
+                                                 "status": "OK", "payload": output}
+
+
+def test_keys_and_the_public_address_warning():
+    assert access.key_accepted(None, [])
+    assert access.key_accepted("Key abc", ["abc"]) and not access.key_accepted("Key abd", ["abc"])
+    assert not access.key_accepted("Bearer abc", ["abc"]) and not access.key_accepted(None, ["abc"])
+    assert access.public_without_key(["127.0.0.1"], []) is None
+    assert access.public_without_key(["0.0.0.0"], ["k"]) is None
+    assert "0.0.0.0" in access.public_without_key(["127.0.0.1", "0.0.0.0"], [])
+
+
+def test_config_file_defaults_and_errors(tmp_path):
+    assert service_config.load_config(tmp_path) == service_config.ServiceConfig()
+    written = json.loads((tmp_path / service_config.FILE_NAME).read_text())
+    assert written["checkpoint"] == "ltxv-13b-0.9.7-dev.safetensors" and written["api_keys"] == []
+    (tmp_path / service_config.FILE_NAME).write_text(json.dumps({**written, "api_keys": ["k"]}))
+    assert service_config.load_config(tmp_path).api_keys == ("k",)
+    for bad, words in (({"recipe": "fast"}, "recipe 'fast'"), ({"upsampler": None}, "needs an upsampler"),
+                       ({"checkpont": "x"}, "unknown keys checkpont")):
+        (tmp_path / service_config.FILE_NAME).write_text(json.dumps(bad))
+        with pytest.raises(service_config.ConfigError, match=words):
+            service_config.load_config(tmp_path)
+
+
+def png_header_bomb(width: int, height: int) -> bytes:
+    """A real, valid 1-bit PNG of width × height black pixels: tiny on the wire, huge once decoded."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    rows = zlib.compress(bytes(height * (1 + (width + 7) // 8)), 9)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0))
+            + chunk(b"IDAT", rows) + chunk(b"IEND", b""))
+
+
+def jpeg(width: int = 64, height: int = 48) -> bytes:
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("RGB", (width, height), (200, 30, 30)).save(out, "JPEG")
+    return out.getvalue()
+
+
+def test_media_is_sniffed_and_written_to_the_input_folder(tmp_path):
+    assert media.sniff("image", b"\x89PNG\r\n\x1a\n....") == "png"
+    assert media.sniff("image", b"RIFF\0\0\0\0WEBPVP8 ") == "webp"
+    assert media.sniff("video", b"\0\0\0\x18ftypisom") == "mp4"
+    assert media.sniff("image", b"<html>") is None and media.sniff("video", b"\x89PNG\r\n\x1a\n") is None
+    fetched = []
+
+    def fetch_bytes(url, *, max_bytes, what):
+        fetched.append((url, max_bytes, what))
+        return jpeg(), "image/jpeg"
+
+    config = service_config.ServiceConfig(max_image_bytes=123)
+    loader = media.ConditionMedia(fetch_bytes, ValueError, tmp_path, config)
+    generation = schema.parse_input({"prompt": "p", "image_url": "https://x/y"})
+    files = asyncio.run(loader(generation, REQUEST_ID))
+    assert files == {"image": f"ltxv097_api_{REQUEST_ID}_image.jpg"}
+    assert fetched == [("https://x/y", 123, "the image_url")]
+    assert (tmp_path / files["image"]).read_bytes().startswith(b"\xff\xd8\xff")
+
+
+def refusal(loader, body: dict) -> dict:
+    with pytest.raises(schema.InputError) as caught:
+        asyncio.run(loader(schema.parse_input({"prompt": "p", **body}), REQUEST_ID))
+    [entry] = caught.value.detail
+    return entry
+
+
+def test_condition_pixels_are_limited_from_the_header_before_decoding(tmp_path):
+    """A 12000×12000 PNG of a few KB once took 20 GB: its header alone decides now (issue 17, 1)."""
+    bomb = png_header_bomb(12000, 12000)
+    assert len(bomb) < 100_000
+    served = {"https://x/bomb.png": bomb, "https://x/small.jpg": jpeg(64, 48)}
+
+    def fetch_bytes(url, *, max_bytes, what):
+        return served[url], ""
+
+    loader = media.ConditionMedia(fetch_bytes, ValueError, tmp_path, service_config.ServiceConfig())
+    entry = refusal(loader, {"image_url": "https://x/bomb.png"})
+    assert entry["loc"] == ["body", "image_url"] and entry["type"] == "file_too_large"
+    assert "12000×12000 px = 144,000,000 pixels; at most 67,108,864" in entry["msg"], entry
+    small = media.ConditionMedia(fetch_bytes, ValueError, tmp_path,
+                                 service_config.ServiceConfig(max_image_pixels=64 * 48 - 1))
+    assert refusal(small, {"image_url": "https://x/small.jpg"})["type"] == "file_too_large"
+    assert asyncio.run(media.ConditionMedia(fetch_bytes, ValueError, tmp_path, service_config.ServiceConfig(
+        max_image_pixels=64 * 48))(schema.parse_input({"prompt": "p", "image_url": "https://x/small.jpg"}),
+                                   REQUEST_ID)) == {"image": f"ltxv097_api_{REQUEST_ID}_image.jpg"}
+    served["https://x/cut.png"] = bomb[:20]
+    entry = refusal(loader, {"image_url": "https://x/cut.png"})
+    assert entry["type"] == "file_type" and "not a readable png file" in entry["msg"]
+    assert not list(tmp_path.glob("*.png"))
+
+
+def test_video_pixels_come_from_the_container(tmp_path):
+    from support import e2e_workflows
+
+    clip = e2e_workflows.write_video(tmp_path / "clip.mp4", frames=9).read_bytes()
+    width, height = e2e_workflows.INPUT_MEDIA_SIZE
+    assert service_limits.video_size(clip) == service_limits.MediaSize(width, height, 9)
+
+    def fetch_bytes(url, *, max_bytes, what):
+        return clip, "video/mp4"
+
+    tight = media.ConditionMedia(fetch_bytes, ValueError, tmp_path / "in",
+                                 service_config.ServiceConfig(max_video_pixels=width * height * 9 - 1))
+    entry = refusal(tight, {"video_url": "https://x/clip.mp4"})
+    assert entry["loc"] == ["body", "video_url"] and entry["type"] == "file_too_large"
+    assert f"{width}×{height} px × 9 frames" in entry["msg"]
+
+
+def test_a_request_larger_than_the_free_memory_is_refused(tmp_path):
+    def fetch_bytes(url, *, max_bytes, what):
+        return jpeg(640, 480), "image/jpeg"
+
+    config = service_config.ServiceConfig()
+    needs = media.request_memory(schema.parse_input({"prompt": "p", "number_of_frames": 89}), [])
+    assert needs == 1280 * 720 * 89 * service_limits.OUTPUT_BYTES_PER_PIXEL
+    short = media.ConditionMedia(fetch_bytes, ValueError, tmp_path, config,
+                                 free_memory=lambda: needs + 640 * 480 * service_limits.IMAGE_BYTES_PER_PIXEL - 1)
+    entry = refusal(short, {"image_url": "https://x/a.jpg", "number_of_frames": 89})
+    assert entry["loc"] == ["body", "image_url"] and entry["type"] == "insufficient_memory"
+    assert "free" in entry["msg"] and not list(tmp_path.iterdir())
+    enough = media.ConditionMedia(fetch_bytes, ValueError, tmp_path, config,
+                                  free_memory=lambda: needs + 640 * 480 * service_limits.IMAGE_BYTES_PER_PIXEL)
+    assert asyncio.run(enough(schema.parse_input({"prompt": "p", "image_url": "https://x/a.jpg"}), REQUEST_ID))
+    text_only = media.ConditionMedia(fetch_bytes, ValueError, tmp_path, config, free_memory=lambda: 1000)
+    assert refusal(text_only, {})["loc"] == ["body", "number_of_frames"]
+
+
+def test_the_download_pool_answers_busy_instead_of_waiting():
+    pool = downloads.DownloadPool(workers=2, per_request=1)
+    release = threading.Event()
+
+    async def scenario():
+        slow = [asyncio.ensure_future(pool.run([release.wait])) for _ in range(2)]
+        await asyncio.sleep(0.05)
+        with pytest.raises(downloads.ServerBusy, match="downloading 2 files for other requests"):
+            await pool.run([lambda: 1])
+        release.set()
+        assert await asyncio.gather(*slow) == [[True], [True]]
+        assert await pool.run([lambda: 1, lambda: 2]) == [1, 2]
+        assert pool.in_flight == 0
+
+    asyncio.run(scenario())
+
+
+def test_failed_prompts_become_the_services_errors():
+    def entry(name, data):
+        return {"status": {"status_str": "error", "messages": [["execution_start", {}], [name, data]]}}
+
+    assert outcome.failure(entry("execution_interrupted", {})) == (
+        "the generation was interrupted", "request_cancelled", True)
+    assert outcome.failure(entry("execution_error", {"node_type": "LTX097TextToVideo",
+                                                     "exception_message": "out of memory"})) == (
+        "LTX097TextToVideo: out of memory", "execution_error", False)
+    flagged = entry("execution_error", {"exception_message": "The content was flagged by a content checker "
+                                                              "(content_policy_violation): frame 0 (score 0.97)"})
+    assert outcome.failure(flagged) == (outcome.FLAGGED, "content_policy_violation", False)
+
+
+def test_the_result_prompt_is_the_prompt_the_node_used():
+    """With expand_prompt on, the one node's UI output carries the expanded prompt; the result reports it."""
+    done = {"outputs": {graph.OUTPUT_NODE: {"images": [], "prompt": ["A red fox trots through deep snow, ..."]}}}
+    assert outcome.prompt_used(done) == "A red fox trots through deep snow, ..."
+    assert outcome.prompt_used({"outputs": {graph.OUTPUT_NODE: {"images": []}}}) is None
+
+
+def test_run_log_names_every_phase_of_a_multi_scale_run():
+    spec = importlib.util.spec_from_file_location("ltxv097_run_log", REPO_ROOT / "nodes" / "run_log.py")
+    run_log = importlib.util.module_from_spec(spec)  # plain Python, loaded without the nodes package
+    spec.loader.exec_module(run_log)
+    lines, loaded = [], []
+    run_log.add_listener(lines.append)
+    run_log.add_listener(lambda line: 1 / 0)  # a failing listener is logged, never raised into the run
+    passes = run_log.PassLog(loaded.append)
+    for name, steps in (("vae", 0), ("transformer", 2), ("upsampler", 0), ("transformer", 1)):
+        passes.model(name)
+        for step in range(steps):
+            passes.step(step, steps)
+    assert lines == ["encode: conditioning media (VAE)", "pass 1: denoising", "pass 1: step 1/2",
+                     "pass 1: step 2/2", "upsample: 2× latent upsampler", "pass 2: denoising", "pass 2: step 1/1"]
+    assert loaded == ["vae", "transformer", "upsampler", "transformer"]

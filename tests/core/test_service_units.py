@@ -267,9 +267,11 @@ def test_the_download_pool_answers_busy_instead_of_waiting():
     async def scenario():
         slow = [asyncio.ensure_future(pool.run([release.wait])) for _ in range(2)]
         await asyncio.sleep(0.05)
-        with pytest.raises(downloads.ServerBusy, match="downloading 2 files for other requests"):
-            await pool.run([lambda: 1])
-        release.set()
+        try:  # a third download must be refused at once; waiting behind the two would never end before release
+            with pytest.raises(downloads.ServerBusy, match="downloading 2 files for other requests"):
+                await asyncio.wait_for(pool.run([lambda: 1]), timeout=10)
+        finally:
+            release.set()
         assert await asyncio.gather(*slow) == [[True], [True]]
         assert await pool.run([lambda: 1, lambda: 2]) == [1, 2]
         assert pool.in_flight == 0

@@ -40,9 +40,14 @@ def start(add_log_listener: Callable[[Callable[[str], None]], None], fetch: Modu
         host.add_middleware(gate.middleware)
         gate.register(host.routes)
     media = ConditionMedia(fetch.fetch_bytes, fetch.FetchError, host.input_dir(), config)
+
+    def request_ended(request_id: str) -> None:
+        media.remove(request_id)
+        fetch.release(request_id)  # the secret parts of its LoRA URLs
+
     queue = LocalQueue(host, JobStore(host.user_dir() / STORE_FOLDER / "requests"),
-                       Webhook(fetch.post_json, fetch.redact_url), media.remove)
-    api = ApiRoutes(queue, host, config, media)
+                       Webhook(fetch.post_json, fetch.redact_url), request_ended, sign=gate.signed)
+    api = ApiRoutes(queue, host, config, media, sign=gate.signed)
     api.register(host.routes)
     add_log_listener(queue.on_log)
     logger.info("LTX-Video API: %s at <server>/%s (queue at <server>%s/%s), settings from %s: %s", APP_ID, APP_ID,

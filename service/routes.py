@@ -19,12 +19,15 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from typing import Optional
+from dataclasses import replace
+from typing import Callable, Optional
 
 from aiohttp import web
 
+from ..fetch import FetchError, check_url, release, seal_url
 from .access import key_accepted
 from .config import ServiceConfig
+from .downloads import ServerBusy
 from .graph import build_prompt, feature_inputs
 from .jobs import CANCELLED, COMPLETED, FILES_PREFIX, Job, Urls, result_json, status_json, video_url
 from .media import ConditionMedia
@@ -69,11 +72,25 @@ def queueing_error(rejection: Exception, generation: GenerationInput) -> Excepti
                                        content_type="application/json")
 
 
-class ApiRoutes:
-    """The HTTP handlers; `media` fetches URL inputs into the input folder, `queue` holds and runs the requests."""
+def checked_webhook(url: Optional[str]) -> Optional[str]:
+    """The `fal_webhook` URL when it can be called: http(s), a host, and no user name or password (those would be
+    stored with the request); a 422 naming the query parameter otherwise (its message shows no secret)."""
+    if url is None:
+        return None
+    try:
+        check_url(url, "the webhook")
+    except FetchError as refused:
+        raise InputError([{"loc": ["query", "fal_webhook"], "msg": str(refused), "type": "url_invalid"}]) from None
+    return url
 
-    def __init__(self, queue: JobQueue, host, config: ServiceConfig, media: ConditionMedia):
-        self.queue, self.host, self.config, self.media = queue, host, config, media
+
+class ApiRoutes:
+    """The HTTP handlers; `media` fetches URL inputs into the input folder, `queue` holds and runs the requests,
+    `sign(url)` is a result's mp4 URL as handed out (signed when keys are set)."""
+
+    def __init__(self, queue: JobQueue, host, config: ServiceConfig, media: ConditionMedia,
+                 sign: Callable[[str], str] = lambda url: url):
+        self.queue, self.host, self.config, self.media, self.sign = queue, host, config, media, sign
 
     def register(self, routes) -> None:
         queue_path = f"{QUEUE_PREFIX}/{APP_ID}"
@@ -122,21 +139,22 @@ class ApiRoutes:
                    for index, lora in enumerate(generation.loras) if self.host.lora_file_missing(lora.path)]
         if missing:
             raise InputError(missing)
-        webhook_url = request.query.get("fal_webhook") or None
-        if webhook_url is not None and not webhook_url.lower().startswith(("http://", "https://")):
-            raise InputError([{"loc": ["query", "fal_webhook"], "msg": "the webhook must be an http(s) URL",
-                               "type": "url_scheme"}])
+        webhook_url = checked_webhook(request.query.get("fal_webhook") or None)
         request_id = str(uuid.uuid4())
         node_inputs = self.host.node_inputs("LTX097TextToVideo")
         feature_inputs(generation, node_inputs)  # a 422 for an unavailable feature before any download
-        media_files = await self.media(generation, request_id) if generation.conditions else {}
-        prompt = build_prompt(generation, self.config, request_id, media_files=media_files, node_inputs=node_inputs)
+        media_files = await self.media(generation, request_id)  # the memory estimate of every request, too
+        # a LoRA URL's query string stays in this process: the queued prompt (ComfyUI's history) holds the rest
+        sealed = replace(generation, loras=tuple(replace(lora, path=seal_url(lora.path, request_id))
+                                                 for lora in generation.loras))
+        prompt = build_prompt(sealed, self.config, request_id, media_files=media_files, node_inputs=node_inputs)
         job = Job(request_id, generation.seed, generation.prompt, webhook_url=webhook_url,
                   server_url=base_url(request))
         try:
             await self.queue.enqueue(job, prompt)
         except Exception as rejection:
             self.media.remove(request_id)
+            release(request_id)
             raise queueing_error(rejection, generation) from rejection
         logger.info("LTX-Video API: queued request %s (seed %d)", request_id, generation.seed)
         return job
@@ -149,6 +167,8 @@ class ApiRoutes:
             return await self.enqueue(request)
         except InputError as bad:
             return json_response({"detail": bad.detail}, 422)
+        except ServerBusy as busy:
+            return web.json_response({"detail": str(busy)}, status=503, headers={"Retry-After": "5"})
 
     async def submit(self, request: web.Request) -> web.Response:
         job = await self.accept(request)
@@ -188,7 +208,8 @@ class ApiRoutes:
 
     def outcome(self, request: web.Request, job: Job) -> web.Response:
         if job.state == COMPLETED:
-            return json_response(result_json(job, video_url(base_url(request), job)), request_id=job.request_id)
+            return json_response(result_json(job, self.sign(video_url(base_url(request), job))),
+                                 request_id=job.request_id)
         if job.error_type == "content_policy_violation":  # the service's answer to flagged content
             detail = [{"loc": ["body"], "msg": job.error, "type": job.error_type}]
             return json_response({"detail": detail}, 422, job.request_id)

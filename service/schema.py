@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+from ..fetch import redact_url
 from ..hosted import (ASPECT_RATIOS, DEFAULT_ASPECT_RATIO, DEFAULT_FRAME_RATE, DEFAULT_FRAMES, DEFAULT_NEGATIVE_PROMPT,
                       DEFAULT_RESOLUTION, DEFAULT_STEPS, FRAME_RATE_RANGE, FRAMES_RANGE, MAX_SEED, RESOLUTIONS,
                       STEPS_RANGE)
@@ -176,7 +177,7 @@ class _Checker:
         if url is None:
             return None
         if not url.startswith(("http://", "https://", "data:")):
-            return self.fail((url_field,), f"{url[:80]!r} is not an http(s) URL or a base64 data URI "
+            return self.fail((url_field,), f"{redact_url(url)[:80]!r} is not an http(s) URL or a base64 data URI "
                                            "(local files are not read)", "url_scheme")
         start = self.integer("start_frame_number", (0, MAX_START_FRAME), 0)
         if kind == "video" and start is not None and start % 8:

@@ -3,6 +3,8 @@
 `start(add_log_listener, fetch)` runs inside ComfyUI at pack import: it reads `ltxv097_api.json`, registers the
 routes on `PromptServer.instance.routes` (before ComfyUI adds its route table to the app), puts every route of the
 server behind the keys when `api_keys` is set (`gate.py`) and reports the set-up in the log.
+The HTTP handlers (`routes.py`) hand each request to a `queue.JobQueue`; `local_queue.py` is the one of a single
+server (its requests in this process and on disk, run on its own ComfyUI queue).
 Everything except `host.py` and `start` is plain Python, unit-tested without ComfyUI.
 """
 
@@ -18,32 +20,39 @@ STORE_FOLDER = "ltxv097_api"
 
 
 def start(add_log_listener: Callable[[Callable[[str], None]], None], fetch: ModuleType):
-    """Create the API service in the running ComfyUI; returns it (its `book` holds the requests). `fetch` is the
-    pack's URL-fetching package (image / video URLs, webhooks)."""
+    """Create the API service in the running ComfyUI; returns its routes (their `queue` holds the requests).
+    `fetch` is the pack's URL-fetching package (image / video URLs, webhooks)."""
     from .access import public_without_key
     from .config import FILE_NAME, load_config
     from .gate import Gate, load_secret
     from .host import ComfyHost
-    from .routes import APP_ID, FILES_PREFIX, QUEUE_PREFIX, QueueService
+    from .jobs import FILES_PREFIX
+    from .local_queue import LocalQueue
     from .media import ConditionMedia
+    from .routes import APP_ID, QUEUE_PREFIX, ApiRoutes
     from .store import JobStore
     from .webhook import Webhook
 
     host = ComfyHost()
     config = load_config(host.user_dir())
-    service = QueueService(host, config, JobStore(host.user_dir() / STORE_FOLDER / "requests"))
-    service.media = ConditionMedia(fetch.fetch_bytes, fetch.FetchError, host.input_dir(), config)
-    service.notify = Webhook(fetch.post_json, fetch.redact_url)
-    service.register(host.routes)
     gate = Gate(config.api_keys, load_secret(host.user_dir() / STORE_FOLDER), FILES_PREFIX)
     if gate.active:
         host.add_middleware(gate.middleware)
         gate.register(host.routes)
-    service.sign = gate.signed
-    add_log_listener(service.on_log)
+    media = ConditionMedia(fetch.fetch_bytes, fetch.FetchError, host.input_dir(), config)
+
+    def request_ended(request_id: str) -> None:
+        media.remove(request_id)
+        fetch.release(request_id)  # the secret parts of its LoRA URLs
+
+    queue = LocalQueue(host, JobStore(host.user_dir() / STORE_FOLDER / "requests"),
+                       Webhook(fetch.post_json, fetch.redact_url), request_ended, sign=gate.signed)
+    api = ApiRoutes(queue, host, config, media, sign=gate.signed)
+    api.register(host.routes)
+    add_log_listener(queue.on_log)
     logger.info("LTX-Video API: %s at <server>/%s (queue at <server>%s/%s), settings from %s: %s", APP_ID, APP_ID,
                 QUEUE_PREFIX, APP_ID, host.user_dir() / FILE_NAME, config.public())
     warning = public_without_key(host.listen_addresses(), config.api_keys)
     if warning:
         logger.warning("LTX-Video API: %s", warning)
-    return service
+    return api

@@ -16,7 +16,7 @@ from typing import Callable, Optional
 from . import limits
 from .config import ServiceConfig
 from .downloads import DownloadPool
-from .schema import GenerationInput, InputError, MediaCondition, error
+from .schema import GenerationInput, InputError, MediaCondition, field_error
 
 IMAGE_TYPES = {"png": b"\x89PNG\r\n\x1a\n", "jpg": b"\xff\xd8\xff", "gif": b"GIF8"}
 VIDEO_TYPES = {"webm": b"\x1a\x45\xdf\xa3"}
@@ -73,7 +73,7 @@ class ConditionMedia:
         self.check_memory(generation, media)
         files = {}
         for item in media:
-            name = f"ltxv097_api_{request_id}_{item.condition.kind}.{item.extension}"
+            name = f"{self.prefix(request_id)}{item.condition.kind}.{item.extension}"
             self.input_dir.mkdir(parents=True, exist_ok=True)
             (self.input_dir / name).write_bytes(item.data)
             files[item.condition.kind] = name
@@ -86,7 +86,7 @@ class ConditionMedia:
         try:
             return self.fetch_bytes(condition.url, max_bytes=cap, what=f"the {field}")
         except self.fetch_error as failed:
-            return InputError([error((field,), str(failed), "file_download_error")])
+            return InputError([field_error((field,), str(failed), "file_download_error")])
 
     def check(self, condition: MediaCondition, fetched: tuple[bytes, str] | InputError) -> CheckedMedia:
         """The file's type from its first bytes and its pixels from its header, within the config's limits."""
@@ -97,18 +97,18 @@ class ConditionMedia:
         extension = sniff(kind, data)
         if extension is None:
             declared = f" (sent as {media_type})" if media_type else ""
-            raise InputError([error((field,), f"is not {ARTICLE[kind]} file{declared}; allowed: {ALLOWED[kind]}",
-                                    "file_type")])
+            raise InputError([field_error((field,), f"is not {ARTICLE[kind]} file{declared}; "
+                                                    f"allowed: {ALLOWED[kind]}", "file_type")])
         try:
             size = limits.image_size(data) if kind == "image" else limits.video_size(data)
             limit = self.config.max_image_pixels if kind == "image" else self.config.max_video_pixels
             limits.check_pixels(size, limit, f"the {kind}")
         except limits.MediaTooLarge as large:
-            raise InputError([error((field,), f"{large} (max_{kind}_pixels in ltxv097_api.json)",
-                                    "file_too_large")]) from None
+            raise InputError([field_error((field,), f"{large} (max_{kind}_pixels in ltxv097_api.json)",
+                                          "file_too_large")]) from None
         except limits.UnreadableMedia as unreadable:
-            raise InputError([error((field,), f"is not a readable {extension} file: {unreadable}",
-                                    "file_type")]) from None
+            raise InputError([field_error((field,), f"is not a readable {extension} file: {unreadable}",
+                                          "file_type")]) from None
         return CheckedMedia(condition, data, extension, size)
 
     def check_memory(self, generation: GenerationInput, media: list[CheckedMedia]) -> None:
@@ -118,6 +118,15 @@ class ConditionMedia:
             return
         largest = max(media, key=lambda item: limits.condition_memory(item.condition.kind, item.size), default=None)
         field = largest.field if largest is not None else "number_of_frames"
-        raise InputError([error((field,), f"the request needs about {limits.gigabytes(needed)} of memory and the "
-                                          f"server has {limits.gigabytes(free)} free; send smaller media or fewer "
-                                          f"frames", "insufficient_memory")])
+        raise InputError([field_error((field,), f"the request needs about {limits.gigabytes(needed)} of memory and "
+                                                f"the server has {limits.gigabytes(free)} free; send smaller media "
+                                                f"or fewer frames", "insufficient_memory")])
+
+    def remove(self, request_id: str) -> None:
+        """The condition files of a request leave the input folder once it is done (or refused)."""
+        for path in self.input_dir.glob(f"{self.prefix(request_id)}*"):
+            path.unlink(missing_ok=True)
+
+    @staticmethod
+    def prefix(request_id: str) -> str:
+        return f"ltxv097_api_{request_id}_"

@@ -24,6 +24,7 @@ def start(add_log_listener: Callable[[Callable[[str], None]], None], fetch: Modu
     `fetch` is the pack's URL-fetching package (image / video URLs, webhooks)."""
     from .access import public_without_key
     from .config import FILE_NAME, load_config
+    from .errors import json_errors
     from .gate import Gate, load_secret
     from .host import ComfyHost
     from .jobs import FILES_PREFIX
@@ -31,11 +32,14 @@ def start(add_log_listener: Callable[[Callable[[str], None]], None], fetch: Modu
     from .media import ConditionMedia
     from .routes import APP_ID, QUEUE_PREFIX, ApiRoutes
     from .store import JobStore
+    from .pgqueue.settings import database_url
+    from .uploads import REST_PREFIX, TOKEN_PARAMETER, UPLOADS_PREFIX, UploadRoutes, UploadStore
     from .webhook import Webhook
 
     host = ComfyHost()
     config = load_config(host.user_dir())
-    gate = Gate(config.api_keys, load_secret(host.user_dir() / STORE_FOLDER), FILES_PREFIX)
+    gate = Gate(config.api_keys, load_secret(host.user_dir() / STORE_FOLDER), FILES_PREFIX,
+                {UPLOADS_PREFIX: TOKEN_PARAMETER})
     if gate.active:
         host.add_middleware(gate.middleware)
         gate.register(host.routes)
@@ -45,10 +49,23 @@ def start(add_log_listener: Callable[[Callable[[str], None]], None], fetch: Modu
         media.remove(request_id)
         fetch.release(request_id)  # the secret parts of its LoRA URLs
 
-    queue = LocalQueue(host, JobStore(host.user_dir() / STORE_FOLDER / "requests"),
-                       Webhook(fetch.post_json, fetch.redact_url), request_ended, sign=gate.signed)
-    api = ApiRoutes(queue, host, config, media, sign=gate.signed)
+    notify = Webhook(fetch.post_json, fetch.redact_url)
+    uploads = UploadStore(host.user_dir() / STORE_FOLDER / "uploads", config)
+    options = {"uploads": uploads, "check_reachable": fetch.check_reachable, "fetch_error": fetch.FetchError,
+               "sign": gate.signed}
+    url = database_url(config.database_url)
+    if url:
+        from .pgqueue import fleet_routes
+
+        queue, api = fleet_routes(host, config, url, media, notify, **options)
+    else:
+        queue = LocalQueue(host, JobStore(host.user_dir() / STORE_FOLDER / "requests"), notify, request_ended,
+                           sign=gate.signed)
+        api = ApiRoutes(queue, host, config, media, **options)
     api.register(host.routes)
+    UploadRoutes(uploads, config).register(host.routes)
+    host.app().middlewares.append(json_errors((f"{QUEUE_PREFIX}/{APP_ID}", f"/{APP_ID}", REST_PREFIX,
+                                               f"/{STORE_FOLDER}")))
     add_log_listener(queue.on_log)
     logger.info("LTX-Video API: %s at <server>/%s (queue at <server>%s/%s), settings from %s: %s", APP_ID, APP_ID,
                 QUEUE_PREFIX, APP_ID, host.user_dir() / FILE_NAME, config.public())

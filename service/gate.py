@@ -4,7 +4,8 @@
 An aiohttp middleware on ComfyUI's app lets a request through when it carries `Authorization: Key <key>`, or the
 session cookie a browser gets by logging in with a key at `/ltxv097_api/login`, or (for the API's mp4 files only)
 the signed token the API puts in the file URLs it hands out. Anything else is answered 401 (JSON), or sent to the
-login page when a browser asks for a page. Sessions and tokens are HMACs under a secret that combines a random
+login page when a browser asks for a page. Uploads through the storage API carry their own one-upload token, which
+their handlers check. Sessions and tokens are HMACs under a secret that combines a random
 value kept in the user directory with the keys, so they survive a restart and die when the keys change.
 """
 
@@ -45,9 +46,13 @@ def load_secret(folder: Path) -> bytes:
 
 
 class Gate:
-    def __init__(self, keys: Iterable[str], secret: bytes, signed_prefix: str):
+    def __init__(self, keys: Iterable[str], secret: bytes, signed_prefix: str,
+                 handler_tokens: Optional[dict[str, str]] = None):
+        """`handler_tokens` maps a path prefix to the query parameter of a token its own handlers check (the storage
+        API's one-upload tokens: the clients send no key with those uploads)."""
         self.keys = tuple(keys)
         self.signed_prefix = signed_prefix.rstrip("/") + "/"
+        self.handler_tokens = dict(handler_tokens or {})
         self._key = hashlib.sha256(secret + b"\0" + "\0".join(sorted(self.keys)).encode()).digest()
 
     @property
@@ -85,7 +90,11 @@ class Gate:
     def allowed(self, request: web.Request) -> bool:
         return (not self.active or request.path == LOGIN_PATH
                 or key_accepted(request.headers.get("Authorization"), self.keys)
-                or self._session_ok(request) or self._signed_ok(request))
+                or self._session_ok(request) or self._signed_ok(request) or self._handler_token(request))
+
+    def _handler_token(self, request: web.Request) -> bool:
+        return any(request.path.startswith(prefix + "/") and request.query.get(parameter)
+                   for prefix, parameter in self.handler_tokens.items())
 
     # the middleware and the login page ----------------------------------------------------------------------------
 

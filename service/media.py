@@ -44,10 +44,6 @@ class CheckedMedia:
     extension: str
     size: limits.MediaSize
 
-    @property
-    def field(self) -> str:
-        return f"{self.condition.kind}_url"
-
 
 def request_memory(generation: GenerationInput, media: list[CheckedMedia]) -> int:
     """Bytes the request needs at its peak, roughly: its condition media being prepared and its output frames."""
@@ -56,8 +52,10 @@ def request_memory(generation: GenerationInput, media: list[CheckedMedia]) -> in
 
 
 class ConditionMedia:
-    """`await media(generation, request_id)` → {"image"|"video": file name in the input folder}; 422 on bad media
-    or a request larger than the machine's free memory, `downloads.ServerBusy` when every download slot is taken."""
+    """`await media(generation, request_id, local)` → each condition's file name in the input folder, in order; a
+    422 naming the field on bad media or a request larger than the machine's free memory, `downloads.ServerBusy`
+    when every download slot is taken. `local(url)` returns the bytes of a file uploaded to this server (or None
+    when the URL is not one), so uploads need no network round trip."""
 
     def __init__(self, fetch_bytes: Callable[..., tuple[bytes, str]], fetch_error: type, input_dir: Path,
                  config: ServiceConfig, pool: Optional[DownloadPool] = None,
@@ -67,47 +65,57 @@ class ConditionMedia:
         self.pool = pool or DownloadPool(config.max_downloads, config.max_request_downloads)
         self.free_memory = free_memory
 
-    async def __call__(self, generation: GenerationInput, request_id: str) -> dict[str, str]:
-        fetched = await self.pool.run([lambda c=condition: self.fetch(c) for condition in generation.conditions])
+    async def __call__(self, generation: GenerationInput, request_id: str,
+                       local: Callable[[str], Optional[tuple[bytes, str]]] = lambda url: None) -> list[str]:
+        fetched = await self.pool.run([lambda c=condition: self.read(c, local) for condition in generation.conditions])
         media = [self.check(condition, answer) for condition, answer in zip(generation.conditions, fetched)]
         self.check_memory(generation, media)
-        files = {}
-        for item in media:
-            name = f"{self.prefix(request_id)}{item.condition.kind}.{item.extension}"
+        files: list[str] = []
+        for number, item in enumerate(media):
+            name = f"{self.prefix(request_id)}{number}_{item.condition.kind}.{item.extension}"
             self.input_dir.mkdir(parents=True, exist_ok=True)
             (self.input_dir / name).write_bytes(item.data)
-            files[item.condition.kind] = name
+            files.append(name)
         return files
 
-    def fetch(self, condition: MediaCondition) -> tuple[bytes, str] | InputError:
+    def read(self, condition: MediaCondition, local) -> tuple[bytes, str] | InputError:
         """(content, media type), or the 422 for a failed download (returned: it runs on a pool thread)."""
-        field = f"{condition.kind}_url"
-        cap = self.config.max_image_bytes if condition.kind == "image" else self.config.max_video_bytes
+        loc = condition.loc
+        limit = self.config.max_image_bytes if condition.kind == "image" else self.config.max_video_bytes
         try:
-            return self.fetch_bytes(condition.url, max_bytes=cap, what=f"the {field}")
+            uploaded = local(condition.url)
+        except LookupError as gone:
+            return InputError([field_error(loc, str(gone), "file_download_error")])
+        if uploaded is not None:
+            if len(uploaded[0]) > limit:
+                return InputError([field_error(loc, f"the uploaded file is {len(uploaded[0])} bytes; at most "
+                                                    f"{limit} bytes are allowed", "file_download_error")])
+            return uploaded
+        try:
+            return self.fetch_bytes(condition.url, max_bytes=limit, what=f"the {'.'.join(map(str, loc))}")
         except self.fetch_error as failed:
-            return InputError([field_error((field,), str(failed), "file_download_error")])
+            return InputError([field_error(loc, str(failed), "file_download_error")])
 
     def check(self, condition: MediaCondition, fetched: tuple[bytes, str] | InputError) -> CheckedMedia:
         """The file's type from its first bytes and its pixels from its header, within the config's limits."""
         if isinstance(fetched, InputError):
             raise fetched
         data, media_type = fetched
-        field, kind = f"{condition.kind}_url", condition.kind
+        loc, kind = condition.loc, condition.kind
         extension = sniff(kind, data)
         if extension is None:
             declared = f" (sent as {media_type})" if media_type else ""
-            raise InputError([field_error((field,), f"is not {ARTICLE[kind]} file{declared}; "
-                                                    f"allowed: {ALLOWED[kind]}", "file_type")])
+            raise InputError([field_error(loc, f"is not {ARTICLE[kind]} file{declared}; allowed: {ALLOWED[kind]}",
+                                          "file_type")])
         try:
             size = limits.image_size(data) if kind == "image" else limits.video_size(data)
             limit = self.config.max_image_pixels if kind == "image" else self.config.max_video_pixels
             limits.check_pixels(size, limit, f"the {kind}")
         except limits.MediaTooLarge as large:
-            raise InputError([field_error((field,), f"{large} (max_{kind}_pixels in ltxv097_api.json)",
+            raise InputError([field_error(loc, f"{large} (max_{kind}_pixels in ltxv097_api.json)",
                                           "file_too_large")]) from None
         except limits.UnreadableMedia as unreadable:
-            raise InputError([field_error((field,), f"is not a readable {extension} file: {unreadable}",
+            raise InputError([field_error(loc, f"is not a readable {extension} file: {unreadable}",
                                           "file_type")]) from None
         return CheckedMedia(condition, data, extension, size)
 
@@ -117,10 +125,10 @@ class ConditionMedia:
         if free is None or needed <= free:
             return
         largest = max(media, key=lambda item: limits.condition_memory(item.condition.kind, item.size), default=None)
-        field = largest.field if largest is not None else "number_of_frames"
-        raise InputError([field_error((field,), f"the request needs about {limits.gigabytes(needed)} of memory and "
-                                                f"the server has {limits.gigabytes(free)} free; send smaller media "
-                                                f"or fewer frames", "insufficient_memory")])
+        loc = largest.condition.loc if largest is not None else ("number_of_frames",)
+        raise InputError([field_error(loc, f"the request needs about {limits.gigabytes(needed)} of memory and the "
+                                           f"server has {limits.gigabytes(free)} free; send smaller media or fewer "
+                                           f"frames", "insufficient_memory")])
 
     def remove(self, request_id: str) -> None:
         """The condition files of a request leave the input folder once it is done (or refused)."""
@@ -130,3 +138,4 @@ class ConditionMedia:
     @staticmethod
     def prefix(request_id: str) -> str:
         return f"ltxv097_api_{request_id}_"
+

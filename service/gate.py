@@ -2,7 +2,7 @@
 `/history`, `/view`, `/ws`, ...) as well as the API's.
 
 An aiohttp middleware on ComfyUI's app lets a request through when it carries `Authorization: Key <key>`, or the
-session cookie a browser gets by logging in with a key at `/ltxv097_api/login`, or (for the API's mp4 files only)
+session cookie a browser gets by logging in with a key at `/ltxv097_login`, or (for the API's mp4 files only)
 the signed token the API puts in the file URLs it hands out. Anything else is answered 401 (JSON), or sent to the
 login page when a browser asks for a page. Uploads through the storage API carry their own one-upload token, which
 their handlers check. Sessions and tokens are HMACs under a secret that combines a random
@@ -25,7 +25,8 @@ from aiohttp import web
 
 from .access import key_accepted
 
-LOGIN_PATH = "/ltxv097_api/login"
+LOGIN_PATH = "/ltxv097_login"
+"""Outside `/ltxv097_api/`, whose errors the API answers in JSON: the login page is HTML, its wrong-key answer too."""
 COOKIE = "ltxv097_session"
 SESSION_SECONDS = 7 * 24 * 3600
 TOKEN_PARAM = "token"

@@ -1,6 +1,6 @@
 """With `api_keys` set, every route of the real server needs a key (issue 17, 2): the routes are read from the running
 app's router (its sub-apps and static folders too), so a route ComfyUI or a pack adds later is tried as well.
-Browsers log in once with a key at /ltxv097_api/login and carry a session cookie (pages, /ws); everything else gets
+Browsers log in once with a key at /ltxv097_login and carry a session cookie (pages, /ws); everything else gets
 a 401 in JSON."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import pytest
 from support import service_kit
 
 KEY = "gate-test-key-0123456789"
-LOGIN = "/ltxv097_api/login"
+LOGIN = "/ltxv097_login"
 MUST_BE_THERE = {"/", "/prompt", "/api/prompt", "/queue", "/history", "/history/{prompt_id}", "/view", "/ws",
                  "/object_info", "/interrupt", "/upload/image", "/internal/logs", "/ltx097_test/routes",
                  f"/queue/{service_kit.APP_ID}", f"/{service_kit.APP_ID}",

@@ -17,6 +17,7 @@ import torch
 from comfy.cli_args import args
 from comfy_api.latest import InputImpl, io, ui
 
+from ..fetch import redact_text
 from ..mp4 import DEFAULT_CRF, write_mp4
 from .common import CATEGORY, check_number
 from .ranges import FRAME_RATE_STEP, MAX_FRAME_RATE, MIN_FRAME_RATE
@@ -27,15 +28,16 @@ DEFAULT_PREFIX = "LTX-Video/ltxv097"
 
 
 def metadata_of(cls) -> dict[str, str]:
-    """The prompt / workflow as mp4 tags (like core SaveVideo), unless ComfyUI runs with --disable-metadata."""
+    """The prompt / workflow as mp4 tags (like core SaveVideo), unless ComfyUI runs with --disable-metadata. URLs in
+    them are redacted: the file is served to whoever has its link, a URL's query string or credentials are not."""
     hidden = getattr(cls, "hidden", None)
     if args.disable_metadata or hidden is None:
         return {}
     tags = {}
     if hidden.prompt is not None:
-        tags["prompt"] = json.dumps(hidden.prompt)
+        tags["prompt"] = redact_text(json.dumps(hidden.prompt))
     for key, value in (hidden.extra_pnginfo or {}).items():
-        tags[key] = json.dumps(value)
+        tags[key] = redact_text(json.dumps(value))
     return tags
 
 

@@ -96,6 +96,23 @@ MUTANTS = (
     Mutant("tone-map-098-dropped", "ltx_core/sampling/recipes.py",
            '"0.9.8-distilled": {**_DISTILLED, "tone_map_compression_ratio": 0.6}', '"0.9.8-distilled": _DISTILLED',
            (f"{PARITY}::test_098_distilled_recipes",)),
+    # issue 17, items 1-4: bounded work, keys, secrets in URLs, starvation
+    Mutant("pixel-limit-ignored", "service/limits.py", "    if size.pixels > limit:", "    if False:",
+           ("tests/core/test_service_units.py::test_condition_pixels_are_limited_from_the_header_before_decoding",)),
+    Mutant("memory-estimate-ignored", "service/media.py", "        if free is None or needed <= free:",
+           "        if True:",
+           ("tests/core/test_service_units.py::test_a_request_larger_than_the_free_memory_is_refused",)),
+    Mutant("keys-lock-only-the-api", "service/__init__.py", "        host.add_middleware(gate.middleware)\n", "",
+           ("tests/server/test_server_keys.py::test_every_route_of_the_app_needs_a_key",)),
+    Mutant("metadata-keeps-url-secrets", "nodes/video.py", 'tags["prompt"] = redact_text(json.dumps(hidden.prompt))',
+           'tags["prompt"] = json.dumps(hidden.prompt)',
+           ("tests/host/test_nodes_video.py::test_metadata_never_carries_a_urls_secret_part",)),
+    Mutant("token-follows-redirects", "fetch/download.py", "pace, headers=auth_headers(target))",
+           "pace, headers=auth_headers(parse_url(url)))",
+           ("tests/core/test_fetch.py::test_tokens_from_the_environment_go_in_a_header_to_their_host_only",)),
+    Mutant("downloads-wait-for-a-slot", "service/downloads.py", "        if self.in_flight + slots > self.workers:",
+           "        if False:",
+           ("tests/core/test_service_units.py::test_the_download_pool_answers_busy_instead_of_waiting",)),
 )
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -21,6 +20,7 @@ import torch
 from comfy_api.latest import io
 
 from ..ltx_core.acceleration import can_use_fp8_matmul, scaled_fp8_linear
+from ..ltx_core.arguments import is_number
 from ..ltx_core.loading import NotSafetensorsError, check_safetensors
 
 logger = logging.getLogger(__name__)
@@ -259,7 +259,6 @@ def check_number(name: str, value: Any, low: float, high: float) -> bool | str:
     """
     if value is None:
         return True
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-            or not low <= value <= high:
+    if not is_number(value, low, high):
         return f"{name}={value!r} is not allowed (allowed: a number in {low:g}–{high:g})"
     return True

@@ -8,12 +8,12 @@ one value per entry of `guidance_timesteps` (a step uses the first entry whose t
 from __future__ import annotations
 
 import json
-import math
 import re
 from typing import Any, Optional
 
 from comfy_api.latest import io
 
+from ..ltx_core.arguments import is_number, is_whole
 from ..ltx_core.models import STG_MODES
 from ..ltx_core.sampling import check_recipe
 from .common import CATEGORY
@@ -36,10 +36,9 @@ def _numbers(text: str, name: str) -> Optional[Any]:
     except ValueError:
         raise ValueError(f"{name}: '{text}' is not a number or a comma-separated list of numbers ({example})") \
             from None
-    if not isinstance(value, list) or not value or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
-                                                             for v in value):
+    if not isinstance(value, list) or not value or not all(is_number(v, finite=False) for v in value):
         raise ValueError(f"{name}: '{text}' is not a number or a flat list of numbers ({example})")
-    if not all(math.isfinite(v) and v >= 0 for v in value):
+    if not all(is_number(v, 0) for v in value):
         raise ValueError(f"{name}: every value must be a finite number of 0 or more, got '{text}'")
     value = [float(v) for v in value]
     return value[0] if len(value) == 1 and not text.startswith("[") else value
@@ -70,8 +69,7 @@ def _skip_blocks(text: str) -> Optional[list]:
         raise ValueError(f"skip_block_list: '{text}' is not a list of block numbers ({example})") from None
 
     def blocks(items) -> bool:
-        return isinstance(items, list) and all(isinstance(i, int) and not isinstance(i, bool) and i >= 0
-                                               for i in items)
+        return isinstance(items, list) and all(is_whole(i, 0) for i in items)
 
     if not isinstance(value, list) or not (blocks(value) or all(blocks(v) for v in value)):
         raise ValueError(f"skip_block_list: '{text}' is neither a list of block numbers (0 or more) nor a list "

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import threading
 from collections import OrderedDict
 from pathlib import Path
@@ -32,6 +31,7 @@ from comfy_api.latest import io
 from safetensors import safe_open
 
 from ..fetch import ALLOW_HOSTS_ENV, ALLOW_PRIVATE_ENV, redact_url
+from ..ltx_core.arguments import is_number
 from ..ltx_core.lora import KIND_NAMES, LoraError, LoraMapping, map_lora
 from .common import CATEGORY, FP8_DTYPES, LTXModel, LTXModelType
 from .lora_sources import (ALLOW_LOCAL_ENV, LoraSourceError, check_safetensors, check_source, is_url, lora_files,
@@ -222,7 +222,7 @@ def parse_lora_stack(value) -> list[dict]:
             raise ValueError(f"LoRA {number}: weight_name must be a file name (text) or null, got a "
                              f"{_kind_of(weight_name)}")
         scale = item.get("scale", 1.0)
-        if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale):
+        if not is_number(scale):
             raise ValueError(f"LoRA {number}: scale must be a finite number, got {scale!r}")
         entries.append({"path": path.strip(), "weight_name": (weight_name or "").strip() or None,
                         "scale": float(scale)})

@@ -26,7 +26,6 @@ from ..ltx_core.loading import NotSafetensorsError, check_safetensors
 logger = logging.getLogger(__name__)
 
 CATEGORY = "LTX-Video 0.9.7"
-NODE_PREFIX = "LTX097"
 
 # Custom socket types. Each wraps a ComfyUI ModelPatcher so that ComfyUI's memory management loads, offloads and
 # patches (LoRA) the model like its own; nodes receive and return these objects, never bare modules.

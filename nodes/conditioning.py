@@ -1,4 +1,4 @@
-"""Image and video conditions: media pinned to a frame of the generated video with a strength (spec §4).
+"""Image and video conditions: media pinned to a frame of the generated video with a strength.
 
 The nodes chain into one `LTX097_CONDITIONS` tuple that the sampler (and the one-node text-to-video) consume.
 Each item is an `ltx_core.Condition` carrying its CRF: like the reference, media is centre-cropped to the

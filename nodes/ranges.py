@@ -16,3 +16,6 @@ MIN_FRAME_RATE, MAX_FRAME_RATE, FRAME_RATE_STEP = 1.0, 120.0, 0.01
 MIN_STEPS, MAX_STEPS = 1, 200
 DEFAULT_STEPS = 30
 """What the 0.9.7 recipes run per pass (the dev recipe's second pass runs the last 13 of its 30)."""
+
+__all__ = ["DEFAULT_STEPS", "FRAME_RATE_STEP", "MAX_FRAMES", "MAX_FRAME_RATE", "MAX_SIZE", "MAX_STEPS", "MIN_FRAMES",
+           "MIN_FRAME_RATE", "MIN_SIZE", "MIN_STEPS", "SIZE_GRID"]

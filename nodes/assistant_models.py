@@ -13,11 +13,10 @@ import torch
 
 from ..assistants.catalog import ModelSource
 from ..assistants.folders import ModelFolderError, find_folder, model_folders, require_files
-from .common import wrap
+from .memory import wrap
 from .model_downloads import download_folder, missing_hint
+from .ops import dtype_choice
 
-DTYPE_CHOICES = ("auto", "bf16", "fp16", "fp32")
-_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 _loaded: dict[tuple, object] = {}
 
 
@@ -56,10 +55,9 @@ def locate(key: str, name: str, files: Sequence[str], *, what: str, source: str,
 
 def resolve_dtype(choice: str, device: torch.device) -> torch.dtype:
     """"auto": bf16 where the device runs it well, else fp16 on GPUs, fp32 on the CPU."""
-    if choice not in DTYPE_CHOICES:
-        raise ValueError(f"dtype '{choice}' is not one of {', '.join(DTYPE_CHOICES)}")
-    if choice != "auto":
-        return _DTYPES[choice]
+    dtype = dtype_choice(choice)
+    if dtype is not None:
+        return dtype
     if mm.should_use_bf16(device):
         return torch.bfloat16
     return torch.float16 if mm.should_use_fp16(device) else torch.float32

@@ -19,11 +19,11 @@ from comfy_api.latest import io
 from .. import ltx_core
 from ..ltx_core.models.grid import FRAMES_PER_LATENT
 from ..ltx_core.sampling import MIN_MEDIA_SIDE
-from .common import CATEGORY
+from .inputs import CATEGORY
+from .sockets import LTXConditionsType
 
 logger = logging.getLogger(__name__)
 
-LTXConditionsType = io.Custom("LTX097_CONDITIONS")
 DEFAULT_CRF = 29
 MAX_FRAME = 4096
 

@@ -18,10 +18,11 @@ from comfy_api.latest import io
 
 from .. import ltx_core
 from ..ltx_core.models.grid import FRAMES_PER_LATENT, PIXELS_PER_LATENT
-from .common import CATEGORY, LTXVae, LTXVaeType
+from .inputs import CATEGORY
 from .memory import ModelLoads, vae_bytes
 from .progress import check_interrupted
 from .sampling import LATENT_KEY
+from .sockets import LTXVae, LTXVaeType
 
 logger = logging.getLogger(__name__)
 

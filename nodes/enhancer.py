@@ -17,10 +17,11 @@ from comfy_api.latest import io
 from ..assistants import catalog
 from ..assistants import enhancer as llm
 from ..assistants.prompts import OFFICIAL_WORD_THRESHOLD, T5_TOKEN_BUDGET, EnhancePlan, plan_enhancement
-from .assistant_models import (DTYPE_CHOICES, cached, folder_choices, hf_model, load_for_use, locate, managed, register_folder,
+from .assistant_models import (cached, folder_choices, hf_model, load_for_use, locate, managed, register_folder,
                                resolve_dtype)
-from .common import CATEGORY
-from .conditioning import LTXConditionsType
+from .inputs import CATEGORY
+from .ops import DTYPE_CHOICES
+from .sockets import LTXConditionsType, LTXPromptEnhancerType
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +33,6 @@ LLM_SOURCE = "a Hugging Face instruct model, e.g. https://huggingface.co/meta-ll
 CAPTIONER_SOURCE = "https://huggingface.co/Salesforce/blip-image-captioning-large"
 DEFAULT_MAX_NEW_TOKENS = 256
 KV_BYTES_PER_TOKEN_LAYER = 2  # key and value
-LTXPromptEnhancerType = io.Custom("LTX097_PROMPT_ENHANCER")
 
 register_folder(LLM_FOLDER)
 

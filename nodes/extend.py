@@ -14,13 +14,14 @@ from comfy_api.latest import io, ui
 
 from .. import ltx_core
 from ..ltx_core.windows import DIRECTIONS, DEFAULT_CONTEXT_FRAMES, extended_frames
-from .common import CATEGORY, LTXModel, LTXModelType, LTXUpsampler, LTXUpsamplerType, LTXVae, LTXVaeType
 from .conditioning import as_frames
 from .decode import iter_frames
-from .guidance import LTXGuidanceType
-from .long_video import WINDOWS_TOOLTIP, LTXWindowsType, output_connected
-from .sampling import (DEFAULT_RECIPE, MAX_FRAMES, MAX_SEED, RECIPE_CHOICES, RECIPE_TOOLTIP, UPSAMPLER_FILE,
-                       as_latent, hidden_unique_id, sample)
+from .inputs import CATEGORY
+from .long_video import WINDOWS_TOOLTIP, output_connected
+from .sampling import (DEFAULT_RECIPE, MAX_FRAMES, MAX_SEED, RECIPE_CHOICES, RECIPE_TOOLTIP, UPSAMPLER_FILE, as_latent,
+                       hidden_unique_id, sample)
+from .sockets import (LTXGuidanceType, LTXModel, LTXModelType, LTXUpsampler, LTXUpsamplerType, LTXVae, LTXVaeType,
+                      LTXWindowsType)
 from .video import MAX_FRAME_RATE, MIN_FRAME_RATE, metadata_of, save_inputs, save_video
 
 IMAGES_OUTPUT = 1

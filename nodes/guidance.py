@@ -16,9 +16,9 @@ from comfy_api.latest import io
 from ..ltx_core.arguments import is_number, is_whole
 from ..ltx_core.models import STG_MODES
 from ..ltx_core.sampling import check_recipe
-from .common import CATEGORY
+from .inputs import CATEGORY
+from .sockets import LTXGuidanceType
 
-LTXGuidanceType = io.Custom("LTX097_GUIDANCE")
 
 PASSES = {"first pass": ("first_pass",), "second pass": ("second_pass",), "both passes": ("first_pass", "second_pass")}
 DEFAULT = "recipe default"

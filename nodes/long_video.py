@@ -14,11 +14,11 @@ from comfy_api.latest import io
 
 from ..ltx_core.windows import (DEFAULT_OVERLAP_FRAMES, DEFAULT_TEMPORAL_ADAIN_FACTOR, DEFAULT_WINDOW_FRAMES,
                                 MIN_WINDOW_FRAMES, check_window_settings)
-from .common import CATEGORY
+from .inputs import CATEGORY
+from .sockets import LTXWindowsType
 
 logger = logging.getLogger(__name__)
 
-LTXWindowsType = io.Custom("LTX097_WINDOWS")
 MAX_WINDOW_FRAMES = 257
 WINDOWS_TOOLTIP = (f"How videos longer than one window are made (LTX-Video 0.9.7 Long Video Settings). Without "
                    f"it: windows of {DEFAULT_WINDOW_FRAMES} frames overlapping by {DEFAULT_OVERLAP_FRAMES}, AdaIN "

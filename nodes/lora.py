@@ -32,14 +32,15 @@ from safetensors import safe_open
 
 from ..fetch import ALLOW_HOSTS_ENV, ALLOW_PRIVATE_ENV, redact_url
 from ..ltx_core.arguments import is_number
+from ..ltx_core.loading import FP8_DTYPES
 from ..ltx_core.lora import KIND_NAMES, LoraError, LoraMapping, map_lora
-from .common import CATEGORY, FP8_DTYPES, LTXModel, LTXModelType
+from .inputs import CATEGORY
 from .lora_sources import (ALLOW_LOCAL_ENV, LoraSourceError, check_safetensors, check_source, is_url, lora_files,
                            resolve_lora)
+from .sockets import LTXLoraStackType, LTXModel, LTXModelType
 
 logger = logging.getLogger(__name__)
 
-LTXLoraStackType = io.Custom("LTX097_LORA_STACK")
 """A list of `{"path": str, "weight_name": str | None, "scale": float}` (the service's LoRAWeight list)."""
 
 NO_LORA = "none"

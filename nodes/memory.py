@@ -1,4 +1,5 @@
-"""Memory estimates for ComfyUI's `load_models_gpu`, and the `on_model` hook that loads each model when used.
+"""ComfyUI's memory management of the pack's models: their ModelPatchers, the working-memory estimates given to
+`load_models_gpu`, and the `on_model` hook that loads each model right before it is used.
 
 `load_models_gpu([patcher], memory_required=bytes)` frees other models until the weights plus `bytes` of working
 memory fit, and loads the model partially (low-VRAM) when they do not. The estimates are deliberately simple
@@ -19,7 +20,9 @@ upper bounds of the activations at the peak of one forward, not measurements:
 from __future__ import annotations
 
 import logging
+
 import comfy.model_management as mm
+import comfy.model_patcher
 import torch
 
 logger = logging.getLogger(__name__)
@@ -28,6 +31,11 @@ TRANSFORMER_LIVE_TENSORS = 16
 VAE_LIVE_ACTIVATIONS = 6
 VAE_MIN_CHUNK_FRAMES = 2
 UPSAMPLER_LIVE_TENSORS = 8
+
+
+def wrap(model: torch.nn.Module, load_device: torch.device, offload_device: torch.device):
+    """A ComfyUI ModelPatcher around an ltx_core module (ComfyUI then owns loading and offloading it)."""
+    return comfy.model_patcher.ModelPatcher(model, load_device=load_device, offload_device=offload_device)
 
 
 def _size(dtype: torch.dtype) -> int:

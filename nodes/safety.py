@@ -14,9 +14,10 @@ import torch
 from comfy_api.latest import io
 
 from ..assistants import catalog, safety
-from .assistant_models import (DTYPE_CHOICES, cached, folder_choices, load_for_use, locate, managed, register_folder,
-                               resolve_dtype)
-from .common import CATEGORY
+from .assistant_models import cached, folder_choices, load_for_use, locate, managed, register_folder, resolve_dtype
+from .inputs import CATEGORY
+from .ops import DTYPE_CHOICES
+from .sockets import LTXSafetyCheckerType
 
 logger = logging.getLogger(__name__)
 
@@ -29,7 +30,6 @@ VIDEO_SAMPLE = 9
 """Frames of a generated video (and of each conditioning video) the one-node path checks, first and last
 included."""
 WORKING_BYTES = 256 << 20
-LTXSafetyCheckerType = io.Custom("LTX097_SAFETY_CHECKER")
 
 register_folder(CHECKER_FOLDER)
 

@@ -22,16 +22,16 @@ from comfy_api.latest import io
 from .. import ltx_core
 from ..ltx_core.sampling import check_recipe, max_branches, pass_shapes, recipe_passes, resolve_recipe
 from ..ltx_core.windows import plan_windows
-from .common import (CATEGORY, LTXModel, LTXModelType, LTXUpsampler, LTXUpsamplerType, LTXVae, LTXVaeType,
-                     check_number)
-from .conditioning import LTXConditionsType, resolve_conditions
-from .guidance import LTXGuidanceType
-from .long_video import WINDOWS_TOOLTIP, LTXWindowsType, WindowProgress, window_settings
+from .conditioning import resolve_conditions
+from .inputs import CATEGORY, check_number
+from .long_video import WINDOWS_TOOLTIP, WindowProgress, window_settings
 from .memory import ModelLoads, transformer_bytes, upsampler_bytes, vae_bytes
 from .progress import StepProgress, check_interrupted
+from .ranges import (DEFAULT_STEPS, FRAME_RATE_STEP, MAX_FRAMES, MAX_FRAME_RATE, MAX_SIZE, MAX_STEPS, MIN_FRAMES,
+                     MIN_FRAME_RATE, MIN_SIZE, MIN_STEPS, SIZE_GRID)
 from .run_log import PassLog
-from .ranges import (DEFAULT_STEPS, FRAME_RATE_STEP, MAX_FRAME_RATE, MAX_FRAMES, MAX_SIZE, MAX_STEPS,
-                     MIN_FRAME_RATE, MIN_FRAMES, MIN_SIZE, MIN_STEPS, SIZE_GRID)
+from .sockets import (LTXConditionsType, LTXGuidanceType, LTXModel, LTXModelType, LTXUpsampler, LTXUpsamplerType,
+                      LTXVae, LTXVaeType, LTXWindowsType)
 from .text import prompt_context, prompt_contexts
 
 logger = logging.getLogger(__name__)

@@ -15,7 +15,7 @@ import torch
 from comfy_api.latest import io
 
 from ..ltx_core.models.grid import TEXT_TOKENS
-from .common import CATEGORY
+from .inputs import CATEGORY
 
 logger = logging.getLogger(__name__)
 

@@ -10,21 +10,20 @@ from typing import Optional
 
 from comfy_api.latest import io, ui
 
-from .common import (CATEGORY, LTXModel, LTXModelType, LTXUpsampler, LTXUpsamplerType, LTXVae, LTXVaeType,
-                     check_number)
-from .conditioning import LTXConditionsType
 from .decode import decode, iter_frames
-from .enhancer import LTXPromptEnhancerType, PromptEnhancerModels, default_enhancer, run_enhancer
-from .guidance import LTXGuidanceType
-from .long_video import WINDOWS_TOOLTIP, LTXWindowsType, output_connected
-from .safety import (LTXSafetyCheckerType, SafetyChecker, check_conditions, check_generation, checked_stream,
-                     default_checker)
-from .lora import LTXLoraStackType, apply_lora_stack
+from .enhancer import PromptEnhancerModels, default_enhancer, run_enhancer
+from .inputs import CATEGORY, check_number
+from .long_video import WINDOWS_TOOLTIP, output_connected
+from .lora import apply_lora_stack
+from .ranges import (DEFAULT_STEPS, FRAME_RATE_STEP, MAX_FRAMES, MAX_FRAME_RATE, MAX_STEPS, MIN_FRAMES, MIN_FRAME_RATE,
+                     MIN_STEPS)
 from .run_log import emit
-from .ranges import (DEFAULT_STEPS, FRAME_RATE_STEP, MAX_FRAME_RATE, MAX_FRAMES, MAX_STEPS, MIN_FRAME_RATE,
-                     MIN_FRAMES, MIN_STEPS)
+from .safety import SafetyChecker, check_conditions, check_generation, checked_stream, default_checker
 from .sampling import (DEFAULT_RECIPE, MAX_SEED, RECIPE_CHOICES, RECIPE_TOOLTIP, UPSAMPLER_FILE, as_latent,
                        hidden_unique_id, recipe_choice, sample, step_cache_input)
+from .sockets import (LTXConditionsType, LTXGuidanceType, LTXLoraStackType, LTXModel, LTXModelType,
+                      LTXPromptEnhancerType, LTXSafetyCheckerType, LTXUpsampler, LTXUpsamplerType, LTXVae, LTXVaeType,
+                      LTXWindowsType)
 from .text import DEFAULT_NEGATIVE_PROMPT, encode_prompt, encode_prompts
 from .video import metadata_of, save_inputs, save_video
 

@@ -18,7 +18,7 @@ from comfy.cli_args import args
 from comfy_api.latest import InputImpl, io, ui
 
 from ..mp4 import DEFAULT_CRF, write_mp4
-from .common import CATEGORY, check_number
+from .inputs import CATEGORY, check_number
 from .ranges import FRAME_RATE_STEP, MAX_FRAME_RATE, MIN_FRAME_RATE
 
 logger = logging.getLogger(__name__)

@@ -1,39 +1,27 @@
-"""What the pack's nodes share: custom socket types, the objects passed through them, and host glue.
+"""ComfyUI's layer ops, attention and dtype policy, handed to `ltx_core` (which never imports ComfyUI).
 
-Only imported inside ComfyUI (the pack's `__init__` checks for the host first). `ltx_core` never imports
-ComfyUI; this module is where ComfyUI's memory management, layer ops and attention are handed to it.
+`ltx_core` builds its models from an injected `operations` namespace and attention function; the ones here are
+ComfyUI's own (low-VRAM capable, casting, LoRA-patchable layers; the attention backend ComfyUI picked at start-up),
+plus fp8 matrix multiplies for e4m3 weights, and the mapping from the loaders' dtype widgets to torch dtypes.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
-from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Optional
 
 import comfy.ldm.modules.attention
 import comfy.model_management as mm
-import comfy.model_patcher
 import comfy.ops
-import folder_paths
 import torch
-from comfy_api.latest import io
 
 from ..ltx_core.acceleration import can_use_fp8_matmul, scaled_fp8_linear
-from ..ltx_core.arguments import is_number
-from ..ltx_core.loading import NotSafetensorsError, check_safetensors
+from ..ltx_core.loading import FP8_DTYPES
 
 logger = logging.getLogger(__name__)
 
-CATEGORY = "LTX-Video 0.9.7"
-
-# Custom socket types. Each wraps a ComfyUI ModelPatcher so that ComfyUI's memory management loads, offloads and
-# patches (LoRA) the model like its own; nodes receive and return these objects, never bare modules.
-LTXModelType = io.Custom("LTX097_MODEL")
-LTXVaeType = io.Custom("LTX097_VAE")
-LTXUpsamplerType = io.Custom("LTX097_UPSAMPLER")
-
-FP8_DTYPES = (torch.float8_e4m3fn, torch.float8_e5m2)
+DTYPE_CHOICES = ("auto", "bf16", "fp16", "fp32")
+"""The dtype widget of every loader that does not offer fp8 (the upsampler, the prompt enhancer, the checker)."""
 WEIGHT_DTYPES: dict[str, Optional[torch.dtype]] = {
     "auto": None,
     "bf16": torch.bfloat16,
@@ -42,70 +30,9 @@ WEIGHT_DTYPES: dict[str, Optional[torch.dtype]] = {
     "fp8_e4m3fn": torch.float8_e4m3fn,
     "fp8_e5m2": torch.float8_e5m2,
 }
+"""The model loader's `weight_dtype` widget; the first four are `DTYPE_CHOICES`."""
 SAFETENSORS_DTYPES = {"F8_E4M3": torch.float8_e4m3fn, "F8_E5M2": torch.float8_e5m2, "BF16": torch.bfloat16,
                       "F16": torch.float16, "F32": torch.float32}
-MODEL_EXTENSIONS = (".safetensors",)
-
-
-@dataclass
-class LTXModel:
-    """The LTX-Video transformer of one checkpoint (`LTX097_MODEL`).
-
-    `patcher.model` is the `ltx_core.Transformer3D`; `config` is the checkpoint's whole config (`transformer`,
-    `vae`, `scheduler` sections); `dtype` the storage dtype of its matrices and `compute_dtype` what it runs in.
-    Nodes that change the model (LoRA, ...) must return `with_patcher(self.patcher.clone())`, never mutate.
-    """
-
-    patcher: Any
-    config: dict
-    path: str
-    dtype: torch.dtype
-    compute_dtype: torch.dtype
-    extra: dict = field(default_factory=dict)
-
-    @property
-    def transformer(self) -> torch.nn.Module:
-        return self.patcher.model
-
-    @property
-    def transformer_config(self) -> dict:
-        return self.config.get("transformer", {})
-
-    @property
-    def scheduler_config(self) -> dict:
-        return self.config.get("scheduler", {})
-
-    def with_patcher(self, patcher) -> "LTXModel":
-        return dataclasses.replace(self, patcher=patcher, extra=dict(self.extra))
-
-
-@dataclass
-class LTXVae:
-    """The causal video VAE of one checkpoint (`LTX097_VAE`); `patcher.model` is `ltx_core.CausalVideoVAE`."""
-
-    patcher: Any
-    config: dict
-    path: str
-    dtype: torch.dtype
-
-    @property
-    def vae(self) -> torch.nn.Module:
-        return self.patcher.model
-
-
-@dataclass
-class LTXUpsampler:
-    """A latent upsampler (`LTX097_UPSAMPLER`); `patcher.model` is `ltx_core.LatentUpsampler`, which takes
-    un-normalised latents `[B, 128, F, H, W]`."""
-
-    patcher: Any
-    config: dict
-    path: str
-    dtype: torch.dtype
-
-    @property
-    def upsampler(self) -> torch.nn.Module:
-        return self.patcher.model
 
 
 def comfy_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
@@ -179,6 +106,13 @@ def stored_dtype(path: str, prefer: tuple[str, ...] = ("transformer_blocks.",)) 
     return None
 
 
+def dtype_choice(choice: str, choices: tuple[str, ...] = DTYPE_CHOICES, name: str = "dtype") -> Optional[torch.dtype]:
+    """The dtype a widget value names (None for "auto"); a sentence for a value that is not one of `choices`."""
+    if choice not in choices:
+        raise ValueError(f"{name} '{choice}' is not one of {', '.join(choices)}")
+    return WEIGHT_DTYPES[choice]
+
+
 def resolve_weight_dtype(choice: str, path: str, device: torch.device) -> torch.dtype:
     """Map a `weight_dtype` widget value to a storage dtype.
 
@@ -186,9 +120,7 @@ def resolve_weight_dtype(choice: str, path: str, device: torch.device) -> torch.
     among bfloat16 / float32 (bfloat16 on GPUs that support it, float32 on CPU; `--bf16-unet`, `--fp32-unet`
     and the other unet dtype flags are honoured).
     """
-    if choice not in WEIGHT_DTYPES:
-        raise ValueError(f"weight_dtype '{choice}' is not one of {', '.join(WEIGHT_DTYPES)}")
-    dtype = WEIGHT_DTYPES[choice]
+    dtype = dtype_choice(choice, tuple(WEIGHT_DTYPES), "weight_dtype")
     if dtype is not None:
         return dtype
     file_dtype = stored_dtype(path)
@@ -200,64 +132,8 @@ def resolve_weight_dtype(choice: str, path: str, device: torch.device) -> torch.
 
 def resolve_vae_like_dtype(choice: str, device: torch.device) -> torch.dtype:
     """"auto" → what ComfyUI picks for VAEs on `device` (bfloat16 on GPUs that support it, else float32)."""
-    if choice not in ("auto", "bf16", "fp16", "fp32"):
-        raise ValueError(f"dtype '{choice}' is not one of auto, bf16, fp16, fp32")
-    if choice != "auto":
-        return WEIGHT_DTYPES[choice]
+    dtype = dtype_choice(choice)
+    if dtype is not None:
+        return dtype
     dtype = mm.vae_dtype(device=device, allowed_dtypes=[torch.bfloat16, torch.float32])
     return dtype if dtype in (torch.bfloat16, torch.float16, torch.float32) else torch.float32
-
-
-def model_files(*folders: str) -> list[str]:
-    """Loadable file names from ComfyUI model folders (first folder wins on duplicate names), sorted."""
-    names: list[str] = []
-    seen = set()
-    for folder in folders:
-        if folder not in folder_paths.folder_names_and_paths:
-            continue
-        for name in folder_paths.get_filename_list(folder):
-            if name.lower().endswith(MODEL_EXTENSIONS) and name not in seen:
-                seen.add(name)
-                names.append(name)
-    return sorted(names, key=str.lower)
-
-
-def check_model_file(name: str, *folders: str) -> bool | str:
-    """`validate_inputs` answer for a file-name input: True, or the sentence that refuses the prompt (HTTP 400)
-    when the file is missing or is no safetensors file (a pickle renamed `.safetensors`; header and size only)."""
-    try:
-        check_safetensors(model_path(name, *folders), f"model file '{name}'")
-    except (FileNotFoundError, NotSafetensorsError) as error:
-        return str(error)
-    return True
-
-
-def model_path(name: str, *folders: str) -> str:
-    """Full path of a file listed by `model_files(*folders)`; a sentence if it is not there."""
-    for folder in folders:
-        if folder in folder_paths.folder_names_and_paths:
-            path = folder_paths.get_full_path(folder, name)
-            if path is not None:
-                return path
-    raise FileNotFoundError(f"model file '{name}' was not found in the ComfyUI model folders "
-                            f"{', '.join(folders)}; put it in models/{folders[0]}/ or add a path for it in "
-                            f"extra_model_paths.yaml")
-
-
-def wrap(model: torch.nn.Module, load_device: torch.device, offload_device: torch.device):
-    """A ComfyUI ModelPatcher around an ltx_core module (ComfyUI then owns loading and offloading it)."""
-    return comfy.model_patcher.ModelPatcher(model, load_device=load_device, offload_device=offload_device)
-
-
-def check_number(name: str, value: Any, low: float, high: float) -> bool | str:
-    """`validate_inputs` answer for a number widget: True, or the sentence that refuses the prompt (HTTP 400).
-
-    ComfyUI's own min/max check lets NaN through (every comparison with NaN is false) and is skipped for the
-    inputs a node validates itself, so nodes that validate a number check its range here. `None` is what ComfyUI
-    passes for a linked input: its value is not known yet and is checked when the node runs.
-    """
-    if value is None:
-        return True
-    if not is_number(value, low, high):
-        return f"{name}={value!r} is not allowed (allowed: a number in {low:g}–{high:g})"
-    return True

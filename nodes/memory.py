@@ -21,9 +21,14 @@ from __future__ import annotations
 
 import logging
 
+from typing import Optional
+
 import comfy.model_management as mm
 import comfy.model_patcher
 import torch
+
+from ..ltx_core.sampling import max_branches, pass_shapes, recipe_passes
+from .sockets import LTXModel, LTXUpsampler, LTXVae
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +62,11 @@ def upsampler_bytes(tokens: int, mid_channels: int, dtype: torch.dtype) -> int:
     return int(tokens * 4 * mid_channels * UPSAMPLER_LIVE_TENSORS * _size(dtype))
 
 
+def load_vae(vae: LTXVae, latents: torch.Tensor) -> None:
+    """Load the VAE with the working memory of decoding (or encoding) latents `[B, C, F, H, W]`."""
+    ModelLoads().add("vae", vae.patcher, vae_bytes(vae.vae, latents.shape[3], latents.shape[4], vae.dtype))("vae")
+
+
 class ModelLoads:
     """`on_model(name)` for ltx_core: loads the named model's patcher with its estimate before it is used."""
 
@@ -73,3 +83,29 @@ class ModelLoads:
             return
         patcher, memory_required = self.entries[name]
         mm.load_models_gpu([patcher], memory_required=memory_required)
+
+
+def generation_loads(model: LTXModel, vae: LTXVae, upsampler: Optional[LTXUpsampler], settings: dict, *,
+                     width: int, height: int, num_frames: int, conditions: int) -> ModelLoads:
+    """The loads of one generation with resolved recipe `settings` (a long video: of its first, largest window).
+
+    The transformer's estimate is its largest pass (tokens × batched guidance branches), the VAE's the largest pass's
+    latent size, the upsampler's the first pass's latents.
+    """
+    shapes = pass_shapes(settings, width=width, height=height, num_frames=num_frames)
+    # tokens of each pass: the video's, plus at most 2 latent frames of extra tokens per condition
+    tokens = [(frames + 2 * conditions) * h * w for _, _, frames, h, w in shapes]
+    branches = [max_branches(p, settings["batched_guidance"]) for _, p in recipe_passes(settings)]
+    config = model.transformer_config
+    inner_dim = int(config.get("num_attention_heads", 32)) * int(config.get("attention_head_dim", 128))
+    peak = max(t * b for t, b in zip(tokens, branches))
+    _, _, _, largest_h, largest_w = max(shapes, key=lambda shape: shape[3] * shape[4])
+    loads = ModelLoads()
+    loads.add("transformer", model.patcher, transformer_bytes(peak, inner_dim, 1, model.compute_dtype))
+    loads.add("vae", vae.patcher, vae_bytes(vae.vae, largest_h, largest_w, vae.dtype))
+    if upsampler is not None:
+        _, _, first_frames, first_h, first_w = shapes[0]
+        loads.add("upsampler", upsampler.patcher,
+                  upsampler_bytes(first_frames * first_h * first_w, int(upsampler.config.get("mid_channels", 512)),
+                                  upsampler.dtype))
+    return loads

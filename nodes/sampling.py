@@ -20,18 +20,18 @@ import comfy.model_management as mm
 from comfy_api.latest import io
 
 from .. import ltx_core
-from ..ltx_core.sampling import check_recipe, max_branches, pass_shapes, recipe_passes, resolve_recipe
+from ..ltx_core.sampling import check_recipe, resolve_recipe
 from ..ltx_core.windows import plan_windows
 from .conditioning import resolve_conditions
 from .inputs import CATEGORY, check_number
 from .long_video import WINDOWS_TOOLTIP, WindowProgress, window_settings
-from .memory import ModelLoads, transformer_bytes, upsampler_bytes, vae_bytes
+from .memory import generation_loads
 from .progress import StepProgress, check_interrupted
 from .ranges import (DEFAULT_STEPS, FRAME_RATE_STEP, MAX_FRAMES, MAX_FRAME_RATE, MAX_SIZE, MAX_STEPS, MIN_FRAMES,
                      MIN_FRAME_RATE, MIN_SIZE, MIN_STEPS, SIZE_GRID)
 from .run_log import PassLog
 from .sockets import (LTXConditionsType, LTXGuidanceType, LTXModel, LTXModelType, LTXUpsampler, LTXUpsamplerType,
-                      LTXVae, LTXVaeType, LTXWindowsType)
+                      LTXVae, LTXVaeType, LTXWindowsType, require_vae)
 from .text import prompt_context, prompt_contexts
 
 logger = logging.getLogger(__name__)
@@ -77,12 +77,15 @@ def recipe_choice(label: str) -> RecipeChoice:
     return RECIPE_CHOICES[label]
 
 
-def recipe_overrides(choice: RecipeChoice, guidance: Optional[dict]) -> dict:
-    """Guidance settings → `sample_video` overrides for this recipe (a base recipe reads `first_pass` as its pass)."""
+def recipe_overrides(choice: RecipeChoice, guidance: Optional[dict], step_cache: float = 0.0) -> dict:
+    """Guidance settings (and the step cache input) → `sample_video` overrides for this recipe (a base recipe reads
+    `first_pass` as its pass)."""
     if guidance is not None and not isinstance(guidance, Mapping):
         raise ValueError(f"guidance={guidance!r} is not allowed (allowed: a dict of recipe settings, as the "
                          f"Guidance Settings node makes)")
     overrides = dict(guidance or {})
+    if step_cache:
+        overrides["step_cache_threshold"] = float(step_cache)
     if choice.multi_scale:
         return overrides
     first, second = overrides.pop("first_pass", None), overrides.pop("second_pass", None)
@@ -93,12 +96,35 @@ def recipe_overrides(choice: RecipeChoice, guidance: Optional[dict]) -> dict:
     return overrides
 
 
+def recipe_models(choice: RecipeChoice, steps: Optional[int], upsampler: Optional[LTXUpsampler]
+                  ) -> tuple[Optional[int], Optional[LTXUpsampler]]:
+    """The steps and upsampler the recipe uses: a multi-scale recipe needs the upsampler, a single-scale one leaves
+    it out; a recipe with fixed timesteps leaves `steps` out."""
+    if steps is not None and choice.fixed_steps:
+        logger.info("the %s recipe runs fixed timesteps; steps=%d is not used", choice.label, steps)
+        steps = None
+    if choice.multi_scale and upsampler is None:
+        raise ValueError(f"the {choice.label} recipe refines upsampled latents in a second pass and needs the "
+                         f"spatial latent upsampler: put {UPSAMPLER_FILE} in models/latent_upscale_models and "
+                         "connect an LTX-Video 0.9.7 Latent Upsampler Loader to the upsampler input (or choose a "
+                         "single-scale recipe)")
+    if not choice.multi_scale and upsampler is not None:
+        logger.info("the %s recipe is single-scale; the upsampler is not used", choice.label)
+        upsampler = None
+    return steps, upsampler
+
+
+def check_video_size(width: int, height: int, num_frames: int) -> None:
+    if not MIN_SIZE <= width <= MAX_SIZE or not MIN_SIZE <= height <= MAX_SIZE:
+        raise ValueError(f"{width}×{height} is out of range: width and height must lie in "
+                         f"{MIN_SIZE}–{MAX_SIZE} pixels")
+    if not MIN_FRAMES <= num_frames <= MAX_FRAMES:
+        raise ValueError(f"num_frames={num_frames} is out of range ({MIN_FRAMES}–{MAX_FRAMES})")
+
+
 def checkpoint_of(model: LTXModel, vae: Optional[LTXVae]) -> SimpleNamespace:
     """What ltx_core needs of a checkpoint, from the (possibly LoRA-patched) model and the VAE."""
-    if vae is None:
-        raise ValueError("the vae input is empty: the loaded checkpoint has no VAE; load a checkpoint that "
-                         "contains one (the official LTX-Video single files do)")
-    return SimpleNamespace(transformer=model.transformer, vae=vae.vae, config=model.config)
+    return SimpleNamespace(transformer=model.transformer, vae=require_vae(vae).vae, config=model.config)
 
 
 def sample(model: LTXModel, vae: LTXVae, positive: Any, negative: Any, *, recipe: str, width: int, height: int,
@@ -112,55 +138,21 @@ def sample(model: LTXModel, vae: LTXVae, positive: Any, negative: Any, *, recipe
     24 of overlap); each entry of `positive` is the prompt of one window, the last one repeating.
     """
     choice = recipe_choice(recipe)
-    if not MIN_SIZE <= width <= MAX_SIZE or not MIN_SIZE <= height <= MAX_SIZE:
-        raise ValueError(f"{width}×{height} is out of range: width and height must lie in "
-                         f"{MIN_SIZE}–{MAX_SIZE} pixels")
-    if not MIN_FRAMES <= num_frames <= MAX_FRAMES:
-        raise ValueError(f"num_frames={num_frames} is out of range ({MIN_FRAMES}–{MAX_FRAMES})")
-    if steps is not None and choice.fixed_steps:
-        logger.info("the %s recipe runs fixed timesteps; steps=%d is not used", choice.label, steps)
-        steps = None
-    if choice.multi_scale and upsampler is None:
-        raise ValueError(f"the {choice.label} recipe refines upsampled latents in a second pass and needs the "
-                         f"spatial latent upsampler: put {UPSAMPLER_FILE} in models/latent_upscale_models and "
-                         "connect an LTX-Video 0.9.7 Latent Upsampler Loader to the upsampler input (or choose a "
-                         "single-scale recipe)")
-    if not choice.multi_scale and upsampler is not None:
-        logger.info("the %s recipe is single-scale; the upsampler is not used", choice.label)
-        upsampler = None
+    check_video_size(width, height, num_frames)
+    steps, upsampler = recipe_models(choice, steps, upsampler)
     checkpoint = checkpoint_of(model, vae)
-    transformer_config = model.transformer_config
-    caption_channels = transformer_config.get("caption_channels")
+    caption_channels = model.transformer_config.get("caption_channels")
     prompts = prompt_contexts(positive, "positive", caption_channels)
     negative_context, negative_mask = prompt_context(negative, "negative", caption_channels)
     window = window_settings(windows, num_frames)
-    plan = plan_windows(num_frames, window["window_frames"], window["overlap_frames"])
+    first_window = plan_windows(num_frames, window["window_frames"], window["overlap_frames"]).windows[0]
     items = resolve_conditions(conditions, num_frames)
-    overrides = recipe_overrides(choice, guidance)
-    if step_cache:
-        overrides["step_cache_threshold"] = float(step_cache)
+    overrides = recipe_overrides(choice, guidance, step_cache)
     settings = resolve_recipe(choice.recipe, overrides)
-    check_recipe(settings, int(transformer_config.get("num_layers", 0)))
-
+    check_recipe(settings, int(model.transformer_config.get("num_layers", 0)))
     device = model.patcher.load_device
-    shapes = pass_shapes(settings, width=width, height=height, num_frames=plan.windows[0].num_frames)
-    # tokens of each pass: the video's, plus at most 2 latent frames of extra tokens per condition
-    tokens = [(frames + 2 * len(items)) * h * w for _, _, frames, h, w in shapes]
-    branches = [max_branches(p, settings["batched_guidance"]) for _, p in recipe_passes(settings)]
-    inner_dim = int(transformer_config.get("num_attention_heads", 32)) * int(
-        transformer_config.get("attention_head_dim", 128))
-    peak = max(t * b for t, b in zip(tokens, branches))
-    latent_frames = shapes[0][2]
-    _, _, _, largest_h, largest_w = max(shapes, key=lambda shape: shape[3] * shape[4])
-    loads = ModelLoads()
-    loads.add("transformer", model.patcher, transformer_bytes(peak, inner_dim, 1, model.compute_dtype))
-    loads.add("vae", vae.patcher, vae_bytes(vae.vae, largest_h, largest_w, vae.dtype))
-    if upsampler is not None:
-        first_h, first_w = shapes[0][3:]
-        loads.add("upsampler", upsampler.patcher,
-                  upsampler_bytes(latent_frames * first_h * first_w, int(upsampler.config.get("mid_channels", 512)),
-                                  upsampler.dtype))
-    passes = PassLog(loads)
+    passes = PassLog(generation_loads(model, vae, upsampler, settings, width=width, height=height,
+                                      num_frames=first_window.num_frames, conditions=len(items)))
     try:
         video = ltx_core.sample_long_video(
             checkpoint, context=[c for c, _ in prompts], context_mask=[m for _, m in prompts],

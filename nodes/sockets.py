@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Optional
 
 import torch
 from comfy_api.latest import io
@@ -83,3 +83,11 @@ class LTXUpsampler(PatchedModule):
     @property
     def upsampler(self) -> torch.nn.Module:
         return self.patcher.model
+
+
+def require_vae(vae: Optional[LTXVae]) -> LTXVae:
+    """The VAE a node needs; a sentence when the socket brought none (a checkpoint file without a VAE)."""
+    if vae is None:
+        raise ValueError("the vae input is empty: the loaded checkpoint has no VAE; load a checkpoint that "
+                         "contains one (the official LTX-Video single files do)")
+    return vae

@@ -92,8 +92,8 @@ def load_for_use(patcher, memory_required: int) -> torch.nn.Module:
 
 
 def cached(key: tuple, load: Callable[[], object]) -> object:
-    """One loaded object per key (its first item is the kind) for the one-node path (which loads by folder name rather than from a loader
-    node, whose output ComfyUI caches itself)."""
+    """One loaded object per key (its first item is the kind) for the one-node path (which loads by folder name
+    rather than from a loader node, whose output ComfyUI caches itself)."""
     if key not in _loaded:
         for old in [k for k in _loaded if k[0] == key[0]]:  # one model set per kind in memory
             del _loaded[old]

@@ -21,7 +21,7 @@ from ..ltx_core.models.grid import FRAMES_PER_LATENT, PIXELS_PER_LATENT
 from .inputs import CATEGORY
 from .memory import load_vae
 from .progress import check_interrupted
-from .sampling import LATENT_KEY
+from .sampler import LATENT_KEY
 from .sockets import LTXVae, LTXVaeType, require_vae
 
 logger = logging.getLogger(__name__)

@@ -18,8 +18,8 @@ from .conditioning import as_frames
 from .decode import iter_frames
 from .inputs import CATEGORY
 from .long_video import WINDOWS_TOOLTIP, output_connected
-from .sampling import (DEFAULT_RECIPE, MAX_FRAMES, MAX_SEED, RECIPE_CHOICES, RECIPE_TOOLTIP, UPSAMPLER_FILE, as_latent,
-                       hidden_unique_id, sample)
+from .sampler import (DEFAULT_RECIPE, MAX_FRAMES, MAX_SEED, RECIPE_CHOICES, RECIPE_TOOLTIP, UPSAMPLER_FILE, as_latent,
+                      hidden_unique_id, sample)
 from .sockets import (LTXGuidanceType, LTXModel, LTXModelType, LTXUpsampler, LTXUpsamplerType, LTXVae, LTXVaeType,
                       LTXWindowsType)
 from .video import MAX_FRAME_RATE, MIN_FRAME_RATE, metadata_of, save_inputs, save_video

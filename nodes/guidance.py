@@ -1,7 +1,7 @@
 """Optional guidance settings: a node that outputs a plain dict of recipe overrides (`LTX097_GUIDANCE`).
 
 Keys are ltx_core recipe fields. Per-pass fields go under `first_pass` / `second_pass`; a single-scale recipe
-reads `first_pass` as its only pass (see `sampling.recipe_overrides`). Schedules are one value for every step or
+reads `first_pass` as its only pass (see `sampler.recipe_overrides`). Schedules are one value for every step or
 one value per entry of `guidance_timesteps` (a step uses the first entry whose timestep is at or below its σ).
 """
 

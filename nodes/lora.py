@@ -115,8 +115,8 @@ def lora_patches(model: LTXModel, tensors: dict[str, torch.Tensor], metadata: Op
                  name: str = "LoRA") -> tuple[dict[str, Any], LoraMapping]:
     """ComfyUI patches `{parameter name: adapter}` for one LoRA file on `model`'s transformer, and its mapping.
 
-    Raises `LoraError` with a sentence when the file does not fit (see `ltx_core.lora.mapping.map_lora`) or uses an adapter
-    type this ComfyUI does not implement.
+    Raises `LoraError` with a sentence when the file does not fit (see `ltx_core.lora.mapping.map_lora`) or uses an
+    adapter type this ComfyUI does not implement.
     """
     shapes = {key: tuple(value.shape) for key, value in model.transformer.state_dict().items()}
     mapping = map_lora(tensors, shapes, metadata, name=name)

@@ -19,8 +19,8 @@ from .ranges import (DEFAULT_STEPS, FRAME_RATE_STEP, MAX_FRAMES, MAX_FRAME_RATE,
                      MIN_STEPS)
 from .run_log import emit
 from .safety import SafetyChecker, check_conditions, check_generation, checked_stream, default_checker
-from .sampling import (DEFAULT_RECIPE, MAX_SEED, RECIPE_CHOICES, RECIPE_TOOLTIP, UPSAMPLER_FILE, as_latent,
-                       hidden_unique_id, recipe_choice, sample, step_cache_input)
+from .sampler import (DEFAULT_RECIPE, MAX_SEED, RECIPE_CHOICES, RECIPE_TOOLTIP, UPSAMPLER_FILE, as_latent,
+                      hidden_unique_id, recipe_choice, sample, step_cache_input)
 from .sockets import (LTXConditionsType, LTXGuidanceType, LTXLoraStackType, LTXModel, LTXModelType,
                       LTXPromptEnhancerType, LTXSafetyCheckerType, LTXUpsampler, LTXUpsamplerType, LTXVae, LTXVaeType,
                       LTXWindowsType)

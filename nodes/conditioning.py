@@ -19,7 +19,7 @@ from comfy_api.latest import io
 from .. import ltx_core
 from ..ltx_core.models.grid import FRAMES_PER_LATENT
 from ..ltx_core.sampling import MIN_MEDIA_SIDE
-from .inputs import CATEGORY
+from .inputs import CATEGORY, conditions_input, crf_input
 from .sockets import LTXConditionsType
 
 logger = logging.getLogger(__name__)
@@ -98,13 +98,11 @@ def _common_inputs() -> list:
         io.Float.Input("strength", default=1.0, min=0.0, max=1.0, step=0.01,
                        tooltip="How strongly the media holds: 1 keeps it (the model only adds motion around "
                                "it), lower values let the model change it more."),
-        io.Int.Input("crf", default=DEFAULT_CRF, min=0, max=51, step=1,
-                     tooltip="H.264 quality the media is compressed at before encoding, as in the reference "
-                             "(29). The model was trained on compressed frames: 0 (no compression) tends to give "
-                             "static videos; higher values give more motion and less detail."),
-        LTXConditionsType.Input("conditions", optional=True,
-                                tooltip="Conditions to add this one to (chain several image and video "
-                                        "conditions, e.g. a first and a last keyframe)."),
+        crf_input(DEFAULT_CRF, "H.264 quality the media is compressed at before encoding, as in the reference (29). "
+                               "The model was trained on compressed frames: 0 (no compression) tends to give static "
+                               "videos; higher values give more motion and less detail."),
+        conditions_input("Conditions to add this one to (chain several image and video conditions, e.g. a first and "
+                         "a last keyframe)."),
     ]
 
 

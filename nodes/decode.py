@@ -18,11 +18,11 @@ from comfy_api.latest import io
 
 from .. import ltx_core
 from ..ltx_core.models.grid import FRAMES_PER_LATENT, PIXELS_PER_LATENT
-from .inputs import CATEGORY
+from .inputs import CATEGORY, vae_input
 from .memory import load_vae
 from .progress import check_interrupted
 from .sampler import LATENT_KEY
-from .sockets import LTXVae, LTXVaeType, require_vae
+from .sockets import LTXVae, require_vae
 
 logger = logging.getLogger(__name__)
 
@@ -101,7 +101,7 @@ class LTX097Decode(io.ComfyNode):
             inputs=[
                 io.Latent.Input("samples", tooltip="The sampler's LATENT (or LTX-Video latents from core nodes, "
                                                    "decoded whole)."),
-                LTXVaeType.Input("vae", tooltip="The video VAE from the same checkpoint as the model."),
+                vae_input(),
                 io.Float.Input("decode_timestep", default=DEFAULT_DECODE_TIMESTEP, min=0.0, max=1.0, step=0.001,
                                tooltip="Timestep the VAE decodes at; 0.05 is every official recipe's. Used instead "
                                        "of a Guidance Settings decode_timestep."),

@@ -19,9 +19,8 @@ from ..assistants import enhancer as llm
 from ..assistants.prompts import OFFICIAL_WORD_THRESHOLD, T5_TOKEN_BUDGET, EnhancePlan, plan_enhancement
 from .assistant_models import (cached, folder_choices, hf_model, load_for_use, locate, managed, register_folder,
                                resolve_dtype)
-from .inputs import CATEGORY
-from .ops import DTYPE_CHOICES
-from .sockets import LTXConditionsType, LTXPromptEnhancerType
+from .inputs import CATEGORY, conditions_input, download_input, dtype_input, prompt_input, seed_input
+from .sockets import LTXPromptEnhancerType
 
 logger = logging.getLogger(__name__)
 
@@ -140,14 +139,11 @@ class LTX097PromptEnhancerLoader(io.ComfyNode):
                                default=DEFAULT_CAPTIONER,
                                tooltip="The BLIP image captioner's folder in models/LLM/ (for image-to-video "
                                        "expansion); none: prompts with an image condition are kept as written."),
-                io.Combo.Input("dtype", options=list(DTYPE_CHOICES), default="auto",
-                               tooltip="Weight dtype. auto: bf16 on GPUs that support it, fp16 on other GPUs, "
-                                       "fp32 on the CPU."),
-                io.Boolean.Input("download", default=False,
-                                 tooltip="Download missing files of the listed Hugging Face models (Llama-3.2-3B-"
-                                         "Instruct is gated: get it yourself; Qwen2.5-1.5B-Instruct, "
-                                         "blip-image-captioning-large) into models/LLM/. Off: nothing is "
-                                         "downloaded."),
+                dtype_input("auto", "Weight dtype. auto: bf16 on GPUs that support it, fp16 on other GPUs, fp32 on "
+                                    "the CPU."),
+                download_input("Download missing files of the listed Hugging Face models (Llama-3.2-3B-Instruct is "
+                               "gated: get it yourself; Qwen2.5-1.5B-Instruct, blip-image-captioning-large) into "
+                               "models/LLM/. Off: nothing is downloaded."),
             ],
             outputs=[LTXPromptEnhancerType.Output(display_name="prompt_enhancer",
                                                   tooltip="The LLM and captioner, for the Prompt Enhancer node or "
@@ -175,11 +171,9 @@ class LTX097PromptEnhancer(io.ComfyNode):
             ),
             inputs=[
                 LTXPromptEnhancerType.Input("prompt_enhancer", tooltip="The models (Prompt Enhancer Loader)."),
-                io.String.Input("prompt", multiline=True, default="", tooltip="The prompt to expand."),
-                LTXConditionsType.Input("conditions", optional=True,
-                                        tooltip="The conditions the video will use: one image at frame 0 makes "
-                                                "it image-to-video expansion; other conditioning keeps the "
-                                                "prompt."),
+                prompt_input("The prompt to expand."),
+                conditions_input("The conditions the video will use: one image at frame 0 makes it image-to-video "
+                                 "expansion; other conditioning keeps the prompt."),
                 io.Int.Input("max_new_tokens", default=DEFAULT_MAX_NEW_TOKENS, min=16, max=1024,
                              tooltip="Most tokens the LLM writes (the result is then cut to T5's 256 tokens at a "
                                      "sentence end)."),
@@ -189,8 +183,7 @@ class LTX097PromptEnhancer(io.ComfyNode):
                 io.Float.Input("temperature", default=0.0, min=0.0, max=2.0, step=0.05,
                                tooltip="0: greedy decoding (the same prompt every run); above 0: sampling at this "
                                        "temperature from the seed."),
-                io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF,
-                             tooltip="Seed of the sampling (used when temperature is above 0)."),
+                seed_input("Seed of the sampling (used when temperature is above 0).", control_after_generate=False),
             ],
             outputs=[io.String.Output(display_name="prompt", tooltip="The prompt to encode (expanded or kept)."),
                      io.String.Output(display_name="note",

@@ -16,7 +16,7 @@ from comfy_api.latest import io
 from ..ltx_core.arguments import is_number, is_whole
 from ..ltx_core.models import STG_MODES
 from ..ltx_core.sampling import check_recipe
-from .inputs import CATEGORY
+from .inputs import CATEGORY, guidance_input
 from .sockets import LTXGuidanceType
 
 
@@ -178,8 +178,7 @@ class LTX097GuidanceSettings(io.ComfyNode):
                                  tooltip="Run the CFG / STG predictions of a step one after the other instead of "
                                          "as one batch: up to 3× less activation memory, a little slower, same "
                                          "result."),
-                LTXGuidanceType.Input("guidance", optional=True,
-                                      tooltip="Settings to build on (this node's non-empty values win)."),
+                guidance_input("Settings to build on (this node's non-empty values win)."),
             ],
             outputs=[LTXGuidanceType.Output(display_name="guidance",
                                             tooltip="Recipe overrides for the sampler's guidance input.")],

@@ -34,7 +34,7 @@ from ..fetch import ALLOW_HOSTS_ENV, ALLOW_PRIVATE_ENV, redact_url
 from ..ltx_core.arguments import is_number
 from ..ltx_core.loading import FP8_DTYPES
 from ..ltx_core.lora import KIND_NAMES, LoraError, LoraMapping, map_lora
-from .inputs import CATEGORY
+from .inputs import CATEGORY, model_input
 from .lora_sources import (ALLOW_LOCAL_ENV, LoraSourceError, check_safetensors, check_source, is_url, lora_files,
                            resolve_lora)
 from .sockets import LTXLoraStackType, LTXModel, LTXModelType
@@ -297,8 +297,8 @@ class LTX097LoraLoader(io.ComfyNode):
                 "for fp8 weights and in low-VRAM mode."
             ),
             inputs=[
-                LTXModelType.Input("model", tooltip="The LTX-Video model to attach the LoRA to (it is not changed; "
-                                                    "the output is a patched copy)."),
+                model_input("The LTX-Video model to attach the LoRA to (it is not changed; the output is a patched "
+                            "copy)."),
                 io.Combo.Input("lora_name", options=[NO_LORA] + lora_files(), default=NO_LORA,
                                tooltip="A .safetensors LoRA from models/loras (and extra_model_paths.yaml folders). "
                                        "'none' passes the model through, unless source is set."),
@@ -376,8 +376,7 @@ class LTX097ApplyLoraStack(io.ComfyNode):
             category=f"{CATEGORY}/lora",
             description="Attaches every LoRA of a LoRA list to the model at its scale (like chained LoRA nodes).",
             inputs=[
-                LTXModelType.Input("model", tooltip="The LTX-Video model (not changed; the output is a patched "
-                                                    "copy)."),
+                model_input("The LTX-Video model (not changed; the output is a patched copy)."),
                 LTXLoraStackType.Input("lora_stack", tooltip="The LoRAs, from an LTX-Video 0.9.7 LoRA List node."),
             ],
             outputs=[LTXModelType.Output(display_name="model", tooltip="The model with the LoRAs attached.")],

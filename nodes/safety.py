@@ -15,8 +15,7 @@ from comfy_api.latest import io
 
 from ..assistants import catalog, safety
 from .assistant_models import cached, folder_choices, load_for_use, locate, managed, register_folder, resolve_dtype
-from .inputs import CATEGORY
-from .ops import DTYPE_CHOICES
+from .inputs import CATEGORY, download_input, dtype_input
 from .sockets import LTXSafetyCheckerType
 
 logger = logging.getLogger(__name__)
@@ -146,12 +145,9 @@ class LTX097SafetyCheckerLoader(io.ComfyNode):
                                tooltip="stop: the run fails with an error naming the frames and scores, nothing "
                                        "is saved; black out: flagged frames (and their neighbours up to the next "
                                        "checked frame) become black."),
-                io.Combo.Input("dtype", options=list(DTYPE_CHOICES), default="fp32",
-                               tooltip="Weight dtype (the classifier is small; fp32 is the reference)."),
-                io.Boolean.Input("download", default=False,
-                                 tooltip="Download the missing files of nsfw_image_detection "
-                                         "(Falconsai/nsfw_image_detection, Apache-2.0, 343 MB) into "
-                                         "models/safety_checker/. Off: nothing is downloaded."),
+                dtype_input("fp32", "Weight dtype (the classifier is small; fp32 is the reference)."),
+                download_input("Download the missing files of nsfw_image_detection (Falconsai/nsfw_image_detection, "
+                               "Apache-2.0, 343 MB) into models/safety_checker/. Off: nothing is downloaded."),
             ],
             outputs=[LTXSafetyCheckerType.Output(display_name="safety_checker",
                                                  tooltip="For the Safety Check node or the one-node Text to "

@@ -12,9 +12,8 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-from dataclasses import dataclass
 from types import SimpleNamespace
-from typing import Any, Mapping, Optional, Sequence, Union
+from typing import Any, Mapping, Optional, Sequence
 
 import comfy.model_management as mm
 from comfy_api.latest import io
@@ -23,58 +22,23 @@ from .. import ltx_core
 from ..ltx_core.sampling import check_recipe, resolve_recipe
 from ..ltx_core.windows import plan_windows
 from .conditioning import resolve_conditions
-from .inputs import CATEGORY, check_number
-from .long_video import WINDOWS_TOOLTIP, WindowProgress, window_settings
+from .inputs import (CATEGORY, check_number, conditions_input, encoded_prompt_inputs, guidance_input, hidden_unique_id,
+                     model_input, recipe_input, seed_input, size_inputs, step_cache_input, steps_input, upsampler_input,
+                     vae_input, windows_input)
+from .long_video import WindowProgress, window_settings
 from .memory import generation_loads
 from .progress import StepProgress, check_interrupted
-from .ranges import (DEFAULT_STEPS, FRAME_RATE_STEP, MAX_FRAMES, MAX_FRAME_RATE, MAX_SIZE, MAX_STEPS, MIN_FRAMES,
-                     MIN_FRAME_RATE, MIN_SIZE, MIN_STEPS, SIZE_GRID)
+from .ranges import (DEFAULT_STEPS, MAX_FRAMES, MAX_FRAME_RATE, MAX_SIZE, MAX_STEPS, MIN_FRAMES, MIN_FRAME_RATE,
+                     MIN_SIZE, MIN_STEPS)
+from .recipe_choices import DEFAULT_RECIPE, RECIPE_CHOICES, UPSAMPLER_FILE, RecipeChoice, recipe_choice
 from .run_log import PassLog
-from .sockets import (LTXConditionsType, LTXGuidanceType, LTXModel, LTXModelType, LTXUpsampler, LTXUpsamplerType,
-                      LTXVae, LTXVaeType, LTXWindowsType, require_vae)
+from .sockets import LTXModel, LTXUpsampler, LTXVae, require_vae
 from .text import prompt_context, prompt_contexts
 
 logger = logging.getLogger(__name__)
 
 LATENT_KEY = "ltx097"
 """Key of the `ltx_core.VideoLatents` in our LATENT dicts (the decode node crops with it)."""
-UPSAMPLER_FILE = "ltxv-spatial-upscaler-0.9.7.safetensors"
-MAX_SEED = 0xFFFFFFFFFFFFFFFF
-MAX_STEP_CACHE = 0.5
-
-
-@dataclass(frozen=True)
-class RecipeChoice:
-    label: str
-    recipe: Union[str, dict]
-    multi_scale: bool
-    fixed_steps: bool
-    about: str
-
-
-RECIPE_CHOICES = {choice.label: choice for choice in (
-    RecipeChoice("0.9.7 dev multi-scale", "0.9.7-dev", True, False,
-                 "the official 13B dev recipe: 30 steps at 2/3 size with CFG + STG schedules, 2× latent upsample, "
-                 "13 refining steps (best quality; needs the upsampler)"),
-    RecipeChoice("0.9.7 distilled multi-scale", "0.9.7-distilled", True, True,
-                 "the official 13B distilled recipe: 7 + 3 fixed steps without guidance (fast; use the distilled "
-                 "checkpoint; needs the upsampler)"),
-    RecipeChoice("0.9.7 dev single-scale", "0.9.7-dev-single-scale", False, False,
-                 "the dev recipe's first-pass guidance schedule in one pass of 30 steps at the full size (no "
-                 "upsampler; slower per step at large sizes)"),
-    RecipeChoice("0.9.6 2B dev", "0.9.6-2b-dev", False, False,
-                 "the 2B 0.9.6 dev recipe: 40 steps, CFG 3, STG 1 on block 19"),
-    RecipeChoice("0.9.6 2B distilled", "0.9.6-2b-distilled", False, False,
-                 "the 2B 0.9.6 distilled recipe: 8 stochastic steps without guidance"),
-)}
-DEFAULT_RECIPE = "0.9.7 dev multi-scale"
-RECIPE_TOOLTIP = "Sampling recipe: " + "; ".join(f"{c.label}: {c.about}" for c in RECIPE_CHOICES.values()) + "."
-
-
-def recipe_choice(label: str) -> RecipeChoice:
-    if label not in RECIPE_CHOICES:
-        raise ValueError(f"recipe '{label}' is not one of: {', '.join(RECIPE_CHOICES)}")
-    return RECIPE_CHOICES[label]
 
 
 def recipe_overrides(choice: RecipeChoice, guidance: Optional[dict], step_cache: float = 0.0) -> dict:
@@ -181,41 +145,6 @@ def as_latent(video: ltx_core.VideoLatents) -> dict:
     return {"samples": video.latents, LATENT_KEY: video}
 
 
-def hidden_unique_id(cls) -> Optional[str]:
-    hidden = getattr(cls, "hidden", None)
-    return getattr(hidden, "unique_id", None) if hidden is not None else None
-
-
-def step_cache_input() -> io.Float.Input:
-    return io.Float.Input(
-        "step_cache", default=0.0, min=0.0, max=MAX_STEP_CACHE, step=0.01, optional=True,
-        tooltip="Step cache threshold (0 = off, the exact result). At each step the first transformer block runs; "
-                "when its change since the last full step is below this fraction, the other blocks' last "
-                "contribution is reused instead of running them. 0.05-0.15 skips many steps' deep blocks for a "
-                "small loss of detail; higher values are faster and blurrier. Never on the first and last step "
-                "of a pass, at most 3 reuses in a row.")
-
-
-def size_inputs(width: int = 768, height: int = 512, num_frames: int = 97, frame_rate: float = 25.0) -> list:
-    return [
-        io.Int.Input("width", default=width, min=MIN_SIZE, max=MAX_SIZE, step=SIZE_GRID,
-                     tooltip="Video width in pixels, in steps of 32 (the model's grid). Another width from a link "
-                             "is generated on the next multiple of 32 (padded around the centre) and cropped back "
-                             "to exactly that width."),
-        io.Int.Input("height", default=height, min=MIN_SIZE, max=MAX_SIZE, step=SIZE_GRID,
-                     tooltip="Video height in pixels, in steps of 32 (the model's grid). Another height from a "
-                             "link is generated on the next multiple of 32 and cropped back to exactly that "
-                             "height."),
-        io.Int.Input("num_frames", default=num_frames, min=MIN_FRAMES, max=MAX_FRAMES, step=1,
-                     tooltip="Number of frames. The model works on 8k+1 frames (9, 17, ..., 97, 121): other "
-                             "counts are generated as the next 8k+1 and cut back."),
-        io.Float.Input("frame_rate", default=frame_rate, min=MIN_FRAME_RATE, max=MAX_FRAME_RATE,
-                       step=FRAME_RATE_STEP,
-                       tooltip="Frames per second. The model is told the frame rate (it times the motion with "
-                               "it); save the video at the same rate."),
-    ]
-
-
 class LTX097Sampler(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
@@ -230,32 +159,18 @@ class LTX097Sampler(io.ComfyNode):
                 "frame count."
             ),
             inputs=[
-                LTXModelType.Input("model", tooltip="The LTX-Video transformer (LTX-Video 0.9.7 Model Loader, "
-                                                    "optionally with LoRAs)."),
-                LTXVaeType.Input("vae", tooltip="The video VAE from the same checkpoint (encodes the conditions)."),
-                io.Conditioning.Input("positive", tooltip="The encoded prompt (LTX-Video 0.9.7 Text Encode, or "
-                                                          "CLIP Text Encode with a T5-XXL)."),
-                io.Conditioning.Input("negative", tooltip="The encoded negative prompt."),
-                io.Combo.Input("recipe", options=list(RECIPE_CHOICES), default=DEFAULT_RECIPE,
-                               tooltip=RECIPE_TOOLTIP),
+                model_input(),
+                vae_input("The video VAE from the same checkpoint (encodes the conditions)."),
+                *encoded_prompt_inputs(),
+                recipe_input(),
                 *size_inputs(),
-                io.Int.Input("steps", default=DEFAULT_STEPS, min=MIN_STEPS, max=MAX_STEPS, step=1,
-                             tooltip="Steps per pass; each pass keeps its σ range. 30 is the 0.9.7 dev recipe's "
-                                     "(its second pass then runs the last 13), 40 the 0.9.6 2B dev recipe's. The "
-                                     "distilled recipes run the fixed timesteps they were trained for and do not "
-                                     "use it."),
-                io.Int.Input("seed", default=0, min=0, max=MAX_SEED, control_after_generate=True,
-                             tooltip="Seed of the noise; the same seed and inputs give the same video."),
-                LTXUpsamplerType.Input("upsampler", optional=True,
-                                       tooltip=f"The spatial latent upsampler ({UPSAMPLER_FILE}); required by the "
-                                               "multi-scale recipes."),
-                LTXConditionsType.Input("conditions", optional=True,
-                                        tooltip="Images / videos pinned to frames (Image Condition, Video "
-                                                "Condition)."),
-                LTXGuidanceType.Input("guidance", optional=True,
-                                      tooltip="Changes to the recipe's guidance (Guidance Settings)."),
+                steps_input(),
+                seed_input(),
+                upsampler_input(),
+                conditions_input(),
+                guidance_input(),
                 step_cache_input(),
-                LTXWindowsType.Input("windows", optional=True, tooltip=WINDOWS_TOOLTIP),
+                windows_input(),
             ],
             outputs=[io.Latent.Output(display_name="latent",
                                       tooltip="The video latents, with what the decode node needs to crop them.")],

@@ -4,6 +4,7 @@ one sub-folder per model) and ComfyUI memory management for `transformers` modul
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Optional, Sequence
 
@@ -18,6 +19,29 @@ from .model_downloads import download_folder, missing_hint
 from .ops import dtype_choice
 
 _loaded: dict[tuple, object] = {}
+
+
+@dataclass(frozen=True)
+class ModelKind:
+    """One kind of assistant model: the ComfyUI folder (`models/<folder>/`) its model folders sit in, the files each
+    must hold, how errors name it (`what`), where to get it (`source`), and the models its loader can download."""
+
+    folder: str
+    files: Sequence[str]
+    what: str
+    source: str
+    catalog: dict[str, ModelSource]
+
+    def locate(self, name: str, download: bool = False) -> Path:
+        """The folder of model `name` (see `locate`); the loader's download hint only where it can download."""
+        return locate(self.folder, name, self.files, what=self.what, source=self.source, download=download,
+                      catalog=self.catalog)
+
+    def default(self, name: str, load: Callable[[], object]) -> object:
+        """The one-node path's model when no loader is connected: model `name`, loaded once while its folder stays
+        as it is (no download there, so no download hint)."""
+        folder = locate(self.folder, name, self.files, what=self.what, source=self.source)
+        return cached((self.folder, str(folder), folder.stat().st_mtime_ns), load)
 
 
 def register_folder(key: str) -> None:

@@ -17,8 +17,7 @@ from comfy_api.latest import io
 from ..assistants import catalog
 from ..assistants import enhancer as llm
 from ..assistants.prompts import OFFICIAL_WORD_THRESHOLD, T5_TOKEN_BUDGET, EnhancePlan, plan_enhancement
-from .assistant_models import (cached, folder_choices, hf_model, load_for_use, locate, managed, register_folder,
-                               resolve_dtype)
+from .assistant_models import ModelKind, folder_choices, hf_model, load_for_use, managed, register_folder, resolve_dtype
 from .inputs import CATEGORY, conditions_input, download_input, dtype_input, prompt_input, seed_input
 from .sockets import LTXPromptEnhancerType
 
@@ -28,8 +27,11 @@ LLM_FOLDER = "LLM"
 NO_CAPTIONER = "none"
 DEFAULT_LLM = "Llama-3.2-3B-Instruct"
 DEFAULT_CAPTIONER = "blip-image-captioning-large"
-LLM_SOURCE = "a Hugging Face instruct model, e.g. https://huggingface.co/meta-llama/Llama-3.2-3B-Instruct"
-CAPTIONER_SOURCE = "https://huggingface.co/Salesforce/blip-image-captioning-large"
+LLMS = ModelKind(LLM_FOLDER, llm.LLM_FILES, "prompt enhancer LLM",
+                 "a Hugging Face instruct model, e.g. https://huggingface.co/meta-llama/Llama-3.2-3B-Instruct",
+                 catalog.LLMS)
+CAPTIONERS = ModelKind(LLM_FOLDER, llm.CAPTIONER_FILES, "image captioner",
+                       "https://huggingface.co/Salesforce/blip-image-captioning-large", catalog.LLMS)
 DEFAULT_MAX_NEW_TOKENS = 256
 KV_BYTES_PER_TOKEN_LAYER = 2  # key and value
 
@@ -63,14 +65,12 @@ def t5_token_count(text: str) -> int:
 
 def load_enhancer(llm_name: str, captioner_name: str = NO_CAPTIONER, dtype: str = "auto",
                   download: bool = False) -> PromptEnhancerModels:
-    llm_folder = locate(LLM_FOLDER, llm_name, llm.LLM_FILES, what="prompt enhancer LLM", source=LLM_SOURCE,
-                        download=download, catalog=catalog.LLMS)
+    llm_folder = LLMS.locate(llm_name, download)
     torch_dtype = resolve_dtype(dtype, mm.text_encoder_device())
     text_model = llm.load_text_model(llm_folder, torch_dtype)
     captioner, caption_tokenizer, caption_config = None, None, None
     if captioner_name != NO_CAPTIONER:
-        folder = locate(LLM_FOLDER, captioner_name, llm.CAPTIONER_FILES, what="image captioner",
-                        source=CAPTIONER_SOURCE, download=download, catalog=catalog.LLMS)
+        folder = CAPTIONERS.locate(captioner_name, download)
         loaded = llm.load_captioner(folder, torch_dtype)
         captioner, caption_tokenizer, caption_config = managed(loaded.model), loaded.tokenizer, loaded.image_config
     return PromptEnhancerModels(managed(text_model.model), text_model.tokenizer, captioner, caption_tokenizer,
@@ -111,9 +111,7 @@ def run_enhancer(models: PromptEnhancerModels, prompt: str, conditions=None, *,
 
 def default_enhancer() -> PromptEnhancerModels:
     """The one-node path's enhancer when none is connected: the default folders in models/LLM/."""
-    folder = locate(LLM_FOLDER, DEFAULT_LLM, llm.LLM_FILES, what="prompt enhancer LLM", source=LLM_SOURCE)
-    return cached(("enhancer", str(folder), folder.stat().st_mtime_ns),
-                  lambda: load_enhancer(DEFAULT_LLM, DEFAULT_CAPTIONER))
+    return LLMS.default(DEFAULT_LLM, lambda: load_enhancer(DEFAULT_LLM, DEFAULT_CAPTIONER))
 
 
 class LTX097PromptEnhancerLoader(io.ComfyNode):

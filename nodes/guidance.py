@@ -16,7 +16,7 @@ from comfy_api.latest import io
 from ..ltx_core.arguments import is_number, is_whole
 from ..ltx_core.models import STG_MODES
 from ..ltx_core.sampling import check_recipe
-from .inputs import CATEGORY, guidance_input
+from .inputs import CATEGORY, answer, guidance_input
 from .sockets import LTXGuidanceType
 
 
@@ -187,12 +187,8 @@ class LTX097GuidanceSettings(io.ComfyNode):
     @classmethod
     def validate_inputs(cls, cfg_scale: str = "", stg_scale: str = "", rescaling_scale: str = "",
                         guidance_timesteps: str = "", skip_block_list: str = "") -> bool | str:
-        try:
-            build_guidance(cfg_scale=cfg_scale, stg_scale=stg_scale, rescaling_scale=rescaling_scale,
-                           guidance_timesteps=guidance_timesteps, skip_block_list=skip_block_list)
-        except ValueError as error:
-            return str(error)
-        return True
+        return answer(build_guidance, cfg_scale=cfg_scale, stg_scale=stg_scale, rescaling_scale=rescaling_scale,
+                      guidance_timesteps=guidance_timesteps, skip_block_list=skip_block_list)
 
     @classmethod
     def execute(cls, **kwargs) -> io.NodeOutput:

@@ -4,7 +4,7 @@ the `validate_inputs` answer for number widgets."""
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from comfy_api.latest import io
 
@@ -39,6 +39,15 @@ def check_number(name: str, value: Any, low: float, high: float) -> bool | str:
         return True
     if not is_number(value, low, high):
         return f"{name}={value!r} is not allowed (allowed: a number in {low:g}–{high:g})"
+    return True
+
+
+def answer(check: Callable[..., Any], *args: Any, **kwargs: Any) -> bool | str:
+    """`validate_inputs` answer from a check that raises `ValueError` with a sentence: True, or that sentence."""
+    try:
+        check(*args, **kwargs)
+    except ValueError as error:
+        return str(error)
     return True
 
 

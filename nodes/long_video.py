@@ -14,7 +14,7 @@ from comfy_api.latest import io
 
 from ..ltx_core.windows import (DEFAULT_OVERLAP_FRAMES, DEFAULT_TEMPORAL_ADAIN_FACTOR, DEFAULT_WINDOW_FRAMES,
                                 MIN_WINDOW_FRAMES, check_window_settings)
-from .inputs import CATEGORY
+from .inputs import CATEGORY, answer
 from .ranges import MAX_WINDOW_FRAMES
 from .sockets import LTXWindowsType
 
@@ -113,11 +113,7 @@ class LTX097LongVideoSettings(io.ComfyNode):
     @classmethod
     def validate_inputs(cls, window_frames: int = DEFAULT_WINDOW_FRAMES,
                         overlap_frames: int = DEFAULT_OVERLAP_FRAMES) -> bool | str:
-        try:
-            check_window_settings(window_frames, overlap_frames)
-        except ValueError as error:
-            return str(error)
-        return True
+        return answer(check_window_settings, window_frames, overlap_frames)
 
     @classmethod
     def execute(cls, window_frames: int = DEFAULT_WINDOW_FRAMES, overlap_frames: int = DEFAULT_OVERLAP_FRAMES,

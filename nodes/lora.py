@@ -34,7 +34,7 @@ from ..fetch import ALLOW_HOSTS_ENV, ALLOW_PRIVATE_ENV, redact_url
 from ..ltx_core.arguments import is_number
 from ..ltx_core.loading import FP8_DTYPES
 from ..ltx_core.lora import KIND_NAMES, LoraError, LoraMapping, map_lora
-from .inputs import CATEGORY, model_input
+from .inputs import CATEGORY, answer, model_input
 from .lora_sources import (ALLOW_LOCAL_ENV, LoraSourceError, check_safetensors, check_source, is_url, lora_files,
                            resolve_lora)
 from .sockets import LTXLoraStackType, LTXModel, LTXModelType
@@ -356,11 +356,7 @@ class LTX097LoraStack(io.ComfyNode):
 
     @classmethod
     def validate_inputs(cls, loras=None) -> bool | str:
-        try:
-            parse_lora_stack(loras)
-        except ValueError as error:
-            return str(error)
-        return True
+        return answer(parse_lora_stack, loras)
 
     @classmethod
     def execute(cls, loras: str, lora_stack: Optional[list] = None) -> io.NodeOutput:

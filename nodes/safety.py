@@ -14,7 +14,7 @@ import torch
 from comfy_api.latest import io
 
 from ..assistants import catalog, safety
-from .assistant_models import cached, folder_choices, load_for_use, locate, managed, register_folder, resolve_dtype
+from .assistant_models import ModelKind, folder_choices, load_for_use, managed, register_folder, resolve_dtype
 from .inputs import CATEGORY, download_input, dtype_input
 from .sockets import LTXSafetyCheckerType
 
@@ -22,7 +22,8 @@ logger = logging.getLogger(__name__)
 
 CHECKER_FOLDER = "safety_checker"
 DEFAULT_CHECKER = "nsfw_image_detection"
-CHECKER_SOURCE = "https://huggingface.co/Falconsai/nsfw_image_detection (Apache-2.0)"
+CHECKERS = ModelKind(CHECKER_FOLDER, safety.CLASSIFIER_FILES, "safety checker",
+                     "https://huggingface.co/Falconsai/nsfw_image_detection (Apache-2.0)", catalog.CHECKERS)
 ON_FLAGGED = ("stop", "black out")
 DEFAULT_THRESHOLD = 0.5
 VIDEO_SAMPLE = 9
@@ -54,17 +55,14 @@ def load_checker(name: str, threshold: float = DEFAULT_THRESHOLD, on_flagged: st
         raise ValueError(f"on_flagged '{on_flagged}' is not one of {', '.join(ON_FLAGGED)}")
     if not 0.0 < threshold <= 1.0:
         raise ValueError(f"threshold={threshold} is out of range (above 0, at most 1)")
-    folder = locate(CHECKER_FOLDER, name, safety.CLASSIFIER_FILES, what="safety checker", source=CHECKER_SOURCE,
-                    download=download, catalog=catalog.CHECKERS)
+    folder = CHECKERS.locate(name, download)
     classifier = safety.load_classifier(folder, resolve_dtype(dtype, mm.text_encoder_device()))
     return SafetyChecker(managed(classifier.model), classifier, float(threshold), on_flagged)
 
 
 def default_checker() -> SafetyChecker:
     """The one-node path's checker when none is connected: models/safety_checker/nsfw_image_detection/."""
-    folder = locate(CHECKER_FOLDER, DEFAULT_CHECKER, safety.CLASSIFIER_FILES, what="safety checker",
-                    source=CHECKER_SOURCE)
-    return cached(("checker", str(folder), folder.stat().st_mtime_ns), lambda: load_checker(DEFAULT_CHECKER))
+    return CHECKERS.default(DEFAULT_CHECKER, lambda: load_checker(DEFAULT_CHECKER))
 
 
 def check_batch(checker: SafetyChecker, frames: torch.Tensor, what: str, sample: int

@@ -25,6 +25,12 @@ DEFAULT = "recipe default"
 KEEP = -1.0  # float widgets: this value keeps the recipe's setting
 
 
+def _parsed_list(text: str, item: type) -> Any:
+    """JSON for text in brackets, else the comma- or space-separated items converted by `item` (ValueError if one
+    does not convert)."""
+    return json.loads(text) if text.startswith("[") else [item(v) for v in re.split(r"[,\s]+", text) if v]
+
+
 def _numbers(text: str, name: str) -> Optional[Any]:
     """'' → None, '3' → 3.0, '1, 1, 6' or '[1, 1, 6]' → [1.0, 1.0, 6.0]; a sentence on anything else."""
     text = (text or "").strip()
@@ -32,7 +38,7 @@ def _numbers(text: str, name: str) -> Optional[Any]:
         return None
     example = "e.g. 3 or 1, 1, 6, 8, 6, 1, 1"
     try:
-        value = json.loads(text) if text.startswith("[") else [float(v) for v in re.split(r"[,\s]+", text) if v]
+        value = _parsed_list(text, float)
     except ValueError:
         raise ValueError(f"{name}: '{text}' is not a number or a comma-separated list of numbers ({example})") \
             from None
@@ -64,7 +70,7 @@ def _skip_blocks(text: str) -> Optional[list]:
         return None
     example = "e.g. 28, or 11, 25, 35 for every step, or [[], [11, 25, 35, 39], [28]] per guidance timestep"
     try:
-        value = json.loads(text) if text.startswith("[") else [int(v) for v in re.split(r"[,\s]+", text) if v]
+        value = _parsed_list(text, int)
     except ValueError:
         raise ValueError(f"skip_block_list: '{text}' is not a list of block numbers ({example})") from None
 

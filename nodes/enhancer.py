@@ -17,7 +17,8 @@ from comfy_api.latest import io
 from ..assistants import catalog
 from ..assistants import enhancer as llm
 from ..assistants.prompts import OFFICIAL_WORD_THRESHOLD, T5_TOKEN_BUDGET, EnhancePlan, plan_enhancement
-from .assistant_models import ModelKind, folder_choices, hf_model, load_for_use, managed, register_folder, resolve_dtype
+from .assistant_models import (ModelKind, folder_choices, hf_model, load_for_use, managed, missing_folder,
+                               register_folder, resolve_dtype)
 from .inputs import CATEGORY, conditions_input, download_input, dtype_input, prompt_input, seed_input
 from .sockets import LTXPromptEnhancerType
 
@@ -112,6 +113,12 @@ def run_enhancer(models: PromptEnhancerModels, prompt: str, conditions=None, *,
 def default_enhancer() -> PromptEnhancerModels:
     """The one-node path's enhancer when none is connected: the default folders in models/LLM/."""
     return LLMS.default(DEFAULT_LLM, lambda: load_enhancer(DEFAULT_LLM, DEFAULT_CAPTIONER))
+
+
+def missing_default_enhancer() -> Optional[str]:
+    """The first of the default enhancer's folders (relative to models/) that is not installed, or None."""
+    return (missing_folder(LLM_FOLDER, DEFAULT_LLM, llm.LLM_FILES)
+            or missing_folder(LLM_FOLDER, DEFAULT_CAPTIONER, llm.CAPTIONER_FILES))
 
 
 class LTX097PromptEnhancerLoader(io.ComfyNode):

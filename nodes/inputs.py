@@ -8,18 +8,17 @@ from typing import Any, Callable, Optional
 
 from comfy_api.latest import io
 
+from ..hosted import DEFAULT_STEPS, MAX_SEED
 from ..ltx_core.arguments import is_number
 from ..ltx_core.windows import DEFAULT_OVERLAP_FRAMES, DEFAULT_TEMPORAL_ADAIN_FACTOR, DEFAULT_WINDOW_FRAMES
 from ..mp4 import DEFAULT_CRF
 from .ops import DTYPE_CHOICES
-from .ranges import (DEFAULT_STEPS, FRAME_RATE_STEP, MAX_FRAMES, MAX_FRAME_RATE, MAX_SIZE, MAX_STEP_CACHE, MAX_STEPS,
+from .ranges import (FRAME_RATE_STEP, MAX_FRAMES, MAX_FRAME_RATE, MAX_SIZE, MAX_STEPS, MAX_STEP_CACHE,
                      MAX_WINDOW_FRAMES, MIN_FRAMES, MIN_FRAME_RATE, MIN_SIZE, MIN_STEPS, SIZE_GRID)
 from .recipe_choices import DEFAULT_RECIPE, RECIPE_CHOICES, RECIPE_TOOLTIP, UPSAMPLER_FILE
-from .sockets import (LTXConditionsType, LTXGuidanceType, LTXModelType, LTXUpsamplerType, LTXVaeType,
-                      LTXWindowsType)
+from .sockets import LTXConditionsType, LTXGuidanceType, LTXModelType, LTXUpsamplerType, LTXVaeType, LTXWindowsType
 
 CATEGORY = "LTX-Video 0.9.7"
-MAX_SEED = 0xFFFFFFFFFFFFFFFF
 DEFAULT_PREFIX = "LTX-Video/ltxv097"
 """Where the nodes that save an mp4 put it in ComfyUI's output folder by default."""
 WINDOWS_TOOLTIP = (f"How videos longer than one window are made (LTX-Video 0.9.7 Long Video Settings). Without "
@@ -156,7 +155,7 @@ def size_inputs(width: int = 768, height: int = 512, num_frames: int = 97, frame
 
 
 def conditions_input(tooltip: str = "Images / videos pinned to frames (Image Condition, Video Condition), for "
-                                    "image-to-video or keyframes.") -> io.Input:
+                                    "image-to-video or keyframes, and IC-LoRA guides (Guide).") -> io.Input:
     return LTXConditionsType.Input("conditions", optional=True, tooltip=tooltip)
 
 

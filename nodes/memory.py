@@ -86,15 +86,15 @@ class ModelLoads:
 
 
 def generation_loads(model: LTXModel, vae: LTXVae, upsampler: Optional[LTXUpsampler], settings: dict, *,
-                     width: int, height: int, num_frames: int, conditions: int) -> ModelLoads:
+                     width: int, height: int, num_frames: int, extra_frames: int) -> ModelLoads:
     """The loads of one generation with resolved recipe `settings` (a long video: of its first, largest window).
 
-    The transformer's estimate is its largest pass (tokens × batched guidance branches), the VAE's the largest pass's
-    latent size, the upsampler's the first pass's latents.
+    The transformer's estimate is its largest pass (tokens × batched guidance branches; `extra_frames` latent frames
+    of condition and guide tokens come on top of the video's), the VAE's the largest pass's latent size, the
+    upsampler's the first pass's latents.
     """
     shapes = pass_shapes(settings, width=width, height=height, num_frames=num_frames)
-    # tokens of each pass: the video's, plus at most 2 latent frames of extra tokens per condition
-    tokens = [(frames + 2 * conditions) * h * w for _, _, frames, h, w in shapes]
+    tokens = [(frames + extra_frames) * h * w for _, _, frames, h, w in shapes]
     branches = [max_branches(p, settings["batched_guidance"]) for _, p in recipe_passes(settings)]
     config = model.transformer_config
     inner_dim = int(config.get("num_attention_heads", 32)) * int(config.get("attention_head_dim", 128))

@@ -18,8 +18,6 @@ MAX_STEP_CACHE = 0.5
 """The step cache threshold's widget stops here: above it, most deep-block work is skipped and videos blur."""
 MAX_WINDOW_FRAMES = 257
 """The longest window (the model was trained on up to 257 frames)."""
-DEFAULT_STEPS = 30
-"""What the 0.9.7 recipes run per pass (the dev recipe's second pass runs the last 13 of its 30)."""
 
-__all__ = ["DEFAULT_STEPS", "FRAME_RATE_STEP", "MAX_FRAMES", "MAX_FRAME_RATE", "MAX_SIZE", "MAX_STEPS",
+__all__ = ["FRAME_RATE_STEP", "MAX_FRAMES", "MAX_FRAME_RATE", "MAX_SIZE", "MAX_STEPS",
            "MAX_STEP_CACHE", "MAX_WINDOW_FRAMES", "MIN_FRAMES", "MIN_FRAME_RATE", "MIN_SIZE", "MIN_STEPS", "SIZE_GRID"]

@@ -26,6 +26,14 @@ RECIPE_CHOICES = {choice.label: choice for choice in (
     RecipeChoice("0.9.7 distilled multi-scale", "0.9.7-distilled", True, True,
                  "the official 13B distilled recipe: 7 + 3 fixed steps without guidance (fast; use the distilled "
                  "checkpoint; needs the upsampler)"),
+    RecipeChoice("0.9.8 dev multi-scale", "0.9.8-dev", True, False,
+                 "the official 13B 0.9.8 dev recipe (the same schedules as 0.9.7 dev; needs the upsampler)"),
+    RecipeChoice("0.9.8 distilled multi-scale", "0.9.8-distilled", True, True,
+                 "the official 13B 0.9.8 distilled recipe: 7 + 3 fixed steps, tone mapping 0.6 before decoding "
+                 "(use the 0.9.8 distilled checkpoint; needs the upsampler)"),
+    RecipeChoice("0.9.8 2B distilled multi-scale", "0.9.8-2b-distilled", True, True,
+                 "the official 2B 0.9.8 distilled recipe: 7 + 3 fixed steps without guidance (use the 2B 0.9.8 "
+                 "distilled checkpoint; needs the upsampler)"),
     RecipeChoice("0.9.7 dev single-scale", "0.9.7-dev-single-scale", False, False,
                  "the dev recipe's first-pass guidance schedule in one pass of 30 steps at the full size (no "
                  "upsampler; slower per step at large sizes)"),

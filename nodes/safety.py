@@ -14,7 +14,8 @@ import torch
 from comfy_api.latest import io
 
 from ..assistants import catalog, safety
-from .assistant_models import ModelKind, folder_choices, load_for_use, managed, register_folder, resolve_dtype
+from .assistant_models import (ModelKind, folder_choices, load_for_use, managed, missing_folder, register_folder,
+                               resolve_dtype)
 from .inputs import CATEGORY, download_input, dtype_input
 from .sockets import LTXSafetyCheckerType
 
@@ -63,6 +64,11 @@ def load_checker(name: str, threshold: float = DEFAULT_THRESHOLD, on_flagged: st
 def default_checker() -> SafetyChecker:
     """The one-node path's checker when none is connected: models/safety_checker/nsfw_image_detection/."""
     return CHECKERS.default(DEFAULT_CHECKER, lambda: load_checker(DEFAULT_CHECKER))
+
+
+def missing_default_checker() -> Optional[str]:
+    """The default checker's folder relative to models/ when it is not installed (None when it is)."""
+    return missing_folder(CHECKER_FOLDER, DEFAULT_CHECKER, safety.CLASSIFIER_FILES)
 
 
 def check_batch(checker: SafetyChecker, frames: torch.Tensor, what: str, sample: int

@@ -19,17 +19,18 @@ import comfy.model_management as mm
 from comfy_api.latest import io
 
 from .. import ltx_core
+from ..hosted import DEFAULT_STEPS
 from ..ltx_core.sampling import check_recipe, resolve_recipe
 from ..ltx_core.windows import plan_windows
-from .conditioning import resolve_conditions
+from .conditioning import extra_latent_frames, has_guide, resolve_conditions
 from .inputs import (CATEGORY, check_number, conditions_input, encoded_prompt_inputs, guidance_input, hidden_unique_id,
                      model_input, recipe_input, seed_input, size_inputs, step_cache_input, steps_input, upsampler_input,
                      vae_input, windows_input)
 from .long_video import WindowProgress, window_settings
+from .lora import warn_unguided_ic_loras
 from .memory import generation_loads
 from .progress import StepProgress, check_interrupted
-from .ranges import (DEFAULT_STEPS, MAX_FRAMES, MAX_FRAME_RATE, MAX_SIZE, MAX_STEPS, MIN_FRAMES, MIN_FRAME_RATE,
-                     MIN_SIZE, MIN_STEPS)
+from .ranges import MAX_FRAMES, MAX_FRAME_RATE, MAX_SIZE, MAX_STEPS, MIN_FRAMES, MIN_FRAME_RATE, MIN_SIZE, MIN_STEPS
 from .recipe_choices import DEFAULT_RECIPE, RECIPE_CHOICES, UPSAMPLER_FILE, RecipeChoice, recipe_choice
 from .run_log import PassLog
 from .sockets import LTXModel, LTXUpsampler, LTXVae, require_vae
@@ -111,12 +112,14 @@ def sample(model: LTXModel, vae: LTXVae, positive: Any, negative: Any, *, recipe
     window = window_settings(windows, num_frames)
     first_window = plan_windows(num_frames, window["window_frames"], window["overlap_frames"]).windows[0]
     items = resolve_conditions(conditions, num_frames)
+    warn_unguided_ic_loras(model, has_guide(items))
     overrides = recipe_overrides(choice, guidance, step_cache)
     settings = resolve_recipe(choice.recipe, overrides)
     check_recipe(settings, int(model.transformer_config.get("num_layers", 0)))
     device = model.patcher.load_device
     passes = PassLog(generation_loads(model, vae, upsampler, settings, width=width, height=height,
-                                      num_frames=first_window.num_frames, conditions=len(items)))
+                                      num_frames=first_window.num_frames,
+                                      extra_frames=extra_latent_frames(items, first_window.num_frames)))
     try:
         video = ltx_core.sample_long_video(
             checkpoint, context=[c for c, _ in prompts], context_mask=[m for _, m in prompts],

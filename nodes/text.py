@@ -14,6 +14,7 @@ from typing import Any, Optional
 import torch
 from comfy_api.latest import io
 
+from ..hosted import DEFAULT_NEGATIVE_PROMPT
 from ..ltx_core.models.grid import TEXT_TOKENS
 from .inputs import CATEGORY, clip_input, negative_prompt_input, prompt_input
 
@@ -21,7 +22,6 @@ logger = logging.getLogger(__name__)
 
 T5_KEY = "t5xxl"
 T5_END, T5_PAD = 1, 0
-DEFAULT_NEGATIVE_PROMPT = "blurry, low quality, low resolution, inconsistent motion, jittery, distorted"
 NOT_T5 = ("this CLIP is not a T5-XXL text encoder; load t5xxl_fp16.safetensors (or another T5-XXL file) from "
           "models/text_encoders with the core Load CLIP node, type ltxv")
 
@@ -96,9 +96,9 @@ def split_prompts(text: str) -> list[str]:
     return parts
 
 
-def encode_prompts(clip, text: str) -> list:
-    """CONDITIONING with one entry per window prompt (`---` lines separate them)."""
-    return [entry for part in split_prompts(text) for entry in encode_prompt(clip, part)]
+def encode_prompts(clip, text: str, split: bool = True) -> list:
+    """CONDITIONING with one entry per window prompt (`---` lines separate them; `split=False`: the text as is)."""
+    return [entry for part in (split_prompts(text) if split else [text]) for entry in encode_prompt(clip, part)]
 
 
 def prompt_contexts(conditioning: Any, which: str, caption_channels: Optional[int] = None

@@ -10,6 +10,8 @@ from typing import Optional
 
 from comfy_api.latest import io, ui
 
+from ..hosted import (ASPECT_RATIOS, DEFAULT_ASPECT_RATIO, DEFAULT_FRAME_RATE, DEFAULT_FRAMES, DEFAULT_NEGATIVE_PROMPT,
+                      DEFAULT_RESOLUTION, DEFAULT_STEPS, VIDEO_SIZES)
 from .decode import decode, iter_frames
 from .enhancer import PromptEnhancerModels, default_enhancer, run_enhancer
 from .inputs import (CATEGORY, check_number, clip_input, conditions_input, frame_rate_input, frames_input,
@@ -23,26 +25,20 @@ from .run_log import emit
 from .safety import SafetyChecker, check_conditions, check_generation, checked_stream, default_checker
 from .sampler import as_latent, sample
 from .sockets import LTXLoraStackType, LTXModel, LTXPromptEnhancerType, LTXSafetyCheckerType, LTXUpsampler, LTXVae
-from .text import DEFAULT_NEGATIVE_PROMPT, encode_prompt, encode_prompts
+from .text import encode_prompt, encode_prompts
 from .video import metadata_of, save_video
 
 logger = logging.getLogger(__name__)
 
-RESOLUTIONS = {
-    "480p": {"16:9": (848, 480), "1:1": (480, 480), "9:16": (480, 848)},
-    "720p": {"16:9": (1280, 720), "1:1": (720, 720), "9:16": (720, 1280)},
-}
-"""(width, height) per resolution and aspect ratio; generated on the ×32 / 8k+1 grid and cropped back."""
-ASPECT_RATIOS = ("16:9", "1:1", "9:16")
 IMAGES_OUTPUT = 1
 
 
 def video_size(resolution: str, aspect_ratio: str) -> tuple[int, int]:
-    if resolution not in RESOLUTIONS:
-        raise ValueError(f"resolution '{resolution}' is not one of {', '.join(RESOLUTIONS)}")
-    if aspect_ratio not in RESOLUTIONS[resolution]:
+    if resolution not in VIDEO_SIZES:
+        raise ValueError(f"resolution '{resolution}' is not one of {', '.join(VIDEO_SIZES)}")
+    if aspect_ratio not in VIDEO_SIZES[resolution]:
         raise ValueError(f"aspect_ratio '{aspect_ratio}' is not one of {', '.join(ASPECT_RATIOS)}")
-    return RESOLUTIONS[resolution][aspect_ratio]
+    return VIDEO_SIZES[resolution][aspect_ratio]
 
 
 def with_loras(model: LTXModel, loras) -> LTXModel:
@@ -69,19 +65,20 @@ class LTX097TextToVideo(io.ComfyNode):
                 clip_input(),
                 prompt_input(),
                 negative_prompt_input(DEFAULT_NEGATIVE_PROMPT),
-                io.Combo.Input("resolution", options=list(RESOLUTIONS), default="720p",
+                io.Combo.Input("resolution", options=list(VIDEO_SIZES), default=DEFAULT_RESOLUTION,
                                tooltip="480p: 848×480, 480×480 or 480×848; 720p: 1280×720, 720×720 or 720×1280 "
                                        "(by aspect ratio)."),
-                io.Combo.Input("aspect_ratio", options=list(ASPECT_RATIOS), default="16:9",
+                io.Combo.Input("aspect_ratio", options=list(ASPECT_RATIOS), default=DEFAULT_ASPECT_RATIO,
                                tooltip="16:9 landscape, 1:1 square, 9:16 portrait."),
-                frames_input("number_of_frames", 89,
+                frames_input("number_of_frames", DEFAULT_FRAMES,
                              "Frames to generate (89 at 25 fps ≈ 3.6 s; 1441 ≈ 58 s). The model works on 8k+1 "
                              "frames; other counts are generated as the next 8k+1 and cut back. Longer than one "
                              "window (121 by default): generated window by window."),
                 steps_input("number_of_steps",
                             "Denoising steps per pass (the 0.9.7 dev recipe's second pass runs the last 13 of 30). "
                             "The 0.9.7 distilled recipe runs its fixed 7 + 3 steps and ignores this."),
-                frame_rate_input("Frames per second of the video (the model times the motion with it)."),
+                frame_rate_input("Frames per second of the video (the model times the motion with it).",
+                                 float(DEFAULT_FRAME_RATE)),
                 seed_input("Seed of the noise. Leave the control on 'randomize' for a new video every run; the "
                            "seed used is an output."),
                 recipe_input(),
@@ -110,6 +107,9 @@ class LTX097TextToVideo(io.ComfyNode):
                 guidance_input(),
                 step_cache_input(),
                 windows_input(),
+                io.Boolean.Input("split_prompt", default=True, optional=True,
+                                 tooltip="Read lines holding only --- as separators of window prompts. Off: the "
+                                         "prompt is encoded exactly as written (the HTTP API turns this off)."),
             ],
             outputs=[
                 io.Video.Output(display_name="video", tooltip="The saved mp4 as a core VIDEO."),
@@ -124,19 +124,20 @@ class LTX097TextToVideo(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, frame_rate: float = 25.0) -> bool | str:
+    def validate_inputs(cls, frame_rate: float = DEFAULT_FRAME_RATE) -> bool | str:
         return check_number("frame_rate", frame_rate, MIN_FRAME_RATE, MAX_FRAME_RATE)
 
     @classmethod
     def execute(cls, model: LTXModel, vae: LTXVae, clip, prompt: str,
-                negative_prompt: str = DEFAULT_NEGATIVE_PROMPT, resolution: str = "720p", aspect_ratio: str = "16:9",
-                number_of_frames: int = 89, number_of_steps: int = 30, frame_rate: float = 25.0, seed: int = 0,
+                negative_prompt: str = DEFAULT_NEGATIVE_PROMPT, resolution: str = DEFAULT_RESOLUTION,
+                aspect_ratio: str = DEFAULT_ASPECT_RATIO, number_of_frames: int = DEFAULT_FRAMES,
+                number_of_steps: int = DEFAULT_STEPS, frame_rate: float = DEFAULT_FRAME_RATE, seed: int = 0,
                 recipe: str = DEFAULT_RECIPE, filename_prefix: str = "LTX-Video/ltxv097", crf: int = 19,
                 reverse_video: bool = False, expand_prompt: bool = False, enable_safety_checker: bool = True,
                 upsampler: Optional[LTXUpsampler] = None, loras=None,
                 conditions=None, prompt_enhancer: Optional[PromptEnhancerModels] = None,
                 safety_checker: Optional[SafetyChecker] = None, guidance: Optional[dict] = None,
-                windows: Optional[dict] = None, step_cache: float = 0.0) -> io.NodeOutput:
+                windows: Optional[dict] = None, step_cache: float = 0.0, split_prompt: bool = True) -> io.NodeOutput:
         width, height = video_size(resolution, aspect_ratio)
         if not MIN_FRAMES <= number_of_frames <= MAX_FRAMES:
             raise ValueError(f"number_of_frames={number_of_frames} is out of range ({MIN_FRAMES}–{MAX_FRAMES})")
@@ -149,7 +150,7 @@ class LTX097TextToVideo(io.ComfyNode):
             emit("expand: the prompt (LLM)")
             prompt = run_enhancer(prompt_enhancer or default_enhancer(), prompt, conditions, seed=seed).prompt
         emit("encode: prompt and negative prompt (T5)")
-        positive, negative = encode_prompts(clip, prompt), encode_prompt(clip, negative_prompt)
+        positive, negative = encode_prompts(clip, prompt, split_prompt), encode_prompt(clip, negative_prompt)
         latents = sample(with_loras(model, loras), vae, positive, negative, recipe=recipe, width=width,
                          height=height, num_frames=number_of_frames, frame_rate=frame_rate, seed=seed, steps=steps,
                          conditions=conditions, upsampler=upsampler, guidance=guidance, windows=windows,

@@ -18,6 +18,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 PARITY = "tests/core/test_pipeline_parity.py"
+GUIDES = "tests/core/test_guides_parity.py"
 
 logger = logging.getLogger("check_mutants")
 
@@ -37,8 +38,8 @@ MUTANTS = (
            'contexts = {"uncond": (prompts.context, prompts.mask)}',
            (f"{PARITY}::test_single_scale_cfg_stg", f"{PARITY}::test_multi_scale_dev_recipe")),
     Mutant("t2v-ignores-negative-prompt", "nodes/text_to_video.py",
-           "encode_prompt(clip, prompt), encode_prompt(clip, negative_prompt)",
-           "encode_prompt(clip, prompt), encode_prompt(clip, DEFAULT_NEGATIVE_PROMPT)",
+           "encode_prompts(clip, prompt, split_prompt), encode_prompt(clip, negative_prompt)",
+           "encode_prompts(clip, prompt, split_prompt), encode_prompt(clip, DEFAULT_NEGATIVE_PROMPT)",
            ("tests/host/test_nodes_video.py::test_text_to_video_uses_its_negative_prompt",)),
     Mutant("stg-mode-ignored", "ltx_core/sampling/passes.py", 'skip_strategy=recipe["stg_mode"]',
            'skip_strategy="attention_values"', (f"{PARITY}::test_stg_strategies",)),
@@ -58,6 +59,38 @@ MUTANTS = (
            ("tests/core/test_pipeline_units.py::test_guidance_arithmetic_matches_the_reference_loop",)),
     Mutant("stg-rescale-ignored", "ltx_core/sampling/guidance.py", "        if step.rescale != 1.0:", "        if False:",
            ("tests/core/test_pipeline_units.py::test_guidance_arithmetic_matches_the_reference_loop",)),
+    Mutant("api-null-means-default", "service/schema.py", "if src[name] is None and not nullable:",
+           "if False:", ("tests/core/test_service_units.py::test_nulls_and_wrong_types_are_422s_naming_the_field",)),
+    Mutant("api-webhook-error-payload-differs", "service/webhook.py",
+           'body["payload"] = error_answer(job.state, job.error, job.error_type)[1]',
+           'body["payload"] = {"detail": job.error, "error_type": job.error_type}',
+           ("tests/core/test_service_units.py::test_a_webhook_for_an_error_carries_its_results_error_body",)),
+    Mutant("api-stream-repeats-logs", "service/events.py", "self.last, self.logs_sent = key, len(logs)",
+           "self.last = key", ("tests/core/test_service_units.py::test_status_events_carry_new_log_lines_only",)),
+    Mutant("api-lora-failure-is-500", "service/outcome.py", "LORA_FAILURE.match(message or \"\") if",
+           "None if", ("tests/core/test_service_units.py::"
+                       "test_a_lora_that_fails_while_running_is_a_422_naming_it_and_no_server_path_shows",)),
+    Mutant("fleet-late-result-accepted", "service/pgqueue/queue.py",
+           """"AND lease = %s AND state = 'running' RETURNING 1",""",
+           """"AND (lease = %s OR true) AND state = 'running' RETURNING 1",""",
+           ("tests/server/test_pg_queue.py::test_a_lost_lease_requeues_the_job_and_the_late_result_is_discarded",)),
+    Mutant("fleet-low-priority-not-last", "service/pgqueue/queue.py", "ORDER BY priority, queued_at",
+           "ORDER BY queued_at", ("tests/server/test_pg_queue.py::test_claims_follow_priority_then_age_and_positions_"
+                                  "count_the_whole_queue",)),
+    Mutant("guide-offset-dropped", "ltx_core/sampling/guides.py", "pixel[:, 0] += start_frame", "pixel[:, 0] += 0",
+           (f"{GUIDES}::test_guided_step_matches_the_official_transformer",)),
+    Mutant("guide-causal-fix-everywhere", "ltx_core/sampling/guides.py", "causal_fix=causal_fix and start_frame == 0",
+           "causal_fix=causal_fix", (f"{GUIDES}::test_guided_step_matches_the_official_transformer",)),
+    Mutant("guide-noised", "ltx_core/sampling/denoise.py", "hard[:, hard.shape[1] - latents.num_guide:] = False",
+           "pass", (f"{GUIDES}::test_guided_step_matches_the_official_transformer",)),
+    Mutant("guide-left-in-latents", "ltx_core/sampling/conditioning.py",
+           "return tokens[:, self.num_extra:tokens.shape[1] - self.num_guide]", "return tokens[:, self.num_extra:]",
+           ("tests/core/test_guides_sampling.py::test_guide_moves_the_video_but_never_appears_in_it",)),
+    Mutant("guide-strength-0-kept", "ltx_core/sampling/preparation.py", "if item.guide and item.strength == 0:",
+           "if False:", ("tests/core/test_guides_sampling.py::test_strength_0_guide_is_no_guide_bit_for_bit",)),
+    Mutant("tone-map-098-dropped", "ltx_core/sampling/recipes.py",
+           '"0.9.8-distilled": {**_DISTILLED, "tone_map_compression_ratio": 0.6}', '"0.9.8-distilled": _DISTILLED',
+           (f"{PARITY}::test_098_distilled_recipes",)),
 )
 
 

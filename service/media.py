@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from .config import ServiceConfig
-from .schema import GenerationInput, InputError, error
+from .schema import GenerationInput, InputError, field_error
 
 IMAGE_TYPES = {"png": b"\x89PNG\r\n\x1a\n", "jpg": b"\xff\xd8\xff", "gif": b"GIF8"}
 VIDEO_TYPES = {"webm": b"\x1a\x45\xdf\xa3"}
@@ -34,30 +34,60 @@ ALLOWED = {"image": "PNG, JPEG, WebP or GIF", "video": "MP4, MOV, WebM or MKV"}
 
 
 class ConditionMedia:
-    """`await media(generation, request_id)` → {"image"|"video": file name in the input folder}; 422 on bad media."""
+    """`await media(generation, request_id, local)` → each condition's file name in the input folder, in order; a
+    422 naming the field on bad media. `local(url)` returns the bytes of a file uploaded to this server (or None
+    when the URL is not one), so uploads need no network round trip."""
 
     def __init__(self, fetch_bytes: Callable[..., tuple[bytes, str]], fetch_error: type, input_dir: Path,
                  config: ServiceConfig):
         self.fetch_bytes, self.fetch_error = fetch_bytes, fetch_error
         self.input_dir, self.config = Path(input_dir), config
 
-    async def __call__(self, generation: GenerationInput, request_id: str) -> dict[str, str]:
-        files = {}
-        for condition in generation.conditions:
-            field = f"{condition.kind}_url"
-            limit = self.config.max_image_bytes if condition.kind == "image" else self.config.max_video_bytes
-            try:
-                data, media_type = await asyncio.to_thread(self.fetch_bytes, condition.url, max_bytes=limit,
-                                                           what=f"the {field}")
-            except self.fetch_error as failed:
-                raise InputError([error((field,), str(failed), "file_download_error")]) from failed
-            extension = sniff(condition.kind, data)
-            if extension is None:
-                declared = f" (sent as {media_type})" if media_type else ""
-                raise InputError([error((field,), f"is not {ARTICLE[condition.kind]} file{declared}; allowed: "
-                                                  f"{ALLOWED[condition.kind]}", "file_type")])
-            name = f"ltxv097_api_{request_id}_{condition.kind}.{extension}"
-            self.input_dir.mkdir(parents=True, exist_ok=True)
-            (self.input_dir / name).write_bytes(data)
-            files[condition.kind] = name
+    async def __call__(self, generation: GenerationInput, request_id: str,
+                       local: Callable[[str], Optional[tuple[bytes, str]]] = lambda url: None) -> list[str]:
+        files: list[str] = []
+        try:
+            for number, condition in enumerate(generation.conditions):
+                loc = condition.loc
+                data = await self.read(condition, loc, local)
+                extension = sniff(condition.kind, data[0])
+                if extension is None:
+                    declared = f" (sent as {data[1]})" if data[1] else ""
+                    raise InputError([field_error(loc, f"is not {ARTICLE[condition.kind]} file{declared}; "
+                                                       f"allowed: {ALLOWED[condition.kind]}", "file_type")])
+                name = f"{self.prefix(request_id)}{number}_{condition.kind}.{extension}"
+                self.input_dir.mkdir(parents=True, exist_ok=True)
+                (self.input_dir / name).write_bytes(data[0])
+                files.append(name)
+        except InputError:
+            for name in files:
+                (self.input_dir / name).unlink(missing_ok=True)
+            raise
         return files
+
+    async def read(self, condition, loc: tuple, local) -> tuple[bytes, str]:
+        limit = self.config.max_image_bytes if condition.kind == "image" else self.config.max_video_bytes
+        try:
+            uploaded = local(condition.url)
+        except LookupError as gone:
+            raise InputError([field_error(loc, str(gone), "file_download_error")]) from gone
+        if uploaded is not None:
+            if len(uploaded[0]) > limit:
+                raise InputError([field_error(loc, f"the uploaded file is {len(uploaded[0])} bytes; at most "
+                                                   f"{limit} bytes are allowed", "file_download_error")])
+            return uploaded
+        try:
+            return await asyncio.to_thread(self.fetch_bytes, condition.url, max_bytes=limit,
+                                           what=f"the {'.'.join(map(str, loc))}")
+        except self.fetch_error as failed:
+            raise InputError([field_error(loc, str(failed), "file_download_error")]) from failed
+
+    def remove(self, request_id: str) -> None:
+        """The condition files of a request leave the input folder once it is done (or refused)."""
+        for path in self.input_dir.glob(f"{self.prefix(request_id)}*"):
+            path.unlink(missing_ok=True)
+
+    @staticmethod
+    def prefix(request_id: str) -> str:
+        return f"ltxv097_api_{request_id}_"
+

@@ -90,9 +90,11 @@ def import_host_and_pack(device: torch.device) -> types.SimpleNamespace:
     sys.modules[spec.name] = ltx_core
     spec.loader.exec_module(ltx_core)
     lora = importlib.import_module(f"{PACK}.nodes.lora")
-    common = importlib.import_module(f"{PACK}.nodes.common")
+    pack_ops = importlib.import_module(f"{PACK}.nodes.ops")
+    sockets = importlib.import_module(f"{PACK}.nodes.sockets")
     return types.SimpleNamespace(mm=comfy.model_management, patcher=comfy.model_patcher, ops=comfy.ops,
-                                 folder_paths=folder_paths, ltx_core=ltx_core, lora=lora, common=common)
+                                 folder_paths=folder_paths, ltx_core=ltx_core, lora=lora, pack_ops=pack_ops,
+                                 sockets=sockets)
 
 
 def sync(device: torch.device) -> None:
@@ -111,11 +113,11 @@ def timed(device: torch.device, fn: Callable[[], object]) -> tuple[float, object
 def build_model(host, p: Preset, dtype: torch.dtype, device: torch.device, offload: torch.device):
     """A random transformer in `dtype` storage on the offload device, wrapped like the loader node does."""
     compute = torch.bfloat16 if dtype == torch.float8_e4m3fn else dtype
-    operations = host.common.operations_for(dtype, compute)
+    operations = host.pack_ops.operations_for(dtype, compute)
     config = transformer_config(p)
     with torch.device("meta"):
         model = host.ltx_core.Transformer3D(config, dtype=compute, compute_dtype=compute, operations=operations,
-                                            attention=host.common.comfy_attention)
+                                            attention=host.pack_ops.comfy_attention)
     generator = torch.Generator(device=device).manual_seed(0)
     weights = {}
     for name, tensor in model.state_dict().items():
@@ -126,8 +128,8 @@ def build_model(host, p: Preset, dtype: torch.dtype, device: torch.device, offlo
     model.load_state_dict(weights, assign=True)
     model.eval().requires_grad_(False)
     patcher = host.patcher.ModelPatcher(model, load_device=device, offload_device=offload)
-    return host.common.LTXModel(patcher=patcher, config={"transformer": config}, path="<random>", dtype=dtype,
-                                compute_dtype=compute)
+    return host.sockets.LTXModel(patcher=patcher, config={"transformer": config}, path="<random>", dtype=dtype,
+                                 compute_dtype=compute)
 
 
 def write_lora(path: Path, model, rank: int, targets: str, seed: int) -> int:

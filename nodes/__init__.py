@@ -9,15 +9,15 @@ from .loaders import NODES as LOADER_NODES
 from .long_video import NODES as LONG_VIDEO_NODES
 from .lora import NODES as LORA_NODES
 from .safety import NODES as SAFETY_NODES
-from .sampling import NODES as SAMPLING_NODES
+from .sampler import NODES as SAMPLER_NODES
 from .text import NODES as TEXT_NODES
 from .text_to_video import NODES as TEXT_TO_VIDEO_NODES
 from .upsample import NODES as UPSAMPLE_NODES
 from .video import NODES as VIDEO_NODES
 
-NODE_LIST = [*LOADER_NODES, *TEXT_NODES, *CONDITIONING_NODES, *GUIDANCE_NODES, *SAMPLING_NODES, *UPSAMPLE_NODES,
-             *LONG_VIDEO_NODES, *EXTEND_NODES, *DECODE_NODES, *VIDEO_NODES, *TEXT_TO_VIDEO_NODES, *LORA_NODES, *ENHANCER_NODES,
-             *SAFETY_NODES]
+NODE_LIST = [*LOADER_NODES, *TEXT_NODES, *CONDITIONING_NODES, *GUIDANCE_NODES, *SAMPLER_NODES, *UPSAMPLE_NODES,
+             *LONG_VIDEO_NODES, *EXTEND_NODES, *DECODE_NODES, *VIDEO_NODES, *TEXT_TO_VIDEO_NODES, *LORA_NODES,
+             *ENHANCER_NODES, *SAFETY_NODES]
 """Every node class the pack registers, in menu order."""
 
 __all__ = ["NODE_LIST"]

@@ -4,6 +4,7 @@ one sub-folder per model) and ComfyUI memory management for `transformers` modul
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Optional, Sequence
 
@@ -13,12 +14,34 @@ import torch
 
 from ..assistants.catalog import ModelSource
 from ..assistants.folders import ModelFolderError, find_folder, model_folders, require_files
-from .common import wrap
+from .memory import wrap
 from .model_downloads import download_folder, missing_hint
+from .ops import dtype_choice
 
-DTYPE_CHOICES = ("auto", "bf16", "fp16", "fp32")
-_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 _loaded: dict[tuple, object] = {}
+
+
+@dataclass(frozen=True)
+class ModelKind:
+    """One kind of assistant model: the ComfyUI folder (`models/<folder>/`) its model folders sit in, the files each
+    must hold, how errors name it (`what`), where to get it (`source`), and the models its loader can download."""
+
+    folder: str
+    files: Sequence[str]
+    what: str
+    source: str
+    catalog: dict[str, ModelSource]
+
+    def locate(self, name: str, download: bool = False) -> Path:
+        """The folder of model `name` (see `locate`); the loader's download hint only where it can download."""
+        return locate(self.folder, name, self.files, what=self.what, source=self.source, download=download,
+                      catalog=self.catalog)
+
+    def default(self, name: str, load: Callable[[], object]) -> object:
+        """The one-node path's model when no loader is connected: model `name`, loaded once while its folder stays
+        as it is (no download there, so no download hint)."""
+        folder = locate(self.folder, name, self.files, what=self.what, source=self.source)
+        return cached((self.folder, str(folder), folder.stat().st_mtime_ns), load)
 
 
 def register_folder(key: str) -> None:
@@ -66,10 +89,9 @@ def missing_folder(key: str, name: str, files: Sequence[str]) -> Optional[str]:
 
 def resolve_dtype(choice: str, device: torch.device) -> torch.dtype:
     """"auto": bf16 where the device runs it well, else fp16 on GPUs, fp32 on the CPU."""
-    if choice not in DTYPE_CHOICES:
-        raise ValueError(f"dtype '{choice}' is not one of {', '.join(DTYPE_CHOICES)}")
-    if choice != "auto":
-        return _DTYPES[choice]
+    dtype = dtype_choice(choice)
+    if dtype is not None:
+        return dtype
     if mm.should_use_bf16(device):
         return torch.bfloat16
     return torch.float16 if mm.should_use_fp16(device) else torch.float32
@@ -104,8 +126,8 @@ def load_for_use(patcher, memory_required: int) -> torch.nn.Module:
 
 
 def cached(key: tuple, load: Callable[[], object]) -> object:
-    """One loaded object per key (its first item is the kind) for the one-node path (which loads by folder name rather than from a loader
-    node, whose output ComfyUI caches itself)."""
+    """One loaded object per key (its first item is the kind) for the one-node path (which loads by folder name
+    rather than from a loader node, whose output ComfyUI caches itself)."""
     if key not in _loaded:
         for old in [k for k in _loaded if k[0] == key[0]]:  # one model set per kind in memory
             del _loaded[old]

@@ -1,4 +1,4 @@
-"""Image and video conditions and IC-LoRA guides: media pinned to frames of the generated video (spec §4).
+"""Image and video conditions and IC-LoRA guides: media pinned to frames of the generated video.
 
 The nodes chain into one `LTX097_CONDITIONS` tuple that the sampler (and the one-node text-to-video) consume.
 Each item is an `ltx_core.Condition` carrying its CRF: like the reference, media is centre-cropped to the
@@ -21,11 +21,11 @@ from .. import ltx_core
 from ..ltx_core.models.grid import FRAMES_PER_LATENT
 from ..ltx_core.sampling import MIN_MEDIA_SIDE, check_guide_start
 from ..service.limits import MAX_IMAGE_PIXELS, MAX_VIDEO_PIXELS, MediaSize, check_pixels
-from .common import CATEGORY
+from .inputs import CATEGORY, conditions_input, crf_input
+from .sockets import LTXConditionsType
 
 logger = logging.getLogger(__name__)
 
-LTXConditionsType = io.Custom("LTX097_CONDITIONS")
 DEFAULT_CRF = 29
 MAX_FRAME = 4096
 
@@ -116,13 +116,11 @@ def _common_inputs() -> list:
         io.Float.Input("strength", default=1.0, min=0.0, max=1.0, step=0.01,
                        tooltip="How strongly the media holds: 1 keeps it (the model only adds motion around "
                                "it), lower values let the model change it more."),
-        io.Int.Input("crf", default=DEFAULT_CRF, min=0, max=51, step=1,
-                     tooltip="H.264 quality the media is compressed at before encoding, as in the reference "
-                             "(29). The model was trained on compressed frames: 0 (no compression) tends to give "
-                             "static videos; higher values give more motion and less detail."),
-        LTXConditionsType.Input("conditions", optional=True,
-                                tooltip="Conditions to add this one to (chain several image and video "
-                                        "conditions, e.g. a first and a last keyframe)."),
+        crf_input(DEFAULT_CRF, "H.264 quality the media is compressed at before encoding, as in the reference (29). "
+                               "The model was trained on compressed frames: 0 (no compression) tends to give static "
+                               "videos; higher values give more motion and less detail."),
+        conditions_input("Conditions to add this one to (chain several image and video conditions, e.g. a first and "
+                         "a last keyframe)."),
     ]
 
 

@@ -18,10 +18,11 @@ from comfy_api.latest import io
 
 from .. import ltx_core
 from ..ltx_core.models.grid import FRAMES_PER_LATENT, PIXELS_PER_LATENT
-from .common import CATEGORY, LTXVae, LTXVaeType
-from .memory import ModelLoads, vae_bytes
+from .inputs import CATEGORY, vae_input
+from .memory import load_vae
 from .progress import check_interrupted
-from .sampling import LATENT_KEY
+from .sampler import LATENT_KEY
+from .sockets import LTXVae, require_vae
 
 logger = logging.getLogger(__name__)
 
@@ -45,10 +46,10 @@ def videos_of(latent: dict, vae: LTXVae) -> list[ltx_core.VideoLatents]:
     if video is not None:
         logger.warning("the latents changed shape after sampling; decoding them whole (no crop)")
     frames, height, width = samples.shape[2:]
+    frame_rate = float(latent.get("frame_rate", DEFAULT_FRAME_RATE))
     return [ltx_core.VideoLatents(latents=samples[i:i + 1], width=width * PIXELS_PER_LATENT,
                                   height=height * PIXELS_PER_LATENT,
-                                  num_frames=(frames - 1) * FRAMES_PER_LATENT + 1, frame_rate=float(latent.get("frame_rate",
-                                                                                               DEFAULT_FRAME_RATE)),
+                                  num_frames=(frames - 1) * FRAMES_PER_LATENT + 1, frame_rate=frame_rate,
                                   padding=(0, 0, 0, 0), decode_timestep=DEFAULT_DECODE_TIMESTEP,
                                   decode_noise_scale=DEFAULT_DECODE_NOISE, tone_map_compression_ratio=0.0, seed=0)
             for i in range(samples.shape[0])]
@@ -57,13 +58,9 @@ def videos_of(latent: dict, vae: LTXVae) -> list[ltx_core.VideoLatents]:
 def iter_frames(vae: LTXVae, latent: dict, *, chunk_frames: Optional[int] = None) -> Iterator[torch.Tensor]:
     """The decoded frames `[f, H, W, 3]` (CPU) a chunk of latent frames at a time, video after video: a long video
     goes to a file without ever being one tensor."""
-    if vae is None:
-        raise ValueError("the vae input is empty: the loaded checkpoint has no VAE; load a checkpoint that "
-                         "contains one (the official LTX-Video single files do)")
-    loads = ModelLoads()
+    require_vae(vae)
     for video in videos_of(latent, vae):
-        loads.add("vae", vae.patcher, vae_bytes(vae.vae, video.latents.shape[3], video.latents.shape[4], vae.dtype))
-        loads("vae")
+        load_vae(vae, video.latents)
         yield from ltx_core.iter_decode_video(vae.vae, video, cancel=check_interrupted, chunk_frames=chunk_frames,
                                               device=vae.patcher.load_device)
 
@@ -72,21 +69,17 @@ def decode(vae: LTXVae, latent: dict, *, decode_timestep: Optional[float] = None
            decode_noise_scale: Optional[float] = None, chunk_frames: Optional[int] = None
            ) -> tuple[torch.Tensor, float]:
     """(frames `[F, H, W, 3]` float in [0, 1] on the intermediate device, frame rate)."""
-    if vae is None:
-        raise ValueError("the vae input is empty: the loaded checkpoint has no VAE; load a checkpoint that "
-                         "contains one (the official LTX-Video single files do)")
+    require_vae(vae)
     videos = videos_of(latent, vae)
     changes = {}
     if decode_timestep is not None and decode_timestep >= 0:
         changes["decode_timestep"] = float(decode_timestep)
     if decode_noise_scale is not None and decode_noise_scale >= 0:
         changes["decode_noise_scale"] = float(decode_noise_scale)
-    loads = ModelLoads()
     outputs = []
     for video in videos:
         video = dataclasses.replace(video, **changes)
-        loads.add("vae", vae.patcher, vae_bytes(vae.vae, video.latents.shape[3], video.latents.shape[4], vae.dtype))
-        loads("vae")
+        load_vae(vae, video.latents)
         outputs.append(ltx_core.decode_video(vae.vae, video, cancel=check_interrupted, chunk_frames=chunk_frames,
                                              device=vae.patcher.load_device))
     frames = torch.cat(outputs) if len(outputs) > 1 else outputs[0]
@@ -108,7 +101,7 @@ class LTX097Decode(io.ComfyNode):
             inputs=[
                 io.Latent.Input("samples", tooltip="The sampler's LATENT (or LTX-Video latents from core nodes, "
                                                    "decoded whole)."),
-                LTXVaeType.Input("vae", tooltip="The video VAE from the same checkpoint as the model."),
+                vae_input(),
                 io.Float.Input("decode_timestep", default=DEFAULT_DECODE_TIMESTEP, min=0.0, max=1.0, step=0.001,
                                tooltip="Timestep the VAE decodes at; 0.05 is every official recipe's. Used instead "
                                        "of a Guidance Settings decode_timestep."),

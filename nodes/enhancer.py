@@ -17,10 +17,10 @@ from comfy_api.latest import io
 from ..assistants import catalog
 from ..assistants import enhancer as llm
 from ..assistants.prompts import OFFICIAL_WORD_THRESHOLD, T5_TOKEN_BUDGET, EnhancePlan, plan_enhancement
-from .assistant_models import (DTYPE_CHOICES, cached, folder_choices, hf_model, load_for_use, locate, managed,
-                               missing_folder, register_folder, resolve_dtype)
-from .common import CATEGORY
-from .conditioning import LTXConditionsType
+from .assistant_models import (ModelKind, folder_choices, hf_model, load_for_use, managed, missing_folder,
+                               register_folder, resolve_dtype)
+from .inputs import CATEGORY, conditions_input, download_input, dtype_input, prompt_input, seed_input
+from .sockets import LTXPromptEnhancerType
 
 logger = logging.getLogger(__name__)
 
@@ -28,11 +28,13 @@ LLM_FOLDER = "LLM"
 NO_CAPTIONER = "none"
 DEFAULT_LLM = "Llama-3.2-3B-Instruct"
 DEFAULT_CAPTIONER = "blip-image-captioning-large"
-LLM_SOURCE = "a Hugging Face instruct model, e.g. https://huggingface.co/meta-llama/Llama-3.2-3B-Instruct"
-CAPTIONER_SOURCE = "https://huggingface.co/Salesforce/blip-image-captioning-large"
+LLMS = ModelKind(LLM_FOLDER, llm.LLM_FILES, "prompt enhancer LLM",
+                 "a Hugging Face instruct model, e.g. https://huggingface.co/meta-llama/Llama-3.2-3B-Instruct",
+                 catalog.LLMS)
+CAPTIONERS = ModelKind(LLM_FOLDER, llm.CAPTIONER_FILES, "image captioner",
+                       "https://huggingface.co/Salesforce/blip-image-captioning-large", catalog.LLMS)
 DEFAULT_MAX_NEW_TOKENS = 256
 KV_BYTES_PER_TOKEN_LAYER = 2  # key and value
-LTXPromptEnhancerType = io.Custom("LTX097_PROMPT_ENHANCER")
 
 register_folder(LLM_FOLDER)
 
@@ -64,14 +66,12 @@ def t5_token_count(text: str) -> int:
 
 def load_enhancer(llm_name: str, captioner_name: str = NO_CAPTIONER, dtype: str = "auto",
                   download: bool = False) -> PromptEnhancerModels:
-    llm_folder = locate(LLM_FOLDER, llm_name, llm.LLM_FILES, what="prompt enhancer LLM", source=LLM_SOURCE,
-                        download=download, catalog=catalog.LLMS)
+    llm_folder = LLMS.locate(llm_name, download)
     torch_dtype = resolve_dtype(dtype, mm.text_encoder_device())
     text_model = llm.load_text_model(llm_folder, torch_dtype)
     captioner, caption_tokenizer, caption_config = None, None, None
     if captioner_name != NO_CAPTIONER:
-        folder = locate(LLM_FOLDER, captioner_name, llm.CAPTIONER_FILES, what="image captioner",
-                        source=CAPTIONER_SOURCE, download=download, catalog=catalog.LLMS)
+        folder = CAPTIONERS.locate(captioner_name, download)
         loaded = llm.load_captioner(folder, torch_dtype)
         captioner, caption_tokenizer, caption_config = managed(loaded.model), loaded.tokenizer, loaded.image_config
     return PromptEnhancerModels(managed(text_model.model), text_model.tokenizer, captioner, caption_tokenizer,
@@ -112,9 +112,7 @@ def run_enhancer(models: PromptEnhancerModels, prompt: str, conditions=None, *,
 
 def default_enhancer() -> PromptEnhancerModels:
     """The one-node path's enhancer when none is connected: the default folders in models/LLM/."""
-    folder = locate(LLM_FOLDER, DEFAULT_LLM, llm.LLM_FILES, what="prompt enhancer LLM", source=LLM_SOURCE)
-    return cached(("enhancer", str(folder), folder.stat().st_mtime_ns),
-                  lambda: load_enhancer(DEFAULT_LLM, DEFAULT_CAPTIONER))
+    return LLMS.default(DEFAULT_LLM, lambda: load_enhancer(DEFAULT_LLM, DEFAULT_CAPTIONER))
 
 
 def missing_default_enhancer() -> Optional[str]:
@@ -146,14 +144,11 @@ class LTX097PromptEnhancerLoader(io.ComfyNode):
                                default=DEFAULT_CAPTIONER,
                                tooltip="The BLIP image captioner's folder in models/LLM/ (for image-to-video "
                                        "expansion); none: prompts with an image condition are kept as written."),
-                io.Combo.Input("dtype", options=list(DTYPE_CHOICES), default="auto",
-                               tooltip="Weight dtype. auto: bf16 on GPUs that support it, fp16 on other GPUs, "
-                                       "fp32 on the CPU."),
-                io.Boolean.Input("download", default=False,
-                                 tooltip="Download missing files of the listed Hugging Face models (Llama-3.2-3B-"
-                                         "Instruct is gated: get it yourself; Qwen2.5-1.5B-Instruct, "
-                                         "blip-image-captioning-large) into models/LLM/. Off: nothing is "
-                                         "downloaded."),
+                dtype_input("auto", "Weight dtype. auto: bf16 on GPUs that support it, fp16 on other GPUs, fp32 on "
+                                    "the CPU."),
+                download_input("Download missing files of the listed Hugging Face models (Llama-3.2-3B-Instruct is "
+                               "gated: get it yourself; Qwen2.5-1.5B-Instruct, blip-image-captioning-large) into "
+                               "models/LLM/. Off: nothing is downloaded."),
             ],
             outputs=[LTXPromptEnhancerType.Output(display_name="prompt_enhancer",
                                                   tooltip="The LLM and captioner, for the Prompt Enhancer node or "
@@ -181,11 +176,9 @@ class LTX097PromptEnhancer(io.ComfyNode):
             ),
             inputs=[
                 LTXPromptEnhancerType.Input("prompt_enhancer", tooltip="The models (Prompt Enhancer Loader)."),
-                io.String.Input("prompt", multiline=True, default="", tooltip="The prompt to expand."),
-                LTXConditionsType.Input("conditions", optional=True,
-                                        tooltip="The conditions the video will use: one image at frame 0 makes "
-                                                "it image-to-video expansion; other conditioning keeps the "
-                                                "prompt."),
+                prompt_input("The prompt to expand."),
+                conditions_input("The conditions the video will use: one image at frame 0 makes it image-to-video "
+                                 "expansion; other conditioning keeps the prompt."),
                 io.Int.Input("max_new_tokens", default=DEFAULT_MAX_NEW_TOKENS, min=16, max=1024,
                              tooltip="Most tokens the LLM writes (the result is then cut to T5's 256 tokens at a "
                                      "sentence end)."),
@@ -195,8 +188,7 @@ class LTX097PromptEnhancer(io.ComfyNode):
                 io.Float.Input("temperature", default=0.0, min=0.0, max=2.0, step=0.05,
                                tooltip="0: greedy decoding (the same prompt every run); above 0: sampling at this "
                                        "temperature from the seed."),
-                io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF,
-                             tooltip="Seed of the sampling (used when temperature is above 0)."),
+                seed_input("Seed of the sampling (used when temperature is above 0).", control_after_generate=False),
             ],
             outputs=[io.String.Output(display_name="prompt", tooltip="The prompt to encode (expanded or kept)."),
                      io.String.Output(display_name="note",

@@ -13,16 +13,17 @@ import torch
 from comfy_api.latest import io, ui
 
 from .. import ltx_core
-from ..hosted import MAX_SEED
 from ..ltx_core.windows import DIRECTIONS, DEFAULT_CONTEXT_FRAMES, extended_frames
-from .common import CATEGORY, LTXModel, LTXModelType, LTXUpsampler, LTXUpsamplerType, LTXVae, LTXVaeType
 from .conditioning import as_frames, check_media_size
 from .decode import iter_frames
-from .guidance import LTXGuidanceType
-from .long_video import WINDOWS_TOOLTIP, LTXWindowsType, output_connected
-from .sampling import (DEFAULT_RECIPE, MAX_FRAMES, RECIPE_CHOICES, RECIPE_TOOLTIP, UPSAMPLER_FILE, as_latent,
-                       hidden_unique_id, sample)
-from .video import MAX_FRAME_RATE, MIN_FRAME_RATE, metadata_of, save_inputs, save_video
+from .inputs import (CATEGORY, encoded_prompt_inputs, frame_rate_input, frames_input, guidance_input, hidden_unique_id,
+                     model_input, recipe_input, save_inputs, seed_input, upsampler_input, vae_input, windows_input)
+from .long_video import output_connected
+from .ranges import MAX_STEPS, MAX_WINDOW_FRAMES
+from .recipe_choices import DEFAULT_RECIPE
+from .sampler import as_latent, sample
+from .sockets import LTXModel, LTXUpsampler, LTXVae
+from .video import metadata_of, save_video
 
 IMAGES_OUTPUT = 1
 
@@ -56,38 +57,30 @@ class LTX097ExtendVideo(io.ComfyNode):
                 "frames are kept exactly; saves the whole video as an mp4 and outputs it."
             ),
             inputs=[
-                LTXModelType.Input("model", tooltip="The LTX-Video transformer (LTX-Video 0.9.7 Model Loader)."),
-                LTXVaeType.Input("vae", tooltip="The video VAE from the same checkpoint."),
-                io.Conditioning.Input("positive", tooltip="The encoded prompt for the new frames (one entry per "
-                                                          "window for a long extension)."),
-                io.Conditioning.Input("negative", tooltip="The encoded negative prompt."),
-                io.Int.Input("new_frames", default=96, min=1, max=MAX_FRAMES, step=1,
-                             tooltip="How many frames to add (exactly this many)."),
+                model_input(),
+                vae_input(),
+                *encoded_prompt_inputs("The encoded prompt for the new frames (one entry per window for a long "
+                                       "extension)."),
+                frames_input("new_frames", 96, "How many frames to add (exactly this many)."),
                 io.Combo.Input("direction", options=list(DIRECTIONS), default="append",
                                tooltip="append: new frames after the clip; prepend: new frames before it, ending "
                                        "in the clip's first frames."),
-                io.Int.Input("context_frames", default=DEFAULT_CONTEXT_FRAMES, min=1, max=257, step=8,
+                io.Int.Input("context_frames", default=DEFAULT_CONTEXT_FRAMES, min=1, max=MAX_WINDOW_FRAMES, step=8,
                              tooltip="Frames of the clip the new ones continue, 8k+1 (1 = only the last frame, as "
                                      "an image). Fewer when the clip is shorter."),
-                io.Combo.Input("recipe", options=list(RECIPE_CHOICES), default=DEFAULT_RECIPE,
-                               tooltip=RECIPE_TOOLTIP),
-                io.Int.Input("steps", default=0, min=0, max=200, step=1,
+                recipe_input(),
+                io.Int.Input("steps", default=0, min=0, max=MAX_STEPS, step=1,
                              tooltip="Steps per pass; 0 = the recipe's. Distilled 0.9.7 runs fixed timesteps: "
                                      "leave 0."),
-                io.Int.Input("seed", default=0, min=0, max=MAX_SEED, control_after_generate=True,
-                             tooltip="Seed of the noise."),
-                io.Float.Input("frame_rate", default=25.0, min=MIN_FRAME_RATE, max=MAX_FRAME_RATE, step=0.01,
-                               tooltip="Frames per second when the clip comes as images (a VIDEO brings its own)."),
+                seed_input(),
+                frame_rate_input("Frames per second when the clip comes as images (a VIDEO brings its own)."),
                 *save_inputs("LTX-Video/ltxv097_extended"),
                 io.Video.Input("video", optional=True, tooltip="The clip to extend (core VIDEO, e.g. Load "
                                                                "Video). Give this or images."),
                 io.Image.Input("images", optional=True, tooltip="The clip to extend as an IMAGE batch."),
-                LTXUpsamplerType.Input("upsampler", optional=True,
-                                       tooltip=f"The spatial latent upsampler ({UPSAMPLER_FILE}); required by the "
-                                               "multi-scale recipes."),
-                LTXGuidanceType.Input("guidance", optional=True,
-                                      tooltip="Changes to the recipe's guidance (Guidance Settings)."),
-                LTXWindowsType.Input("windows", optional=True, tooltip=WINDOWS_TOOLTIP),
+                upsampler_input(),
+                guidance_input(),
+                windows_input(),
             ],
             outputs=[
                 io.Video.Output(display_name="video", tooltip="The saved mp4 (clip and new frames) as a core "

@@ -1,28 +1,34 @@
 """Optional guidance settings: a node that outputs a plain dict of recipe overrides (`LTX097_GUIDANCE`).
 
 Keys are ltx_core recipe fields. Per-pass fields go under `first_pass` / `second_pass`; a single-scale recipe
-reads `first_pass` as its only pass (see `sampling.recipe_overrides`). Schedules are one value for every step or
+reads `first_pass` as its only pass (see `sampler.recipe_overrides`). Schedules are one value for every step or
 one value per entry of `guidance_timesteps` (a step uses the first entry whose timestep is at or below its σ).
 """
 
 from __future__ import annotations
 
 import json
-import math
 import re
 from typing import Any, Optional
 
 from comfy_api.latest import io
 
+from ..ltx_core.arguments import is_number, is_whole
 from ..ltx_core.models import STG_MODES
 from ..ltx_core.sampling import check_recipe
-from .common import CATEGORY
+from .inputs import CATEGORY, answer, guidance_input
+from .sockets import LTXGuidanceType
 
-LTXGuidanceType = io.Custom("LTX097_GUIDANCE")
 
 PASSES = {"first pass": ("first_pass",), "second pass": ("second_pass",), "both passes": ("first_pass", "second_pass")}
 DEFAULT = "recipe default"
 KEEP = -1.0  # float widgets: this value keeps the recipe's setting
+
+
+def _parsed_list(text: str, item: type) -> Any:
+    """JSON for text in brackets, else the comma- or space-separated items converted by `item` (ValueError if one
+    does not convert)."""
+    return json.loads(text) if text.startswith("[") else [item(v) for v in re.split(r"[,\s]+", text) if v]
 
 
 def _numbers(text: str, name: str) -> Optional[Any]:
@@ -32,14 +38,13 @@ def _numbers(text: str, name: str) -> Optional[Any]:
         return None
     example = "e.g. 3 or 1, 1, 6, 8, 6, 1, 1"
     try:
-        value = json.loads(text) if text.startswith("[") else [float(v) for v in re.split(r"[,\s]+", text) if v]
+        value = _parsed_list(text, float)
     except ValueError:
         raise ValueError(f"{name}: '{text}' is not a number or a comma-separated list of numbers ({example})") \
             from None
-    if not isinstance(value, list) or not value or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
-                                                             for v in value):
+    if not isinstance(value, list) or not value or not all(is_number(v, finite=False) for v in value):
         raise ValueError(f"{name}: '{text}' is not a number or a flat list of numbers ({example})")
-    if not all(math.isfinite(v) and v >= 0 for v in value):
+    if not all(is_number(v, 0) for v in value):
         raise ValueError(f"{name}: every value must be a finite number of 0 or more, got '{text}'")
     value = [float(v) for v in value]
     return value[0] if len(value) == 1 and not text.startswith("[") else value
@@ -65,13 +70,12 @@ def _skip_blocks(text: str) -> Optional[list]:
         return None
     example = "e.g. 28, or 11, 25, 35 for every step, or [[], [11, 25, 35, 39], [28]] per guidance timestep"
     try:
-        value = json.loads(text) if text.startswith("[") else [int(v) for v in re.split(r"[,\s]+", text) if v]
+        value = _parsed_list(text, int)
     except ValueError:
         raise ValueError(f"skip_block_list: '{text}' is not a list of block numbers ({example})") from None
 
     def blocks(items) -> bool:
-        return isinstance(items, list) and all(isinstance(i, int) and not isinstance(i, bool) and i >= 0
-                                               for i in items)
+        return isinstance(items, list) and all(is_whole(i, 0) for i in items)
 
     if not isinstance(value, list) or not (blocks(value) or all(blocks(v) for v in value)):
         raise ValueError(f"skip_block_list: '{text}' is neither a list of block numbers (0 or more) nor a list "
@@ -180,8 +184,7 @@ class LTX097GuidanceSettings(io.ComfyNode):
                                  tooltip="Run the CFG / STG predictions of a step one after the other instead of "
                                          "as one batch: up to 3× less activation memory, a little slower, same "
                                          "result."),
-                LTXGuidanceType.Input("guidance", optional=True,
-                                      tooltip="Settings to build on (this node's non-empty values win)."),
+                guidance_input("Settings to build on (this node's non-empty values win)."),
             ],
             outputs=[LTXGuidanceType.Output(display_name="guidance",
                                             tooltip="Recipe overrides for the sampler's guidance input.")],
@@ -190,12 +193,8 @@ class LTX097GuidanceSettings(io.ComfyNode):
     @classmethod
     def validate_inputs(cls, cfg_scale: str = "", stg_scale: str = "", rescaling_scale: str = "",
                         guidance_timesteps: str = "", skip_block_list: str = "") -> bool | str:
-        try:
-            build_guidance(cfg_scale=cfg_scale, stg_scale=stg_scale, rescaling_scale=rescaling_scale,
-                           guidance_timesteps=guidance_timesteps, skip_block_list=skip_block_list)
-        except ValueError as error:
-            return str(error)
-        return True
+        return answer(build_guidance, cfg_scale=cfg_scale, stg_scale=stg_scale, rescaling_scale=rescaling_scale,
+                      guidance_timesteps=guidance_timesteps, skip_block_list=skip_block_list)
 
     @classmethod
     def execute(cls, **kwargs) -> io.NodeOutput:

@@ -14,9 +14,12 @@ from comfy_api.latest import io
 
 from .. import ltx_core
 from ..ltx_core import acceleration
-from .common import (CATEGORY, WEIGHT_DTYPES, LTXModel, LTXModelType, LTXUpsampler, LTXUpsamplerType, LTXVae,
-                     LTXVaeType, check_model_file, comfy_attention, compute_dtype_for, model_files, model_path,
-                     operations_for, resolve_vae_like_dtype, resolve_weight_dtype, wrap)
+from .inputs import CATEGORY, dtype_input
+from .memory import wrap
+from .model_files import check_model_file, model_files, model_path
+from .ops import (WEIGHT_DTYPES, comfy_attention, compute_dtype_for, operations_for, resolve_vae_like_dtype,
+                  resolve_weight_dtype)
+from .sockets import LTXModel, LTXModelType, LTXUpsampler, LTXUpsamplerType, LTXVae, LTXVaeType
 
 CHECKPOINT_FOLDERS = ("checkpoints", "diffusion_models")
 UPSAMPLER_FOLDERS = ("latent_upscale_models", "upscale_models")
@@ -113,10 +116,8 @@ class LTX097UpsamplerLoader(io.ComfyNode):
                     "upscale_model_name", options=model_files(*UPSAMPLER_FOLDERS),
                     tooltip="The .safetensors upsampler, listed from models/latent_upscale_models and "
                             "models/upscale_models."),
-                io.Combo.Input(
-                    "dtype", options=["auto", "bf16", "fp16", "fp32"], default="auto",
-                    tooltip="Weights and compute dtype. auto: what ComfyUI uses for VAEs on this device "
-                            "(bf16 on GPUs that support it, fp32 on the CPU)."),
+                dtype_input("auto", "Weights and compute dtype. auto: what ComfyUI uses for VAEs on this device (bf16 "
+                                    "on GPUs that support it, fp32 on the CPU)."),
             ],
             outputs=[
                 LTXUpsamplerType.Output(display_name="upsampler",

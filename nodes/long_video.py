@@ -14,16 +14,12 @@ from comfy_api.latest import io
 
 from ..ltx_core.windows import (DEFAULT_OVERLAP_FRAMES, DEFAULT_TEMPORAL_ADAIN_FACTOR, DEFAULT_WINDOW_FRAMES,
                                 MIN_WINDOW_FRAMES, check_window_settings)
-from .common import CATEGORY
+from .inputs import CATEGORY, answer
+from .ranges import MAX_WINDOW_FRAMES
+from .sockets import LTXWindowsType
 
 logger = logging.getLogger(__name__)
 
-LTXWindowsType = io.Custom("LTX097_WINDOWS")
-MAX_WINDOW_FRAMES = 257
-WINDOWS_TOOLTIP = (f"How videos longer than one window are made (LTX-Video 0.9.7 Long Video Settings). Without "
-                   f"it: windows of {DEFAULT_WINDOW_FRAMES} frames overlapping by {DEFAULT_OVERLAP_FRAMES}, AdaIN "
-                   f"{DEFAULT_TEMPORAL_ADAIN_FACTOR}, and up to {MAX_WINDOW_FRAMES} frames in one window. A video that "
-                   f"fits one window is sampled exactly as before.")
 
 
 def window_settings(windows: Optional[dict], num_frames: int) -> dict:
@@ -117,11 +113,7 @@ class LTX097LongVideoSettings(io.ComfyNode):
     @classmethod
     def validate_inputs(cls, window_frames: int = DEFAULT_WINDOW_FRAMES,
                         overlap_frames: int = DEFAULT_OVERLAP_FRAMES) -> bool | str:
-        try:
-            check_window_settings(window_frames, overlap_frames)
-        except ValueError as error:
-            return str(error)
-        return True
+        return answer(check_window_settings, window_frames, overlap_frames)
 
     @classmethod
     def execute(cls, window_frames: int = DEFAULT_WINDOW_FRAMES, overlap_frames: int = DEFAULT_OVERLAP_FRAMES,

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import threading
 from collections import OrderedDict
 from pathlib import Path
@@ -32,14 +31,16 @@ from comfy_api.latest import io
 from safetensors import safe_open
 
 from ..fetch import ALLOW_HOSTS_ENV, ALLOW_PRIVATE_ENV, redact_url
+from ..ltx_core.arguments import is_number
+from ..ltx_core.loading import FP8_DTYPES
 from ..ltx_core.lora import KIND_NAMES, LoraError, LoraMapping, is_ic_lora, map_lora
-from .common import CATEGORY, FP8_DTYPES, LTXModel, LTXModelType
+from .inputs import CATEGORY, answer, model_input
 from .lora_sources import (ALLOW_LOCAL_ENV, LoraSourceError, check_safetensors, check_source, is_url, lora_files,
                            resolve_lora)
+from .sockets import LTXLoraStackType, LTXModel, LTXModelType
 
 logger = logging.getLogger(__name__)
 
-LTXLoraStackType = io.Custom("LTX097_LORA_STACK")
 """A list of `{"path": str, "weight_name": str | None, "scale": float}` (the service's LoRAWeight list)."""
 
 NO_LORA = "none"
@@ -114,8 +115,8 @@ def lora_patches(model: LTXModel, tensors: dict[str, torch.Tensor], metadata: Op
                  name: str = "LoRA") -> tuple[dict[str, Any], LoraMapping]:
     """ComfyUI patches `{parameter name: adapter}` for one LoRA file on `model`'s transformer, and its mapping.
 
-    Raises `LoraError` with a sentence when the file does not fit (see `ltx_core.lora.mapping.map_lora`) or uses an adapter
-    type this ComfyUI does not implement.
+    Raises `LoraError` with a sentence when the file does not fit (see `ltx_core.lora.mapping.map_lora`) or uses an
+    adapter type this ComfyUI does not implement.
     """
     shapes = {key: tuple(value.shape) for key, value in model.transformer.state_dict().items()}
     mapping = map_lora(tensors, shapes, metadata, name=name)
@@ -222,7 +223,7 @@ def parse_lora_stack(value) -> list[dict]:
             raise ValueError(f"LoRA {number}: weight_name must be a file name (text) or null, got a "
                              f"{_kind_of(weight_name)}")
         scale = item.get("scale", 1.0)
-        if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale):
+        if not is_number(scale):
             raise ValueError(f"LoRA {number}: scale must be a finite number, got {scale!r}")
         entries.append({"path": path.strip(), "weight_name": (weight_name or "").strip() or None,
                         "scale": float(scale)})
@@ -321,8 +322,8 @@ class LTX097LoraLoader(io.ComfyNode):
                 "for fp8 weights and in low-VRAM mode."
             ),
             inputs=[
-                LTXModelType.Input("model", tooltip="The LTX-Video model to attach the LoRA to (it is not changed; "
-                                                    "the output is a patched copy)."),
+                model_input("The LTX-Video model to attach the LoRA to (it is not changed; the output is a patched "
+                            "copy)."),
                 io.Combo.Input("lora_name", options=[NO_LORA] + lora_files(), default=NO_LORA,
                                tooltip="A .safetensors LoRA from models/loras (and extra_model_paths.yaml folders). "
                                        "'none' passes the model through, unless source is set."),
@@ -380,11 +381,7 @@ class LTX097LoraStack(io.ComfyNode):
 
     @classmethod
     def validate_inputs(cls, loras=None) -> bool | str:
-        try:
-            parse_lora_stack(loras)
-        except ValueError as error:
-            return str(error)
-        return True
+        return answer(parse_lora_stack, loras)
 
     @classmethod
     def execute(cls, loras: str, lora_stack: Optional[list] = None) -> io.NodeOutput:
@@ -400,8 +397,7 @@ class LTX097ApplyLoraStack(io.ComfyNode):
             category=f"{CATEGORY}/lora",
             description="Attaches every LoRA of a LoRA list to the model at its scale (like chained LoRA nodes).",
             inputs=[
-                LTXModelType.Input("model", tooltip="The LTX-Video model (not changed; the output is a patched "
-                                                    "copy)."),
+                model_input("The LTX-Video model (not changed; the output is a patched copy)."),
                 LTXLoraStackType.Input("lora_stack", tooltip="The LoRAs, from an LTX-Video 0.9.7 LoRA List node."),
             ],
             outputs=[LTXModelType.Output(display_name="model", tooltip="The model with the LoRAs attached.")],

@@ -26,6 +26,7 @@ import folder_paths
 
 from ..fetch import FetchError, Progress, check_url, download, redact_url, unseal_url
 from ..ltx_core import loading
+from ..ltx_core.loading import SAFETENSORS_SUFFIXES
 from .progress import check_interrupted
 
 logger = logging.getLogger(__name__)
@@ -36,12 +37,10 @@ ALLOW_LOCAL_ENV = "LTX097_ALLOW_LOCAL_LORA_PATHS"
 MAX_DOWNLOAD_ENV = "LTX097_LORA_MAX_DOWNLOAD_MB"
 DEFAULT_MAX_DOWNLOAD_MB = 4096
 """A 13B rank-128 LoRA in bf16 is about 0.8 GB; fp32 or full-rank files are larger."""
-SAFETENSORS_SUFFIXES = (".safetensors", ".sft")
 
 _REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 _download_lock = threading.Lock()
-
 
 
 class LoraSourceError(ValueError):

@@ -1,4 +1,5 @@
-"""Memory estimates for ComfyUI's `load_models_gpu`, and the `on_model` hook that loads each model when used.
+"""ComfyUI's memory management of the pack's models: their ModelPatchers, the working-memory estimates given to
+`load_models_gpu`, and the `on_model` hook that loads each model right before it is used.
 
 `load_models_gpu([patcher], memory_required=bytes)` frees other models until the weights plus `bytes` of working
 memory fit, and loads the model partially (low-VRAM) when they do not. The estimates are deliberately simple
@@ -19,8 +20,15 @@ upper bounds of the activations at the peak of one forward, not measurements:
 from __future__ import annotations
 
 import logging
+
+from typing import Optional
+
 import comfy.model_management as mm
+import comfy.model_patcher
 import torch
+
+from ..ltx_core.sampling import max_branches, pass_shapes, recipe_passes
+from .sockets import LTXModel, LTXUpsampler, LTXVae
 
 logger = logging.getLogger(__name__)
 
@@ -28,6 +36,11 @@ TRANSFORMER_LIVE_TENSORS = 16
 VAE_LIVE_ACTIVATIONS = 6
 VAE_MIN_CHUNK_FRAMES = 2
 UPSAMPLER_LIVE_TENSORS = 8
+
+
+def wrap(model: torch.nn.Module, load_device: torch.device, offload_device: torch.device):
+    """A ComfyUI ModelPatcher around an ltx_core module (ComfyUI then owns loading and offloading it)."""
+    return comfy.model_patcher.ModelPatcher(model, load_device=load_device, offload_device=offload_device)
 
 
 def _size(dtype: torch.dtype) -> int:
@@ -49,6 +62,11 @@ def upsampler_bytes(tokens: int, mid_channels: int, dtype: torch.dtype) -> int:
     return int(tokens * 4 * mid_channels * UPSAMPLER_LIVE_TENSORS * _size(dtype))
 
 
+def load_vae(vae: LTXVae, latents: torch.Tensor) -> None:
+    """Load the VAE with the working memory of decoding (or encoding) latents `[B, C, F, H, W]`."""
+    ModelLoads().add("vae", vae.patcher, vae_bytes(vae.vae, latents.shape[3], latents.shape[4], vae.dtype))("vae")
+
+
 class ModelLoads:
     """`on_model(name)` for ltx_core: loads the named model's patcher with its estimate before it is used."""
 
@@ -65,3 +83,29 @@ class ModelLoads:
             return
         patcher, memory_required = self.entries[name]
         mm.load_models_gpu([patcher], memory_required=memory_required)
+
+
+def generation_loads(model: LTXModel, vae: LTXVae, upsampler: Optional[LTXUpsampler], settings: dict, *,
+                     width: int, height: int, num_frames: int, extra_frames: int) -> ModelLoads:
+    """The loads of one generation with resolved recipe `settings` (a long video: of its first, largest window).
+
+    The transformer's estimate is its largest pass (tokens × batched guidance branches; `extra_frames` latent frames
+    of condition and guide tokens come on top of the video's), the VAE's the largest pass's latent size, the
+    upsampler's the first pass's latents.
+    """
+    shapes = pass_shapes(settings, width=width, height=height, num_frames=num_frames)
+    tokens = [(frames + extra_frames) * h * w for _, _, frames, h, w in shapes]
+    branches = [max_branches(p, settings["batched_guidance"]) for _, p in recipe_passes(settings)]
+    config = model.transformer_config
+    inner_dim = int(config.get("num_attention_heads", 32)) * int(config.get("attention_head_dim", 128))
+    peak = max(t * b for t, b in zip(tokens, branches))
+    _, _, _, largest_h, largest_w = max(shapes, key=lambda shape: shape[3] * shape[4])
+    loads = ModelLoads()
+    loads.add("transformer", model.patcher, transformer_bytes(peak, inner_dim, 1, model.compute_dtype))
+    loads.add("vae", vae.patcher, vae_bytes(vae.vae, largest_h, largest_w, vae.dtype))
+    if upsampler is not None:
+        _, _, first_frames, first_h, first_w = shapes[0]
+        loads.add("upsampler", upsampler.patcher,
+                  upsampler_bytes(first_frames * first_h * first_w, int(upsampler.config.get("mid_channels", 512)),
+                                  upsampler.dtype))
+    return loads

@@ -14,3 +14,10 @@ SIZE_GRID = PIXELS_PER_LATENT
 MIN_FRAME_RATE, MAX_FRAME_RATE, FRAME_RATE_STEP = 1.0, 120.0, 0.01
 
 MIN_STEPS, MAX_STEPS = 1, 200
+MAX_STEP_CACHE = 0.5
+"""The step cache threshold's widget stops here: above it, most deep-block work is skipped and videos blur."""
+MAX_WINDOW_FRAMES = 257
+"""The longest window (the model was trained on up to 257 frames)."""
+
+__all__ = ["FRAME_RATE_STEP", "MAX_FRAMES", "MAX_FRAME_RATE", "MAX_SIZE", "MAX_STEPS",
+           "MAX_STEP_CACHE", "MAX_WINDOW_FRAMES", "MIN_FRAMES", "MIN_FRAME_RATE", "MIN_SIZE", "MIN_STEPS", "SIZE_GRID"]

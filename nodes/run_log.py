@@ -19,11 +19,6 @@ def add_listener(listener: Callable[[str], None]) -> None:
         _listeners.append(listener)
 
 
-def remove_listener(listener: Callable[[str], None]) -> None:
-    if listener in _listeners:
-        _listeners.remove(listener)
-
-
 def emit(message: str) -> None:
     logger.debug("%s", message)
     for listener in list(_listeners):

@@ -14,22 +14,23 @@ import torch
 from comfy_api.latest import io
 
 from ..assistants import catalog, safety
-from .assistant_models import (DTYPE_CHOICES, cached, folder_choices, load_for_use, locate, managed, missing_folder,
-                               register_folder, resolve_dtype)
-from .common import CATEGORY
+from .assistant_models import (ModelKind, folder_choices, load_for_use, managed, missing_folder, register_folder,
+                               resolve_dtype)
+from .inputs import CATEGORY, download_input, dtype_input
+from .sockets import LTXSafetyCheckerType
 
 logger = logging.getLogger(__name__)
 
 CHECKER_FOLDER = "safety_checker"
 DEFAULT_CHECKER = "nsfw_image_detection"
-CHECKER_SOURCE = "https://huggingface.co/Falconsai/nsfw_image_detection (Apache-2.0)"
+CHECKERS = ModelKind(CHECKER_FOLDER, safety.CLASSIFIER_FILES, "safety checker",
+                     "https://huggingface.co/Falconsai/nsfw_image_detection (Apache-2.0)", catalog.CHECKERS)
 ON_FLAGGED = ("stop", "black out")
 DEFAULT_THRESHOLD = 0.5
 VIDEO_SAMPLE = 9
 """Frames of a generated video (and of each conditioning video) the one-node path checks, first and last
 included."""
 WORKING_BYTES = 256 << 20
-LTXSafetyCheckerType = io.Custom("LTX097_SAFETY_CHECKER")
 
 register_folder(CHECKER_FOLDER)
 
@@ -55,17 +56,14 @@ def load_checker(name: str, threshold: float = DEFAULT_THRESHOLD, on_flagged: st
         raise ValueError(f"on_flagged '{on_flagged}' is not one of {', '.join(ON_FLAGGED)}")
     if not 0.0 < threshold <= 1.0:
         raise ValueError(f"threshold={threshold} is out of range (above 0, at most 1)")
-    folder = locate(CHECKER_FOLDER, name, safety.CLASSIFIER_FILES, what="safety checker", source=CHECKER_SOURCE,
-                    download=download, catalog=catalog.CHECKERS)
+    folder = CHECKERS.locate(name, download)
     classifier = safety.load_classifier(folder, resolve_dtype(dtype, mm.text_encoder_device()))
     return SafetyChecker(managed(classifier.model), classifier, float(threshold), on_flagged)
 
 
 def default_checker() -> SafetyChecker:
     """The one-node path's checker when none is connected: models/safety_checker/nsfw_image_detection/."""
-    folder = locate(CHECKER_FOLDER, DEFAULT_CHECKER, safety.CLASSIFIER_FILES, what="safety checker",
-                    source=CHECKER_SOURCE)
-    return cached(("checker", str(folder), folder.stat().st_mtime_ns), lambda: load_checker(DEFAULT_CHECKER))
+    return CHECKERS.default(DEFAULT_CHECKER, lambda: load_checker(DEFAULT_CHECKER))
 
 
 def missing_default_checker() -> Optional[str]:
@@ -151,12 +149,9 @@ class LTX097SafetyCheckerLoader(io.ComfyNode):
                                tooltip="stop: the run fails with an error naming the frames and scores, nothing "
                                        "is saved; black out: flagged frames (and their neighbours up to the next "
                                        "checked frame) become black."),
-                io.Combo.Input("dtype", options=list(DTYPE_CHOICES), default="fp32",
-                               tooltip="Weight dtype (the classifier is small; fp32 is the reference)."),
-                io.Boolean.Input("download", default=False,
-                                 tooltip="Download the missing files of nsfw_image_detection "
-                                         "(Falconsai/nsfw_image_detection, Apache-2.0, 343 MB) into "
-                                         "models/safety_checker/. Off: nothing is downloaded."),
+                dtype_input("fp32", "Weight dtype (the classifier is small; fp32 is the reference)."),
+                download_input("Download the missing files of nsfw_image_detection (Falconsai/nsfw_image_detection, "
+                               "Apache-2.0, 343 MB) into models/safety_checker/. Off: nothing is downloaded."),
             ],
             outputs=[LTXSafetyCheckerType.Output(display_name="safety_checker",
                                                  tooltip="For the Safety Check node or the one-node Text to "

@@ -16,7 +16,7 @@ from comfy_api.latest import io
 
 from ..hosted import DEFAULT_NEGATIVE_PROMPT
 from ..ltx_core.models.grid import TEXT_TOKENS
-from .common import CATEGORY
+from .inputs import CATEGORY, clip_input, negative_prompt_input, prompt_input
 
 logger = logging.getLogger(__name__)
 
@@ -156,15 +156,9 @@ class LTX097TextEncode(io.ComfyNode):
                 "the end token kept, padded to 256, with a 0/1 attention mask. Outputs core CONDITIONING."
             ),
             inputs=[
-                io.Clip.Input("clip", tooltip="A T5-XXL text encoder: t5xxl_fp16.safetensors (or fp8) in "
-                                              "models/text_encoders, loaded with the core Load CLIP node, type ltxv."),
-                io.String.Input("prompt", multiline=True, default="",
-                                tooltip="What the video shows. LTX-Video likes long, literal descriptions of the "
-                                        "scene, the motion and the camera. Read up to 255 tokens (about 190 "
-                                        "words); the rest is cut off. For a long video, one prompt per window: "
-                                        "separate them with a line holding only --- (the last one repeats)."),
-                io.String.Input("negative_prompt", multiline=True, default=DEFAULT_NEGATIVE_PROMPT,
-                                tooltip="What to steer away from (used by the classifier-free guidance steps)."),
+                clip_input(),
+                prompt_input(),
+                negative_prompt_input(DEFAULT_NEGATIVE_PROMPT),
             ],
             outputs=[
                 io.Conditioning.Output(display_name="positive", tooltip="The encoded prompt with its mask."),

@@ -11,23 +11,22 @@ from typing import Optional
 from comfy_api.latest import io, ui
 
 from ..hosted import (ASPECT_RATIOS, DEFAULT_ASPECT_RATIO, DEFAULT_FRAME_RATE, DEFAULT_FRAMES, DEFAULT_NEGATIVE_PROMPT,
-                      DEFAULT_RESOLUTION, DEFAULT_STEPS, MAX_SEED, VIDEO_SIZES)
-from .common import (CATEGORY, LTXModel, LTXModelType, LTXUpsampler, LTXUpsamplerType, LTXVae, LTXVaeType,
-                     check_number)
-from .conditioning import LTXConditionsType
+                      DEFAULT_RESOLUTION, DEFAULT_STEPS, VIDEO_SIZES)
 from .decode import decode, iter_frames
-from .enhancer import LTXPromptEnhancerType, PromptEnhancerModels, default_enhancer, run_enhancer
-from .guidance import LTXGuidanceType
-from .long_video import WINDOWS_TOOLTIP, LTXWindowsType, output_connected
-from .safety import (LTXSafetyCheckerType, SafetyChecker, check_conditions, check_generation, checked_stream,
-                     default_checker)
-from .lora import LTXLoraStackType, apply_lora_stack
+from .enhancer import PromptEnhancerModels, default_enhancer, run_enhancer
+from .inputs import (CATEGORY, check_number, clip_input, conditions_input, frame_rate_input, frames_input,
+                     guidance_input, hidden_unique_id, model_input, negative_prompt_input, prompt_input, recipe_input,
+                     save_inputs, seed_input, step_cache_input, steps_input, upsampler_input, vae_input, windows_input)
+from .long_video import output_connected
+from .lora import apply_lora_stack
+from .ranges import MAX_FRAMES, MAX_FRAME_RATE, MIN_FRAMES, MIN_FRAME_RATE
+from .recipe_choices import DEFAULT_RECIPE, recipe_choice
 from .run_log import emit
-from .ranges import FRAME_RATE_STEP, MAX_FRAME_RATE, MAX_FRAMES, MAX_STEPS, MIN_FRAME_RATE, MIN_FRAMES, MIN_STEPS
-from .sampling import (DEFAULT_RECIPE, RECIPE_CHOICES, RECIPE_TOOLTIP, UPSAMPLER_FILE, as_latent,
-                       hidden_unique_id, recipe_choice, sample, step_cache_input)
+from .safety import SafetyChecker, check_conditions, check_generation, checked_stream, default_checker
+from .sampler import as_latent, sample
+from .sockets import LTXLoraStackType, LTXModel, LTXPromptEnhancerType, LTXSafetyCheckerType, LTXUpsampler, LTXVae
 from .text import encode_prompt, encode_prompts
-from .video import metadata_of, save_inputs, save_video
+from .video import metadata_of, save_video
 
 logger = logging.getLogger(__name__)
 
@@ -61,38 +60,28 @@ class LTX097TextToVideo(io.ComfyNode):
                 "seed used."
             ),
             inputs=[
-                LTXModelType.Input("model", tooltip="The LTX-Video transformer (LTX-Video 0.9.7 Model Loader)."),
-                LTXVaeType.Input("vae", tooltip="The video VAE from the same checkpoint."),
-                io.Clip.Input("clip", tooltip="A T5-XXL text encoder (core Load CLIP, type ltxv, "
-                                              "t5xxl_fp16.safetensors)."),
-                io.String.Input("prompt", multiline=True, default="",
-                                tooltip="What the video shows: a long, literal description of the scene, the "
-                                        "motion and the camera works best (up to 255 tokens are read). For a long "
-                                        "video, one prompt per window, separated by lines holding only --- (the "
-                                        "last one repeats)."),
-                io.String.Input("negative_prompt", multiline=True, default=DEFAULT_NEGATIVE_PROMPT,
-                                tooltip="What to steer away from."),
+                model_input(),
+                vae_input(),
+                clip_input(),
+                prompt_input(),
+                negative_prompt_input(DEFAULT_NEGATIVE_PROMPT),
                 io.Combo.Input("resolution", options=list(VIDEO_SIZES), default=DEFAULT_RESOLUTION,
                                tooltip="480p: 848×480, 480×480 or 480×848; 720p: 1280×720, 720×720 or 720×1280 "
                                        "(by aspect ratio)."),
                 io.Combo.Input("aspect_ratio", options=list(ASPECT_RATIOS), default=DEFAULT_ASPECT_RATIO,
                                tooltip="16:9 landscape, 1:1 square, 9:16 portrait."),
-                io.Int.Input("number_of_frames", default=DEFAULT_FRAMES, min=MIN_FRAMES, max=MAX_FRAMES, step=1,
-                             tooltip="Frames to generate (89 at 25 fps ≈ 3.6 s; 1441 ≈ 58 s). The model works on "
-                                     "8k+1 frames; other counts are generated as the next 8k+1 and cut back. Longer "
-                                     "than one window (121 by default): generated window by window."),
-                io.Int.Input("number_of_steps", default=DEFAULT_STEPS, min=MIN_STEPS, max=MAX_STEPS, step=1,
-                             tooltip="Denoising steps per pass (the 0.9.7 dev recipe's second pass runs the last "
-                                     "13 of 30). The 0.9.7 distilled recipe runs its fixed 7 + 3 steps and ignores "
-                                     "this."),
-                io.Float.Input("frame_rate", default=float(DEFAULT_FRAME_RATE), min=MIN_FRAME_RATE, max=MAX_FRAME_RATE,
-                               step=FRAME_RATE_STEP,
-                               tooltip="Frames per second of the video (the model times the motion with it)."),
-                io.Int.Input("seed", default=0, min=0, max=MAX_SEED, control_after_generate=True,
-                             tooltip="Seed of the noise. Leave the control on 'randomize' for a new video every "
-                                     "run; the seed used is an output."),
-                io.Combo.Input("recipe", options=list(RECIPE_CHOICES), default=DEFAULT_RECIPE,
-                               tooltip=RECIPE_TOOLTIP),
+                frames_input("number_of_frames", DEFAULT_FRAMES,
+                             "Frames to generate (89 at 25 fps ≈ 3.6 s; 1441 ≈ 58 s). The model works on 8k+1 "
+                             "frames; other counts are generated as the next 8k+1 and cut back. Longer than one "
+                             "window (121 by default): generated window by window."),
+                steps_input("number_of_steps",
+                            "Denoising steps per pass (the 0.9.7 dev recipe's second pass runs the last 13 of 30). "
+                            "The 0.9.7 distilled recipe runs its fixed 7 + 3 steps and ignores this."),
+                frame_rate_input("Frames per second of the video (the model times the motion with it).",
+                                 float(DEFAULT_FRAME_RATE)),
+                seed_input("Seed of the noise. Leave the control on 'randomize' for a new video every run; the "
+                           "seed used is an output."),
+                recipe_input(),
                 *save_inputs(),
                 io.Boolean.Input("expand_prompt", default=False,
                                  tooltip="Rewrite a short prompt into a long literal description with an LLM before "
@@ -104,27 +93,20 @@ class LTX097TextToVideo(io.ComfyNode):
                                          "NSFW classifier; flagged content stops the run and nothing is saved. "
                                          "Uses the connected safety_checker, else "
                                          "models/safety_checker/nsfw_image_detection/."),
-                LTXUpsamplerType.Input("upsampler", optional=True,
-                                       tooltip=f"The spatial latent upsampler ({UPSAMPLER_FILE}, LTX-Video 0.9.7 "
-                                               "Latent Upsampler Loader); required by the multi-scale recipes."),
+                upsampler_input(),
                 LTXLoraStackType.Input("loras", optional=True,
                                        tooltip="LoRAs to apply, with their strengths (LTX-Video 0.9.7 LoRA "
                                                "nodes)."),
-                LTXConditionsType.Input("conditions", optional=True,
-                                        tooltip="Images / videos pinned to frames (Image Condition, Video "
-                                                "Condition), for image-to-video or keyframes, and IC-LoRA "
-                                                "guides (Guide)."),
+                conditions_input(),
                 LTXPromptEnhancerType.Input("prompt_enhancer", optional=True,
                                             tooltip="The prompt enhancer's models (Prompt Enhancer Loader), used "
                                                     "when expand_prompt is on."),
                 LTXSafetyCheckerType.Input("safety_checker", optional=True,
                                            tooltip="The safety checker and its policy (Safety Checker Loader), used "
                                                    "when enable_safety_checker is on."),
-                LTXGuidanceType.Input("guidance", optional=True,
-                                      tooltip="Changes to the recipe's guidance (Guidance Settings), e.g. its "
-                                              "save_memory switch for GPUs with less memory."),
+                guidance_input(),
                 step_cache_input(),
-                LTXWindowsType.Input("windows", optional=True, tooltip=WINDOWS_TOOLTIP),
+                windows_input(),
                 io.Boolean.Input("split_prompt", default=True, optional=True,
                                  tooltip="Read lines holding only --- as separators of window prompts. Off: the "
                                          "prompt is encoded exactly as written (the HTTP API turns this off)."),

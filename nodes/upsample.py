@@ -13,9 +13,10 @@ import comfy.model_management as mm
 from comfy_api.latest import io
 
 from .. import ltx_core
-from .common import CATEGORY, LTXUpsampler, LTXUpsamplerType, LTXVae, LTXVaeType
+from .inputs import CATEGORY
 from .memory import ModelLoads, upsampler_bytes
-from .sampling import LATENT_KEY, as_latent
+from .sampler import LATENT_KEY, as_latent
+from .sockets import LTXUpsampler, LTXUpsamplerType, LTXVae, LTXVaeType
 
 
 class LTX097LatentUpsample(io.ComfyNode):

@@ -19,13 +19,10 @@ from comfy_api.latest import InputImpl, io, ui
 
 from ..fetch import redact_text
 from ..mp4 import DEFAULT_CRF, write_mp4
-from .common import CATEGORY, check_number
-from .ranges import FRAME_RATE_STEP, MAX_FRAME_RATE, MIN_FRAME_RATE
+from .inputs import CATEGORY, DEFAULT_PREFIX, check_number, frame_rate_input, save_inputs
+from .ranges import MAX_FRAME_RATE, MIN_FRAME_RATE
 
 logger = logging.getLogger(__name__)
-
-DEFAULT_PREFIX = "LTX-Video/ltxv097"
-
 
 def metadata_of(cls) -> dict[str, str]:
     """The prompt / workflow as mp4 tags (like core SaveVideo), unless ComfyUI runs with --disable-metadata. URLs in
@@ -64,18 +61,6 @@ def save_video(frames: torch.Tensor | Iterable[torch.Tensor], frame_rate: float,
     return path, ui.SavedResult(file, subfolder, io.FolderType.output), InputImpl.VideoFromFile(path)
 
 
-def save_inputs(prefix: str = DEFAULT_PREFIX) -> list:
-    return [
-        io.String.Input("filename_prefix", default=prefix,
-                        tooltip="File name (and sub-folders) in ComfyUI's output folder; %date:yyyy-MM-dd% and "
-                                "other ComfyUI placeholders work. A counter and .mp4 are added."),
-        io.Int.Input("crf", default=DEFAULT_CRF, min=0, max=51, step=1,
-                     tooltip="H.264 quality: lower is better and bigger (0 = lossless, 19 ≈ visually lossless, "
-                             "23 = x264's default)."),
-        io.Boolean.Input("reverse_video", default=False, tooltip="Play the video backwards."),
-    ]
-
-
 class LTX097SaveVideo(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
@@ -90,10 +75,7 @@ class LTX097SaveVideo(io.ComfyNode):
             ),
             inputs=[
                 io.Image.Input("images", tooltip="The frames [frames, height, width, 3] (LTX-Video 0.9.7 Decode)."),
-                io.Float.Input("frame_rate", default=25.0, min=MIN_FRAME_RATE, max=MAX_FRAME_RATE,
-                               step=FRAME_RATE_STEP,
-                               tooltip="Frames per second; connect the decode node's frame_rate to match the "
-                                       "sampler."),
+                frame_rate_input("Frames per second; connect the decode node's frame_rate to match the sampler."),
                 *save_inputs(),
             ],
             outputs=[io.Video.Output(display_name="video", tooltip="The saved mp4 as a core VIDEO.")],

@@ -7,7 +7,8 @@ then is reused instead of running them. Nothing is fitted per model. Each guidan
 perturbed) keeps its own cache, since their predictions move differently; the first and last steps of a pass are
 always computed, and at most `max_reuse` steps in a row reuse a cache, so errors cannot pile up unchecked.
 
-A cache lives for one pass: `denoise` makes a new one per pass, so nothing leaks between passes or runs.
+A cache lives for one pass: the sampling `PassRunner` makes a new one for every pass (of every window of a long
+video) and hands it to `denoise`, so nothing leaks between passes, windows or runs.
 """
 
 from __future__ import annotations
@@ -42,7 +43,8 @@ class _BranchState:
 
 @dataclass
 class StepCache:
-    """The cache of one pass; `computed` / `reused` count forwards per branch (for tests and benchmarks)."""
+    """The cache of one pass; `computed` / `reused` count forwards per branch (logged after the pass, read by tests
+    and benchmarks)."""
 
     threshold: float
     num_steps: int

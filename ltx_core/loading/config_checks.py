@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from typing import Any, Mapping, Optional
 
+from ..arguments import is_whole
 from ..models.vae.config import VAEConfig
 
 MAX_LAYERS = 256
@@ -32,7 +33,7 @@ def _refuse(path: str, section: str, field: str, value: Any, why: str) -> ValueE
 
 
 def _bounded(path: str, section: str, field: str, value: Any, high: int, in_file: str = "") -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= high:
+    if not is_whole(value, 1, high):
         raise _refuse(path, section, field, value, f"is not allowed (a whole number in 1–{high})" + in_file)
     return value
 

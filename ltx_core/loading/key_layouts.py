@@ -1,6 +1,6 @@
 """Checkpoint key layouts: find the transformer and VAE tensors in a file and name them the official way.
 
-Accepted layouts (spec §6): the official single file (`model.diffusion_model.*`, `vae.*`), ComfyUI files
+Accepted layouts: the official single file (`model.diffusion_model.*`, `vae.*`), ComfyUI files
 (the same, plus `text_encoders.*`, or bare / `diffusion_model.`-prefixed transformer keys in
 `diffusion_models/`), separate transformer or VAE files, and diffusers names (`proj_in`, `time_embed`,
 `norm_q`, `resnets`, `mid_block`, `latents_mean`, ...).

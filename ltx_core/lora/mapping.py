@@ -1,12 +1,12 @@
 """LoRA files for the LTX-Video transformer: which format a file is in and which weight each entry adapts.
 
-A LoRA file names the layers it adapts in one of several dialects (spec §7); this module finds, for every entry,
+A LoRA file names the layers it adapts in one of several dialects; this module finds, for every entry,
 the official `Transformer3DModel` parameter it belongs to (`transformer_blocks.3.attn2.to_out.0.weight`, ...),
 checks that the shapes fit the model, and turns file-level settings (PEFT adapter metadata) into the per-layer
 `.alpha` / `.dora_scale` tensors that the usual weight-adapter code reads. The weight math itself is left to the
 host (ComfyUI's `comfy.lora` / weight adapters); `lora_delta` is a plain-torch version of it for plain LoRA.
-Key dialects are read in `lora_keys`; which tensors each adapter type needs, and the shape it makes, in
-`lora_adapters`.
+Key dialects are read in `keys`; which tensors each adapter type needs, and the shape it makes, in
+`adapters`.
 
 Accepted names, detected from the keys (no setting):
 

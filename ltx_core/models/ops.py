@@ -81,5 +81,3 @@ class fp8_matmul(manual_cast):  # noqa: N801 - a namespace
 
     Linear = _Fp8MatmulLinear
 
-
-default_operations = nn

@@ -2,7 +2,7 @@
 
 Tokens carry fractional pixel-space coordinates `(t, y, x)`; time is in seconds so that the same motion looks the
 same at any frame rate. The rotation covers the whole inner dimension across heads, with the three axes interleaved
-per frequency and `inner_dim % 6` unrotated channels at the start (spec §1.4).
+per frequency and `inner_dim % 6` unrotated channels at the start.
 """
 
 from __future__ import annotations

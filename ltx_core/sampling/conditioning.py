@@ -3,7 +3,7 @@
 Frame-0 items are written into the initial latents in place. A single image at a later frame becomes extra
 "keyframe" tokens with their own positions; a later video puts its latent frames in place and its first two latent
 frames (the causal prefix, which looks like a first frame) as extra tokens. Each token carries a conditioning
-strength: its σ never exceeds `1 - strength`, so strength 1 tokens stay clean (spec §4). Guides (IC-LoRA control
+strength: its σ never exceeds `1 - strength`, so strength 1 tokens stay clean. Guides (IC-LoRA control
 videos) are appended after the video's tokens (`guides.py`).
 """
 

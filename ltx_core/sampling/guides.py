@@ -6,7 +6,7 @@ they are dropped before decoding. This is what ComfyUI core's `LTXVAddGuide` / `
 official pack's `LTXVInContextSampler`) do: positions are the first pixel frame of each guide latent frame, with the
 causal first-frame fix only for a guide at frame 0, plus its start frame; a video guide starts at frame 0 or at the
 first frame of a latent frame (8k + 1). Strength follows this pack's conditioning mask (σ never above
-`1 - strength`, spec §4), and unlike image conditions a guide gets no conditioning noise: it stays clean.
+`1 - strength`), and unlike image conditions a guide gets no conditioning noise: it stays clean.
 """
 
 from __future__ import annotations

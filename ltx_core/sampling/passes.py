@@ -1,7 +1,7 @@
 """The passes of a generation: planning σ schedules and guidance, and running one denoising pass.
 
 A `PassRunner` holds what the passes of one generation share (models, prompts, recipe, randomness, hooks); the
-public entry points live in `pipeline.py`.
+public entry points (`pipeline.sample_video`, `windows.sample_long_video`) drive it.
 """
 
 from __future__ import annotations

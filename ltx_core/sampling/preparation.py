@@ -9,13 +9,13 @@ count to 8k+1 for generation, and the result is cropped back to exactly what was
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass
 from typing import Any, Mapping, Optional, Sequence, Union
 
 import torch
 import torch.nn.functional as F
 
+from ..arguments import is_number, is_whole
 from ..decoding import VideoLatents
 from ..models.grid import (FRAMES_PER_LATENT, MAX_FRAMES, MAX_SIZE, MIN_FRAMES, MIN_SIZE, PIXELS_PER_LATENT,
                            TEXT_TOKENS, latent_frame_count)
@@ -101,10 +101,9 @@ def validate_request(width: int, height: int, num_frames: int, frame_rate: float
     """Refuse what would fail (or give garbage) deep inside a generation, before any work starts."""
     for name, value, low, high in (("width", width, MIN_SIZE, MAX_SIZE), ("height", height, MIN_SIZE, MAX_SIZE),
                                    ("num_frames", num_frames, MIN_FRAMES, MAX_FRAMES)):
-        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        if not is_whole(value, low, high):
             raise ValueError(f"{name}={value!r} is out of range (allowed: whole numbers {low}–{high})")
-    if isinstance(frame_rate, bool) or not isinstance(frame_rate, (int, float)) or not math.isfinite(frame_rate) \
-            or frame_rate <= 0:
+    if not is_number(frame_rate) or frame_rate <= 0:
         raise ValueError(f"frame_rate={frame_rate!r} must be a finite number of frames per second above 0")
     for index, item in enumerate(conditions):
         if not 0 <= item.start_frame < num_frames:

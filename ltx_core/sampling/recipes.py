@@ -8,9 +8,9 @@ the defaults of the official `inference.py`: conditioning noise 0.15, CRF 29, Ad
 from __future__ import annotations
 
 import copy
-import math
 from typing import Any, Callable, Mapping, Optional, Union
 
+from ..arguments import is_number, is_whole
 from ..models.transformer import STG_MODES
 
 _COMMON = {
@@ -161,32 +161,24 @@ def _hoist_tone_map(recipe: dict) -> None:
                 recipe["tone_map_compression_ratio"] = value
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _is_whole(value: Any, low: int) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= low
-
-
 def _in_unit(value: Any) -> bool:
-    return _is_number(value) and 0 <= value <= 1
+    return is_number(value, 0, 1)
 
 
 def _scale(value: Any) -> bool:
     """One number ≥ 0, or a non-empty list of them (one per guidance timestep)."""
     values = value if isinstance(value, (list, tuple)) else [value]
-    return bool(values) and all(_is_number(v) and v >= 0 for v in values)
+    return bool(values) and all(is_number(v, 0) for v in values)
 
 
 def _timestep_list(value: Any) -> bool:
-    return isinstance(value, (list, tuple)) and bool(value) and all(_is_number(v) and 0 < v <= 1 for v in value)
+    return isinstance(value, (list, tuple)) and bool(value) and all(is_number(v) and 0 < v <= 1 for v in value)
 
 
 def _block_list(value: Any) -> bool:
     """Block numbers for every step, or one list of them per guidance timestep."""
     def blocks(items: Any) -> bool:
-        return isinstance(items, (list, tuple)) and all(_is_whole(i, 0) for i in items)
+        return isinstance(items, (list, tuple)) and all(is_whole(i, 0) for i in items)
 
     return value is None or blocks(value) or (isinstance(value, (list, tuple)) and all(blocks(v) for v in value))
 
@@ -202,12 +194,12 @@ _TOP_VALUES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "image_cond_noise_scale": (_in_unit, "a number in 0–1"),
     "adain_factor": (_in_unit, "a number in 0–1"),
     "tone_map_compression_ratio": (_in_unit, "a number in 0–1"),
-    "crf": (lambda v: _is_whole(v, 0) and v <= 51, "a whole number in 0–51"),
+    "crf": (lambda v: is_whole(v, 0, 51), "a whole number in 0–51"),
     "stochastic_sampling": (lambda v: isinstance(v, bool), "true or false"),
     "batched_guidance": (lambda v: isinstance(v, bool), "true or false"),
-    "downscale_factor": (lambda v: _is_number(v) and 0 < v <= 1, "a number above 0 and at most 1"),
-    "step_cache_threshold": (lambda v: _is_number(v) and 0 <= v <= 1, "a number in 0–1 (0 = off)"),
-    "step_cache_max_reuse": (lambda v: _is_whole(v, 1), "a whole number of 1 or more"),
+    "downscale_factor": (lambda v: is_number(v) and 0 < v <= 1, "a number above 0 and at most 1"),
+    "step_cache_threshold": (lambda v: is_number(v, 0, 1), "a number in 0–1 (0 = off)"),
+    "step_cache_max_reuse": (lambda v: is_whole(v, 1), "a whole number of 1 or more"),
 }
 _PASS_VALUES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "guidance_scale": (_scale, "a number of 0 or more, or a list of them (one per guidance timestep)"),
@@ -216,9 +208,9 @@ _PASS_VALUES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "guidance_timesteps": (_timestep_list, "a list of timesteps in (0, 1]"),
     "timesteps": (_timestep_list, "a list of timesteps in (0, 1]"),
     "skip_block_list": (_block_list, "a list of block numbers (0 or more), or one such list per guidance timestep"),
-    "num_inference_steps": (lambda v: _is_whole(v, 1), "a whole number of 1 or more"),
-    "skip_initial_inference_steps": (lambda v: _is_whole(v, 0), "a whole number of 0 or more"),
-    "skip_final_inference_steps": (lambda v: _is_whole(v, 0), "a whole number of 0 or more"),
+    "num_inference_steps": (lambda v: is_whole(v, 1), "a whole number of 1 or more"),
+    "skip_initial_inference_steps": (lambda v: is_whole(v, 0), "a whole number of 0 or more"),
+    "skip_final_inference_steps": (lambda v: is_whole(v, 0), "a whole number of 0 or more"),
     "cfg_star_rescale": (lambda v: isinstance(v, bool), "true or false"),
 }
 

@@ -15,6 +15,7 @@ from typing import Iterable, Iterator
 
 import torch
 
+from ..arguments import is_whole
 from ..models.grid import FRAMES_PER_LATENT
 from ..sampling.conditioning import Condition
 
@@ -44,10 +45,9 @@ def plan_extension(clip: torch.Tensor, new_frames: int, *, direction: str = "app
         raise ValueError(f"clip must be frames [frames, height, width, 3], got {shape}")
     if clip.shape[0] == 0:
         raise ValueError("clip has 0 frames: give a clip of at least 1 frame to extend")
-    if isinstance(new_frames, bool) or not isinstance(new_frames, int) or new_frames < 1:
+    if not is_whole(new_frames, 1):
         raise ValueError(f"new_frames={new_frames!r} is not allowed (allowed: whole numbers from 1)")
-    if isinstance(context_frames, bool) or not isinstance(context_frames, int) or context_frames < 1 \
-            or (context_frames - 1) % FRAMES_PER_LATENT:
+    if not is_whole(context_frames, 1) or (context_frames - 1) % FRAMES_PER_LATENT:
         raise ValueError(f"context_frames={context_frames!r} is not allowed (allowed: 8k+1 frames: 1, 9, 17, 25, "
                          f"...)")
     count = clip.shape[0]

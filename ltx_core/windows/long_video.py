@@ -13,6 +13,7 @@ from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
 import torch
 
+from ..arguments import is_number
 from ..decoding import VideoLatents
 from ..models.grid import FRAMES_PER_LATENT
 from ..sampling import Callback, Condition, MediaItems, ModelHook, PassRunner, adain, check_guide_start, prepare
@@ -30,7 +31,7 @@ def _as_list(value: Tensors) -> list[torch.Tensor]:
 
 
 def _check_factor(factor: float) -> None:
-    if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not 0.0 <= factor <= 1.0:
+    if not is_number(factor, 0.0, 1.0):
         raise ValueError(f"temporal_adain_factor={factor!r} is not allowed (allowed: 0–1; 0 = off, 1 = the first "
                          f"window's statistics exactly)")
 

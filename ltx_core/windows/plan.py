@@ -12,6 +12,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Sequence
 
+from ..arguments import is_whole
 from ..models.grid import FRAMES_PER_LATENT, padded_frame_count
 from ..sampling.conditioning import Condition
 
@@ -51,12 +52,10 @@ class WindowPlan:
 
 def check_window_settings(window_frames: int, overlap_frames: int) -> None:
     """Refuse windows the model cannot run and overlaps that leave a window nothing new to generate."""
-    if isinstance(window_frames, bool) or not isinstance(window_frames, int) or window_frames < MIN_WINDOW_FRAMES \
-            or (window_frames - 1) % FRAMES_PER_LATENT:
+    if not is_whole(window_frames, MIN_WINDOW_FRAMES) or (window_frames - 1) % FRAMES_PER_LATENT:
         raise ValueError(f"window_frames={window_frames!r} is not allowed (allowed: 8k+1 frames, at least "
                          f"{MIN_WINDOW_FRAMES}: 9, 17, ..., 121, ..., 257)")
-    if isinstance(overlap_frames, bool) or not isinstance(overlap_frames, int) \
-            or overlap_frames < FRAMES_PER_LATENT or overlap_frames % FRAMES_PER_LATENT:
+    if not is_whole(overlap_frames, FRAMES_PER_LATENT) or overlap_frames % FRAMES_PER_LATENT:
         raise ValueError(f"overlap_frames={overlap_frames!r} is not allowed (allowed: a multiple of 8 from 8, "
                          f"smaller than window_frames={window_frames}; each window continues the last "
                          f"overlap_frames/8 latent frames of the one before)")
@@ -69,7 +68,7 @@ def plan_windows(num_frames: int, window_frames: int = DEFAULT_WINDOW_FRAMES,
                  overlap_frames: int = DEFAULT_OVERLAP_FRAMES) -> WindowPlan:
     """The windows covering `num_frames` (one window, exactly the plain sampler's, when they fit in one)."""
     check_window_settings(window_frames, overlap_frames)
-    if isinstance(num_frames, bool) or not isinstance(num_frames, int) or num_frames < 1:
+    if not is_whole(num_frames, 1):
         raise ValueError(f"num_frames={num_frames!r} is not allowed (allowed: whole numbers from 1)")
     total = (padded_frame_count(num_frames) - 1) // FRAMES_PER_LATENT + 1
     length = (window_frames - 1) // FRAMES_PER_LATENT + 1

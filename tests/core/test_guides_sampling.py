@@ -1,13 +1,11 @@
 """Guides through `sample_video` / `sample_long_video` on tiny models: never in the final latents, strength 0 equal
 to no guide bit for bit, re-encoded at each pass's size, sliced per window, bad start frames refused."""
 
-import dataclasses
-
 import pytest
 import torch
 
 from support import tiny
-from ltx_core import Condition, load_checkpoint, load_latent_upsampler, sample_long_video, sample_video
+from ltx_core import Condition, load_checkpoint, load_latent_upsampler, sample_video
 from ltx_core.windows.plan import plan_windows, route_conditions
 
 BASE = dict(recipe="0.9.6-2b-distilled", width=96, height=64, num_frames=17, frame_rate=25.0, seed=3, steps=2)

@@ -65,7 +65,7 @@ def test_euler_step_matches_reference(stochastic):
 
 
 def test_dev_recipe_guidance_table():
-    """The resolved first-pass schedule of 0.9.7-dev, as verified in the spec (§3.3)."""
+    """The resolved first-pass schedule of 0.9.7-dev: the official recipe's per-timestep guidance, step by step."""
     first = RECIPES["0.9.7-dev"]["first_pass"]
     timesteps = make_timesteps({"sampler": "LinearQuadratic"}, num_steps=30, skip_final=3)
     steps = resolve_guidance(timesteps, **{k: first[k] for k in ("guidance_scale", "stg_scale", "rescaling_scale",

@@ -78,11 +78,11 @@ def test_fp8_matmul_layers_agree_with_manual_cast_and_fall_back_when_they_must()
 
 
 def test_comfy_fp8_matmul_ops_use_fp8_unless_a_patch_applies_at_use(ltx_pack):
-    common = ltx_pack.nodes.common
+    ops = ltx_pack.nodes.ops
     import comfy.ops
 
     weight, bias = _layer()
-    fast = _fp8_layer(common.fp8_matmul_ops, weight, bias)
+    fast = _fp8_layer(ops.fp8_matmul_ops, weight, bias)
     cast = _fp8_layer(comfy.ops.manual_cast, weight, bias)
     x = torch.randn(2, 10, 96, dtype=torch.bfloat16)
     with torch.no_grad():
@@ -98,9 +98,9 @@ def test_comfy_fp8_matmul_ops_use_fp8_unless_a_patch_applies_at_use(ltx_pack):
 
 
 def test_fp8_matmul_ops_are_chosen_only_where_comfyui_has_fp8_compute(ltx_pack):
-    common = ltx_pack.nodes.common
+    ops = ltx_pack.nodes.ops
     import comfy.ops
 
-    assert common.operations_for(torch.float8_e4m3fn, torch.bfloat16, torch.device("cpu")) is comfy.ops.manual_cast
-    assert common.operations_for(torch.bfloat16, torch.bfloat16, torch.device("cpu")) is \
+    assert ops.operations_for(torch.float8_e4m3fn, torch.bfloat16, torch.device("cpu")) is comfy.ops.manual_cast
+    assert ops.operations_for(torch.bfloat16, torch.bfloat16, torch.device("cpu")) is \
         comfy.ops.disable_weight_init

@@ -130,16 +130,16 @@ def test_transformer_forward_matches_reference(models, loaders, ltx_pack, comfy_
 
 
 def test_comfy_attention_adapter_matches_sdpa(ltx_pack, comfy_host):
-    common = ltx_pack.nodes.common
+    ops = ltx_pack.nodes.ops
     generator = torch.Generator().manual_seed(5)
     q, k, v = (torch.randn(2, 3, n, 16, generator=generator) for n in (10, 7, 7))
     bias = torch.zeros(2, 1, 1, 7)
     bias[1, ..., 5:] = -10000.0
     expected = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=bias)
-    actual = common.comfy_attention(q, k, v, attn_mask=bias)
+    actual = ops.comfy_attention(q, k, v, attn_mask=bias)
     assert actual.shape == (2, 3, 10, 16)
     torch.testing.assert_close(actual, expected, atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(common.comfy_attention(q, k, v),
+    torch.testing.assert_close(ops.comfy_attention(q, k, v),
                                torch.nn.functional.scaled_dot_product_attention(q, k, v), atol=1e-5, rtol=1e-5)
 
 

@@ -42,7 +42,7 @@ def _frames(count: int, seed: int = 0) -> torch.Tensor:
 
 
 def _sample(models, prompts, model=None, conditions=None):
-    (latent,) = node_module("sampling").LTX097Sampler.execute(
+    (latent,) = node_module("sampler").LTX097Sampler.execute(
         model=model or models.model, vae=models.vae, positive=prompts[0], negative=prompts[1],
         recipe="0.9.6 2B distilled", steps=2, conditions=conditions, **SIZE).result
     return latent["samples"]
@@ -59,13 +59,13 @@ def test_guide_reaches_ltx_core_unchanged(models, prompts, ltx_pack):
     assert guided.shape == plain.shape
     assert (guided - plain).abs().max() > 1e-3
 
-    sampling, text = node_module("sampling"), node_module("text")
+    sampler_node, text = node_module("sampler"), node_module("text")
     context, mask = text.prompt_context(prompts[0], "positive")
     negative, negative_mask = text.prompt_context(prompts[1], "negative")
     checkpoint = SimpleNamespace(transformer=models.model.transformer, vae=models.vae.vae, config=models.model.config)
     core = ltx_pack.ltx_core
     direct = core.sample_video(checkpoint, context=context, context_mask=mask, negative_context=negative,
-                               negative_context_mask=negative_mask, recipe=sampling.recipe_choice(
+                               negative_context_mask=negative_mask, recipe=sampler_node.recipe_choice(
                                    "0.9.6 2B distilled").recipe, steps=2,
                                conditions=[core.Condition(guide_frames[:17], 0, 1.0, guide=True)], **SIZE)
     assert torch.equal(guided, direct.latents.to(guided.device))

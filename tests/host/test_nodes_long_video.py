@@ -45,20 +45,20 @@ def saved(output_dir, ui):
 
 
 def test_text_encode_splits_window_prompts_and_the_sampler_runs_windows(models, output_dir, monkeypatch, caplog):
-    text, sampling = node_module("text"), node_module("sampling")
+    text, sampler_node = node_module("text"), node_module("sampler")
     positive, negative = text.LTX097TextEncode.execute(clip=models.clip, prompt="a fox\n---\na fox sleeps").result
     assert len(positive) == 2 and not torch.equal(positive[0][0], positive[1][0])
     assert torch.equal(positive[1][0], text.encode_prompt(models.clip, "a fox sleeps")[0][0])
     seen = {}
-    original = node_module("sampling").ltx_core.sample_long_video
+    original = node_module("sampler").ltx_core.sample_long_video
 
     def record(*args, **kwargs):
         seen.update(kwargs)
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(sampling.ltx_core, "sample_long_video", record)
+    monkeypatch.setattr(sampler_node.ltx_core, "sample_long_video", record)
     with caplog.at_level(logging.INFO):
-        (latent,) = sampling.LTX097Sampler.execute(model=models.model, vae=models.vae, positive=positive,
+        (latent,) = sampler_node.LTX097Sampler.execute(model=models.model, vae=models.vae, positive=positive,
                                                    negative=negative, width=64, height=64, num_frames=40,
                                                    frame_rate=25.0, windows=windows(), **SMALL).result
     assert len(seen["context"]) == 2 and seen["window_frames"] == 17 and seen["overlap_frames"] == 8
@@ -70,7 +70,7 @@ def test_text_encode_splits_window_prompts_and_the_sampler_runs_windows(models, 
     with pytest.raises(ValueError, match="window prompt\\(s\\) \\[2\\] of 3 are empty"):
         text.split_prompts("a\n---\n\n---\nb")
     with pytest.raises(ValueError, match="4 prompts for 3 window"):
-        sampling.LTX097Sampler.execute(model=models.model, vae=models.vae, positive=positive * 2, negative=negative,
+        sampler_node.LTX097Sampler.execute(model=models.model, vae=models.vae, positive=positive * 2, negative=negative,
                                        width=64, height=64, num_frames=40, frame_rate=25.0, windows=windows(),
                                        **SMALL)
 

@@ -47,7 +47,7 @@ def run_sampler(models, prompts, recipe="0.9.6 2B distilled", **kwargs):
                      width=WIDTH, height=HEIGHT, num_frames=FRAMES, frame_rate=25.0, steps=STEPS[recipe], seed=7,
                      upsampler=models.upsampler, guidance=TINY_GUIDANCE[recipe])
     arguments.update(kwargs)
-    (latent,) = node_module("sampling").LTX097Sampler.execute(**arguments).result
+    (latent,) = node_module("sampler").LTX097Sampler.execute(**arguments).result
     return latent
 
 
@@ -57,8 +57,8 @@ def run_decode(models, latent, **kwargs):
 
 def generate_directly(ltx_pack, models, prompts, recipe, conditions=(), **overrides):
     """`ltx_core.generate` on the very modules the nodes loaded, with the node's inputs."""
-    sampling, text = node_module("sampling"), node_module("text")
-    choice = sampling.recipe_choice(recipe)
+    sampler_node, text = node_module("sampler"), node_module("text")
+    choice = sampler_node.recipe_choice(recipe)
     context, mask = text.prompt_context(prompts[0], "positive")
     negative, negative_mask = text.prompt_context(prompts[1], "negative")
     checkpoint = SimpleNamespace(transformer=models.model.transformer, vae=models.vae.vae, config=models.model.config)
@@ -66,7 +66,7 @@ def generate_directly(ltx_pack, models, prompts, recipe, conditions=(), **overri
         checkpoint, context=context, context_mask=mask, negative_context=negative, negative_context_mask=negative_mask,
         width=WIDTH, height=HEIGHT, num_frames=FRAMES, frame_rate=25.0, seed=7, recipe=choice.recipe,
         steps=STEPS[recipe] or None, conditions=conditions, upsampler=models.upsampler.upsampler,
-        **sampling.recipe_overrides(choice, TINY_GUIDANCE[recipe]), **overrides)
+        **sampler_node.recipe_overrides(choice, TINY_GUIDANCE[recipe]), **overrides)
 
 
 @pytest.mark.parametrize("recipe", list(STEPS))
@@ -221,7 +221,7 @@ def test_sampler_errors_are_sentences(models, prompts, progress, kwargs, message
 
 
 def test_sampler_validation_before_running(ltx_pack):
-    sampler = node_module("sampling").LTX097Sampler
+    sampler = node_module("sampler").LTX097Sampler
     assert sampler.validate_inputs(recipe="0.9.7 dev multi-scale", steps=20) is True
     assert sampler.validate_inputs(recipe="0.9.7 distilled multi-scale", steps=30) is True
     assert sampler.validate_inputs(recipe="0.9.7 dev multi-scale", steps=0) == "steps=0 is out of range (1–200)"
@@ -244,14 +244,14 @@ def test_step_cache_input_reaches_the_recipe(models, prompts, ltx_pack, monkeypa
     assert torch.equal(plain, run_sampler(models, prompts, recipe, steps=6, step_cache=0.0)["samples"])
     cached = run_sampler(models, prompts, recipe, steps=6, step_cache=0.3)["samples"]
     assert not torch.equal(plain, cached)
-    sampling, seen = node_module("sampling"), {}
-    original = sampling.ltx_core.sample_long_video
+    sampler_node, seen = node_module("sampler"), {}
+    original = sampler_node.ltx_core.sample_long_video
 
     def spy(*args, **kwargs):
         seen.update(kwargs)
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(sampling.ltx_core, "sample_long_video", spy)
+    monkeypatch.setattr(sampler_node.ltx_core, "sample_long_video", spy)
     assert torch.equal(cached, run_sampler(models, prompts, recipe, steps=6, step_cache=0.3)["samples"])
     assert seen["step_cache_threshold"] == 0.3
 

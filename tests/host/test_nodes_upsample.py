@@ -30,7 +30,7 @@ def models(tmp_path_factory, comfy_host, ltx_pack):
 def test_temporal_upsample_doubles_the_frame_rate(models, ltx_pack):
     positive, negative = node_module("text").LTX097TextEncode.execute(clip=models.clip, prompt="A fox in the snow",
                                                                       negative_prompt="blurry").result
-    (latent,) = node_module("sampling").LTX097Sampler.execute(
+    (latent,) = node_module("sampler").LTX097Sampler.execute(
         model=models.model, vae=models.vae, positive=positive, negative=negative, recipe="0.9.6 2B distilled",
         width=96, height=64, num_frames=17, frame_rate=24.0, steps=1, seed=3).result
     (upsampled,) = node_module("upsample").LTX097LatentUpsample.execute(samples=latent, upsampler=models.temporal,

@@ -165,9 +165,9 @@ def test_text_to_video_outputs_video_frames_prompt_and_seed(models, output_dir):
     assert mp4["frames"].shape == (9, 480, 848, 3) and mp4["rate"] == 24
     assert clip.get_dimensions() == (848, 480)
     # the same as the separate nodes wired together (shared code, no extra math)
-    text, sampling, decode = node_module("text"), node_module("sampling"), node_module("decode")
+    text, sampler_node, decode = node_module("text"), node_module("sampler"), node_module("decode")
     positive, negative = text.LTX097TextEncode.execute(clip=models.clip, prompt=prompt).result
-    (latent,) = sampling.LTX097Sampler.execute(model=models.model, vae=models.vae, positive=positive,
+    (latent,) = sampler_node.LTX097Sampler.execute(model=models.model, vae=models.vae, positive=positive,
                                                negative=negative, recipe="0.9.6 2B distilled", width=848,
                                                height=480, num_frames=9, frame_rate=24.0, steps=2, seed=11).result
     expected, _ = decode.LTX097Decode.execute(samples=latent, vae=models.vae).result
@@ -233,18 +233,18 @@ def test_text_to_video_uses_its_negative_prompt(models, output_dir, ltx_pack):
     effect = (frames - default).abs().max().item()
     logger.info("another negative prompt moves the one-node video by %.3g", effect)
     assert effect > 1e-3  # the default negative prompt gives another video
-    text, sampling = node_module("text"), node_module("sampling")
+    text, sampler_node = node_module("text"), node_module("sampler")
     positive, negative = text.LTX097TextEncode.execute(clip=models.clip, prompt=prompt,
                                                        negative_prompt=negative_prompt).result
     (context, mask), (negative_context, negative_mask) = (text.prompt_context(positive, "positive"),
                                                           text.prompt_context(negative, "negative"))
     checkpoint = types.SimpleNamespace(transformer=models.model.transformer, vae=models.vae.vae,
                                        config=models.model.config)
-    choice = sampling.recipe_choice(recipe)
+    choice = sampler_node.recipe_choice(recipe)
     expected = ltx_pack.ltx_core.generate(
         checkpoint, context=context, context_mask=mask, negative_context=negative_context,
         negative_context_mask=negative_mask, width=480, height=480, num_frames=9, frame_rate=25.0, seed=11,
-        recipe=choice.recipe, steps=4, **sampling.recipe_overrides(choice, TINY_GUIDANCE[recipe]))
+        recipe=choice.recipe, steps=4, **sampler_node.recipe_overrides(choice, TINY_GUIDANCE[recipe]))
     assert torch.equal(frames, expected)
 
 

@@ -83,7 +83,7 @@ def test_condition_nodes_refuse_a_one_pixel_image(ltx_pack):
         conditioning.LTX097VideoCondition.execute(images=torch.rand(9, 64, 5, 3))
 
 
-@pytest.mark.parametrize("node", ["sampling.LTX097Sampler", "text_to_video.LTX097TextToVideo",
+@pytest.mark.parametrize("node", ["sampler.LTX097Sampler", "text_to_video.LTX097TextToVideo",
                                   "video.LTX097SaveVideo"])
 def test_frame_rate_widgets_refuse_nan(ltx_pack, node):
     module, name = node.split(".")
@@ -112,9 +112,9 @@ def test_conditions_that_are_not_condition_items_are_named(ltx_pack, conditions,
 
 
 def test_sampler_refuses_a_guidance_input_that_is_not_a_dict(ltx_pack):
-    sampling = ltx_pack.nodes.sampling
+    sampler_node = ltx_pack.nodes.sampler
     with pytest.raises(ValueError, match=r"guidance='cfg 3' is not allowed \(allowed: a dict of recipe settings"):
-        sampling.recipe_overrides(sampling.recipe_choice(sampling.DEFAULT_RECIPE), "cfg 3")
+        sampler_node.recipe_overrides(sampler_node.recipe_choice(sampler_node.DEFAULT_RECIPE), "cfg 3")
 
 
 # ------------------------------------------------------------------------------------------------------------------

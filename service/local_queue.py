@@ -15,8 +15,7 @@ import time
 from typing import Awaitable, Callable, Optional
 
 from .graph import OUTPUT_NODE
-from .jobs import (COMPLETED, QUEUED, START_TIMEOUT, Job, JobBook, result_json, start_timeout_error,
-                   video_url)
+from .jobs import COMPLETED, QUEUED, START_TIMEOUT, Job, JobBook, result_json, start_timeout_error, video_url
 from .outcome import failure, prompt_used, saved_video
 from .queue import QueueStatus
 from .store import JobStore

@@ -36,8 +36,7 @@ from .downloads import ServerBusy
 from .errors import REQUEST_ID_HEADER
 from .events import stream_status
 from .graph import build_prompt, feature_inputs
-from .jobs import (COMPLETED, FILES_PREFIX, START_TIMEOUT, Job, Urls, result_json, status_json,
-                   video_url)
+from .jobs import COMPLETED, FILES_PREFIX, START_TIMEOUT, Job, Urls, result_json, status_json, video_url
 from .lora_checks import lora_errors
 from .media import ConditionMedia
 from .outcome import error_answer, hide_paths

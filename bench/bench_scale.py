@@ -105,7 +105,8 @@ async def start_workers(url: str, folder: Path, count: int, job_seconds: float, 
             return None
 
         worker = FleetWorker(host, queue, SharedStorage(host.output_dir(), host.output_dir()), runs_jobs=True,
-                             finished=finished, remove_media=lambda request_id: None)
+                             finished=finished, request_ended=lambda request_id: None,
+                             restore_sealed=lambda parts, request_id: None)
         workers.append(worker)
         tasks.append(asyncio.create_task(worker.run_forever()))
         tasks.append(asyncio.create_task(listen(url, {CANCEL_CHANNEL: worker.on_cancel,

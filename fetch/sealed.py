@@ -3,7 +3,9 @@ reference, `https://host/path#ltx097-sealed=<id>`, safe to put in a prompt (Comf
 metadata show the prompt); `unseal_url` gives the full URL back to the code that fetches it.
 
 The API seals the LoRA URLs of a request before queueing it and releases them when the request ends. Sealed
-references live in memory only: after a restart they are gone, and so are the requests that used them.
+references live in memory only: after a restart they are gone, and so are the requests that used them. In the fleet
+mode the accepting instance takes a request's parts out (`take_sealed`) to store them with the job, and the worker
+that runs it puts them back into its own memory (`restore_sealed`) until the job ends there.
 """
 
 from __future__ import annotations
@@ -42,6 +44,21 @@ def unseal_url(url: str) -> str:
         raise FetchError(f"{redact_url(url)}: the rest of this URL was kept in the server's memory only and is gone "
                          f"(the server restarted or the request ended); submit the request again")
     return entry[0]
+
+
+def take_sealed(owner: str) -> dict[str, str]:
+    """Remove and return (reference → full URL) every URL sealed for `owner`: they move to another process."""
+    with _lock:
+        taken = {ref: url for ref, (url, who) in _vault.items() if who == owner}
+        for reference in taken:
+            del _vault[reference]
+    return taken
+
+
+def restore_sealed(parts: dict[str, str], owner: str) -> None:
+    """Make the sealed URLs `take_sealed` gave (in another process) readable here, until `release(owner)`."""
+    with _lock:
+        _vault.update({reference: (url, owner) for reference, url in parts.items()})
 
 
 def release(owner: str) -> None:

@@ -61,7 +61,7 @@ def start(add_log_listener: Callable[[Callable[[str], None]], None], fetch: Modu
     if url:
         from .pgqueue import fleet_routes
 
-        queue, api = fleet_routes(host, config, url, media, notify, **options)
+        queue, api = fleet_routes(host, config, url, media, notify, request_ended, gate.use_secret, **options)
     else:
         queue = LocalQueue(host, JobStore(host.user_dir() / STORE_FOLDER / "requests"), notify, request_ended,
                            sign=gate.signed)

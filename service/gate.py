@@ -6,7 +6,8 @@ session cookie a browser gets by logging in with a key at `/ltxv097_login`, or (
 the signed token the API puts in the file URLs it hands out. Anything else is answered 401 (JSON), or sent to the
 login page when a browser asks for a page. Uploads through the storage API carry their own one-upload token, which
 their handlers check. Sessions and tokens are HMACs under a secret that combines a random
-value kept in the user directory with the keys, so they survive a restart and die when the keys change.
+value kept in the user directory (in the fleet mode: in the job database, the same for every instance) with the keys,
+so they survive a restart and die when the keys change.
 """
 
 from __future__ import annotations
@@ -35,6 +36,10 @@ SECRET_FILE = "gate_secret"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
+def new_secret() -> str:
+    return secrets.token_hex(32)
+
+
 def load_secret(folder: Path) -> bytes:
     """The random half of the secret, created (readable by the owner only) on first use."""
     path = Path(folder) / SECRET_FILE
@@ -42,7 +47,7 @@ def load_secret(folder: Path) -> bytes:
         path.parent.mkdir(parents=True, exist_ok=True)
         descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(descriptor, "w") as handle:
-            handle.write(secrets.token_hex(32))
+            handle.write(new_secret())
     return bytes.fromhex(path.read_text().strip())
 
 
@@ -54,6 +59,11 @@ class Gate:
         self.keys = tuple(keys)
         self.signed_prefix = signed_prefix.rstrip("/") + "/"
         self.handler_tokens = dict(handler_tokens or {})
+        self.use_secret(secret)
+
+    def use_secret(self, secret: bytes) -> None:
+        """Sign and check with `secret` from now on: the fleet mode's shared one once its database is reached, so a
+        URL signed by one instance is served by every other."""
         self._key = hashlib.sha256(secret + b"\0" + "\0".join(sorted(self.keys)).encode()).digest()
 
     @property

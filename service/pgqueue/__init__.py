@@ -9,10 +9,12 @@ import logging
 logger = logging.getLogger(__name__)
 
 
-def fleet_routes(host, config, url: str, media, notify, **route_options):
+def fleet_routes(host, config, url: str, media, notify, request_ended, use_secret, **route_options):
     """(queue, routes) of the fleet mode; the queue connects in the background on ComfyUI's event loop.
 
-    `route_options` are `ApiRoutes`' (uploads, the submit-time URL check)."""
+    `request_ended(request_id)` frees what a request held on this instance (condition files, sealed URLs);
+    `use_secret(secret)` gives the gate the fleet's shared secret; `route_options` are `ApiRoutes`' (uploads, the
+    submit-time URL check, `sign`)."""
     from .fleet import FleetQueue
     from .gateway import FleetRoutes
     from .settings import redact
@@ -20,7 +22,8 @@ def fleet_routes(host, config, url: str, media, notify, **route_options):
 
     root = storage_root(config.storage_dir, host.output_dir())
     queue = FleetQueue(host, config, url, SharedStorage(root, host.output_dir()), notify=notify,
-                       media_prefix=media.prefix, remove_media=media.remove)
+                       media_prefix=media.prefix, request_ended=request_ended,
+                       sign=route_options.get("sign", lambda link: link), use_secret=use_secret)
     queue.start(host.loop)
     logger.info("LTX-Video API: fleet mode: requests in the job database %s, results in %s%s", redact(url, url),
                 root, " (this instance runs no jobs: gateway_only)" if config.gateway_only else "")

@@ -11,7 +11,9 @@ import asyncio
 import logging
 from typing import Awaitable, Callable, Optional
 
+from ...fetch import restore_sealed, take_sealed
 from ..config import ServiceConfig
+from ..gate import new_secret
 from ..jobs import COMPLETED, QUEUED, RUNNING, Job, result_json, video_url
 from ..queue import QueueStatus
 from .channels import CANCEL_CHANNEL, LOW, NORMAL, SUBMIT_CHANNEL
@@ -24,17 +26,23 @@ CONNECTING = "the API is connecting to its job database; try again in a few seco
 NO_DRIVER = ("database_url is set but psycopg 3 is not installed in ComfyUI's Python: run `pip install "
              "'psycopg[binary]' psycopg_pool` there and restart (or remove database_url)")
 FINISHED_POLL_SECONDS = 0.2
+GATE_SECRET = "gate"
+"""The name of the gate's secret in the database (`service/gate.py`)."""
 
 
 class FleetQueue:
     """`notify(job, output)` sends a webhook; `media_prefix(request_id)` names a request's condition files in the
-    input folder; `remove_media(request_id)` deletes them."""
+    input folder; `request_ended(request_id)` deletes them and forgets its sealed URLs; `sign(url)` is the mp4 URL a
+    webhook receives (signed when keys are set); `use_secret(secret)` gives the gate the fleet's shared secret."""
 
     def __init__(self, host, config: ServiceConfig, url: str, storage: SharedStorage, *,
                  notify: Optional[Callable[[Job, Optional[dict]], Awaitable[None]]],
-                 media_prefix: Callable[[str], str], remove_media: Callable[[str], None]):
+                 media_prefix: Callable[[str], str], request_ended: Callable[[str], None],
+                 sign: Callable[[str], str] = lambda url: url,
+                 use_secret: Callable[[bytes], None] = lambda secret: None):
         self.host, self.config, self.url, self.storage = host, config, url, storage
-        self.notify, self.media_prefix, self.remove_media = notify, media_prefix, remove_media
+        self.notify, self.media_prefix, self.request_ended = notify, media_prefix, request_ended
+        self.sign, self.use_secret = sign, use_secret
         self.problem: Optional[str] = CONNECTING
         self.jobs = None
         """The `PgJobQueue` once connected."""
@@ -63,8 +71,10 @@ class FleetQueue:
         self.database_errors = (psycopg.Error, psycopg_pool.PoolTimeout)
         pool = await connect_until_ready(self.url, self.report)
         self.jobs = PgJobQueue(pool, lease_seconds=self.config.lease_seconds, max_attempts=self.config.max_attempts)
+        self.use_secret(bytes.fromhex(await self.jobs.shared_secret(GATE_SECRET, new_secret())))
         self.worker = FleetWorker(self.host, self.jobs, self.storage, runs_jobs=not self.config.gateway_only,
-                                  finished=self.finished_here, remove_media=self.remove_media)
+                                  finished=self.finished_here, request_ended=self.request_ended,
+                                  restore_sealed=restore_sealed)
         self.report(None)  # the API answers from here on
         loop = asyncio.get_running_loop()
         self._tasks.append(loop.create_task(self.worker.run_forever()))
@@ -96,7 +106,9 @@ class FleetQueue:
         settings = {"seed": job.seed, "prompt": job.prompt, "webhook_url": job.webhook_url,
                     "server_url": job.server_url, "endpoint": job.endpoint,
                     "start_timeout": None if job.start_deadline is None else job.start_deadline - job.created_at}
-        await self.jobs.submit(job.request_id, prompt, settings, LOW if job.priority == "low" else NORMAL)
+        # the secret parts of its LoRA URLs leave this process's memory for the job's row (the worker's alone)
+        sealed = take_sealed(job.request_id)
+        await self.jobs.submit(job.request_id, prompt, settings, LOW if job.priority == "low" else NORMAL, sealed)
 
     async def get(self, request_id: str) -> Optional[Job]:
         return await self.jobs.get(request_id)
@@ -128,5 +140,5 @@ class FleetQueue:
         job = await self.jobs.get(request_id)
         if job is None or not job.webhook_url:
             return
-        output = result_json(job, video_url(job.server_url, job)) if job.state == COMPLETED else None
+        output = result_json(job, self.sign(video_url(job.server_url, job))) if job.state == COMPLETED else None
         await self.notify(job, output)

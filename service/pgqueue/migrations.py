@@ -52,6 +52,24 @@ MIGRATIONS: tuple[str, ...] = (
         seen_at timestamptz NOT NULL DEFAULT clock_timestamp()
     );
     """,
+    # issue 17 in a fleet: the gate's secret shared by every instance (a URL signed by one is served by all), and
+    # the secret parts of a request's sealed LoRA URLs, kept with the job until it ends (never in logs or results)
+    """
+    CREATE TABLE ltxv097_secrets (
+        name text PRIMARY KEY,
+        value text NOT NULL
+    );
+    ALTER TABLE ltxv097_jobs ADD COLUMN sealed jsonb NOT NULL DEFAULT '{}';
+    CREATE FUNCTION ltxv097_forget_sealed() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        IF NEW.state IN ('completed', 'failed', 'cancelled') THEN
+            NEW.sealed := '{}';
+        END IF;
+        RETURN NEW;
+    END $$;
+    CREATE TRIGGER ltxv097_jobs_forget_sealed BEFORE UPDATE OF state ON ltxv097_jobs
+        FOR EACH ROW EXECUTE FUNCTION ltxv097_forget_sealed();
+    """,
 )
 VERSION = len(MIGRATIONS)
 

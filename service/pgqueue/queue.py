@@ -40,6 +40,8 @@ class Claim:
     settings: dict
     """seed, prompt text, webhook_url, server_url (what the gateway knew of the request)."""
     attempts: int
+    sealed: dict
+    """The secret parts of the prompt's sealed LoRA URLs (reference → full URL, `fetch.sealed`)."""
 
 
 class PgJobQueue:
@@ -48,12 +50,25 @@ class PgJobQueue:
 
     # gateway side ---------------------------------------------------------------------------------------------
 
-    async def submit(self, request_id: str, prompt: dict, settings: dict, priority: int = NORMAL) -> int:
-        """Store a validated request as waiting and wake the idle workers; returns its position in the fleet."""
+    async def shared_secret(self, name: str, new_value: str) -> str:
+        """The fleet's value of secret `name`: `new_value` when this instance is the first to ask (instances starting
+        together agree on one)."""
+        async with self.pool.connection() as connection:
+            await connection.execute("INSERT INTO ltxv097_secrets (name, value) VALUES (%s, %s) "
+                                     "ON CONFLICT (name) DO NOTHING", (name, new_value))
+            row = await (await connection.execute("SELECT value FROM ltxv097_secrets WHERE name = %s",
+                                                  (name,))).fetchone()
+        return row[0]
+
+    async def submit(self, request_id: str, prompt: dict, settings: dict, priority: int = NORMAL,
+                     sealed: Optional[dict] = None) -> int:
+        """Store a validated request as waiting and wake the idle workers; returns its position in the fleet.
+        `sealed` (the secret parts of its LoRA URLs) is handed to the worker that claims it, to no one else, and
+        forgotten when the job ends."""
         async with self.pool.connection() as connection:
             await connection.execute(
-                "INSERT INTO ltxv097_jobs (request_id, priority, prompt, settings) VALUES (%s, %s, %s, %s)",
-                (request_id, priority, Jsonb(prompt), Jsonb(settings)))
+                "INSERT INTO ltxv097_jobs (request_id, priority, prompt, settings, sealed) VALUES (%s, %s, %s, %s, %s)",
+                (request_id, priority, Jsonb(prompt), Jsonb(settings), Jsonb(sealed or {})))
             await connection.execute("SELECT pg_notify(%s, '')", (SUBMIT_CHANNEL,))
             return await self._position(connection, request_id)
 
@@ -139,9 +154,9 @@ class PgJobQueue:
                 "started_at = clock_timestamp() WHERE request_id = (SELECT request_id FROM ltxv097_jobs "
                 f"WHERE state = 'queued' AND NOT (%(worker)s = ANY (refused_by)) AND NOT {LATE} "
                 "ORDER BY priority, queued_at "
-                "LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING request_id::text, prompt, settings, attempts",
+                "LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING request_id::text, prompt, settings, attempts, sealed",
                 {"worker": worker, "lease": lease, "seconds": self.lease_seconds})).fetchone()
-        return None if row is None else Claim(row[0], lease, row[1], row[2], row[3])
+        return None if row is None else Claim(row[0], lease, row[1], row[2], row[3], row[4])
 
     async def renew(self, request_id: str, lease: str) -> Optional[bool]:
         """Extend the lease; returns whether a cancel was asked, or None when the lease is lost."""

@@ -46,13 +46,15 @@ def attempt_prompt(claim: Claim) -> dict:
 
 
 class FleetWorker:
-    """`finished(request_id)` is awaited after a job ended here (webhook); `remove_media(request_id)` deletes a
-    request's condition files from this ComfyUI's input folder."""
+    """`finished(request_id)` is awaited after a job ended here (webhook); `restore_sealed(parts, request_id)` makes
+    the job's sealed LoRA URLs readable in this process (`fetch.restore_sealed`); `request_ended(request_id)` deletes
+    its condition files from this ComfyUI's input folder and forgets those URLs."""
 
     def __init__(self, host, queue: PgJobQueue, storage: SharedStorage, *, runs_jobs: bool,
-                 finished: Callable[[str], Awaitable[None]], remove_media: Callable[[str], None]):
+                 finished: Callable[[str], Awaitable[None]], request_ended: Callable[[str], None],
+                 restore_sealed: Callable[[dict, str], None]):
         self.host, self.queue, self.storage, self.runs_jobs = host, queue, storage, runs_jobs
-        self.finished, self.remove_media = finished, remove_media
+        self.finished, self.request_ended, self.restore_sealed = finished, request_ended, restore_sealed
         self.name = worker_name()
         self.wake = asyncio.Event()
         self.current: Optional[Claim] = None
@@ -143,7 +145,7 @@ class FleetWorker:
                 await self.follow(claim)
         finally:
             self.current = None
-            self.remove_media(claim.request_id)
+            self.request_ended(claim.request_id)
         if (await self.queue.get(claim.request_id)).finished:
             self.storage.drop_inputs(claim.request_id)
             await self.finished(claim.request_id)
@@ -151,6 +153,7 @@ class FleetWorker:
     async def start(self, claim: Claim) -> bool:
         """Queue the request's prompt on this ComfyUI; False when this ComfyUI refused it (released to others)."""
         await asyncio.to_thread(self.storage.take_inputs, self.host.input_dir(), claim.request_id)
+        self.restore_sealed(claim.sealed, claim.request_id)  # the prompt names them sealed, as on one server
         try:
             await self.host.queue(attempt_prompt(claim), claim.request_id)
         except Exception as refused:  # this ComfyUI cannot run it (a model file missing here...): others may

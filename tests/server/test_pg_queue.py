@@ -1,11 +1,13 @@
 """The fleet's job queue on a throwaway real PostgreSQL: migrations under concurrency, claiming with SKIP LOCKED,
 priorities and fleet-wide positions, leases (renewal, expiry, late results discarded, attempts), refusals,
-cancels (NOTIFY) and the once-only webhook. No ComfyUI here: the servers' side is in test_fleet_api.py.
+cancels (NOTIFY), the once-only webhook, the gate's secret shared by the fleet and the sealed LoRA URLs kept with
+their job. No ComfyUI here: the servers' side is in test_fleet_api.py.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 
 import psycopg
@@ -14,10 +16,11 @@ import pytest
 from support.pg_server import PgServer
 from support.plain_pack import pack_module
 
-jobs, database, migrations, channels, queue_module, settings_module, worker_module = (
+jobs, database, migrations, channels, queue_module, settings_module, worker_module, fleet_module, gate = (
     pack_module(f"service.{name}") for name in ("jobs", "pgqueue.database", "pgqueue.migrations",
                                                 "pgqueue.channels", "pgqueue.queue", "pgqueue.settings",
-                                                "pgqueue.worker"))
+                                                "pgqueue.worker", "pgqueue.fleet", "gate"))
+sealed, FetchError = pack_module("fetch.sealed"), pack_module("fetch.policy").FetchError
 CANCELLED, COMPLETED, FAILED, QUEUED, RUNNING = jobs.CANCELLED, jobs.COMPLETED, jobs.FAILED, jobs.QUEUED, jobs.RUNNING
 CANCEL_CHANNEL, LOW, NORMAL = channels.CANCEL_CHANNEL, channels.LOW, channels.NORMAL
 PgJobQueue = queue_module.PgJobQueue
@@ -238,8 +241,8 @@ def test_a_retried_job_writes_to_a_file_name_of_its_own():
     prompt = {"text_to_video": {"class_type": "LTX097TextToVideo",
                                 "inputs": {"filename_prefix": "ltxv097_api/r1", "seed": 3}},
               "model": {"class_type": "LTX097ModelLoader", "inputs": {}}}
-    first = worker_module.attempt_prompt(queue_module.Claim("r1", "lease", prompt, {}, 1))
-    second = worker_module.attempt_prompt(queue_module.Claim("r1", "lease", prompt, {}, 2))
+    first = worker_module.attempt_prompt(queue_module.Claim("r1", "lease", prompt, {}, 1, {}))
+    second = worker_module.attempt_prompt(queue_module.Claim("r1", "lease", prompt, {}, 2, {}))
     assert first == prompt
     assert second["text_to_video"]["inputs"] == {"filename_prefix": "ltxv097_api/r1-attempt2", "seed": 3}
     assert second["model"] == prompt["model"] and prompt["text_to_video"]["inputs"]["filename_prefix"] == \
@@ -289,3 +292,55 @@ def test_a_job_not_started_within_its_start_timeout_is_never_claimed_and_fails_o
     assert retried.error == "the request did not start within 0.5 s (X-Fal-Request-Timeout)"
     assert retried.priority == "low" and abs(retried.start_deadline - retried.created_at - 0.5) < 1e-6
     assert late.priority == "normal" and late.endpoint == "image-to-video" and late.start_deadline is not None
+
+
+FILES = "/ltxv097_api/files"
+VIDEO_URL = f"https://a:1{FILES}/0b7e2a4c-3f1d-4c55-9a0e-5d6f7a8b9c0d/ltxv097_00001_.mp4"
+
+
+def test_instances_starting_together_share_one_gate_secret_so_each_serves_the_urls_another_signed(url, tmp_path):
+    async def body(queue: PgJobQueue):
+        return await asyncio.gather(*(queue.shared_secret(fleet_module.GATE_SECRET, gate.new_secret())
+                                      for _ in range(6)))
+
+    values = run(with_queue(url, body))
+    assert len(set(values)) == 1 and len(bytes.fromhex(values[0])) == 32
+    # two instances with their own user folders (their own local secrets), as FleetQueue.connect sets them up
+    a, b = (gate.Gate(["k1"], gate.load_secret(tmp_path / name), FILES) for name in ("a", "b"))
+    assert a.signed(VIDEO_URL) != b.signed(VIDEO_URL), "the per-instance secrets differ"
+    for instance in (a, b):
+        instance.use_secret(bytes.fromhex(values[0]))
+    assert b.signed(VIDEO_URL) == a.signed(VIDEO_URL)
+    assert gate.Gate(["k2"], bytes.fromhex(values[0]), FILES).signed(VIDEO_URL) != a.signed(VIDEO_URL), \
+        "the keys are still part of it"
+
+
+def test_sealed_lora_urls_go_with_the_job_to_its_worker_only_and_are_forgotten_when_it_ends(url):
+    full = "https://loras.example/style.safetensors?X-Amz-Signature=s3cr3t"
+    owner = str(uuid.uuid4())
+    in_prompt = sealed.seal_url(full, owner)  # the accepting instance
+    parts = sealed.take_sealed(owner)
+    with pytest.raises(FetchError, match="gone"):
+        sealed.unseal_url(in_prompt)  # nothing left in the accepting instance's memory
+
+    async def body(queue: PgJobQueue):
+        await queue.submit(owner, {"lora": in_prompt}, settings(), NORMAL, parts)
+        cancelled = str(uuid.uuid4())  # a waiting job cancelled: no worker ever needs its parts
+        await queue.submit(cancelled, {"lora": in_prompt}, settings(2), LOW, parts)
+        await queue.cancel(cancelled)
+        claim = await queue.claim("w1")
+        seen = await queue.get(owner)
+        await queue.complete(owner, claim.lease, {"video": {"file_name": "x.mp4"}, "prompt": "p"})
+        async with queue.pool.connection() as connection:
+            left = await (await connection.execute("SELECT sealed FROM ltxv097_jobs")).fetchall()
+        return claim, seen, left
+
+    claim, seen, left = run(with_queue(url, body))
+    assert claim.request_id == owner and claim.sealed == parts and "s3cr3t" not in json.dumps(claim.prompt)
+    assert "s3cr3t" not in repr(seen), "never in what /status, /result or the logs show"
+    assert left == [({},), ({},)], "forgotten once the jobs ended"
+    sealed.restore_sealed(claim.sealed, owner)  # the worker, before queueing the prompt on its ComfyUI
+    assert sealed.unseal_url(in_prompt) == full
+    sealed.release(owner)  # the job ended there
+    with pytest.raises(FetchError, match="gone"):
+        sealed.unseal_url(in_prompt)

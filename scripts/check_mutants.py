@@ -80,6 +80,14 @@ MUTANTS = (
     Mutant("fleet-late-job-claimed", "service/pgqueue/queue.py", "AND NOT {LATE} ", "",
            ("tests/server/test_pg_queue.py::test_a_job_not_started_within_its_start_timeout_is_never_claimed_and_"
             "fails_once",)),
+    # issue 17 in a fleet: what one instance keeps for itself (the gate's secret, sealed URLs) must reach the others
+    Mutant("fleet-gate-secret-per-instance", "service/pgqueue/queue.py", "        return row[0]\n\n    async def submit",
+           "        return new_value\n\n    async def submit",
+           ("tests/server/test_pg_queue.py::test_instances_starting_together_share_one_gate_secret_so_each_serves_"
+            "the_urls_another_signed",)),
+    Mutant("fleet-sealed-urls-kept-after-the-job", "service/pgqueue/migrations.py", "NEW.sealed := '{}';", "NULL;",
+           ("tests/server/test_pg_queue.py::test_sealed_lora_urls_go_with_the_job_to_its_worker_only_and_are_"
+            "forgotten_when_it_ends",)),
     Mutant("fleet-uploads-not-shared", "service/uploads.py", "if not (here or self.shared) or", "if not here or",
            ("tests/core/test_service_units.py::test_a_fleet_instance_reads_uploads_made_through_any_other",)),
     Mutant("guide-offset-dropped", "ltx_core/sampling/guides.py", "pixel[:, 0] += start_frame", "pixel[:, 0] += 0",

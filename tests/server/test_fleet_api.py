@@ -139,6 +139,8 @@ def test_any_instance_answers_for_requests_the_others_took(fleet, pg, tls, web, 
     assert hook["payload"] == call(a, f"{QUEUE}/requests/{hooked['request_id']}")[1]  # the URL names A, as called
     workers = rows(pg.url, "SELECT worker, count(*) FROM ltxv097_jobs GROUP BY worker")
     assert len(workers) == 2, workers  # both workers ran some
+    # both instances sign (and check) result URLs with one secret, the first to start made it (test_pg_queue.py)
+    assert rows(pg.url, "SELECT name, length(value) FROM ltxv097_secrets") == [("gate", 64)]
     videos = {}
     for number, (gateway, request_id) in enumerate(submitted):  # the same input gives the same video anywhere
         output = call(gateway, f"{QUEUE}/requests/{request_id}")[1]

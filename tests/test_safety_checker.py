@@ -69,6 +69,19 @@ def test_black_out_option_blacks_flagged_frames(safety_nodes, names):
     assert flagged is False and torch.equal(out, images)
 
 
+def test_a_score_at_the_threshold_is_flagged(safety_nodes, names):
+    images = frames(3)
+    scores = safety_nodes.safety.unsafe_scores(checker(safety_nodes, names["checker_flags"]).loaded(), images)
+    top = int(scores.argmax())
+    threshold = float(scores[top])
+    at = checker(safety_nodes, names["checker_flags"], on_flagged="black out", threshold=threshold)
+    _, _, report = safety_nodes.LTX097SafetyCheck.execute(safety_checker=at, images=images).result
+    assert [r["flagged"] for r in json.loads(report)] == [i == top for i in range(3)]
+    at = checker(safety_nodes, names["checker_flags"], threshold=threshold)
+    with pytest.raises(safety_nodes.safety.ContentFlagged, match=rf"frame {top} \(score "):
+        list(safety_nodes.checked_stream(at, iter([images]), 3))
+
+
 def test_sampling_covers_first_and_last_and_neighbours_follow_the_nearest(ltx_pack):
     from ltxv097.assistants.safety import FrameVerdict, black_out, frame_flags, sample_indices
 
@@ -169,6 +182,20 @@ def test_one_node_expand_prompt_outputs_the_prompt_used(models, output_dir, name
     assert plain[2] == "A red fox runs through snow" and not torch.equal(result[1], plain[1])
 
 
+def test_one_node_expands_an_image_to_video_prompt_from_its_image(models, output_dir, names):
+    enhancers = node_module("enhancer")
+    (enhancer,) = enhancers.LTX097PromptEnhancerLoader.execute(llm=names["llm"], captioner=names["captioner"]).result
+    (conditions,) = node_module("conditioning").LTX097ImageCondition.execute(image=frames(1, seed=4)).result
+    prompt = "A red fox runs through snow"
+    from_image = enhancers.LTX097PromptEnhancer.execute(prompt_enhancer=enhancer, prompt=prompt, conditions=conditions,
+                                                        seed=11).result[0]
+    from_text = enhancers.LTX097PromptEnhancer.execute(prompt_enhancer=enhancer, prompt=prompt, seed=11).result[0]
+    assert from_image != from_text
+    output = run_t2v(models, expand_prompt=True, prompt_enhancer=enhancer, conditions=conditions,
+                     enable_safety_checker=False)
+    assert output.result[2] == from_image
+
+
 @pytest.fixture
 def images_unconnected(monkeypatch):
     """The one node queued with nothing reading its images output: the frames stream into the mp4."""
@@ -191,6 +218,17 @@ def test_streamed_video_is_checked_on_the_way_and_a_flag_saves_nothing(models, o
     assert saved_files(output_dir) == before
     passed = run_t2v(models, safety_checker=checker(safety_nodes, names["checker"]))
     assert passed.result[1] is None and len(saved_files(output_dir)) == len(before) + 1
+
+
+def test_streamed_video_checks_the_conditioning_media_first(models, output_dir, safety_nodes, names,
+                                                           images_unconnected):
+    from ltxv097.assistants.safety import ContentFlagged
+
+    before = saved_files(output_dir)
+    (conditions,) = node_module("conditioning").LTX097ImageCondition.execute(image=frames(1)).result
+    with pytest.raises(ContentFlagged, match=r"flagged the conditioning media \(image condition at frame 0\)"):
+        run_t2v(models, conditions=conditions, safety_checker=checker(safety_nodes, names["checker_flags"]))
+    assert saved_files(output_dir) == before
 
 
 def test_streamed_check_looks_at_the_frames_check_generation_samples(models, safety_nodes, names, monkeypatch):

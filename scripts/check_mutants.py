@@ -1,8 +1,12 @@
-"""Check that the tests catch the small bugs of the issue-8 mutation audit (not part of the suite).
+"""Check that the tests catch realistic one-line bugs (the mutation audits of issues 8 and 17); `make test` runs it.
 
 Each mutant is one text replacement in one file. The repo's files are copied to a temporary folder (the working
-tree is never touched), the mutant applied there, and the tests named for it run; a mutant is caught when they
-fail. Usage: `.venv/bin/python scripts/check_mutants.py [name ...]` (all by default); exits 1 if one survives.
+tree is never touched), the mutant applied there, and only the tests named for it run; a mutant is caught when
+they fail. Before any test runs, every mutant's text must be found exactly once in its file: a pattern the code
+has moved away from is an error naming the mutant (exit 2), never a silent pass.
+
+Usage: `.venv/bin/python scripts/check_mutants.py [name ...]` (all by default; `--patterns` checks the patterns
+only, in a second). Exits 1 when a mutant survives, 2 when a pattern does not match exactly once.
 """
 
 from __future__ import annotations
@@ -17,7 +21,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+LINKED = (".venv", ".comfyui", ".api_clients", ".venv-tools", ".transformers")
+"""Set-up folders (ignored by git) that the copy links to instead of copying."""
 PARITY = "tests/test_pipeline_parity.py"
+FETCH = "tests/test_fetch.py"
+SAFETY = "tests/test_safety_checker.py"
+LONG = "tests/test_long_video.py"
+BAD_FILES = "tests/test_bad_model_files.py"
 
 logger = logging.getLogger("check_mutants")
 
@@ -32,13 +42,14 @@ class Mutant:
 
 
 MUTANTS = (
+    # issue 8
     Mutant("uncond-uses-positive", "ltx_core/sampler.py",
            'contexts = {"uncond": (prompts.negative_context, prompts.negative_mask)}',
            'contexts = {"uncond": (prompts.context, prompts.mask)}',
            (f"{PARITY}::test_single_scale_cfg_stg", f"{PARITY}::test_multi_scale_dev_recipe")),
     Mutant("t2v-ignores-negative-prompt", "nodes/text_to_video.py",
-           "encode_prompt(clip, prompt), encode_prompt(clip, negative_prompt)",
-           "encode_prompt(clip, prompt), encode_prompt(clip, DEFAULT_NEGATIVE_PROMPT)",
+           "encode_prompts(clip, prompt), encode_prompt(clip, negative_prompt)",
+           "encode_prompts(clip, prompt), encode_prompt(clip, DEFAULT_NEGATIVE_PROMPT)",
            ("tests/test_nodes_video.py::test_text_to_video_uses_its_negative_prompt",)),
     Mutant("stg-mode-ignored", "ltx_core/passes.py", 'skip_strategy=recipe["stg_mode"]',
            'skip_strategy="attention_values"', (f"{PARITY}::test_stg_strategies",)),
@@ -47,7 +58,7 @@ MUTANTS = (
     Mutant("adain-factor-ignored", "ltx_core/pipeline.py",
            'runner.upsample(upsampler, first, settings["adain_factor"])', "runner.upsample(upsampler, first, 1.0)",
            (f"{PARITY}::test_multi_scale_adain_factor",)),
-    Mutant("tone-map-skipped", "ltx_core/pipeline.py",
+    Mutant("tone-map-skipped", "ltx_core/decoding.py",
            "latents = tone_map(latents, video.tone_map_compression_ratio)", "latents = latents",
            (f"{PARITY}::test_decode_timestep_noise_and_tone_map",)),
     Mutant("keyframe-offset-dropped", "ltx_core/conditioning.py", "coords[:, 0] += start_frame",
@@ -58,11 +69,74 @@ MUTANTS = (
            ("tests/test_pipeline_units.py::test_guidance_arithmetic_matches_the_reference_loop",)),
     Mutant("stg-rescale-ignored", "ltx_core/guidance.py", "        if step.rescale != 1.0:", "        if False:",
            ("tests/test_pipeline_units.py::test_guidance_arithmetic_matches_the_reference_loop",)),
+    # issue 17: the URL policy and the wire
+    Mutant("nat64-not-embedded", "fetch/policy.py", "        if embedded is None and address in _NAT64:",
+           "        if False:", (f"{FETCH}::test_only_public_addresses_count_as_public",)),
+    Mutant("user-without-password-passes", "fetch/policy.py",
+           "if parts.username is not None or parts.password is not None:", "if parts.password is not None:",
+           (f"{FETCH}::test_check_url_refuses_before_anything_runs",)),
+    Mutant("second-dns-lookup", "fetch/wire.py", "        sock = _connect_one(address, target.port, pace)",
+           "        sock = _connect_one(type(address)(socket.gethostbyname(_ascii_host(target.host))), "
+           "target.port, pace)",
+           (f"{FETCH}::test_the_connection_goes_to_the_address_the_policy_checked",)),
+    Mutant("rate-over-all-bytes", "fetch/pace.py", "rate = (done - self.window_done) / span", "rate = done / span",
+           (f"{FETCH}::test_the_minimum_rate_counts_each_windows_own_bytes",)),
+    # issue 17: windows, acceleration, checks
+    Mutant("adain-window-2-only", "ltx_core/windows/sampling.py", "        elif self.adain_factor:",
+           "        elif self.adain_factor and window.index == 1:",
+           (f"{LONG}::test_every_later_window_takes_the_first_windows_statistics",)),
+    Mutant("cross-fade-reversed", "ltx_core/windows/sampling.py",
+           "torch.lerp(previous, latents[:, :, :overlap].float(), weights[None, None, :, None, None])",
+           "torch.lerp(latents[:, :, :overlap].float(), previous, weights[None, None, :, None, None])",
+           (f"{LONG}::test_the_cross_fade_goes_from_the_previous_window_to_the_new_one",)),
+    Mutant("compile-twice", "ltx_core/acceleration/compiled.py",
+           'if getattr(transformer, "blocks_compiled", False):', "if False:",
+           ("tests/test_compiled_blocks.py::test_compiling_twice_leaves_the_compiled_blocks_as_they_are",)),
+    Mutant("inner-dim-unbounded", "ltx_core/config_checks.py", "    if inner > MAX_DIM:",
+           "    if inner > MAX_DIM * MAX_DIM:", (f"{BAD_FILES}::test_forged_dims_are_refused_naming_the_field",)),
+    Mutant("trailing-bytes-pass", "ltx_core/safetensors_check.py", "    if expected < size:", "    if False:",
+           ("tests/test_safetensors_check.py::test_trailing_bytes_after_the_last_tensor_are_refused",)),
+    Mutant("duplicate-keys-kept", "ltx_core/safetensors_check.py",
+           "json.loads(raw, object_pairs_hook=_refuse_duplicates)", "json.loads(raw)",
+           ("tests/test_safetensors_check.py::test_a_key_written_twice_in_the_header_is_named_as_a_duplicate",)),
+    Mutant("finite-checks-nan-only", "ltx_core/non_finite.py", "if not bool(torch.isfinite(tensor).all()):",
+           "if bool(torch.isnan(tensor).any()):",
+           (f"{BAD_FILES}::test_check_finite_stops_on_nan_and_on_either_infinity",)),
+    # issue 17: mp4, assistants, the one node
+    Mutant("part-file-kept-on-failure", "mp4/writer.py", "            if os.path.exists(self._partial):",
+           "            if kind is None and os.path.exists(self._partial):",
+           ("tests/test_mp4.py::test_a_failed_write_leaves_nothing_behind",)),
+    Mutant("flag-above-threshold-only", "assistants/safety.py",
+           "FrameVerdict(frame, float(score), float(score) >= threshold)",
+           "FrameVerdict(frame, float(score), float(score) > threshold)",
+           (f"{SAFETY}::test_a_score_at_the_threshold_is_flagged",)),
+    Mutant("stream-skips-conditions", "nodes/text_to_video.py", "                check_conditions(checker, conditions)",
+           "                pass", (f"{SAFETY}::test_streamed_video_checks_the_conditioning_media_first",)),
+    Mutant("expand-without-conditions", "nodes/text_to_video.py",
+           "run_enhancer(prompt_enhancer or default_enhancer(), prompt, conditions, seed=seed)",
+           "run_enhancer(prompt_enhancer or default_enhancer(), prompt, None, seed=seed)",
+           (f"{SAFETY}::test_one_node_expands_an_image_to_video_prompt_from_its_image",)),
 )
 
 
+def stale_patterns(mutants, root: Path = REPO) -> list[str]:
+    """One line per mutant whose text is not found exactly once in its file (or whose file or test file is gone)."""
+    problems = []
+    for mutant in mutants:
+        path = root / mutant.path
+        count = path.read_text().count(mutant.original) if path.is_file() else None
+        if count != 1:
+            found = "the file does not exist" if count is None else f"found {count} times"
+            problems.append(f"{mutant.name}: '{mutant.original}' must be found exactly once in {mutant.path} "
+                            f"({found})")
+        for test in mutant.tests:
+            if not (root / test.split("::")[0]).is_file():
+                problems.append(f"{mutant.name}: its test file {test.split('::')[0]} does not exist")
+    return problems
+
+
 def copy_repo(target: Path) -> None:
-    """The tracked and untracked (not ignored) files, with `.venv` and `.comfyui` linked, not copied."""
+    """The tracked and untracked (not ignored) files, with the set-up folders linked, not copied."""
     listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=REPO, check=True,
                             capture_output=True).stdout.decode().split("\0")
     for name in filter(None, listed):
@@ -70,36 +144,52 @@ def copy_repo(target: Path) -> None:
         if source.is_file():
             (target / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, target / name)
-    for shared in (".venv", ".comfyui"):
+    for shared in LINKED:
         if (REPO / shared).exists():
             (target / shared).symlink_to((REPO / shared).resolve())
 
 
-def check(mutant: Mutant, copy: Path) -> bool:
-    """True when the mutant's tests fail with it applied."""
+def caught(mutant: Mutant, copy: Path) -> bool:
+    """True when the mutant's tests fail with it applied (the copy is restored afterwards). Tests that pytest
+    cannot find or collect are an error (exit 2), not a catch."""
     path = copy / mutant.path
     original = path.read_text()
-    if original.count(mutant.original) != 1:
-        raise SystemExit(f"{mutant.name}: '{mutant.original}' is not found exactly once in {mutant.path}")
     path.write_text(original.replace(mutant.original, mutant.mutated))
     try:
         result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
                                  *mutant.tests], cwd=copy, capture_output=True, text=True)
     finally:
         path.write_text(original)
-    logger.info("%s: %s", mutant.name, (result.stdout.strip().splitlines() or ["(no output)"])[-1])
-    return result.returncode != 0
+    last = (result.stdout.strip().splitlines() or ["(no output)"])[-1]
+    logger.info("%s: %s", mutant.name, last)
+    if result.returncode not in (0, 1):
+        logger.error("%s: pytest could not run its tests (exit %d):\n%s", mutant.name, result.returncode,
+                     (result.stdout + result.stderr)[-3000:])
+        sys.exit(2)
+    return result.returncode == 1
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("names", nargs="*", help="mutants to check (default: all)")
+    parser.add_argument("--patterns", action="store_true", help="only check that every pattern matches once")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    unknown = set(args.names) - {m.name for m in MUTANTS}
+    if unknown:
+        logger.error("no such mutant: %s", ", ".join(sorted(unknown)))
+        sys.exit(2)
     chosen = [m for m in MUTANTS if not args.names or m.name in args.names]
+    problems = stale_patterns(chosen)
+    if problems:
+        logger.error("stale mutant patterns (update them to the code):\n%s", "\n".join(problems))
+        sys.exit(2)
+    if args.patterns:
+        logger.info("all %d mutant patterns match exactly once", len(chosen))
+        return
     with tempfile.TemporaryDirectory() as folder:
         copy_repo(Path(folder))
-        survivors = [m.name for m in chosen if not check(m, Path(folder))]
+        survivors = [m.name for m in chosen if not caught(m, Path(folder))]
     logger.info("caught %d of %d%s", len(chosen) - len(survivors), len(chosen),
                 f"; survived: {', '.join(survivors)}" if survivors else "")
     sys.exit(1 if survivors else 0)

@@ -24,6 +24,8 @@ DRAWN_SEED_LIMIT = 2 ** 32
 MAX_PROMPT_CHARS = 20_000
 MAX_LORAS = 8
 MAX_START_FRAME = 256
+URL_SCHEMES = ("http", "https", "data")
+"""Schemes of condition URLs, in any case (`HTTP://` too, as for LoRA URLs: the fetcher reads schemes that way)."""
 
 
 def is_local_path(path: str) -> bool:
@@ -178,7 +180,7 @@ class _Checker:
         url = self.string(url_field)
         if url is None:
             return None
-        if not url.startswith(("http://", "https://", "data:")):
+        if ":" not in url or url.split(":", 1)[0].lower() not in URL_SCHEMES:
             return self.fail((url_field,), f"{url[:80]!r} is not an http(s) URL or a base64 data URI "
                                            "(local files are not read)", "url_scheme")
         start = self.integer("start_frame_number", (0, MAX_START_FRAME), 0)

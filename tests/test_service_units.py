@@ -46,6 +46,21 @@ def test_every_bad_field_is_named_at_once():
         schema.parse_input(["prompt"])
 
 
+def test_url_schemes_are_read_in_any_case_as_for_loras():
+    """`HTTP://` is an http URL for a condition as for a LoRA (whose source check is `fetch.check_url`, which reads
+    schemes in any case); other schemes are refused."""
+    import fetch
+
+    for url in ("HTTP://example.com/a.png", "Https://example.com/a.png", "DATA:image/png;base64,AAAA"):
+        (condition,) = schema.parse_input({"prompt": "p", "image_url": url}).conditions
+        assert condition.url == url
+        if not url.startswith("DATA"):
+            fetch.check_url(url.replace(".png", ".safetensors"), "the LoRA source")
+    for url in ("FILE:///etc/passwd", "Ftp://example.com/a.png", "http//example.com/a.png"):
+        with pytest.raises(schema.InputError, match="is not an http.s. URL or a base64 data URI"):
+            schema.parse_input({"prompt": "p", "image_url": url})
+
+
 def test_conditions_and_loras_parse():
     parsed = schema.parse_input({"prompt": "p", "video_url": "https://a/b.mp4", "start_frame_number": 16,
                                  "strength": 0.5, "loras": [{"path": "org/repo", "weight_name": "w.safetensors",

@@ -15,7 +15,7 @@ from comfy_api.latest import io, ui
 from .. import ltx_core
 from ..ltx_core.windows import DIRECTIONS, DEFAULT_CONTEXT_FRAMES, extended_frames
 from .common import CATEGORY, LTXModel, LTXModelType, LTXUpsampler, LTXUpsamplerType, LTXVae, LTXVaeType
-from .conditioning import as_frames
+from .conditioning import as_frames, video_frames
 from .decode import iter_frames
 from .guidance import LTXGuidanceType
 from .long_video import WINDOWS_TOOLTIP, LTXWindowsType, output_connected
@@ -29,8 +29,8 @@ IMAGES_OUTPUT = 1
 def clip_frames(video, images: Optional[torch.Tensor], frame_rate: float) -> tuple[torch.Tensor, float]:
     """The clip to extend as frames `[F, H, W, 3]` and its frame rate (a VIDEO's own, else `frame_rate`)."""
     if video is not None:
-        components = video.get_components()
-        frames, rate = components.images, float(components.frame_rate)
+        frames, rate = video_frames(video, "the clip to extend")
+        rate = float(rate)
     elif images is not None:
         frames, rate = images, frame_rate
     else:

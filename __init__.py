@@ -24,12 +24,12 @@ def _prompt_server():
 if _inside_comfyui():
     from comfy_api.latest import ComfyExtension, io
 
-    from . import fetch
+    from . import fetch, media
     from .nodes import NODE_LIST
     from .nodes.run_log import add_listener
     from .service import start as start_api
 
-    API = start_api(add_listener, fetch) if _prompt_server() is not None else None
+    API = start_api(add_listener, fetch, media) if _prompt_server() is not None else None
 
     class LTX097Extension(ComfyExtension):
         async def get_node_list(self) -> list[type[io.ComfyNode]]:

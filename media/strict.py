@@ -3,8 +3,8 @@
 Decoders are lenient by default: Pillow fills the missing rows of a cut-short PNG or JPEG with black when
 `ImageFile.LOAD_TRUNCATED_IMAGES` is on (ComfyUI's image loader turns it on to retry a failing file, and other
 packs turn it on for good), and FFmpeg stops quietly at the end of a cut-short mp4, giving fewer frames than the
-file lists. Here every image frame is decoded with truncation refused, and a video must decode without error to
-as many frames as its container lists.
+file lists. Here an image's structure is verified (PNG chunk checksums up to the end marker) and every frame
+decoded with truncation refused, and a video must decode without error to as many frames as its container lists.
 """
 
 from __future__ import annotations
@@ -34,6 +34,8 @@ def check_image(data: bytes, what: str) -> tuple[int, int]:
     with _strict_lock:
         lenient, ImageFile.LOAD_TRUNCATED_IMAGES = ImageFile.LOAD_TRUNCATED_IMAGES, False
         try:
+            with Image.open(io.BytesIO(data)) as image:
+                image.verify()  # the file's structure: chunk checksums and the end marker (PNG)
             with Image.open(io.BytesIO(data)) as image:
                 for frame in ImageSequence.Iterator(image):
                     frame.load()
@@ -95,3 +97,11 @@ def read_video(source: Source, what: str) -> VideoFrames:
     _, rate = _decode(source, what, lambda frame: frames.append(
         torch.from_numpy(frame.to_ndarray(format="rgb24")).float() / 255.0))
     return VideoFrames(torch.stack(frames), rate)
+
+
+def check(kind: str, data: bytes, what: str) -> None:
+    """`check_image` for kind "image", `check_video` for "video"."""
+    if kind == "image":
+        check_image(data, what)
+    else:
+        check_video(data, what)

@@ -24,12 +24,17 @@ from .ranges import FRAME_RATE_STEP, MAX_FRAME_RATE, MIN_FRAME_RATE
 logger = logging.getLogger(__name__)
 
 DEFAULT_PREFIX = "LTX-Video/ltxv097"
+WITHOUT_METADATA = "ltxv097_without_metadata"
+"""An `extra_pnginfo` entry with which a queued prompt asks for mp4 files without the prompt in their metadata.
+The HTTP API sets it: its prompts carry the request id (and URLs), so identical requests would otherwise give
+different files, and each file would keep its request's details."""
 
 
 def metadata_of(cls) -> dict[str, str]:
-    """The prompt / workflow as mp4 tags (like core SaveVideo), unless ComfyUI runs with --disable-metadata."""
+    """The prompt / workflow as mp4 tags (like core SaveVideo), unless ComfyUI runs with --disable-metadata or the
+    prompt asks for none (`WITHOUT_METADATA`)."""
     hidden = getattr(cls, "hidden", None)
-    if args.disable_metadata or hidden is None:
+    if args.disable_metadata or hidden is None or (hidden.extra_pnginfo or {}).get(WITHOUT_METADATA):
         return {}
     tags = {}
     if hidden.prompt is not None:

@@ -17,9 +17,9 @@ logger = logging.getLogger(__name__)
 STORE_FOLDER = "ltxv097_api"
 
 
-def start(add_log_listener: Callable[[Callable[[str], None]], None], fetch: ModuleType):
+def start(add_log_listener: Callable[[Callable[[str], None]], None], fetch: ModuleType, media: ModuleType):
     """Create the API service in the running ComfyUI; returns it (its `book` holds the requests). `fetch` is the
-    pack's URL-fetching package (image / video URLs, webhooks)."""
+    pack's URL-fetching package (image / video URLs, webhooks), `media` its strict decoding of images and videos."""
     from .access import public_without_key
     from .config import FILE_NAME, load_config
     from .host import ComfyHost
@@ -31,7 +31,7 @@ def start(add_log_listener: Callable[[Callable[[str], None]], None], fetch: Modu
     host = ComfyHost()
     config = load_config(host.user_dir())
     service = QueueService(host, config, JobStore(host.user_dir() / STORE_FOLDER / "requests"))
-    service.media = ConditionMedia(fetch.fetch_bytes, fetch.FetchError, host.input_dir(), config)
+    service.media = ConditionMedia(fetch.fetch_bytes, fetch.FetchError, host.input_dir(), config, media.check)
     service.notify = Webhook(fetch.post_json, fetch.redact_url)
     service.register(host.routes)
     add_log_listener(service.on_log)

@@ -17,6 +17,8 @@ import nodes as comfy_nodes
 from comfy.cli_args import args
 from server import PromptServer
 
+from ..nodes.video import WITHOUT_METADATA
+
 
 class PromptRefused(Exception):
     """ComfyUI's validation refused the prompt; `node_errors` is its per-node answer."""
@@ -64,14 +66,15 @@ class ComfyHost:
         return folder_paths.get_full_path("loras", path) is None
 
     async def queue(self, prompt: dict, prompt_id: str) -> None:
-        """Validate and queue like `POST /prompt` (no client id: progress goes to every open UI)."""
+        """Validate and queue like `POST /prompt` (no client id: progress goes to every open UI). The mp4 keeps no
+        metadata: identical requests give identical files, and no request's id or URLs are stored in them."""
         valid = await execution.validate_prompt(prompt_id, prompt, None)
         if not valid[0]:
             raise PromptRefused(str(valid[1].get("message", valid[1])) if isinstance(valid[1], dict)
                                 else str(valid[1]), valid[3])
         number = self.server.number
         self.server.number += 1
-        extra_data = {"create_time": int(time.time() * 1000)}
+        extra_data = {"create_time": int(time.time() * 1000), "extra_pnginfo": {WITHOUT_METADATA: True}}
         self.server.prompt_queue.put((number, prompt_id, prompt, extra_data, valid[2], {}))
 
     def queue_order(self) -> tuple[set[str], list[str]]:

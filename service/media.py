@@ -2,7 +2,9 @@
 
 Fetching goes through the pack's `fetch` package (injected as `fetch_bytes`, so this module stays importable on
 its own): http(s) or `data:` only, public addresses only, size caps from the config. The file's first bytes decide
-what it is (PNG, JPEG, WebP or GIF for images; MP4/MOV, WebM/MKV for videos), never the name or declared type.
+what it is (PNG, JPEG, WebP or GIF for images; MP4/MOV, WebM/MKV for videos), never the name or declared type; then
+the pack's `media` package (injected as `check_media`) decodes it whole, so a cut-short or corrupt file is a 422
+naming the field before the request is queued.
 """
 
 from __future__ import annotations
@@ -37,9 +39,10 @@ class ConditionMedia:
     """`await media(generation, request_id)` → {"image"|"video": file name in the input folder}; 422 on bad media."""
 
     def __init__(self, fetch_bytes: Callable[..., tuple[bytes, str]], fetch_error: type, input_dir: Path,
-                 config: ServiceConfig):
+                 config: ServiceConfig, check_media: Callable[[str, bytes, str], None]):
+        """`check_media(kind, data, what)` decodes a file whole, raising ValueError (naming `what`) when it cannot."""
         self.fetch_bytes, self.fetch_error = fetch_bytes, fetch_error
-        self.input_dir, self.config = Path(input_dir), config
+        self.input_dir, self.config, self.check_media = Path(input_dir), config, check_media
 
     async def __call__(self, generation: GenerationInput, request_id: str) -> dict[str, str]:
         files = {}
@@ -56,6 +59,10 @@ class ConditionMedia:
                 declared = f" (sent as {media_type})" if media_type else ""
                 raise InputError([error((field,), f"is not {ARTICLE[condition.kind]} file{declared}; allowed: "
                                                   f"{ALLOWED[condition.kind]}", "file_type")])
+            try:
+                await asyncio.to_thread(self.check_media, condition.kind, data, f"the {field}")
+            except ValueError as damaged:
+                raise InputError([error((field,), str(damaged), "file_damaged")]) from None
             name = f"ltxv097_api_{request_id}_{condition.kind}.{extension}"
             self.input_dir.mkdir(parents=True, exist_ok=True)
             (self.input_dir / name).write_bytes(data)

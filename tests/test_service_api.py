@@ -119,6 +119,24 @@ def test_python_client_queue_status_logs_and_result(api, tls):
     assert api.history(seen["request_id"])["status"]["status_str"] == "success"
 
 
+def test_identical_requests_give_identical_mp4_files(api):
+    """The mp4 keeps no metadata from the API's prompt (which holds the request id): the same request, the same
+    bytes."""
+    files, ids = [], []
+    for _ in range(2):
+        status, body = post(api, QUEUE, {"prompt": "the same again", "seed": 77, **FAST})
+        assert status == 200, body
+        while (state := post(api, f"{QUEUE}/requests/{body['request_id']}/status", None, "GET")[1])["status"] != \
+                "COMPLETED":
+            time.sleep(0.2)
+        status, result = post(api, f"{QUEUE}/requests/{body['request_id']}", None, "GET")
+        assert status == 200, result
+        files.append(download(api, result["video"]["url"]))
+        ids.append(body["request_id"])
+    assert files[0] == files[1]
+    assert not any(request_id.encode() in data for request_id in ids for data in files)
+
+
 def test_python_client_subscribe_and_run(api, tls):
     subscribed = python_client(api, tls, "subscribe", {"prompt": "a lighthouse", **FAST, "reverse_video": True})
     check_output(api, subscribed["result"], prompt="a lighthouse")
@@ -254,7 +272,15 @@ def test_bad_media_and_webhooks_get_422s(api, web, tmp_path):
                                              {"Content-Type": "image/png"})
     png = "data:image/png;base64," + base64.b64encode(
         e2e_workflows.write_image(tmp_path / "b.png").read_bytes()).decode()
+    whole = {name: e2e_workflows.write_image(tmp_path / f"c.{name}").read_bytes() for name in ("png", "jpg")}
+    clip = e2e_workflows.write_video(tmp_path / "c.mp4").read_bytes()
+    web.routes["/cut.png"] = LocalWeb.static(200, whole["png"][: len(whole["png"]) // 2])
+    web.routes["/cut.mp4"] = LocalWeb.static(200, clip[: len(clip) * 2 // 3])
+    cut_jpeg = "data:image/jpeg;base64," + base64.b64encode(whole["jpg"][: len(whole["jpg"]) // 2]).decode()
     cases = [
+        ({"image_url": f"{web.url}/cut.png"}, "image_url", "file_damaged", "damaged or cut-short image"),
+        ({"image_url": cut_jpeg}, "image_url", "file_damaged", "damaged or cut-short image"),
+        ({"video_url": f"{web.url}/cut.mp4"}, "video_url", "file_damaged", "damaged or cut-short video"),
         ({"image_url": f"{web.url}/page.png"}, "image_url", "file_type", "is not an image file"),
         ({"image_url": f"{web.url}/big.png"}, "image_url", "file_download_error", "allowed"),
         ({"image_url": "http://127.0.0.2:9/a.png"}, "image_url", "file_download_error", "127.0.0.2"),

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import io
 import json
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
+from media import check as check_media
 from service import access, config as service_config, graph, jobs, media, outcome, schema, store, webhook
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -176,12 +179,31 @@ def test_media_is_sniffed_and_written_to_the_input_folder(tmp_path):
         return b"\xff\xd8\xff\xe0jpeg", "image/jpeg"
 
     config = service_config.ServiceConfig(max_image_bytes=123)
-    loader = media.ConditionMedia(fetch_bytes, ValueError, tmp_path, config)
+    checked = []
+    loader = media.ConditionMedia(fetch_bytes, ValueError, tmp_path, config,
+                                  lambda kind, data, what: checked.append((kind, data[:3], what)))
     generation = schema.parse_input({"prompt": "p", "image_url": "https://x/y"})
     files = asyncio.run(loader(generation, REQUEST_ID))
     assert files == {"image": f"ltxv097_api_{REQUEST_ID}_image.jpg"}
     assert fetched == [("https://x/y", 123, "the image_url")]
     assert (tmp_path / files["image"]).read_bytes().startswith(b"\xff\xd8\xff")
+    assert checked == [("image", b"\xff\xd8\xff", "the image_url")]
+
+
+def test_damaged_media_is_a_422_naming_the_field_and_nothing_is_written(tmp_path):
+    pixels = bytes(range(256)) * 48
+    buffer = io.BytesIO()
+    Image.frombytes("RGB", (64, 64), pixels).save(buffer, "PNG")
+    png = buffer.getvalue()
+    for data, field in ((png[: len(png) // 2], "image_url"), (png[:-20], "image_url")):
+        loader = media.ConditionMedia(lambda url, **_: (data, "image/png"), ValueError, tmp_path,
+                                      service_config.ServiceConfig(), check_media)
+        with pytest.raises(schema.InputError) as refused:
+            asyncio.run(loader(schema.parse_input({"prompt": "p", field: "https://x/y"}), REQUEST_ID))
+        (entry,) = refused.value.detail
+        assert entry["loc"] == ["body", field] and entry["type"] == "file_damaged", entry
+        assert entry["msg"].startswith("the image_url is a damaged or cut-short image"), entry
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_failed_prompts_become_the_services_errors():

@@ -27,9 +27,13 @@ if _inside_comfyui():
     from . import fetch, media
     from .nodes import NODE_LIST
     from .nodes.run_log import add_listener
+    from .nodes.video import remove_unfinished_videos
     from .service import start as start_api
 
-    API = start_api(add_listener, fetch, media) if _prompt_server() is not None else None
+    API = None
+    if _prompt_server() is not None:  # the server's start-up (not a tool or a test importing the pack)
+        remove_unfinished_videos()
+        API = start_api(add_listener, fetch, media)
 
     class LTX097Extension(ComfyExtension):
         async def get_node_list(self) -> list[type[io.ComfyNode]]:

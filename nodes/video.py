@@ -17,7 +17,7 @@ import torch
 from comfy.cli_args import args
 from comfy_api.latest import InputImpl, io, ui
 
-from ..mp4 import DEFAULT_CRF, write_mp4
+from ..mp4 import DEFAULT_CRF, leftover_parts, write_mp4
 from .common import CATEGORY, check_number
 from .ranges import FRAME_RATE_STEP, MAX_FRAME_RATE, MIN_FRAME_RATE
 
@@ -65,6 +65,17 @@ def save_video(frames: torch.Tensor | Iterable[torch.Tensor], frame_rate: float,
     path = os.path.join(folder, file)
     write_mp4(path, frames, frame_rate, crf, metadata)
     return path, ui.SavedResult(file, subfolder, io.FolderType.output), InputImpl.VideoFromFile(path)
+
+
+def remove_unfinished_videos() -> None:
+    """Remove the hidden partial mp4 files that writes cut off by a crash or a kill left in the output folder (at
+    start-up, when this process writes none)."""
+    removed = [path for path in leftover_parts(folder_paths.get_output_directory())]
+    for path in removed:
+        path.unlink(missing_ok=True)
+    if removed:
+        logger.info("removed %d unfinished mp4 file(s) left in the output folder: %s", len(removed),
+                    ", ".join(path.name for path in removed[:5]) + (", ..." if len(removed) > 5 else ""))
 
 
 def save_inputs(prefix: str = DEFAULT_PREFIX) -> list:

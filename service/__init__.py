@@ -24,12 +24,13 @@ def start(add_log_listener: Callable[[Callable[[str], None]], None], fetch: Modu
     from .config import FILE_NAME, load_config
     from .host import ComfyHost
     from .routes import APP_ID, QUEUE_PREFIX, QueueService
-    from .media import ConditionMedia
+    from .media import ConditionMedia, remove_leftover_inputs
     from .store import JobStore
     from .webhook import Webhook
 
     host = ComfyHost()
     config = load_config(host.user_dir())
+    remove_leftover_inputs(host.input_dir())
     service = QueueService(host, config, JobStore(host.user_dir() / STORE_FOLDER / "requests"))
     service.media = ConditionMedia(fetch.fetch_bytes, fetch.FetchError, host.input_dir(), config, media.check)
     service.notify = Webhook(fetch.post_json, fetch.redact_url)

@@ -10,11 +10,16 @@ naming the field before the request is queued.
 from __future__ import annotations
 
 import asyncio
+import logging
+import re
 from pathlib import Path
 from typing import Callable, Optional
 
 from .config import ServiceConfig
 from .schema import GenerationInput, InputError, error
+from .store import REQUEST_ID
+
+logger = logging.getLogger(__name__)
 
 IMAGE_TYPES = {"png": b"\x89PNG\r\n\x1a\n", "jpg": b"\xff\xd8\xff", "gif": b"GIF8"}
 VIDEO_TYPES = {"webm": b"\x1a\x45\xdf\xa3"}
@@ -29,6 +34,31 @@ def sniff(kind: str, data: bytes) -> Optional[str]:
     if data[4:8] == b"ftyp":
         return "mov" if data[8:10] == b"qt" else "mp4"
     return next((ext for ext, magic in VIDEO_TYPES.items() if data.startswith(magic)), None)
+
+
+INPUT_PREFIX = "ltxv097_api_"
+_INPUT_NAME = re.compile(rf"^{INPUT_PREFIX}{REQUEST_ID.pattern[1:-1]}_(image|video)\."
+                         rf"({'|'.join([*IMAGE_TYPES, 'webp', 'mp4', 'mov', *VIDEO_TYPES])})$")
+"""The name `ConditionMedia` gives a request's condition file in the input folder; nothing else matches."""
+
+
+def input_name(request_id: str, kind: str, extension: str) -> str:
+    return f"{INPUT_PREFIX}{request_id}_{kind}.{extension}"
+
+
+def remove_leftover_inputs(input_dir: Path) -> list[str]:
+    """Remove the condition files of requests that can no longer run (at start-up every request still queued or
+    running was lost with the old process); only files named by `input_name`, never a user's. Returns the names."""
+    removed = []
+    if Path(input_dir).is_dir():
+        for path in Path(input_dir).iterdir():
+            if _INPUT_NAME.match(path.name) and path.is_file():
+                path.unlink(missing_ok=True)
+                removed.append(path.name)
+    if removed:
+        logger.info("removed %d condition file(s) left in the input folder by requests that did not finish",
+                    len(removed))
+    return sorted(removed)
 
 
 ARTICLE = {"image": "an image", "video": "a video"}
@@ -63,7 +93,7 @@ class ConditionMedia:
                 await asyncio.to_thread(self.check_media, condition.kind, data, f"the {field}")
             except ValueError as damaged:
                 raise InputError([error((field,), str(damaged), "file_damaged")]) from None
-            name = f"ltxv097_api_{request_id}_{condition.kind}.{extension}"
+            name = input_name(request_id, condition.kind, extension)
             self.input_dir.mkdir(parents=True, exist_ok=True)
             (self.input_dir / name).write_bytes(data)
             files[condition.kind] = name

@@ -3,10 +3,12 @@ file behind, not even its hidden partial file."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
-from mp4 import Mp4Writer, write_mp4
+from mp4 import Mp4Writer, leftover_parts, write_mp4
 
 
 def _frames(count: int = 6, seed: int = 0) -> torch.Tensor:
@@ -29,3 +31,15 @@ def test_a_failed_write_leaves_nothing_behind(tmp_path):
         with Mp4Writer(str(tmp_path / "w.mp4"), 24.0):
             raise RuntimeError("stopped before any frame")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_leftover_parts_are_the_writers_hidden_files_only(tmp_path):
+    """What a crash leaves (a partial file the writer never renamed) is found anywhere under the folder; files of
+    other names, a user's included, are not."""
+    (tmp_path / "sub").mkdir()
+    Mp4Writer(str(tmp_path / "sub" / "v.mp4"), 24.0)  # a crash: the writer never finishes
+    (partial,) = (tmp_path / "sub").iterdir()
+    others = [tmp_path / name for name in (".notes.part", "clip.mp4.part", ".clip.mp4.part", "v.mp4", ".v.mp4.x.part")]
+    for path in others:
+        path.write_bytes(b"x")
+    assert list(leftover_parts(tmp_path)) == [partial]

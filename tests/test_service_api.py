@@ -327,7 +327,16 @@ def test_restart_keeps_finished_results_and_fails_unfinished_ones(api, tls):
     api.stop()
     config_path = api.workdir / "user" / "ltxv097_api.json"
     config_path.write_text(json.dumps({**json.loads(config_path.read_text()), "api_keys": ["sekrit"]}))
+    # what a crash leaves: a partial mp4 and a condition file; and a user's files of like names
+    leftovers = [api.output_dir / "ltxv097_api" / ".kept_00001_.mp4.a1b2c3d4.part",
+                 api.workdir / "input" / f"ltxv097_api_{uuid.uuid4()}_image.png"]
+    users = [api.output_dir / ".notes.part", api.workdir / "input" / "ltxv097_api_notes.png",
+             api.output_dir / "clip.mp4.part"]
+    for path in leftovers + users:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"x")
     api.start()
+    assert not any(path.exists() for path in leftovers) and all(path.exists() for path in users)
     key = {"Authorization": "Key sekrit"}
     assert post(api, f"{QUEUE}/requests/{done['request_id']}", None, "GET")[0] == 401
     assert post(api, QUEUE, {"prompt": "p"}, headers={"Authorization": "Key wrong"})[0] == 401

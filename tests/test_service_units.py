@@ -190,6 +190,17 @@ def test_media_is_sniffed_and_written_to_the_input_folder(tmp_path):
     assert checked == [("image", b"\xff\xd8\xff", "the image_url")]
 
 
+def test_leftover_condition_files_are_removed_and_users_files_kept(tmp_path):
+    ours = [media.input_name(REQUEST_ID, "image", "png"), media.input_name(REQUEST_ID, "video", "webm")]
+    users = ["photo.png", "ltxv097_api_notes.png", f"ltxv097_api_{REQUEST_ID}_image.png.bak",
+             f"my_ltxv097_api_{REQUEST_ID}_image.png", f"ltxv097_api_{REQUEST_ID}_mask.png"]
+    for name in ours + users:
+        (tmp_path / name).write_bytes(b"x")
+    assert media.remove_leftover_inputs(tmp_path) == sorted(ours)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(users)
+    assert media.remove_leftover_inputs(tmp_path / "missing") == []
+
+
 def test_damaged_media_is_a_422_naming_the_field_and_nothing_is_written(tmp_path):
     pixels = bytes(range(256)) * 48
     buffer = io.BytesIO()

@@ -28,6 +28,10 @@ FETCH = "tests/test_fetch.py"
 SAFETY = "tests/test_safety_checker.py"
 LONG = "tests/test_long_video.py"
 BAD_FILES = "tests/test_bad_model_files.py"
+LORA_SOURCES = "tests/test_lora_sources.py"
+SERVICE_UNITS = "tests/test_service_units.py"
+SERVICE_API = "tests/test_service_api.py"
+MEDIA = "tests/test_media_strict.py"
 
 logger = logging.getLogger("check_mutants")
 
@@ -116,6 +120,49 @@ MUTANTS = (
            "run_enhancer(prompt_enhancer or default_enhancer(), prompt, conditions, seed=seed)",
            "run_enhancer(prompt_enhancer or default_enhancer(), prompt, None, seed=seed)",
            (f"{SAFETY}::test_one_node_expands_an_image_to_video_prompt_from_its_image",)),
+    # issue 17: what this round fixed (LoRA cache, strict media, schemes, metadata, leftovers)
+    Mutant("cache-key-keeps-query", "nodes/lora_cache.py", 'hashlib.sha256(redact_url(url).encode("utf-8"))',
+           'hashlib.sha256(url.encode("utf-8"))',
+           (f"{LORA_SOURCES}::test_query_variants_of_a_url_share_one_cached_file",)),
+    Mutant("cache-never-evicts", "nodes/lora_sources.py", "        lora_cache.evict(final.parent, final, cache_limit)",
+           "        pass", (f"{LORA_SOURCES}::test_the_cache_keeps_the_most_recently_used_files_under_its_cap",)),
+    Mutant("cache-hit-not-marked-used", "nodes/lora_sources.py", "                lora_cache.mark_used(final)",
+           "                pass",
+           (f"{LORA_SOURCES}::test_the_cache_keeps_the_most_recently_used_files_under_its_cap",)),
+    Mutant("cache-evicts-the-newest", "nodes/lora_cache.py", "sorted(entries, key=lambda entry: entry[0])",
+           "sorted(entries, key=lambda entry: -entry[0])",
+           (f"{LORA_SOURCES}::test_the_cache_keeps_the_most_recently_used_files_under_its_cap",)),
+    Mutant("scheme-case-sensitive", "service/schema.py", 'url.split(":", 1)[0].lower() not in URL_SCHEMES',
+           'url.split(":", 1)[0] not in URL_SCHEMES',
+           (f"{SERVICE_UNITS}::test_url_schemes_are_read_in_any_case_as_for_loras",)),
+    Mutant("media-not-decoded-at-submit", "service/media.py",
+           '                await asyncio.to_thread(self.check_media, condition.kind, data, f"the {field}")',
+           "                pass",
+           (f"{SERVICE_UNITS}::test_damaged_media_is_a_422_naming_the_field_and_nothing_is_written",)),
+    Mutant("png-structure-not-verified", "media/strict.py", "                image.verify()", "                pass",
+           (f"{MEDIA}::test_whole_images_pass_and_cut_short_ones_are_refused",)),
+    Mutant("lenient-pillow-setting-kept", "media/strict.py",
+           "lenient, ImageFile.LOAD_TRUNCATED_IMAGES = ImageFile.LOAD_TRUNCATED_IMAGES, False",
+           "lenient = ImageFile.LOAD_TRUNCATED_IMAGES",
+           (f"{MEDIA}::test_whole_images_pass_and_cut_short_ones_are_refused",)),
+    Mutant("video-frame-count-unchecked", "media/strict.py", "    if listed and count < listed:", "    if False:",
+           (f"{MEDIA}::test_a_video_whose_frames_end_early_is_refused",)),
+    Mutant("nodes-decode-video-leniently", "nodes/conditioning.py",
+           "    if isinstance(video, InputImpl.VideoFromFile):", "    if False:",
+           ("tests/test_nodes_long_video.py::test_a_cut_short_video_file_is_refused_by_the_nodes_that_read_it",)),
+    Mutant("without-metadata-ignored", "nodes/video.py",
+           " or (hidden.extra_pnginfo or {}).get(WITHOUT_METADATA):", ":",
+           ("tests/test_nodes_video.py::test_a_prompt_can_ask_for_files_without_metadata",)),
+    Mutant("api-mp4-keeps-metadata", "service/host.py", ', "extra_pnginfo": {WITHOUT_METADATA: True}}', "}",
+           (f"{SERVICE_API}::test_identical_requests_give_identical_mp4_files",)),
+    Mutant("leftovers-kept-at-start-up", "__init__.py", "        remove_unfinished_videos()", "        pass",
+           (f"{SERVICE_API}::test_restart_keeps_finished_results_and_fails_unfinished_ones",)),
+    Mutant("leftover-inputs-match-users-files", "service/media.py", '_INPUT_NAME = re.compile(rf"^{INPUT_PREFIX}',
+           '_INPUT_NAME = re.compile(rf"{INPUT_PREFIX}',
+           (f"{SERVICE_UNITS}::test_leftover_condition_files_are_removed_and_users_files_kept",)),
+    Mutant("part-name-too-loose", "mp4/writer.py", r'_PART_NAME = re.compile(r"^\..+\.mp4\.[a-z0-9_]{8}"',
+           r'_PART_NAME = re.compile(r"^.*\.mp4.*"',
+           ("tests/test_mp4.py::test_leftover_parts_are_the_writers_hidden_files_only",)),
 )
 
 

@@ -49,6 +49,33 @@ def test_every_bad_field_is_named_at_once():
         schema.parse_input(["prompt"])
 
 
+def test_ranges_include_both_ends_and_stop_there():
+    ends = {"number_of_frames": (9, 257), "number_of_steps": (1, 100), "frame_rate": (1, 60),
+            "seed": (0, 2 ** 64 - 1), "start_frame_number": (0, 256)}
+    for name, (low, high) in ends.items():
+        for value in (low, high):
+            assert getattr(schema.parse_input({"prompt": "p", "image_url": "https://x/y.png", name: value}),
+                           name, value) == value
+        for value in (low - 1, high + 1):
+            with pytest.raises(schema.InputError) as refused:
+                schema.parse_input({"prompt": "p", "image_url": "https://x/y.png", name: value})
+            assert refused.value.detail == [{"loc": ["body", name], "msg": f"{value} is out of range; allowed {low} "
+                                                                           f"to {high}", "type": "value_error"}]
+
+
+def test_a_video_start_frame_off_the_grid_is_named_at_its_own_field():
+    with pytest.raises(schema.InputError) as refused:
+        schema.parse_input({"prompt": "p", "video_url": "https://a/b.mp4", "start_frame_number": 12})
+    (entry,) = refused.value.detail
+    assert entry["loc"] == ["body", "start_frame_number"] and entry["msg"].startswith("12 is not a multiple of 8")
+
+
+def test_the_default_negative_prompt_is_the_services():
+    """service-api.md's default, word for word."""
+    assert schema.parse_input({"prompt": "p"}).negative_prompt == (
+        "blurry, low quality, low resolution, inconsistent motion, jittery, distorted")
+
+
 def test_url_schemes_are_read_in_any_case_as_for_loras():
     """`HTTP://` is an http URL for a condition as for a LoRA (whose source check is `fetch.check_url`, which reads
     schemes in any case); other schemes are refused."""
@@ -125,6 +152,23 @@ def test_records_survive_a_restart_and_unfinished_ones_fail_clearly(tmp_path):
     assert store.JobStore(tmp_path).load_all()[1].error == store.LOST_MESSAGE  # saved as failed
     with pytest.raises(ValueError):
         store.JobStore(tmp_path).path("../../etc/passwd")
+
+
+def test_a_record_is_replaced_whole_never_rewritten_in_place(tmp_path):
+    """A reader (or a crash) in the middle of a save sees the old record or the new one, never half of one: the
+    new record is written beside it and renamed over it (a new file), and no temporary file stays."""
+    records = store.JobStore(tmp_path)
+    job = jobs.Job(REQUEST_ID, seed=1, prompt="p")
+    records.save(job)
+    before = records.path(REQUEST_ID).stat().st_ino
+    held = open(records.path(REQUEST_ID))  # a reader that opened the old record keeps reading all of it
+    job.prompt = "another prompt, longer than the first one"
+    records.save(job)
+    with held:
+        assert json.loads(held.read())["prompt"] == "p"
+    assert records.path(REQUEST_ID).stat().st_ino != before
+    assert json.loads(records.path(REQUEST_ID).read_text())["prompt"] == job.prompt
+    assert [p.name for p in tmp_path.iterdir()] == [f"{REQUEST_ID}.json"]
 
 
 def test_status_result_and_webhook_json_shapes():

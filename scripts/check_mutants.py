@@ -80,7 +80,7 @@ MUTANTS = (
            "if parts.username is not None or parts.password is not None:", "if parts.password is not None:",
            (f"{FETCH}::test_check_url_refuses_before_anything_runs",)),
     Mutant("second-dns-lookup", "fetch/wire.py", "        sock = _connect_one(address, target.port, pace)",
-           "        sock = _connect_one(type(address)(socket.gethostbyname(_ascii_host(target.host))), "
+           "        sock = _connect_one(type(address)(socket.gethostbyname(target.host)), "
            "target.port, pace)",
            (f"{FETCH}::test_the_connection_goes_to_the_address_the_policy_checked",)),
     Mutant("rate-over-all-bytes", "fetch/pace.py", "rate = (done - self.window_done) / span", "rate = done / span",
@@ -119,7 +119,7 @@ MUTANTS = (
     Mutant("expand-without-conditions", "nodes/text_to_video.py",
            "run_enhancer(prompt_enhancer or default_enhancer(), prompt, conditions, seed=seed)",
            "run_enhancer(prompt_enhancer or default_enhancer(), prompt, None, seed=seed)",
-           (f"{SAFETY}::test_one_node_expands_an_image_to_video_prompt_from_its_image",)),
+           (f"{SAFETY}::test_one_node_plans_the_expansion_from_its_conditions",)),
     # issue 17: what this round fixed (LoRA cache, strict media, schemes, metadata, leftovers)
     Mutant("cache-key-keeps-query", "nodes/lora_cache.py", 'hashlib.sha256(redact_url(url).encode("utf-8"))',
            'hashlib.sha256(url.encode("utf-8"))',

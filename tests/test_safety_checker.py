@@ -182,18 +182,18 @@ def test_one_node_expand_prompt_outputs_the_prompt_used(models, output_dir, name
     assert plain[2] == "A red fox runs through snow" and not torch.equal(result[1], plain[1])
 
 
-def test_one_node_expands_an_image_to_video_prompt_from_its_image(models, output_dir, names):
-    enhancers = node_module("enhancer")
-    (enhancer,) = enhancers.LTX097PromptEnhancerLoader.execute(llm=names["llm"], captioner=names["captioner"]).result
-    (conditions,) = node_module("conditioning").LTX097ImageCondition.execute(image=frames(1, seed=4)).result
-    prompt = "A red fox runs through snow"
-    from_image = enhancers.LTX097PromptEnhancer.execute(prompt_enhancer=enhancer, prompt=prompt, conditions=conditions,
-                                                        seed=11).result[0]
-    from_text = enhancers.LTX097PromptEnhancer.execute(prompt_enhancer=enhancer, prompt=prompt, seed=11).result[0]
-    assert from_image != from_text
-    output = run_t2v(models, expand_prompt=True, prompt_enhancer=enhancer, conditions=conditions,
-                     enable_safety_checker=False)
-    assert output.result[2] == from_image
+def test_one_node_plans_the_expansion_from_its_conditions(models, output_dir, names, caplog):
+    """The one node hands its conditions to the enhancer, as the Prompt Enhancer node takes them: with a video at
+    frame 0 (which the official enhancer does not rewrite for) the prompt is kept as written, where without
+    conditions it would be expanded as text-to-video."""
+    (enhancer,) = node_module("enhancer").LTX097PromptEnhancerLoader.execute(llm=names["llm"],
+                                                                             captioner="none").result
+    (conditions,) = node_module("conditioning").LTX097VideoCondition.execute(images=frames(9, seed=4)).result
+    with caplog.at_level("INFO"):
+        output = run_t2v(models, expand_prompt=True, prompt_enhancer=enhancer, conditions=conditions,
+                         enable_safety_checker=False)
+    assert output.result[2] == "A red fox runs through snow"
+    assert "prompt expansion (t2v)" not in caplog.text
 
 
 @pytest.fixture

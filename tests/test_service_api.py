@@ -166,11 +166,17 @@ def post(api, route: str, body, method: str = "POST", headers: dict | None = Non
 
 
 def test_ten_requests_run_in_order_and_a_cancelled_one_ends_cancelled(api):
-    ids = []
+    ids, submitted = [], []
     for number in range(10):
         status, body = post(api, QUEUE, {"prompt": f"request {number}", **FAST, "seed": number})
         assert status == 200 and body["status"] == "IN_QUEUE", body
         ids.append(body["request_id"])
+        submitted.append(body["queue_position"])
+    # positions count the requests ahead: the first of an idle queue has none, each next at most one more
+    assert submitted[0] == 0 and all(0 <= b - a <= 1 for a, b in zip(submitted, submitted[1:])), submitted
+    assert submitted[-1] >= 5, submitted
+    assert post(api, f"{QUEUE}/requests/{ids[-1]}", None, "GET") == (
+        400, {"detail": "the request is still in progress"})
     positions = []
     for request_id in ids:
         _, status = post(api, f"{QUEUE}/requests/{request_id}/status", None, "GET")
@@ -296,9 +302,11 @@ def test_bad_media_and_webhooks_get_422s(api, web, tmp_path):
     assert not list((api.workdir / "input").glob("ltxv097_api_*"))
 
 
-def test_a_failed_generation_answers_with_its_error(api, web):
+def test_a_failed_generation_answers_with_its_error_and_calls_its_webhook(api, web):
     web.routes["/gone.safetensors"] = LocalWeb.static(404, b"not found")
-    status, body = post(api, QUEUE, {"prompt": "p", **FAST, "loras": [{"path": f"{web.url}/gone.safetensors"}]})
+    web.routes["/failed-hook"] = LocalWeb.static(200, b"")
+    status, body = post(api, f"{QUEUE}?fal_webhook={web.url}/failed-hook",
+                        {"prompt": "p", **FAST, "loras": [{"path": f"{web.url}/gone.safetensors"}]})
     assert status == 200, body
     while (state := post(api, f"{QUEUE}/requests/{body['request_id']}/status", None, "GET")[1])["status"] != \
             "COMPLETED":
@@ -306,6 +314,11 @@ def test_a_failed_generation_answers_with_its_error(api, web):
     assert state["error_type"] == "execution_error" and "404" in state["error"], state
     status, answer = post(api, f"{QUEUE}/requests/{body['request_id']}", None, "GET")
     assert status == 500 and answer == {"detail": state["error"], "error_type": "execution_error"}
+    deadline = time.monotonic() + 30  # the webhook is sent once the request ended, whatever the ending
+    while "/failed-hook" not in web.bodies and time.monotonic() < deadline:
+        time.sleep(0.2)
+    hook = json.loads(web.bodies["/failed-hook"])
+    assert (hook["request_id"], hook["status"]) == (body["request_id"], "ERROR") and "404" in hook["error"], hook
 
 
 def test_unknown_request_ids_are_404(api):

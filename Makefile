@@ -4,7 +4,7 @@
 PY := .venv/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: setup test demo bench clean
+.PHONY: setup test test-core demo bench clean
 
 setup:
 	bash scripts/setup_env.sh
@@ -15,6 +15,9 @@ test: setup
 	bash scripts/setup_tools.sh
 	COMFYUI_DIR="$(COMFYUI_DIR)" $(PY) -m pytest -q $(PYTEST_ARGS)
 	COMFYUI_DIR="$(COMFYUI_DIR)" $(PY) scripts/check_mutants.py
+
+test-core: setup
+	COMFYUI_DIR="$(COMFYUI_DIR)" $(PY) -m pytest -q tests/core $(PYTEST_ARGS)
 
 demo: setup
 	$(PY) scripts/demo.py $(DEMO_ARGS)

@@ -54,7 +54,7 @@ def timed(function: Callable[[], object], device: torch.device, repeats: int) ->
 
 
 def tiny_folders(root: Path) -> dict[str, Path]:
-    import tiny_assistants
+    from support import tiny_assistants
 
     return {"llm": tiny_assistants.write_llm(root / "llm"), "captioner": tiny_assistants.write_captioner(root / "cap"),
             "checker": tiny_assistants.write_classifier(root / "checker")}
@@ -63,7 +63,7 @@ def tiny_folders(root: Path) -> dict[str, Path]:
 def t5_counter() -> Callable[[str], int]:
     from transformers import AutoTokenizer
 
-    import comfy_server
+    from support import comfy_server
 
     tokenizer = AutoTokenizer.from_pretrained(str(comfy_server.comfy_root() / "comfy" / "text_encoders" /
                                                   "t5_tokenizer"))

@@ -81,7 +81,7 @@ def main() -> None:
     if args.child:
         run_length(args)
         return
-    import tiny
+    from support import tiny
 
     results = {}
     with tempfile.TemporaryDirectory() as folder:

@@ -73,7 +73,7 @@ def transformer_config(p: Preset) -> dict:
 
 def vae_config(p: Preset) -> dict:
     """The released 0.9.5+ VAE config; padding set explicitly because ComfyUI's decoder defaults to "reflect"."""
-    from ltx_core.known_configs import VAE_CONFIGS
+    from ltx_core.loading.known_configs import VAE_CONFIGS
 
     config = copy.deepcopy(VAE_CONFIGS["0.9.5+"])
     config["spatial_padding_mode"] = "zeros"

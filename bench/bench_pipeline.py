@@ -57,7 +57,7 @@ def _skip_blocks(layers: int) -> dict:
 
 
 def write_models(preset: Preset, folder: Path) -> tuple[Path, Path]:
-    import tiny
+    from support import tiny
 
     return tiny.save_model_set(folder, num_layers=preset.layers, heads=preset.heads, head_dim=preset.head_dim,
                                caption_channels=preset.caption_channels, vae_base=preset.vae_base,
@@ -66,7 +66,7 @@ def write_models(preset: Preset, folder: Path) -> tuple[Path, Path]:
 
 def run_side(args: argparse.Namespace) -> None:
     """Child process: one side, one generation; prints a JSON line with time, peak memory and the frames file."""
-    import pipeline_reference
+    from support import pipeline_reference
     from ltx_core import generate, load_checkpoint, load_latent_upsampler
 
     preset = PRESETS[args.preset]

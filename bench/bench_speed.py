@@ -32,8 +32,8 @@ sys.path[:0] = [str(REPO), str(REPO / "bench"), str(REPO / "tests")]
 
 import bench_models  # noqa: E402  (bench/ on the path)
 from ltx_core import acceleration, sample_video  # noqa: E402
-from ltx_core.ops import fp8_matmul, manual_cast  # noqa: E402
-from ltx_core.transformer import Transformer3D  # noqa: E402
+from ltx_core.models.ops import fp8_matmul, manual_cast  # noqa: E402
+from ltx_core.models.transformer import Transformer3D  # noqa: E402
 
 log = logging.getLogger("bench_speed")
 THRESHOLDS = (0.0, 0.05, 0.1, 0.2, 0.5)
@@ -100,7 +100,7 @@ def run_forward(model: Transformer3D, inputs: dict) -> torch.Tensor:
 
 def bench_cache(preset, args, device, dtype) -> list[dict]:
     """One 2B-dev-style pass (CFG 3 + STG 1) at each threshold; counts from the pass's StepCache."""
-    import tiny
+    from support import tiny
 
     transformer = build_transformer(preset, device, dtype)
     vae = tiny.reference_vae(tiny.vae_config())  # only read for its dtype: no conditions, no decode
@@ -186,9 +186,9 @@ def bench_vram(preset, args, device, dtype) -> list[dict]:
         log.warning("vram: needs --device cuda; skipped")
         return []
     from ltx_core import decode_video
-    from ltx_core.known_configs import UPSAMPLER_CONFIGS, VAE_CONFIGS
-    from ltx_core.upsampler import LatentUpsampler
-    from ltx_core.vae import CausalVideoVAE
+    from ltx_core.loading.known_configs import UPSAMPLER_CONFIGS, VAE_CONFIGS
+    from ltx_core.models.upsampler import LatentUpsampler
+    from ltx_core.models.vae import CausalVideoVAE
 
     rows = []
     for storage in (torch.bfloat16, torch.float8_e4m3fn):

@@ -1,18 +1,24 @@
-"""Native torch LTX-Video 0.9.x: transformer, causal video VAE, latent upsampler and checkpoint loading.
+"""Native torch LTX-Video 0.9.x: the models, loading their files, LoRAs, sampling with the official recipes, decoding.
 
 Plain torch (+ einops, safetensors); never imports ComfyUI. Layers come from an injected `operations`
 namespace and attention from an injected function, so a host can add low-VRAM loading and weight casting.
+
+    models/        the transformer, the causal video VAE, the latent upsampler, positions, ops, the grid
+    loading/       checkpoint files, key layouts, known configs, config and safetensors checks
+    lora/          LoRA files mapped onto the transformer (formats, keys, adapters)
+    sampling/      recipes, schedules, guidance, conditions, the denoising passes, `sample_video`
+    windows/       long videos window by window, extending a clip
+    acceleration/  step cache, compiled blocks, fp8 matmuls
+    decoding.py    `VideoLatents` → frames; generation.py: `generate` (sample, then decode)
+    randomness.py, non_finite.py   what sampling and decoding share: seeded noise, NaN/inf checks
 """
 
-from .checkpoint import LTXCheckpoint, load_checkpoint, load_latent_upsampler
-from .conditioning import Condition
-from .decoding import iter_decode_video
-from .pipeline import VideoLatents, decode_video, generate, sample_video
+from .decoding import VideoLatents, decode_video, iter_decode_video
+from .generation import generate
+from .loading import LTXCheckpoint, load_checkpoint, load_latent_upsampler
+from .models import CausalVideoVAE, LatentUpsampler, SkipLayers, Transformer3D, latent_positions
 from .non_finite import NonFiniteLatentsError
-from .positions import latent_positions
-from .transformer import SkipLayers, Transformer3D
-from .upsampler import LatentUpsampler
-from .vae import CausalVideoVAE
+from .sampling import Condition, sample_video
 from .windows import plan_extension, sample_long_video
 
 __all__ = [

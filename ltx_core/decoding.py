@@ -1,26 +1,54 @@
 """Decoding sampled latents to frames chunk by chunk, so a long video never needs a full-length frame tensor.
 
-`iter_decode_video` yields the final frames (decode noise, tone map, VAE, resize to the padded size, crop) a few
-at a time; `pipeline.decode_video` gathers them. The latents themselves are small (1/1000 of the frames' size) and
-go to the device whole, so the decode noise is drawn exactly as in a one-shot decode.
+`VideoLatents` is what sampling hands over; `iter_decode_video` yields the final frames (decode noise, tone map,
+VAE, resize to the padded size, crop) a few at a time and `decode_video` gathers them. The latents themselves
+are small (1/1000 of the frames' size) and go to the device whole, so the decode noise is drawn exactly as in a
+one-shot decode.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable, Iterator, Optional
+from dataclasses import dataclass
+from typing import Callable, Iterator, Optional
 
 import torch
 import torch.nn.functional as F
 
 from .non_finite import check_finite
-from .passes import tone_map
 from .randomness import Randomness
 
-if TYPE_CHECKING:
-    from .pipeline import VideoLatents
+
+@dataclass
+class VideoLatents:
+    """Sampled latents and what decoding needs to turn them into exactly the requested frames."""
+
+    latents: torch.Tensor  # normalised [B, C, F, H, W] at the last pass's size
+    width: int
+    height: int
+    num_frames: int
+    frame_rate: float
+    padding: tuple[int, int, int, int]  # (left, right, top, bottom) around the requested size
+    decode_timestep: float
+    decode_noise_scale: float
+    tone_map_compression_ratio: float
+    seed: int
+    rng: str = "default"
+
+    @property
+    def padded_size(self) -> tuple[int, int]:
+        left, right, top, bottom = self.padding
+        return self.height + top + bottom, self.width + left + right
 
 
-def iter_decode_video(vae, video: "VideoLatents", *, cancel: Optional[Callable[[], None]] = None,
+def tone_map(latents: torch.Tensor, compression: float) -> torch.Tensor:
+    """Sigmoid compression of large latent values (0 = identity), applied before decoding."""
+    if not 0 <= compression <= 1:
+        raise ValueError(f"tone_map_compression_ratio={compression} must lie in [0, 1]")
+    scale = compression * 0.75
+    return latents * (1.0 - 0.8 * scale * torch.sigmoid(4.0 * scale * (latents.abs() - 1.0)))
+
+
+def iter_decode_video(vae, video: VideoLatents, *, cancel: Optional[Callable[[], None]] = None,
                       chunk_frames: Optional[int] = None, device: Optional[torch.device] = None,
                       progress: Optional[Callable[[int, int], None]] = None) -> Iterator[torch.Tensor]:
     """Yield frames `[f, height, width, 3]` float in [0, 1] on the CPU, in order, `video.num_frames` in all."""
@@ -58,8 +86,23 @@ def iter_decode_video(vae, video: "VideoLatents", *, cancel: Optional[Callable[[
             yield frames.permute(1, 2, 3, 0).float().cpu()
 
 
-def _decode_noise(latents: torch.Tensor, video: "VideoLatents") -> torch.Tensor:
+def _decode_noise(latents: torch.Tensor, video: VideoLatents) -> torch.Tensor:
     if video.rng == "reference":
         return torch.randn_like(latents)
     generator = torch.Generator(device=latents.device).manual_seed(Randomness.decode_seed(video.seed))
     return torch.randn(latents.shape, generator=generator, device=latents.device, dtype=latents.dtype)
+
+
+def decode_video(vae, video: VideoLatents, *, cancel: Optional[Callable[[], None]] = None,
+                 chunk_frames: Optional[int] = None, device: Optional[torch.device] = None,
+                 progress: Optional[Callable[[int, int], None]] = None) -> torch.Tensor:
+    """Decode sampled latents to frames `[num_frames, height, width, 3]` float in [0, 1] on the CPU.
+
+    Adds the recipe's decode noise (from a generator seeded by the video's seed, or the global RNG in reference
+    mode), decodes in chunks of latent frames (`progress(done, total)` in latent frames and `cancel()` run after
+    each), resizes to the padded size when the last pass ran larger (multi-scale), and crops the padding and extra
+    frames. `iter_decode_video` gives the same frames chunk by chunk.
+    """
+    chunks = list(iter_decode_video(vae, video, cancel=cancel, chunk_frames=chunk_frames, device=device,
+                                    progress=progress))
+    return torch.cat(chunks) if len(chunks) > 1 else chunks[0]

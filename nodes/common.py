@@ -21,7 +21,7 @@ import torch
 from comfy_api.latest import io
 
 from ..ltx_core.acceleration import can_use_fp8_matmul, scaled_fp8_linear
-from ..ltx_core.safetensors_check import NotSafetensorsError, check_safetensors
+from ..ltx_core.loading import NotSafetensorsError, check_safetensors
 
 logger = logging.getLogger(__name__)
 

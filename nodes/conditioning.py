@@ -18,8 +18,9 @@ import torch
 from comfy_api.latest import InputImpl, io
 
 from .. import ltx_core
+from ..ltx_core.models.grid import FRAMES_PER_LATENT
+from ..ltx_core.sampling import MIN_MEDIA_SIDE
 from ..media import read_video
-from ..ltx_core.media import MIN_MEDIA_SIDE
 from .common import CATEGORY
 
 logger = logging.getLogger(__name__)
@@ -47,7 +48,7 @@ class MediaCondition(ltx_core.Condition):
                              f"{num_frames} frames (allowed: 0 to {num_frames - 1}, or -1 for the last frame)")
         frames = self.media.shape[0]
         if frames > 1:
-            if start % 8:
+            if start % FRAMES_PER_LATENT:
                 raise ValueError(f"{self.label}: a video condition after frame 0 must start at a multiple of 8 "
                                  f"(0, 8, 16, ...), not at frame {start}")
             if num_frames - start < 9:
@@ -206,10 +207,10 @@ class LTX097VideoCondition(io.ComfyNode):
         if count < 9:
             raise ValueError(f"video condition: the clip has {count} frame(s) but needs at least 9 frames (8k+1: "
                              "9, 17, 25, ...); use an Image Condition for a single frame")
-        if start_frame % 8:
+        if start_frame % FRAMES_PER_LATENT:
             raise ValueError(f"video condition: start frame {start_frame} is not a multiple of 8; a video "
                              "condition starts at frame 0, 8, 16, ...")
-        used = (count - 1) // 8 * 8 + 1
+        used = (count - 1) // FRAMES_PER_LATENT * FRAMES_PER_LATENT + 1
         if used < count:
             logger.info("video condition: using the first %d of %d frames (8k+1)", used, count)
         item = MediaCondition(frames[:used].clone(), start_frame=int(start_frame), strength=float(strength),

@@ -17,6 +17,7 @@ import torch
 from comfy_api.latest import io
 
 from .. import ltx_core
+from ..ltx_core.models.grid import FRAMES_PER_LATENT, PIXELS_PER_LATENT
 from .common import CATEGORY, LTXVae, LTXVaeType
 from .memory import ModelLoads, vae_bytes
 from .progress import check_interrupted
@@ -44,8 +45,9 @@ def videos_of(latent: dict, vae: LTXVae) -> list[ltx_core.VideoLatents]:
     if video is not None:
         logger.warning("the latents changed shape after sampling; decoding them whole (no crop)")
     frames, height, width = samples.shape[2:]
-    return [ltx_core.VideoLatents(latents=samples[i:i + 1], width=width * 32, height=height * 32,
-                                  num_frames=(frames - 1) * 8 + 1, frame_rate=float(latent.get("frame_rate",
+    return [ltx_core.VideoLatents(latents=samples[i:i + 1], width=width * PIXELS_PER_LATENT,
+                                  height=height * PIXELS_PER_LATENT,
+                                  num_frames=(frames - 1) * FRAMES_PER_LATENT + 1, frame_rate=float(latent.get("frame_rate",
                                                                                                DEFAULT_FRAME_RATE)),
                                   padding=(0, 0, 0, 0), decode_timestep=DEFAULT_DECODE_TIMESTEP,
                                   decode_noise_scale=DEFAULT_DECODE_NOISE, tone_map_compression_ratio=0.0, seed=0)

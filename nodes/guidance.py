@@ -14,13 +14,13 @@ from typing import Any, Optional
 
 from comfy_api.latest import io
 
-from ..ltx_core.recipes import check_recipe
+from ..ltx_core.models import STG_MODES
+from ..ltx_core.sampling import check_recipe
 from .common import CATEGORY
 
 LTXGuidanceType = io.Custom("LTX097_GUIDANCE")
 
 PASSES = {"first pass": ("first_pass",), "second pass": ("second_pass",), "both passes": ("first_pass", "second_pass")}
-STG_MODES = ("attention_values", "attention_skip", "residual", "transformer_block")
 DEFAULT = "recipe default"
 KEEP = -1.0  # float widgets: this value keeps the recipe's setting
 

@@ -1,6 +1,6 @@
 """LoRA nodes: attach LoRAs to an LTX-Video model as ComfyUI weight patches on a clone of its ModelPatcher.
 
-The file is mapped onto the transformer by `ltx_core.lora` (format detection, official parameter names, shape
+The file is mapped onto the transformer by `ltx_core.lora.mapping` (format detection, official parameter names, shape
 checks, PEFT metadata) and turned into patches by ComfyUI's own `comfy.lora.load_lora` and weight adapters. The
 patches sit on a clone, so the checkpoint is never reloaded: ComfyUI merges them into bf16/fp16/fp32 weights when it
 loads the model (the math in fp32), applies them per layer on the fly in low-VRAM partial loading, and restores the
@@ -114,7 +114,7 @@ def lora_patches(model: LTXModel, tensors: dict[str, torch.Tensor], metadata: Op
                  name: str = "LoRA") -> tuple[dict[str, Any], LoraMapping]:
     """ComfyUI patches `{parameter name: adapter}` for one LoRA file on `model`'s transformer, and its mapping.
 
-    Raises `LoraError` with a sentence when the file does not fit (see `ltx_core.lora.map_lora`) or uses an adapter
+    Raises `LoraError` with a sentence when the file does not fit (see `ltx_core.lora.mapping.map_lora`) or uses an adapter
     type this ComfyUI does not implement.
     """
     shapes = {key: tuple(value.shape) for key, value in model.transformer.state_dict().items()}

@@ -23,7 +23,7 @@ from typing import Optional
 import folder_paths
 
 from ..fetch import FetchError, Progress, check_url, download, redact_url
-from ..ltx_core import safetensors_check
+from ..ltx_core import loading
 from . import lora_cache
 from .progress import check_interrupted
 
@@ -159,13 +159,13 @@ def resolve_lora(source: str, weight_name: Optional[str] = None, *, progress: Op
 
 def check_safetensors(path: str | Path, what: str = "the file") -> None:
     """Raise `LoraSourceError` unless `path` is a complete, well-formed safetensors file (header and size only)."""
-    safetensors_check.check_safetensors(path, what, error=LoraSourceError)
+    loading.check_safetensors(path, what, error=LoraSourceError)
 
 
 def check_head(head: bytes, what: str) -> None:
     """Refuse a download from its first bytes unless they can start a safetensors file (web pages and pickles
     are named)."""
-    safetensors_check.check_head(head, what, error=LoraSourceError)
+    loading.check_head(head, what, error=LoraSourceError)
 
 
 # ------------------------------------------------------------------------------------------------------------------

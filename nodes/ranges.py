@@ -5,12 +5,11 @@ by the 32 px the model works in (a size set by a link may be anything in range: 
 cropped back).
 """
 
-SIZE_GRID = 32
-"""Width and height widgets step by this: the model generates multiples of 32 px."""
-MIN_SIZE, MAX_SIZE = 32, 8192
+from ..ltx_core.models.grid import MAX_FRAMES, MAX_SIZE, MIN_FRAMES, MIN_SIZE, PIXELS_PER_LATENT
 
-MIN_FRAMES, MAX_FRAMES = 1, 2049
-"""Frame counts; the model generates the next 8k+1 (9, 17, ..., 97, ...) and the nodes cut back."""
+SIZE_GRID = PIXELS_PER_LATENT
+"""Width and height widgets step by this: the model generates multiples of 32 px. Frame counts (`MIN_FRAMES`,
+`MAX_FRAMES`) are any: the model generates the next 8k+1 (9, 17, ..., 97, ...) and the nodes cut back."""
 
 MIN_FRAME_RATE, MAX_FRAME_RATE, FRAME_RATE_STEP = 1.0, 120.0, 0.01
 

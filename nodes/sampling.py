@@ -20,8 +20,7 @@ import comfy.model_management as mm
 from comfy_api.latest import io
 
 from .. import ltx_core
-from ..ltx_core.pipeline import pass_shapes
-from ..ltx_core.recipes import check_recipe, max_branches, recipe_passes, resolve_recipe
+from ..ltx_core.sampling import check_recipe, max_branches, pass_shapes, recipe_passes, resolve_recipe
 from ..ltx_core.windows import plan_windows
 from .common import (CATEGORY, LTXModel, LTXModelType, LTXUpsampler, LTXUpsamplerType, LTXVae, LTXVaeType,
                      check_number)

@@ -14,11 +14,11 @@ from typing import Any, Optional
 import torch
 from comfy_api.latest import io
 
+from ..ltx_core.models.grid import TEXT_TOKENS
 from .common import CATEGORY
 
 logger = logging.getLogger(__name__)
 
-MAX_TOKENS = 256
 T5_KEY = "t5xxl"
 T5_END, T5_PAD = 1, 0
 DEFAULT_NEGATIVE_PROMPT = "blurry, low quality, low resolution, inconsistent motion, jittery, distorted"
@@ -29,7 +29,7 @@ NOT_T5 = ("this CLIP is not a T5-XXL text encoder; load t5xxl_fp16.safetensors (
 WINDOW_SEPARATOR = "---"
 
 
-def reference_tokens(clip, text: str, max_tokens: int = MAX_TOKENS) -> dict[str, list]:
+def reference_tokens(clip, text: str, max_tokens: int = TEXT_TOKENS) -> dict[str, list]:
     """The host tokenizer's tokens for `text`, cut and padded like the reference (`max_length=256`).
 
     The prompt goes to T5 as written (`strip()` only, as the reference does): ComfyUI's `(word:1.2)` weighting

@@ -23,15 +23,15 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 LINKED = (".venv", ".comfyui", ".api_clients", ".venv-tools", ".transformers")
 """Set-up folders (ignored by git) that the copy links to instead of copying."""
-PARITY = "tests/test_pipeline_parity.py"
-FETCH = "tests/test_fetch.py"
-SAFETY = "tests/test_safety_checker.py"
-LONG = "tests/test_long_video.py"
-BAD_FILES = "tests/test_bad_model_files.py"
-LORA_SOURCES = "tests/test_lora_sources.py"
-SERVICE_UNITS = "tests/test_service_units.py"
-SERVICE_API = "tests/test_service_api.py"
-MEDIA = "tests/test_media_strict.py"
+PARITY = "tests/core/test_pipeline_parity.py"
+FETCH = "tests/core/test_fetch.py"
+SAFETY = "tests/host/test_safety_checker.py"
+LONG = "tests/core/test_long_video.py"
+BAD_FILES = "tests/core/test_bad_model_files.py"
+LORA_SOURCES = "tests/host/test_lora_sources.py"
+SERVICE_UNITS = "tests/core/test_service_units.py"
+SERVICE_API = "tests/server/test_service_api.py"
+MEDIA = "tests/core/test_media_strict.py"
 
 logger = logging.getLogger("check_mutants")
 
@@ -47,32 +47,34 @@ class Mutant:
 
 MUTANTS = (
     # issue 8
-    Mutant("uncond-uses-positive", "ltx_core/sampler.py",
+    Mutant("uncond-uses-positive", "ltx_core/sampling/denoise.py",
            'contexts = {"uncond": (prompts.negative_context, prompts.negative_mask)}',
            'contexts = {"uncond": (prompts.context, prompts.mask)}',
            (f"{PARITY}::test_single_scale_cfg_stg", f"{PARITY}::test_multi_scale_dev_recipe")),
     Mutant("t2v-ignores-negative-prompt", "nodes/text_to_video.py",
            "encode_prompts(clip, prompt), encode_prompt(clip, negative_prompt)",
            "encode_prompts(clip, prompt), encode_prompt(clip, DEFAULT_NEGATIVE_PROMPT)",
-           ("tests/test_nodes_video.py::test_text_to_video_uses_its_negative_prompt",)),
-    Mutant("stg-mode-ignored", "ltx_core/passes.py", 'skip_strategy=recipe["stg_mode"]',
+           ("tests/host/test_nodes_video.py::test_text_to_video_uses_its_negative_prompt",)),
+    Mutant("stg-mode-ignored", "ltx_core/sampling/passes.py", 'skip_strategy=recipe["stg_mode"]',
            'skip_strategy="attention_values"', (f"{PARITY}::test_stg_strategies",)),
-    Mutant("decode-timestep-fixed", "ltx_core/pipeline.py", 'decode_timestep=float(settings["decode_timestep"])',
-           "decode_timestep=0.05", (f"{PARITY}::test_decode_timestep_noise_and_tone_map",)),
-    Mutant("adain-factor-ignored", "ltx_core/pipeline.py",
+    Mutant("decode-timestep-fixed", "ltx_core/sampling/preparation.py",
+           'decode_timestep = float(self.settings["decode_timestep"])', "decode_timestep = 0.05",
+           (f"{PARITY}::test_decode_timestep_noise_and_tone_map",)),
+    Mutant("adain-factor-ignored", "ltx_core/sampling/pipeline.py",
            'runner.upsample(upsampler, first, settings["adain_factor"])', "runner.upsample(upsampler, first, 1.0)",
            (f"{PARITY}::test_multi_scale_adain_factor",)),
     Mutant("tone-map-skipped", "ltx_core/decoding.py",
            "latents = tone_map(latents, video.tone_map_compression_ratio)", "latents = latents",
            (f"{PARITY}::test_decode_timestep_noise_and_tone_map",)),
-    Mutant("keyframe-offset-dropped", "ltx_core/conditioning.py", "coords[:, 0] += start_frame",
+    Mutant("keyframe-offset-dropped", "ltx_core/sampling/conditioning.py", "coords[:, 0] += start_frame",
            "coords[:, 0] += 0", (f"{PARITY}::test_keyframe_at_frame_16",)),
-    Mutant("frame-rate-fixed", "ltx_core/positions.py", "positions[:, 0] * (1.0 / frame_rate)",
+    Mutant("frame-rate-fixed", "ltx_core/models/positions.py", "positions[:, 0] * (1.0 / frame_rate)",
            "positions[:, 0] * (1.0 / 25.0)", (f"{PARITY}::test_padding_and_cropping",)),
-    Mutant("cfg-star-ignored", "ltx_core/guidance.py", "        if cfg_star_rescale:", "        if False:",
-           ("tests/test_pipeline_units.py::test_guidance_arithmetic_matches_the_reference_loop",)),
-    Mutant("stg-rescale-ignored", "ltx_core/guidance.py", "        if step.rescale != 1.0:", "        if False:",
-           ("tests/test_pipeline_units.py::test_guidance_arithmetic_matches_the_reference_loop",)),
+    Mutant("cfg-star-ignored", "ltx_core/sampling/guidance.py", "        if cfg_star_rescale:", "        if False:",
+           ("tests/core/test_pipeline_units.py::test_guidance_arithmetic_matches_the_reference_loop",)),
+    Mutant("stg-rescale-ignored", "ltx_core/sampling/guidance.py", "        if step.rescale != 1.0:",
+           "        if False:",
+           ("tests/core/test_pipeline_units.py::test_guidance_arithmetic_matches_the_reference_loop",)),
     # issue 17: the URL policy and the wire
     Mutant("nat64-not-embedded", "fetch/policy.py", "        if embedded is None and address in _NAT64:",
            "        if False:", (f"{FETCH}::test_only_public_addresses_count_as_public",)),
@@ -86,30 +88,30 @@ MUTANTS = (
     Mutant("rate-over-all-bytes", "fetch/pace.py", "rate = (done - self.window_done) / span", "rate = done / span",
            (f"{FETCH}::test_the_minimum_rate_counts_each_windows_own_bytes",)),
     # issue 17: windows, acceleration, checks
-    Mutant("adain-window-2-only", "ltx_core/windows/sampling.py", "        elif self.adain_factor:",
+    Mutant("adain-window-2-only", "ltx_core/windows/long_video.py", "        elif self.adain_factor:",
            "        elif self.adain_factor and window.index == 1:",
            (f"{LONG}::test_every_later_window_takes_the_first_windows_statistics",)),
-    Mutant("cross-fade-reversed", "ltx_core/windows/sampling.py",
+    Mutant("cross-fade-reversed", "ltx_core/windows/long_video.py",
            "torch.lerp(previous, latents[:, :, :overlap].float(), weights[None, None, :, None, None])",
            "torch.lerp(latents[:, :, :overlap].float(), previous, weights[None, None, :, None, None])",
            (f"{LONG}::test_the_cross_fade_goes_from_the_previous_window_to_the_new_one",)),
     Mutant("compile-twice", "ltx_core/acceleration/compiled.py",
            'if getattr(transformer, "blocks_compiled", False):', "if False:",
-           ("tests/test_compiled_blocks.py::test_compiling_twice_leaves_the_compiled_blocks_as_they_are",)),
-    Mutant("inner-dim-unbounded", "ltx_core/config_checks.py", "    if inner > MAX_DIM:",
+           ("tests/core/test_compiled_blocks.py::test_compiling_twice_leaves_the_compiled_blocks_as_they_are",)),
+    Mutant("inner-dim-unbounded", "ltx_core/loading/config_checks.py", "    if inner > MAX_DIM:",
            "    if inner > MAX_DIM * MAX_DIM:", (f"{BAD_FILES}::test_forged_dims_are_refused_naming_the_field",)),
-    Mutant("trailing-bytes-pass", "ltx_core/safetensors_check.py", "    if expected < size:", "    if False:",
-           ("tests/test_safetensors_check.py::test_trailing_bytes_after_the_last_tensor_are_refused",)),
-    Mutant("duplicate-keys-kept", "ltx_core/safetensors_check.py",
+    Mutant("trailing-bytes-pass", "ltx_core/loading/safetensors_check.py", "    if expected < size:", "    if False:",
+           ("tests/core/test_safetensors_check.py::test_trailing_bytes_after_the_last_tensor_are_refused",)),
+    Mutant("duplicate-keys-kept", "ltx_core/loading/safetensors_check.py",
            "json.loads(raw, object_pairs_hook=_refuse_duplicates)", "json.loads(raw)",
-           ("tests/test_safetensors_check.py::test_a_key_written_twice_in_the_header_is_named_as_a_duplicate",)),
+           ("tests/core/test_safetensors_check.py::test_a_key_written_twice_in_the_header_is_named_as_a_duplicate",)),
     Mutant("finite-checks-nan-only", "ltx_core/non_finite.py", "if not bool(torch.isfinite(tensor).all()):",
            "if bool(torch.isnan(tensor).any()):",
            (f"{BAD_FILES}::test_check_finite_stops_on_nan_and_on_either_infinity",)),
     # issue 17: mp4, assistants, the one node
     Mutant("part-file-kept-on-failure", "mp4/writer.py", "            if os.path.exists(self._partial):",
            "            if kind is None and os.path.exists(self._partial):",
-           ("tests/test_mp4.py::test_a_failed_write_leaves_nothing_behind",)),
+           ("tests/core/test_mp4.py::test_a_failed_write_leaves_nothing_behind",)),
     Mutant("flag-above-threshold-only", "assistants/safety.py",
            "FrameVerdict(frame, float(score), float(score) >= threshold)",
            "FrameVerdict(frame, float(score), float(score) > threshold)",
@@ -149,10 +151,10 @@ MUTANTS = (
            (f"{MEDIA}::test_a_video_whose_frames_end_early_is_refused",)),
     Mutant("nodes-decode-video-leniently", "nodes/conditioning.py",
            "    if isinstance(video, InputImpl.VideoFromFile):", "    if False:",
-           ("tests/test_nodes_long_video.py::test_a_cut_short_video_file_is_refused_by_the_nodes_that_read_it",)),
+           ("tests/host/test_nodes_long_video.py::test_a_cut_short_video_file_is_refused_by_the_nodes_that_read_it",)),
     Mutant("without-metadata-ignored", "nodes/video.py",
            " or (hidden.extra_pnginfo or {}).get(WITHOUT_METADATA):", ":",
-           ("tests/test_nodes_video.py::test_a_prompt_can_ask_for_files_without_metadata",)),
+           ("tests/host/test_nodes_video.py::test_a_prompt_can_ask_for_files_without_metadata",)),
     Mutant("api-mp4-keeps-metadata", "service/host.py", ', "extra_pnginfo": {WITHOUT_METADATA: True}}', "}",
            (f"{SERVICE_API}::test_identical_requests_give_identical_mp4_files",)),
     Mutant("leftovers-kept-at-start-up", "__init__.py", "        remove_unfinished_videos()", "        pass",
@@ -162,7 +164,7 @@ MUTANTS = (
            (f"{SERVICE_UNITS}::test_leftover_condition_files_are_removed_and_users_files_kept",)),
     Mutant("part-name-too-loose", "mp4/writer.py", r'_PART_NAME = re.compile(r"^\..+\.mp4\.[a-z0-9_]{8}"',
            r'_PART_NAME = re.compile(r"^.*\.mp4.*"',
-           ("tests/test_mp4.py::test_leftover_parts_are_the_writers_hidden_files_only",)),
+           ("tests/core/test_mp4.py::test_leftover_parts_are_the_writers_hidden_files_only",)),
 )
 
 

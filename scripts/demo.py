@@ -78,8 +78,8 @@ def find_models(root: Path) -> tuple[dict[str, Path], list[str]]:
 
 def write_tiny_models(server: comfy_server.ComfyServer) -> dict[str, str]:
     """A tiny random checkpoint (transformer + VAE), upsampler and T5 in the server's model folders."""
-    import tiny
-    import tiny_t5
+    from support import tiny
+    from support import tiny_t5
 
     try:  # the reference package (used to build the tiny model) warns about a config key it ignores
         import diffusers.utils.logging

@@ -136,9 +136,9 @@ def main() -> None:
 
     import shutil
 
-    import comfy_server
-    import e2e_browser
-    import e2e_workflows
+    from support import comfy_server
+    from support import e2e_browser
+    from support import e2e_workflows
 
     with tempfile.TemporaryDirectory(prefix="ltxv097-workflows-") as folder:
         server = comfy_server.ComfyServer(Path(folder) / "host")

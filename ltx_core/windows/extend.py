@@ -15,7 +15,8 @@ from typing import Iterable, Iterator
 
 import torch
 
-from ..conditioning import Condition
+from ..models.grid import FRAMES_PER_LATENT
+from ..sampling.conditioning import Condition
 
 DIRECTIONS = ("append", "prepend")
 DEFAULT_CONTEXT_FRAMES = 25
@@ -46,16 +47,16 @@ def plan_extension(clip: torch.Tensor, new_frames: int, *, direction: str = "app
     if isinstance(new_frames, bool) or not isinstance(new_frames, int) or new_frames < 1:
         raise ValueError(f"new_frames={new_frames!r} is not allowed (allowed: whole numbers from 1)")
     if isinstance(context_frames, bool) or not isinstance(context_frames, int) or context_frames < 1 \
-            or (context_frames - 1) % 8:
+            or (context_frames - 1) % FRAMES_PER_LATENT:
         raise ValueError(f"context_frames={context_frames!r} is not allowed (allowed: 8k+1 frames: 1, 9, 17, 25, "
                          f"...)")
     count = clip.shape[0]
-    context = min(context_frames, (count - 1) // 8 * 8 + 1)
+    context = min(context_frames, (count - 1) // FRAMES_PER_LATENT * FRAMES_PER_LATENT + 1)
     if direction == "append":
         media = clip[count - context:]
         return Extension(direction, count, new_frames, context + new_frames, context,
                          (Condition(media, start_frame=0, strength=strength),))
-    lead = math.ceil(new_frames / 8) * 8
+    lead = math.ceil(new_frames / FRAMES_PER_LATENT) * FRAMES_PER_LATENT
     return Extension(direction, count, new_frames, lead + context, lead - new_frames,
                      (Condition(clip[:context], start_frame=lead, strength=strength),))
 

@@ -12,13 +12,12 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Sequence
 
-from ..conditioning import Condition
-from ..media import padded_frame_count
+from ..models.grid import FRAMES_PER_LATENT, padded_frame_count
+from ..sampling.conditioning import Condition
 
 DEFAULT_WINDOW_FRAMES = 121
 DEFAULT_OVERLAP_FRAMES = 24
 MIN_WINDOW_FRAMES = 9
-FRAMES_PER_LATENT = 8
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,299 @@
+"""The API's plain-Python parts without a server: schema defaults and 422s, the prompt graph, request records and
+their restart recovery, status / result / webhook JSON, keys, the config file and media sniffing."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import io
+import json
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from media import check as check_media
+from service import access, config as service_config, graph, jobs, media, outcome, schema, store, webhook
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+REQUEST_ID = "0b7e2a4c-3f1d-4c55-9a0e-5d6f7a8b9c0d"
+NODE_INPUTS = {"model", "vae", "clip", "prompt", "negative_prompt", "resolution", "seed"}
+
+
+def test_defaults_are_the_services_and_a_missing_seed_is_drawn():
+    parsed = schema.parse_input({"prompt": "a fox"}, draw_seed=lambda: 4242)
+    assert parsed == schema.GenerationInput(
+        prompt="a fox", negative_prompt=schema.DEFAULT_NEGATIVE_PROMPT, loras=(), resolution="720p",
+        aspect_ratio="16:9", number_of_frames=89, number_of_steps=30, frame_rate=25, seed=4242,
+        expand_prompt=False, reverse_video=False, enable_safety_checker=True, conditions=())
+    drawn = {schema.parse_input({"prompt": "a fox", "seed": None}).seed for _ in range(20)}
+    assert len(drawn) > 1 and all(0 <= seed < schema.DRAWN_SEED_LIMIT for seed in drawn)
+    assert schema.parse_input({"prompt": "a fox", "seed": 0}).seed == 0
+
+
+def test_every_bad_field_is_named_at_once():
+    with pytest.raises(schema.InputError) as caught:
+        schema.parse_input({"prompt": 3, "resolution": "4k", "number_of_frames": 300, "loras": [{"path": ""}, 5],
+                            "image_url": "C:/a.png", "frame_rate": True})
+    locs = {tuple(entry["loc"]) for entry in caught.value.detail}
+    assert locs == {("body", "prompt"), ("body", "resolution"), ("body", "number_of_frames"),
+                    ("body", "loras", 0, "path"), ("body", "loras", 1), ("body", "image_url"),
+                    ("body", "frame_rate")}
+    frames = next(e for e in caught.value.detail if e["loc"] == ["body", "number_of_frames"])
+    assert frames["msg"] == "300 is out of range; allowed 9 to 257"
+    with pytest.raises(schema.InputError, match="local files are not read"):
+        schema.parse_input({"prompt": "p", "loras": [{"path": "../../secret.safetensors"}]})
+    with pytest.raises(schema.InputError, match="not both"):
+        schema.parse_input({"prompt": "p", "image_url": "data:,x", "video_url": "data:,y"})
+    with pytest.raises(schema.InputError, match="JSON object"):
+        schema.parse_input(["prompt"])
+
+
+def test_ranges_include_both_ends_and_stop_there():
+    ends = {"number_of_frames": (9, 257), "number_of_steps": (1, 100), "frame_rate": (1, 60),
+            "seed": (0, 2 ** 64 - 1), "start_frame_number": (0, 256)}
+    for name, (low, high) in ends.items():
+        for value in (low, high):
+            assert getattr(schema.parse_input({"prompt": "p", "image_url": "https://x/y.png", name: value}),
+                           name, value) == value
+        for value in (low - 1, high + 1):
+            with pytest.raises(schema.InputError) as refused:
+                schema.parse_input({"prompt": "p", "image_url": "https://x/y.png", name: value})
+            assert refused.value.detail == [{"loc": ["body", name], "msg": f"{value} is out of range; allowed {low} "
+                                                                           f"to {high}", "type": "value_error"}]
+
+
+def test_a_video_start_frame_off_the_grid_is_named_at_its_own_field():
+    with pytest.raises(schema.InputError) as refused:
+        schema.parse_input({"prompt": "p", "video_url": "https://a/b.mp4", "start_frame_number": 12})
+    (entry,) = refused.value.detail
+    assert entry["loc"] == ["body", "start_frame_number"] and entry["msg"].startswith("12 is not a multiple of 8")
+
+
+def test_the_default_negative_prompt_is_the_services():
+    """service-api.md's default, word for word."""
+    assert schema.parse_input({"prompt": "p"}).negative_prompt == (
+        "blurry, low quality, low resolution, inconsistent motion, jittery, distorted")
+
+
+def test_url_schemes_are_read_in_any_case_as_for_loras():
+    """`HTTP://` is an http URL for a condition as for a LoRA (whose source check is `fetch.check_url`, which reads
+    schemes in any case); other schemes are refused."""
+    import fetch
+
+    for url in ("HTTP://example.com/a.png", "Https://example.com/a.png", "DATA:image/png;base64,AAAA"):
+        (condition,) = schema.parse_input({"prompt": "p", "image_url": url}).conditions
+        assert condition.url == url
+        if not url.startswith("DATA"):
+            fetch.check_url(url.replace(".png", ".safetensors"), "the LoRA source")
+    for url in ("FILE:///etc/passwd", "Ftp://example.com/a.png", "http//example.com/a.png"):
+        with pytest.raises(schema.InputError, match="is not an http.s. URL or a base64 data URI"):
+            schema.parse_input({"prompt": "p", "image_url": url})
+
+
+def test_conditions_and_loras_parse():
+    parsed = schema.parse_input({"prompt": "p", "video_url": "https://a/b.mp4", "start_frame_number": 16,
+                                 "strength": 0.5, "loras": [{"path": "org/repo", "weight_name": "w.safetensors",
+                                                             "scale": 0.7}]})
+    assert parsed.conditions == (schema.MediaCondition("video", "https://a/b.mp4", 16, 0.5),)
+    assert parsed.loras == (schema.LoraWeight("org/repo", "w.safetensors", 0.7),)
+    with pytest.raises(schema.InputError, match="multiple of 8"):
+        schema.parse_input({"prompt": "p", "video_url": "https://a/b.mp4", "start_frame_number": 4})
+
+
+def test_graph_is_the_one_node_workflow_from_the_config():
+    generation = schema.parse_input({"prompt": "p", "seed": 7, "loras": [{"path": "a.safetensors"}],
+                                     "image_url": "https://x/y.png", "start_frame_number": 3})
+    config = service_config.ServiceConfig(guidance={"skip_block_list": "1"})
+    prompt = graph.build_prompt(generation, config, REQUEST_ID, node_inputs=NODE_INPUTS,
+                                media_files={"image": "in.png"})
+    node = prompt[graph.OUTPUT_NODE]
+    assert node["class_type"] == "LTX097TextToVideo" and node["inputs"]["seed"] == 7
+    assert node["inputs"]["filename_prefix"] == f"ltxv097_api/{REQUEST_ID}"
+    assert node["inputs"]["recipe"] == "0.9.7 dev multi-scale" and node["inputs"]["upsampler"] == ["upsampler", 0]
+    assert prompt["model"]["inputs"]["ckpt_name"] == "ltxv-13b-0.9.7-dev.safetensors"
+    assert prompt["text_encoder"] == {"class_type": "CLIPLoader", "inputs": {
+        "clip_name": "t5xxl_fp16.safetensors", "type": "ltxv", "device": "default"}}
+    assert json.loads(prompt["loras"]["inputs"]["loras"]) == [{"path": "a.safetensors", "scale": 1.0}]
+    assert prompt["guidance"]["inputs"] == {"skip_block_list": "1"}
+    assert prompt["load_image"]["inputs"] == {"image": "in.png"}
+    assert prompt["image_condition"]["inputs"]["start_frame"] == 3
+    assert node["inputs"]["conditions"] == ["image_condition", 0]
+    assert "expand_prompt" not in node["inputs"] and "enable_safety_checker" not in node["inputs"]
+    single = graph.build_prompt(generation, service_config.ServiceConfig(recipe="0.9.7 dev single-scale"),
+                                REQUEST_ID, node_inputs=NODE_INPUTS, media_files={"image": "in.png"})
+    assert "upsampler" not in single and "upsampler" not in single[graph.OUTPUT_NODE]["inputs"]
+
+
+def test_expand_prompt_and_safety_checker_map_onto_the_node_only_when_it_has_them():
+    asked = schema.parse_input({"prompt": "p", "expand_prompt": True, "enable_safety_checker": False})
+    with pytest.raises(graph.UnavailableFeature) as caught:
+        graph.feature_inputs(asked, NODE_INPUTS)
+    assert caught.value.detail[0]["loc"] == ["body", "expand_prompt"]
+    assert graph.feature_inputs(asked, NODE_INPUTS | {"expand_prompt", "enable_safety_checker"}) == {
+        "expand_prompt": True, "enable_safety_checker": False}
+    assert graph.feature_inputs(schema.parse_input({"prompt": "p"}), NODE_INPUTS) == {}
+
+
+def test_records_survive_a_restart_and_unfinished_ones_fail_clearly(tmp_path):
+    book = jobs.JobBook(store.JobStore(tmp_path).save)
+    ids = [f"{REQUEST_ID[:-1]}{digit}" for digit in "123"]
+    for request_id in ids:
+        book.add(jobs.Job(request_id, seed=1, prompt="p"))
+    book.start(ids[0])
+    book.log(ids[0], "pass 1: step 1/2")
+    book.complete(ids[0], {"path": "ltxv097_api/a.mp4", "file_name": "a.mp4", "file_size": 10}, "a fox")
+    book.start(ids[1])
+    reloaded = {job.request_id: job for job in store.JobStore(tmp_path).load_all()}
+    assert reloaded[ids[0]].state == jobs.COMPLETED and reloaded[ids[0]].video["file_size"] == 10
+    assert reloaded[ids[0]].logs[0]["message"] == "pass 1: step 1/2"
+    for lost in ids[1:]:
+        assert (reloaded[lost].state, reloaded[lost].error_type) == (jobs.FAILED, store.LOST_TYPE)
+    assert store.JobStore(tmp_path).load_all()[1].error == store.LOST_MESSAGE  # saved as failed
+    with pytest.raises(ValueError):
+        store.JobStore(tmp_path).path("../../etc/passwd")
+
+
+def test_a_record_is_replaced_whole_never_rewritten_in_place(tmp_path):
+    """A reader (or a crash) in the middle of a save sees the old record or the new one, never half of one: the
+    new record is written beside it and renamed over it (a new file), and no temporary file stays."""
+    records = store.JobStore(tmp_path)
+    job = jobs.Job(REQUEST_ID, seed=1, prompt="p")
+    records.save(job)
+    before = records.path(REQUEST_ID).stat().st_ino
+    held = open(records.path(REQUEST_ID))  # a reader that opened the old record keeps reading all of it
+    job.prompt = "another prompt, longer than the first one"
+    records.save(job)
+    with held:
+        assert json.loads(held.read())["prompt"] == "p"
+    assert records.path(REQUEST_ID).stat().st_ino != before
+    assert json.loads(records.path(REQUEST_ID).read_text())["prompt"] == job.prompt
+    assert [p.name for p in tmp_path.iterdir()] == [f"{REQUEST_ID}.json"]
+
+
+def test_status_result_and_webhook_json_shapes():
+    urls = jobs.Urls("https://h:1/queue/fal-ai/ltx-video-lora")
+    job = jobs.Job(REQUEST_ID, seed=5, prompt="p", logs=[{"message": "m"}])
+    queued = jobs.status_json(job, urls, queue_position=3, with_logs=False)
+    assert queued["status"] == "IN_QUEUE" and queued["queue_position"] == 3 and queued["logs"] is None
+    assert queued["status_url"] == f"https://h:1/queue/fal-ai/ltx-video-lora/requests/{REQUEST_ID}/status"
+    job.state, job.error, job.error_type = jobs.CANCELLED, "gone", "request_cancelled"
+    done = jobs.status_json(job, urls, queue_position=None, with_logs=True)
+    assert done["status"] == "COMPLETED" and done["error_type"] == "request_cancelled" and done["logs"]
+    assert webhook.webhook_body(job, None)["status"] == "ERROR"
+    job.state, job.video = jobs.COMPLETED, {"file_name": "a.mp4", "file_size": 9, "path": "x/a.mp4"}
+    output = jobs.result_json(job, "https://h:1/f/a.mp4")
+    assert output == {"video": {"url": "https://h:1/f/a.mp4", "content_type": "video/mp4", "file_name": "a.mp4",
+                                "file_size": 9}, "seed": 5, "prompt": "p"}
+    assert webhook.webhook_body(job, output) == {"request_id": REQUEST_ID, "gateway_request_id": REQUEST_ID,
+                                                 "status": "OK", "payload": output}
+
+
+def test_keys_and_the_public_address_warning():
+    assert access.key_accepted(None, [])
+    assert access.key_accepted("Key abc", ["abc"]) and not access.key_accepted("Key abd", ["abc"])
+    assert not access.key_accepted("Bearer abc", ["abc"]) and not access.key_accepted(None, ["abc"])
+    assert access.public_without_key(["127.0.0.1"], []) is None
+    assert access.public_without_key(["0.0.0.0"], ["k"]) is None
+    assert "0.0.0.0" in access.public_without_key(["127.0.0.1", "0.0.0.0"], [])
+
+
+def test_config_file_defaults_and_errors(tmp_path):
+    assert service_config.load_config(tmp_path) == service_config.ServiceConfig()
+    written = json.loads((tmp_path / service_config.FILE_NAME).read_text())
+    assert written["checkpoint"] == "ltxv-13b-0.9.7-dev.safetensors" and written["api_keys"] == []
+    (tmp_path / service_config.FILE_NAME).write_text(json.dumps({**written, "api_keys": ["k"]}))
+    assert service_config.load_config(tmp_path).api_keys == ("k",)
+    for bad, words in (({"recipe": "fast"}, "recipe 'fast'"), ({"upsampler": None}, "needs an upsampler"),
+                       ({"checkpont": "x"}, "unknown keys checkpont")):
+        (tmp_path / service_config.FILE_NAME).write_text(json.dumps(bad))
+        with pytest.raises(service_config.ConfigError, match=words):
+            service_config.load_config(tmp_path)
+
+
+def test_media_is_sniffed_and_written_to_the_input_folder(tmp_path):
+    assert media.sniff("image", b"\x89PNG\r\n\x1a\n....") == "png"
+    assert media.sniff("image", b"RIFF\0\0\0\0WEBPVP8 ") == "webp"
+    assert media.sniff("video", b"\0\0\0\x18ftypisom") == "mp4"
+    assert media.sniff("image", b"<html>") is None and media.sniff("video", b"\x89PNG\r\n\x1a\n") is None
+    fetched = []
+
+    def fetch_bytes(url, *, max_bytes, what):
+        fetched.append((url, max_bytes, what))
+        return b"\xff\xd8\xff\xe0jpeg", "image/jpeg"
+
+    config = service_config.ServiceConfig(max_image_bytes=123)
+    checked = []
+    loader = media.ConditionMedia(fetch_bytes, ValueError, tmp_path, config,
+                                  lambda kind, data, what: checked.append((kind, data[:3], what)))
+    generation = schema.parse_input({"prompt": "p", "image_url": "https://x/y"})
+    files = asyncio.run(loader(generation, REQUEST_ID))
+    assert files == {"image": f"ltxv097_api_{REQUEST_ID}_image.jpg"}
+    assert fetched == [("https://x/y", 123, "the image_url")]
+    assert (tmp_path / files["image"]).read_bytes().startswith(b"\xff\xd8\xff")
+    assert checked == [("image", b"\xff\xd8\xff", "the image_url")]
+
+
+def test_leftover_condition_files_are_removed_and_users_files_kept(tmp_path):
+    ours = [media.input_name(REQUEST_ID, "image", "png"), media.input_name(REQUEST_ID, "video", "webm")]
+    users = ["photo.png", "ltxv097_api_notes.png", f"ltxv097_api_{REQUEST_ID}_image.png.bak",
+             f"my_ltxv097_api_{REQUEST_ID}_image.png", f"ltxv097_api_{REQUEST_ID}_mask.png"]
+    for name in ours + users:
+        (tmp_path / name).write_bytes(b"x")
+    assert media.remove_leftover_inputs(tmp_path) == sorted(ours)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(users)
+    assert media.remove_leftover_inputs(tmp_path / "missing") == []
+
+
+def test_damaged_media_is_a_422_naming_the_field_and_nothing_is_written(tmp_path):
+    pixels = bytes(range(256)) * 48
+    buffer = io.BytesIO()
+    Image.frombytes("RGB", (64, 64), pixels).save(buffer, "PNG")
+    png = buffer.getvalue()
+    for data, field in ((png[: len(png) // 2], "image_url"), (png[:-20], "image_url")):
+        loader = media.ConditionMedia(lambda url, **_: (data, "image/png"), ValueError, tmp_path,
+                                      service_config.ServiceConfig(), check_media)
+        with pytest.raises(schema.InputError) as refused:
+            asyncio.run(loader(schema.parse_input({"prompt": "p", field: "https://x/y"}), REQUEST_ID))
+        (entry,) = refused.value.detail
+        assert entry["loc"] == ["body", field] and entry["type"] == "file_damaged", entry
+        assert entry["msg"].startswith("the image_url is a damaged or cut-short image"), entry
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_failed_prompts_become_the_services_errors():
+    def entry(name, data):
+        return {"status": {"status_str": "error", "messages": [["execution_start", {}], [name, data]]}}
+
+    assert outcome.failure(entry("execution_interrupted", {})) == (
+        "the generation was interrupted", "request_cancelled", True)
+    assert outcome.failure(entry("execution_error", {"node_type": "LTX097TextToVideo",
+                                                     "exception_message": "out of memory"})) == (
+        "LTX097TextToVideo: out of memory", "execution_error", False)
+    flagged = entry("execution_error", {"exception_message": "The content was flagged by a content checker "
+                                                              "(content_policy_violation): frame 0 (score 0.97)"})
+    assert outcome.failure(flagged) == (outcome.FLAGGED, "content_policy_violation", False)
+
+
+def test_the_result_prompt_is_the_prompt_the_node_used():
+    """With expand_prompt on, the one node's UI output carries the expanded prompt; the result reports it."""
+    done = {"outputs": {graph.OUTPUT_NODE: {"images": [], "prompt": ["A red fox trots through deep snow, ..."]}}}
+    assert outcome.prompt_used(done) == "A red fox trots through deep snow, ..."
+    assert outcome.prompt_used({"outputs": {graph.OUTPUT_NODE: {"images": []}}}) is None
+
+
+def test_run_log_names_every_phase_of_a_multi_scale_run():
+    spec = importlib.util.spec_from_file_location("ltxv097_run_log", REPO_ROOT / "nodes" / "run_log.py")
+    run_log = importlib.util.module_from_spec(spec)  # plain Python, loaded without the nodes package
+    spec.loader.exec_module(run_log)
+    lines, loaded = [], []
+    run_log.add_listener(lines.append)
+    run_log.add_listener(lambda line: 1 / 0)  # a failing listener is logged, never raised into the run
+    passes = run_log.PassLog(loaded.append)
+    for name, steps in (("vae", 0), ("transformer", 2), ("upsampler", 0), ("transformer", 1)):
+        passes.model(name)
+        for step in range(steps):
+            passes.step(step, steps)
+    assert lines == ["encode: conditioning media (VAE)", "pass 1: denoising", "pass 1: step 1/2",
+                     "pass 1: step 2/2", "upsample: 2× latent upsampler", "pass 2: denoising", "pass 2: step 1/1"]
+    assert loaded == ["vae", "transformer", "upsampler", "transformer"]

@@ -26,6 +26,7 @@ if _inside_comfyui():
 
     from . import fetch, media
     from .nodes import NODE_LIST
+    from .nodes.lora_sources import remove_unfinished_downloads
     from .nodes.run_log import add_listener
     from .nodes.video import remove_unfinished_videos
     from .service import start as start_api
@@ -33,6 +34,7 @@ if _inside_comfyui():
     API = None
     if _prompt_server() is not None:  # the server's start-up (not a tool or a test importing the pack)
         remove_unfinished_videos()
+        remove_unfinished_downloads()
         API = start_api(add_listener, fetch, media)
 
     class LTX097Extension(ComfyExtension):

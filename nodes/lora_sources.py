@@ -22,7 +22,7 @@ from typing import Optional
 
 import folder_paths
 
-from ..fetch import FetchError, Progress, check_url, download, redact_url
+from ..fetch import FetchError, Progress, check_url, download, leftover_parts, redact_url
 from ..ltx_core import loading
 from . import lora_cache
 from .progress import check_interrupted
@@ -67,6 +67,18 @@ def download_dir() -> Path:
         raise LoraSourceError("ComfyUI has no 'loras' model folder to download LoRAs into; add one in "
                               "extra_model_paths.yaml")
     return Path(folders[0]) / DOWNLOAD_SUBFOLDER
+
+
+def remove_unfinished_downloads() -> None:
+    """Remove the hidden partial files that downloads cut off by a crash or a kill left in the download cache (at
+    start-up, when this process downloads nothing; a LoRA can be gigabytes)."""
+    if LORA_FOLDER not in folder_paths.folder_names_and_paths or not folder_paths.get_folder_paths(LORA_FOLDER):
+        return
+    removed = leftover_parts(download_dir())
+    for path in removed:
+        path.unlink(missing_ok=True)
+    if removed:
+        logger.info("removed %d unfinished LoRA download(s) from %s", len(removed), download_dir())
 
 
 def local_paths_allowed() -> bool:

@@ -212,6 +212,14 @@ def test_sizes_truncation_and_http_errors(web, tmp_path):
     assert leftovers(tmp_path) == []
 
 
+def test_leftover_parts_are_the_downloads_hidden_files_only(tmp_path):
+    ours = tmp_path / ".lora.safetensors.k3j4h5g6.part"
+    for path in (ours, tmp_path / ".notes.part", tmp_path / "lora.safetensors.part", tmp_path / "lora.safetensors"):
+        path.write_bytes(b"x")
+    assert fetch.leftover_parts(tmp_path) == [ours]
+    assert fetch.leftover_parts(tmp_path / "missing") == []
+
+
 def test_a_refused_complete_file_is_not_renamed_into_place(web, tmp_path):
     web.routes["/f"] = LocalWeb.static(200, GOOD)
     seen = []

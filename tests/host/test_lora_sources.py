@@ -216,6 +216,15 @@ def test_the_cache_keeps_the_most_recently_used_files_under_its_cap(sources, ser
         sources.resolve_lora(server.url + "/c.safetensors")
 
 
+def test_unfinished_downloads_are_removed_and_the_rest_kept(sources, server, downloads):
+    kept = Path(sources.resolve_lora(server.url + "/good.safetensors"))
+    unfinished = downloads / f".{kept.name}.k3j4h5g6.part"
+    unfinished.write_bytes(b"half a LoRA")
+    (downloads / ".notes.part").write_bytes(b"a user's")
+    sources.remove_unfinished_downloads()
+    assert _files(downloads) == sorted([".notes.part", kept.name])
+
+
 def test_an_unreachable_server_says_so(sources, downloads):
     with pytest.raises(ValueError, match=r"^the LoRA download: http://127\.0\.0\.1:9/x\.safetensors could not be "
                                          r"fetched: the host is unreachable or not allowed"):

@@ -342,9 +342,10 @@ def test_restart_keeps_finished_results_and_fails_unfinished_ones(api, tls):
     config_path.write_text(json.dumps({**json.loads(config_path.read_text()), "api_keys": ["sekrit"]}))
     # what a crash leaves: a partial mp4 and a condition file; and a user's files of like names
     leftovers = [api.output_dir / "ltxv097_api" / ".kept_00001_.mp4.a1b2c3d4.part",
-                 api.workdir / "input" / f"ltxv097_api_{uuid.uuid4()}_image.png"]
+                 api.workdir / "input" / f"ltxv097_api_{uuid.uuid4()}_image.png",
+                 api.models_dir / "loras" / "ltx097_downloads" / ".big-0123456789ab.safetensors.x9y8z7w6.part"]
     users = [api.output_dir / ".notes.part", api.workdir / "input" / "ltxv097_api_notes.png",
-             api.output_dir / "clip.mp4.part"]
+             api.output_dir / "clip.mp4.part", api.models_dir / "loras" / "ltx097_downloads" / "notes.txt"]
     for path in leftovers + users:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(b"x")

@@ -71,7 +71,7 @@ class Target:
 
     @property
     def host_header(self) -> str:
-        host = _ascii_host(self.host)
+        host = ascii_host(self.host)
         host = f"[{host}]" if ":" in host else host
         return host if self.port == SCHEMES[self.scheme] else f"{host}:{self.port}"
 
@@ -105,7 +105,8 @@ def check_url(url: str, what: str = "the URL") -> None:
     parse_url(url, what)
 
 
-def _ascii_host(host: str) -> str:
+def ascii_host(host: str) -> str:
+    """The host name as DNS and TLS (SNI) take it: IDNA-encoded, or unchanged when it cannot be."""
     try:
         return host.encode("idna").decode("ascii")
     except UnicodeError:
@@ -192,7 +193,7 @@ def allowed_addresses(target: Target, what: str, origin: str) -> list[IPAddress]
     every = private_allowed()
     entries = allowed_hosts()
     try:
-        infos = socket.getaddrinfo(_ascii_host(target.host), target.port, type=socket.SOCK_STREAM)
+        infos = socket.getaddrinfo(ascii_host(target.host), target.port, type=socket.SOCK_STREAM)
     except (OSError, UnicodeError):
         raise unreachable(what, origin) from None
     found: list[IPAddress] = []

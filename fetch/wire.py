@@ -17,7 +17,7 @@ import time
 from typing import Optional
 
 from .pace import POLL_S, Pace
-from .policy import FetchError, IPAddress, Target, _ascii_host, unreachable
+from .policy import FetchError, IPAddress, Target, ascii_host, unreachable
 
 READ_BYTES = 64 * 1024
 MAX_HEADER_BYTES = 64 * 1024
@@ -80,7 +80,7 @@ def _ready(sock: socket.socket) -> socket.socket:
 
 def _start_tls(sock: socket.socket, target: Target, pace: Pace) -> socket.socket:
     try:
-        tls = ssl.create_default_context().wrap_socket(sock, server_hostname=_ascii_host(target.host),
+        tls = ssl.create_default_context().wrap_socket(sock, server_hostname=ascii_host(target.host),
                                                        do_handshake_on_connect=False)
     except BaseException:
         sock.close()

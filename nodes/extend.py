@@ -13,14 +13,15 @@ import torch
 from comfy_api.latest import io, ui
 
 from .. import ltx_core
+from ..hosted import MAX_SEED
 from ..ltx_core.windows import DIRECTIONS, DEFAULT_CONTEXT_FRAMES, extended_frames
 from .common import CATEGORY, LTXModel, LTXModelType, LTXUpsampler, LTXUpsamplerType, LTXVae, LTXVaeType
 from .conditioning import as_frames, video_frames
 from .decode import iter_frames
 from .guidance import LTXGuidanceType
 from .long_video import WINDOWS_TOOLTIP, LTXWindowsType, output_connected
-from .sampling import (DEFAULT_RECIPE, MAX_FRAMES, MAX_SEED, RECIPE_CHOICES, RECIPE_TOOLTIP, UPSAMPLER_FILE,
-                       as_latent, hidden_unique_id, sample)
+from .sampling import (DEFAULT_RECIPE, MAX_FRAMES, RECIPE_CHOICES, RECIPE_TOOLTIP, UPSAMPLER_FILE, as_latent,
+                       hidden_unique_id, sample)
 from .video import MAX_FRAME_RATE, MIN_FRAME_RATE, metadata_of, save_inputs, save_video
 
 IMAGES_OUTPUT = 1

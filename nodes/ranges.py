@@ -14,5 +14,3 @@ SIZE_GRID = PIXELS_PER_LATENT
 MIN_FRAME_RATE, MAX_FRAME_RATE, FRAME_RATE_STEP = 1.0, 120.0, 0.01
 
 MIN_STEPS, MAX_STEPS = 1, 200
-DEFAULT_STEPS = 30
-"""What the 0.9.7 recipes run per pass (the dev recipe's second pass runs the last 13 of its 30)."""

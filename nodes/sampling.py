@@ -20,6 +20,7 @@ import comfy.model_management as mm
 from comfy_api.latest import io
 
 from .. import ltx_core
+from ..hosted import DEFAULT_STEPS, MAX_SEED
 from ..ltx_core.sampling import check_recipe, max_branches, pass_shapes, recipe_passes, resolve_recipe
 from ..ltx_core.windows import plan_windows
 from .common import (CATEGORY, LTXModel, LTXModelType, LTXUpsampler, LTXUpsamplerType, LTXVae, LTXVaeType,
@@ -30,7 +31,7 @@ from .long_video import WINDOWS_TOOLTIP, LTXWindowsType, WindowProgress, window_
 from .memory import ModelLoads, transformer_bytes, upsampler_bytes, vae_bytes
 from .progress import StepProgress, check_interrupted
 from .run_log import PassLog
-from .ranges import (DEFAULT_STEPS, FRAME_RATE_STEP, MAX_FRAME_RATE, MAX_FRAMES, MAX_SIZE, MAX_STEPS,
+from .ranges import (FRAME_RATE_STEP, MAX_FRAME_RATE, MAX_FRAMES, MAX_SIZE, MAX_STEPS,
                      MIN_FRAME_RATE, MIN_FRAMES, MIN_SIZE, MIN_STEPS, SIZE_GRID)
 from .text import prompt_context, prompt_contexts
 
@@ -39,7 +40,6 @@ logger = logging.getLogger(__name__)
 LATENT_KEY = "ltx097"
 """Key of the `ltx_core.VideoLatents` in our LATENT dicts (the decode node crops with it)."""
 UPSAMPLER_FILE = "ltxv-spatial-upscaler-0.9.7.safetensors"
-MAX_SEED = 0xFFFFFFFFFFFFFFFF
 MAX_STEP_CACHE = 0.5
 
 

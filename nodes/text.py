@@ -14,6 +14,7 @@ from typing import Any, Optional
 import torch
 from comfy_api.latest import io
 
+from ..hosted import DEFAULT_NEGATIVE_PROMPT
 from ..ltx_core.models.grid import TEXT_TOKENS
 from .common import CATEGORY
 
@@ -21,7 +22,6 @@ logger = logging.getLogger(__name__)
 
 T5_KEY = "t5xxl"
 T5_END, T5_PAD = 1, 0
-DEFAULT_NEGATIVE_PROMPT = "blurry, low quality, low resolution, inconsistent motion, jittery, distorted"
 NOT_T5 = ("this CLIP is not a T5-XXL text encoder; load t5xxl_fp16.safetensors (or another T5-XXL file) from "
           "models/text_encoders with the core Load CLIP node, type ltxv")
 

@@ -10,6 +10,8 @@ from typing import Optional
 
 from comfy_api.latest import io, ui
 
+from ..hosted import (ASPECT_RATIOS, DEFAULT_ASPECT_RATIO, DEFAULT_FRAME_RATE, DEFAULT_FRAMES, DEFAULT_NEGATIVE_PROMPT,
+                      DEFAULT_RESOLUTION, DEFAULT_STEPS, MAX_SEED, VIDEO_SIZES)
 from .common import (CATEGORY, LTXModel, LTXModelType, LTXUpsampler, LTXUpsamplerType, LTXVae, LTXVaeType,
                      check_number)
 from .conditioning import LTXConditionsType
@@ -21,30 +23,23 @@ from .safety import (LTXSafetyCheckerType, SafetyChecker, check_conditions, chec
                      default_checker)
 from .lora import LTXLoraStackType, apply_lora_stack
 from .run_log import emit
-from .ranges import (DEFAULT_STEPS, FRAME_RATE_STEP, MAX_FRAME_RATE, MAX_FRAMES, MAX_STEPS, MIN_FRAME_RATE,
-                     MIN_FRAMES, MIN_STEPS)
-from .sampling import (DEFAULT_RECIPE, MAX_SEED, RECIPE_CHOICES, RECIPE_TOOLTIP, UPSAMPLER_FILE, as_latent,
+from .ranges import FRAME_RATE_STEP, MAX_FRAME_RATE, MAX_FRAMES, MAX_STEPS, MIN_FRAME_RATE, MIN_FRAMES, MIN_STEPS
+from .sampling import (DEFAULT_RECIPE, RECIPE_CHOICES, RECIPE_TOOLTIP, UPSAMPLER_FILE, as_latent,
                        hidden_unique_id, recipe_choice, sample, step_cache_input)
-from .text import DEFAULT_NEGATIVE_PROMPT, encode_prompt, encode_prompts
+from .text import encode_prompt, encode_prompts
 from .video import metadata_of, save_inputs, save_video
 
 logger = logging.getLogger(__name__)
 
-RESOLUTIONS = {
-    "480p": {"16:9": (848, 480), "1:1": (480, 480), "9:16": (480, 848)},
-    "720p": {"16:9": (1280, 720), "1:1": (720, 720), "9:16": (720, 1280)},
-}
-"""(width, height) per resolution and aspect ratio; generated on the ×32 / 8k+1 grid and cropped back."""
-ASPECT_RATIOS = ("16:9", "1:1", "9:16")
 IMAGES_OUTPUT = 1
 
 
 def video_size(resolution: str, aspect_ratio: str) -> tuple[int, int]:
-    if resolution not in RESOLUTIONS:
-        raise ValueError(f"resolution '{resolution}' is not one of {', '.join(RESOLUTIONS)}")
-    if aspect_ratio not in RESOLUTIONS[resolution]:
+    if resolution not in VIDEO_SIZES:
+        raise ValueError(f"resolution '{resolution}' is not one of {', '.join(VIDEO_SIZES)}")
+    if aspect_ratio not in VIDEO_SIZES[resolution]:
         raise ValueError(f"aspect_ratio '{aspect_ratio}' is not one of {', '.join(ASPECT_RATIOS)}")
-    return RESOLUTIONS[resolution][aspect_ratio]
+    return VIDEO_SIZES[resolution][aspect_ratio]
 
 
 def with_loras(model: LTXModel, loras) -> LTXModel:
@@ -77,12 +72,12 @@ class LTX097TextToVideo(io.ComfyNode):
                                         "last one repeats)."),
                 io.String.Input("negative_prompt", multiline=True, default=DEFAULT_NEGATIVE_PROMPT,
                                 tooltip="What to steer away from."),
-                io.Combo.Input("resolution", options=list(RESOLUTIONS), default="720p",
+                io.Combo.Input("resolution", options=list(VIDEO_SIZES), default=DEFAULT_RESOLUTION,
                                tooltip="480p: 848×480, 480×480 or 480×848; 720p: 1280×720, 720×720 or 720×1280 "
                                        "(by aspect ratio)."),
-                io.Combo.Input("aspect_ratio", options=list(ASPECT_RATIOS), default="16:9",
+                io.Combo.Input("aspect_ratio", options=list(ASPECT_RATIOS), default=DEFAULT_ASPECT_RATIO,
                                tooltip="16:9 landscape, 1:1 square, 9:16 portrait."),
-                io.Int.Input("number_of_frames", default=89, min=MIN_FRAMES, max=MAX_FRAMES, step=1,
+                io.Int.Input("number_of_frames", default=DEFAULT_FRAMES, min=MIN_FRAMES, max=MAX_FRAMES, step=1,
                              tooltip="Frames to generate (89 at 25 fps ≈ 3.6 s; 1441 ≈ 58 s). The model works on "
                                      "8k+1 frames; other counts are generated as the next 8k+1 and cut back. Longer "
                                      "than one window (121 by default): generated window by window."),
@@ -90,7 +85,7 @@ class LTX097TextToVideo(io.ComfyNode):
                              tooltip="Denoising steps per pass (the 0.9.7 dev recipe's second pass runs the last "
                                      "13 of 30). The 0.9.7 distilled recipe runs its fixed 7 + 3 steps and ignores "
                                      "this."),
-                io.Float.Input("frame_rate", default=25.0, min=MIN_FRAME_RATE, max=MAX_FRAME_RATE,
+                io.Float.Input("frame_rate", default=float(DEFAULT_FRAME_RATE), min=MIN_FRAME_RATE, max=MAX_FRAME_RATE,
                                step=FRAME_RATE_STEP,
                                tooltip="Frames per second of the video (the model times the motion with it)."),
                 io.Int.Input("seed", default=0, min=0, max=MAX_SEED, control_after_generate=True,
@@ -143,13 +138,14 @@ class LTX097TextToVideo(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, frame_rate: float = 25.0) -> bool | str:
+    def validate_inputs(cls, frame_rate: float = DEFAULT_FRAME_RATE) -> bool | str:
         return check_number("frame_rate", frame_rate, MIN_FRAME_RATE, MAX_FRAME_RATE)
 
     @classmethod
     def execute(cls, model: LTXModel, vae: LTXVae, clip, prompt: str,
-                negative_prompt: str = DEFAULT_NEGATIVE_PROMPT, resolution: str = "720p", aspect_ratio: str = "16:9",
-                number_of_frames: int = 89, number_of_steps: int = 30, frame_rate: float = 25.0, seed: int = 0,
+                negative_prompt: str = DEFAULT_NEGATIVE_PROMPT, resolution: str = DEFAULT_RESOLUTION,
+                aspect_ratio: str = DEFAULT_ASPECT_RATIO, number_of_frames: int = DEFAULT_FRAMES,
+                number_of_steps: int = DEFAULT_STEPS, frame_rate: float = DEFAULT_FRAME_RATE, seed: int = 0,
                 recipe: str = DEFAULT_RECIPE, filename_prefix: str = "LTX-Video/ltxv097", crf: int = 19,
                 reverse_video: bool = False, expand_prompt: bool = False, enable_safety_checker: bool = True,
                 upsampler: Optional[LTXUpsampler] = None, loras=None,

@@ -3,6 +3,8 @@
 `start(add_log_listener, fetch)` runs inside ComfyUI at pack import: it reads `ltxv097_api.json`, registers the
 routes on `PromptServer.instance.routes` (before ComfyUI adds its route table to the app) and reports the set-up
 in the log.
+The HTTP handlers (`routes.py`) hand each request to a `queue.JobQueue`; `local_queue.py` is the one of a single
+server (its requests in this process and on disk, run on its own ComfyUI queue).
 Everything except `host.py` and `start` is plain Python, unit-tested without ComfyUI.
 """
 
@@ -18,27 +20,30 @@ STORE_FOLDER = "ltxv097_api"
 
 
 def start(add_log_listener: Callable[[Callable[[str], None]], None], fetch: ModuleType, media: ModuleType):
-    """Create the API service in the running ComfyUI; returns it (its `book` holds the requests). `fetch` is the
-    pack's URL-fetching package (image / video URLs, webhooks), `media` its strict decoding of images and videos."""
+    """Create the API service in the running ComfyUI; returns its routes (their `queue` holds the requests).
+    `fetch` is the pack's URL-fetching package (image / video URLs, webhooks), `media` its strict decoding of
+    images and videos."""
     from .access import public_without_key
     from .config import FILE_NAME, load_config
     from .host import ComfyHost
-    from .routes import APP_ID, QUEUE_PREFIX, QueueService
+    from .local_queue import LocalQueue
     from .media import ConditionMedia, remove_leftover_inputs
+    from .routes import APP_ID, QUEUE_PREFIX, ApiRoutes
     from .store import JobStore
     from .webhook import Webhook
 
     host = ComfyHost()
     config = load_config(host.user_dir())
     remove_leftover_inputs(host.input_dir())
-    service = QueueService(host, config, JobStore(host.user_dir() / STORE_FOLDER / "requests"))
-    service.media = ConditionMedia(fetch.fetch_bytes, fetch.FetchError, host.input_dir(), config, media.check)
-    service.notify = Webhook(fetch.post_json, fetch.redact_url)
-    service.register(host.routes)
-    add_log_listener(service.on_log)
+    condition_media = ConditionMedia(fetch.fetch_bytes, fetch.FetchError, host.input_dir(), config, media.check)
+    queue = LocalQueue(host, JobStore(host.user_dir() / STORE_FOLDER / "requests"),
+                       Webhook(fetch.post_json, fetch.redact_url), condition_media.remove)
+    api = ApiRoutes(queue, host, config, condition_media)
+    api.register(host.routes)
+    add_log_listener(queue.on_log)
     logger.info("LTX-Video API: %s at <server>/%s (queue at <server>%s/%s), settings from %s: %s", APP_ID, APP_ID,
                 QUEUE_PREFIX, APP_ID, host.user_dir() / FILE_NAME, config.public())
     warning = public_without_key(host.listen_addresses(), config.api_keys)
     if warning:
         logger.warning("LTX-Video API: %s", warning)
-    return service
+    return api

@@ -11,7 +11,7 @@ import json
 from typing import Iterable, Optional
 
 from .config import ServiceConfig
-from .schema import GenerationInput, InputError, error
+from .schema import GenerationInput, InputError, field_error
 
 OUTPUT_NODE = "text_to_video"
 OUTPUT_SUBFOLDER = "ltxv097_api"
@@ -51,8 +51,8 @@ def feature_inputs(generation: GenerationInput, node_inputs: Iterable[str]) -> d
     if "expand_prompt" in names:
         values["expand_prompt"] = generation.expand_prompt
     elif generation.expand_prompt:
-        raise UnavailableFeature([error(("expand_prompt",), "prompt expansion is not available on this server; "
-                                                             "send expand_prompt: false")])
+        raise UnavailableFeature([field_error(("expand_prompt",), "prompt expansion is not available on this "
+                                                                   "server; send expand_prompt: false")])
     if "enable_safety_checker" in names:
         values["enable_safety_checker"] = generation.enable_safety_checker
     return values

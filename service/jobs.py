@@ -15,6 +15,8 @@ from typing import Callable, Optional
 QUEUED, RUNNING, COMPLETED, FAILED, CANCELLED = "queued", "running", "completed", "failed", "cancelled"
 FINISHED = (COMPLETED, FAILED, CANCELLED)
 MAX_LOG_LINES = 2000
+FILES_PREFIX = "/ltxv097_api/files"
+"""Where the server serves a result's mp4: `<server>/ltxv097_api/files/{request id}/{file name}`."""
 
 
 def utc_timestamp(seconds: Optional[float] = None) -> str:
@@ -81,6 +83,11 @@ def metrics(job: Job) -> dict:
     if job.started_at is None or job.finished_at is None:
         return {}
     return {"inference_time": round(job.finished_at - job.started_at, 3)}
+
+
+def video_url(server_url: str, job: Job) -> str:
+    """The absolute URL of a completed request's mp4 on the server at `server_url` (`scheme://host`)."""
+    return f"{server_url}{FILES_PREFIX}/{job.request_id}/{job.video['file_name']}"
 
 
 def result_json(job: Job, file_url: str) -> dict:

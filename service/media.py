@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from .config import ServiceConfig
-from .schema import GenerationInput, InputError, error
+from .schema import GenerationInput, InputError, field_error
 from .store import REQUEST_ID
 
 logger = logging.getLogger(__name__)
@@ -43,7 +43,8 @@ _INPUT_NAME = re.compile(rf"^{INPUT_PREFIX}{REQUEST_ID.pattern[1:-1]}_(image|vid
 
 
 def input_name(request_id: str, kind: str, extension: str) -> str:
-    return f"{INPUT_PREFIX}{request_id}_{kind}.{extension}"
+    """A request's condition file in the input folder (`ConditionMedia.prefix` + kind + extension)."""
+    return f"{ConditionMedia.prefix(request_id)}{kind}.{extension}"
 
 
 def remove_leftover_inputs(input_dir: Path) -> list[str]:
@@ -83,18 +84,27 @@ class ConditionMedia:
                 data, media_type = await asyncio.to_thread(self.fetch_bytes, condition.url, max_bytes=limit,
                                                            what=f"the {field}")
             except self.fetch_error as failed:
-                raise InputError([error((field,), str(failed), "file_download_error")]) from failed
+                raise InputError([field_error((field,), str(failed), "file_download_error")]) from failed
             extension = sniff(condition.kind, data)
             if extension is None:
                 declared = f" (sent as {media_type})" if media_type else ""
-                raise InputError([error((field,), f"is not {ARTICLE[condition.kind]} file{declared}; allowed: "
-                                                  f"{ALLOWED[condition.kind]}", "file_type")])
+                raise InputError([field_error((field,), f"is not {ARTICLE[condition.kind]} file{declared}; "
+                                                        f"allowed: {ALLOWED[condition.kind]}", "file_type")])
             try:
                 await asyncio.to_thread(self.check_media, condition.kind, data, f"the {field}")
             except ValueError as damaged:
-                raise InputError([error((field,), str(damaged), "file_damaged")]) from None
+                raise InputError([field_error((field,), str(damaged), "file_damaged")]) from None
             name = input_name(request_id, condition.kind, extension)
             self.input_dir.mkdir(parents=True, exist_ok=True)
             (self.input_dir / name).write_bytes(data)
             files[condition.kind] = name
         return files
+
+    def remove(self, request_id: str) -> None:
+        """The condition files of a request leave the input folder once it is done (or refused)."""
+        for path in self.input_dir.glob(f"{self.prefix(request_id)}*"):
+            path.unlink(missing_ok=True)
+
+    @staticmethod
+    def prefix(request_id: str) -> str:
+        return f"{INPUT_PREFIX}{request_id}_"

@@ -9,12 +9,13 @@ Paths (the clients' `queue.fal.run` host is `<server>/queue`, their `fal.run` ho
 - `POST /fal-ai/ltx-video-lora` run: submit and answer the output when done
 - `GET  /ltxv097_api/files/{id}/{file name}` the mp4
 
-`host` is a `service.host.ComfyHost` (or a stand-in with the same methods).
+The handlers check keys, validate, fetch condition media and build the prompt, then hand the request to a
+`JobQueue` (`queue.py`): they do not know whether the requests live in this process or elsewhere. `host` is a
+`service.host.ComfyHost` (or a stand-in with the same methods): the node's inputs, the loras and output folders.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import uuid
@@ -24,18 +25,17 @@ from aiohttp import web
 
 from .access import key_accepted
 from .config import ServiceConfig
-from .graph import OUTPUT_NODE, build_prompt, feature_inputs
-from .jobs import CANCELLED, COMPLETED, QUEUED, Job, JobBook, Urls, result_json, status_json
-from .outcome import failure, prompt_used, saved_video
-from .schema import GenerationInput, InputError, error, parse_input
-from .store import REQUEST_ID, JobStore
+from .graph import build_prompt, feature_inputs
+from .jobs import CANCELLED, COMPLETED, FILES_PREFIX, Job, Urls, result_json, status_json, video_url
+from .media import ConditionMedia
+from .queue import JobQueue
+from .schema import GenerationInput, InputError, field_error, parse_input
+from .store import REQUEST_ID
 
 logger = logging.getLogger(__name__)
 
 APP_ID = "fal-ai/ltx-video-lora"
 QUEUE_PREFIX = "/queue"
-FILES_PREFIX = "/ltxv097_api/files"
-POLL_SECONDS = 0.2
 REQUEST_ID_HEADER = "x-fal-request-id"
 
 
@@ -44,59 +44,69 @@ def json_response(body, status: int = 200, request_id: Optional[str] = None) -> 
     return web.json_response(body, status=status, headers=headers)
 
 
-class QueueService:
-    def __init__(self, host, config: ServiceConfig, store: JobStore):
-        self.host, self.config, self.store = host, config, store
-        self.book = JobBook(store.save)
-        for job in store.load_all():
-            self.book.add(job, persist=False)
-        self.media = None
-        """Optional `async (GenerationInput, request_id) -> {"image"|"video": input file name}` (URL inputs)."""
-        self.notify = None
-        """Optional `async (Job, output JSON or None) -> None`, called when a request with a webhook finishes."""
-        self._monitor: Optional[asyncio.Task] = None
+def not_found(detail: str) -> web.HTTPNotFound:
+    return web.HTTPNotFound(text=json.dumps({"detail": detail}), content_type="application/json")
 
-    # routes ---------------------------------------------------------------------------------------------------
+
+def base_url(request: web.Request) -> str:
+    return f"{request.scheme}://{request.host}"
+
+
+def queue_urls(request: web.Request) -> Urls:
+    return Urls(f"{base_url(request)}{QUEUE_PREFIX}/{APP_ID}")
+
+
+def queueing_error(rejection: Exception, generation: GenerationInput) -> Exception:
+    """ComfyUI's validation errors: a LoRA's are the caller's (422), the rest the server's set-up (500)."""
+    node_errors = getattr(rejection, "node_errors", None) or {}
+    messages = {node: "; ".join(f"{e.get('message', '')}: {e.get('details', '')}".strip(": ")
+                                for e in info.get("errors", [])) for node, info in node_errors.items()}
+    if "loras" in messages and generation.loras:
+        return InputError([field_error(("loras",), messages["loras"])])
+    detail = "; ".join(f"{node}: {text}" for node, text in messages.items()) or str(rejection)
+    return web.HTTPInternalServerError(text=json.dumps({"detail": f"the server could not queue the request "
+                                                                  f"(check ltxv097_api.json): {detail}"}),
+                                       content_type="application/json")
+
+
+class ApiRoutes:
+    """The HTTP handlers; `media` fetches URL inputs into the input folder, `queue` holds and runs the requests."""
+
+    def __init__(self, queue: JobQueue, host, config: ServiceConfig, media: ConditionMedia):
+        self.queue, self.host, self.config, self.media = queue, host, config, media
 
     def register(self, routes) -> None:
-        queue = f"{QUEUE_PREFIX}/{APP_ID}"
-        routes.post(queue)(self.submit)
-        routes.get(queue + "/requests/{request_id}/status")(self.status)
-        routes.get(queue + "/requests/{request_id}")(self.result)
-        routes.get(queue + "/requests/{request_id}/response")(self.result)
-        routes.put(queue + "/requests/{request_id}/cancel")(self.cancel)
+        queue_path = f"{QUEUE_PREFIX}/{APP_ID}"
+        routes.post(queue_path)(self.submit)
+        routes.get(queue_path + "/requests/{request_id}/status")(self.status)
+        routes.get(queue_path + "/requests/{request_id}")(self.result)
+        routes.get(queue_path + "/requests/{request_id}/response")(self.result)
+        routes.put(queue_path + "/requests/{request_id}/cancel")(self.cancel)
         routes.post(f"/{APP_ID}")(self.run)
         routes.get(FILES_PREFIX + "/{request_id}/{file_name}")(self.file)
 
     # helpers --------------------------------------------------------------------------------------------------
 
-    @staticmethod
-    def base_url(request: web.Request) -> str:
-        return f"{request.scheme}://{request.host}"
-
-    def urls(self, request: web.Request) -> Urls:
-        return Urls(f"{self.base_url(request)}{QUEUE_PREFIX}/{APP_ID}")
-
-    def file_url(self, base_url: str, job: Job) -> str:
-        return f"{base_url}{FILES_PREFIX}/{job.request_id}/{job.video['file_name']}"
-
-    def refused(self, request: web.Request) -> Optional[web.Response]:
+    def unauthorized(self, request: web.Request) -> Optional[web.Response]:
+        """The 401 answer when the request lacks a configured key; None when it may go on."""
         if key_accepted(request.headers.get("Authorization"), self.config.api_keys):
             return None
         return json_response({"detail": "missing or wrong API key: send 'Authorization: Key <key>' with a key "
                                         "from api_keys in ltxv097_api.json"}, 401)
 
-    def job_of(self, request: web.Request) -> Job:
+    @staticmethod
+    def request_id_of(request: web.Request) -> str:
         request_id = request.match_info["request_id"]
-        job = self.book.get(request_id) if REQUEST_ID.match(request_id) else None
-        if job is None:
-            raise web.HTTPNotFound(text=json.dumps({"detail": f"request {request_id} not found"}),
-                                   content_type="application/json")
-        return job
+        if not REQUEST_ID.match(request_id):
+            raise not_found(f"request {request_id} not found")
+        return request_id
 
-    def queue_position(self, request_id: str) -> int:
-        _running, pending = self.host.queue_order()
-        return pending.index(request_id) if request_id in pending else 0
+    async def job_of(self, request: web.Request) -> Job:
+        request_id = self.request_id_of(request)
+        job = await self.queue.get(request_id)
+        if job is None:
+            raise not_found(f"request {request_id} not found")
+        return job
 
     # submit / run ---------------------------------------------------------------------------------------------
 
@@ -105,10 +115,10 @@ class QueueService:
         try:
             body = await request.json()
         except ValueError as bad:
-            raise InputError([error((), f"the body is not valid JSON: {bad}", "json_invalid")]) from bad
+            raise InputError([field_error((), f"the body is not valid JSON: {bad}", "json_invalid")]) from bad
         generation = parse_input(body)
-        missing = [error(("loras", index, "path"), f"no LoRA file {lora.path!r} in models/loras; give a URL, a "
-                                                   "Hugging Face repository or a file in models/loras")
+        missing = [field_error(("loras", index, "path"), f"no LoRA file {lora.path!r} in models/loras; give a URL, "
+                                                         "a Hugging Face repository or a file in models/loras")
                    for index, lora in enumerate(generation.loras) if self.host.lora_file_missing(lora.path)]
         if missing:
             raise InputError(missing)
@@ -119,38 +129,21 @@ class QueueService:
         request_id = str(uuid.uuid4())
         node_inputs = self.host.node_inputs("LTX097TextToVideo")
         feature_inputs(generation, node_inputs)  # a 422 for an unavailable feature before any download
-        media_files = await self.media(generation, request_id) if self.media and generation.conditions else {}
+        media_files = await self.media(generation, request_id) if generation.conditions else {}
         prompt = build_prompt(generation, self.config, request_id, media_files=media_files, node_inputs=node_inputs)
         job = Job(request_id, generation.seed, generation.prompt, webhook_url=webhook_url,
-                  server_url=self.base_url(request))
-        self.book.add(job, persist=False)
+                  server_url=base_url(request))
         try:
-            await self.host.queue(prompt, request_id)
-        except Exception as refused:
-            self.book.discard(request_id)
-            self.remove_media(request_id)
-            raise self.refusal(refused, generation) from refused
-        self.store.save(job)
-        self.ensure_monitor()
+            await self.queue.enqueue(job, prompt)
+        except Exception as rejection:
+            self.media.remove(request_id)
+            raise queueing_error(rejection, generation) from rejection
         logger.info("LTX-Video API: queued request %s (seed %d)", request_id, generation.seed)
         return job
 
-    @staticmethod
-    def refusal(refused: Exception, generation: GenerationInput) -> Exception:
-        """ComfyUI's validation errors: a LoRA's are the caller's (422), the rest the server's set-up (500)."""
-        node_errors = getattr(refused, "node_errors", None) or {}
-        messages = {node: "; ".join(f"{e.get('message', '')}: {e.get('details', '')}".strip(": ")
-                                    for e in info.get("errors", [])) for node, info in node_errors.items()}
-        if "loras" in messages and generation.loras:
-            return InputError([error(("loras",), messages["loras"])])
-        detail = "; ".join(f"{node}: {text}" for node, text in messages.items()) or str(refused)
-        return web.HTTPInternalServerError(text=json.dumps({"detail": f"the server could not queue the request "
-                                                                      f"(check ltxv097_api.json): {detail}"}),
-                                           content_type="application/json")
-
     async def accept(self, request: web.Request) -> Job | web.Response:
         """The queued job of a submit or run, or the answer refusing it (401 / 422)."""
-        if (denied := self.refused(request)) is not None:
+        if (denied := self.unauthorized(request)) is not None:
             return denied
         try:
             return await self.enqueue(request)
@@ -161,139 +154,61 @@ class QueueService:
         job = await self.accept(request)
         if isinstance(job, web.Response):
             return job
-        body = {"status": "IN_QUEUE", "request_id": job.request_id, **self.urls(request).of(job.request_id),
-                "queue_position": self.queue_position(job.request_id)}
+        standing = await self.queue.status(job.request_id)
+        body = {"status": "IN_QUEUE", "request_id": job.request_id, **queue_urls(request).of(job.request_id),
+                "queue_position": (standing.queue_position if standing else None) or 0}
         return json_response(body, request_id=job.request_id)
 
     async def run(self, request: web.Request) -> web.Response:
         job = await self.accept(request)
         if isinstance(job, web.Response):
             return job
-        while not job.finished:
-            await asyncio.sleep(POLL_SECONDS)
-            job = self.book.get(job.request_id)
-        return self.outcome(request, job)
+        return self.outcome(request, await self.queue.finished(job.request_id))
 
     # status / result / cancel ---------------------------------------------------------------------------------
 
     async def status(self, request: web.Request) -> web.Response:
-        if (denied := self.refused(request)) is not None:
+        if (denied := self.unauthorized(request)) is not None:
             return denied
-        job = self.job_of(request)
+        request_id = self.request_id_of(request)
+        standing = await self.queue.status(request_id)
+        if standing is None:
+            raise not_found(f"request {request_id} not found")
         with_logs = request.query.get("logs", "0").lower() in ("1", "true", "yes")
-        position = None
-        if job.state == QUEUED:
-            # ComfyUI may have taken it from its queue since the follower last looked: then it is in progress,
-            # and the requests behind it are counted from 0 without it.
-            running, pending = self.host.queue_order()
-            if job.request_id in running:
-                self.book.start(job.request_id)
-                job = self.book.get(job.request_id)
-            else:
-                position = pending.index(job.request_id) if job.request_id in pending else 0
-        return json_response(status_json(job, self.urls(request), queue_position=position, with_logs=with_logs),
-                             request_id=job.request_id)
+        return json_response(status_json(standing.job, queue_urls(request), queue_position=standing.queue_position,
+                                         with_logs=with_logs), request_id=request_id)
 
     async def result(self, request: web.Request) -> web.Response:
-        if (denied := self.refused(request)) is not None:
+        if (denied := self.unauthorized(request)) is not None:
             return denied
-        job = self.job_of(request)
+        job = await self.job_of(request)
         if not job.finished:
             return json_response({"detail": "the request is still in progress"}, 400, job.request_id)
         return self.outcome(request, job)
 
     def outcome(self, request: web.Request, job: Job) -> web.Response:
         if job.state == COMPLETED:
-            output = result_json(job, self.file_url(self.base_url(request), job))
-            return json_response(output, request_id=job.request_id)
+            return json_response(result_json(job, video_url(base_url(request), job)), request_id=job.request_id)
         if job.error_type == "content_policy_violation":  # the service's answer to flagged content
             detail = [{"loc": ["body"], "msg": job.error, "type": job.error_type}]
             return json_response({"detail": detail}, 422, job.request_id)
-        status = 400 if job.state == CANCELLED else 500
-        return json_response({"detail": job.error, "error_type": job.error_type}, status, job.request_id)
+        http_status = 400 if job.state == CANCELLED else 500
+        return json_response({"detail": job.error, "error_type": job.error_type}, http_status, job.request_id)
 
     async def cancel(self, request: web.Request) -> web.Response:
-        if (denied := self.refused(request)) is not None:
+        if (denied := self.unauthorized(request)) is not None:
             return denied
-        job = self.job_of(request)
-        if job.finished:
+        job = await self.job_of(request)
+        if job.finished or not await self.queue.cancel(job.request_id):
             return json_response({"status": "ALREADY_COMPLETED"}, 400, job.request_id)
-        self.book.request_cancel(job.request_id)
-        if job.state == QUEUED and self.host.remove_queued(job.request_id):
-            self.book.fail(job.request_id, "the request was cancelled before it started", "request_cancelled",
-                           cancelled=True)
-        else:
-            self.host.interrupt(job.request_id)
         return json_response({"status": "CANCELLATION_REQUESTED"}, 202, job.request_id)
 
     async def file(self, request: web.Request) -> web.StreamResponse:
-        job = self.job_of(request)
+        job = await self.job_of(request)
         if job.state != COMPLETED or request.match_info["file_name"] != job.video["file_name"]:
-            raise web.HTTPNotFound(text=json.dumps({"detail": "no such file"}), content_type="application/json")
+            raise not_found("no such file")
         path = self.host.output_dir() / job.video["path"]
         if not path.is_file():
             raise web.HTTPGone(text=json.dumps({"detail": "the video file was deleted from the output folder"}),
                                content_type="application/json")
         return web.FileResponse(path, headers={"Content-Type": "video/mp4"})
-
-    # progress -------------------------------------------------------------------------------------------------
-
-    def on_log(self, message: str) -> None:
-        """run_log listener (ComfyUI's worker thread): the line belongs to the prompt running now."""
-        prompt_id = self.host.current_prompt_id()
-        if prompt_id:
-            self.book.log(prompt_id, message)
-
-    def ensure_monitor(self) -> None:
-        if self._monitor is None or self._monitor.done():
-            self._monitor = asyncio.get_running_loop().create_task(self.monitor())
-
-    async def monitor(self) -> None:
-        """Follow every unfinished request through ComfyUI's queue and history until none is left."""
-        while True:
-            active = self.book.active()
-            if not active:
-                return
-            try:
-                self.follow(active)
-            except Exception:
-                logger.exception("LTX-Video API: following the queue failed")
-            await asyncio.sleep(POLL_SECONDS)
-
-    def follow(self, active: list[Job]) -> None:
-        running, pending = self.host.queue_order()
-        for job in active:
-            if job.request_id in running:
-                self.book.start(job.request_id)
-            elif job.request_id not in pending:
-                self.settle(job)
-
-    def settle(self, job: Job) -> None:
-        entry = self.host.history(job.request_id)
-        if entry is None:  # removed from the queue by someone else (e.g. the UI's queue panel)
-            self.book.fail(job.request_id, "the request was removed from the queue", "request_cancelled",
-                           cancelled=True)
-        elif (entry.get("status") or {}).get("status_str") == "success":
-            video = saved_video(entry, self.host.output_dir())
-            if video is None:
-                self.book.fail(job.request_id, f"the prompt finished without an mp4 from {OUTPUT_NODE}",
-                               "execution_error")
-            else:
-                self.book.complete(job.request_id, video, prompt_used(entry) or job.prompt)
-        else:
-            message, error_type, interrupted = failure(entry)
-            current = self.book.get(job.request_id)
-            cancelled = interrupted and current is not None and current.cancel_requested
-            self.book.fail(job.request_id, "the request was cancelled" if cancelled else message,
-                           "request_cancelled" if cancelled else error_type, cancelled=cancelled)
-        self.remove_media(job.request_id)
-        finished = self.book.get(job.request_id)
-        if finished is not None and finished.webhook_url and self.notify is not None:
-            output = result_json(finished, self.file_url(finished.server_url, finished)) \
-                if finished.state == COMPLETED else None
-            asyncio.get_running_loop().create_task(self.notify(finished, output))
-
-    def remove_media(self, request_id: str) -> None:
-        """The condition files of a request leave the input folder once it is done."""
-        for path in self.host.input_dir().glob(f"ltxv097_api_{request_id}_*"):
-            path.unlink(missing_ok=True)

@@ -12,13 +12,10 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-DEFAULT_NEGATIVE_PROMPT = "blurry, low quality, low resolution, inconsistent motion, jittery, distorted"
-RESOLUTIONS = ("480p", "720p")
-ASPECT_RATIOS = ("16:9", "1:1", "9:16")
-FRAMES_RANGE = (9, 257)
-STEPS_RANGE = (1, 100)
-FRAME_RATE_RANGE = (1, 60)
-MAX_SEED = 0xFFFFFFFFFFFFFFFF
+from ..hosted import (ASPECT_RATIOS, DEFAULT_ASPECT_RATIO, DEFAULT_FRAME_RATE, DEFAULT_FRAMES, DEFAULT_NEGATIVE_PROMPT,
+                      DEFAULT_RESOLUTION, DEFAULT_STEPS, FRAME_RATE_RANGE, FRAMES_RANGE, MAX_SEED, RESOLUTIONS,
+                      STEPS_RANGE)
+
 DRAWN_SEED_LIMIT = 2 ** 32
 """Seeds the server draws stay below 2**32, so JavaScript clients read them exactly."""
 MAX_PROMPT_CHARS = 20_000
@@ -62,11 +59,11 @@ class GenerationInput:
     prompt: str
     negative_prompt: str = DEFAULT_NEGATIVE_PROMPT
     loras: tuple[LoraWeight, ...] = ()
-    resolution: str = "720p"
-    aspect_ratio: str = "16:9"
-    number_of_frames: int = 89
-    number_of_steps: int = 30
-    frame_rate: int = 25
+    resolution: str = DEFAULT_RESOLUTION
+    aspect_ratio: str = DEFAULT_ASPECT_RATIO
+    number_of_frames: int = DEFAULT_FRAMES
+    number_of_steps: int = DEFAULT_STEPS
+    frame_rate: int = DEFAULT_FRAME_RATE
     seed: int = 0
     expand_prompt: bool = False
     reverse_video: bool = False
@@ -82,7 +79,7 @@ class InputError(ValueError):
         self.detail = detail
 
 
-def error(loc: tuple, msg: str, kind: str = "value_error") -> dict:
+def field_error(loc: tuple, msg: str, kind: str = "value_error") -> dict:
     return {"loc": ["body", *loc], "msg": msg, "type": kind}
 
 
@@ -93,7 +90,7 @@ class _Checker:
         self.body, self.errors = body, []
 
     def fail(self, loc: tuple, msg: str, kind: str = "value_error"):
-        self.errors.append(error(loc, msg, kind))
+        self.errors.append(field_error(loc, msg, kind))
         return None
 
     def string(self, name: str, default: Optional[str] = None, *, required: bool = False, src: Optional[dict] = None,
@@ -202,8 +199,8 @@ KNOWN_FIELDS = frozenset({
 def parse_input(body: Any, *, draw_seed=None) -> GenerationInput:
     """Validate a request body; a missing (or null) seed is drawn with `draw_seed()` (default: random)."""
     if not isinstance(body, dict):
-        raise InputError([error((), f"the body must be a JSON object of the input fields, not {type(body).__name__}",
-                                "dict_type")])
+        raise InputError([field_error((), "the body must be a JSON object of the input fields, not "
+                                          f"{type(body).__name__}", "dict_type")])
     check = _Checker(body)
     for name in sorted(set(body) - KNOWN_FIELDS):
         check.fail((name,), f"unknown field; the fields are {', '.join(sorted(KNOWN_FIELDS))}", "extra_forbidden")
@@ -214,11 +211,11 @@ def parse_input(body: Any, *, draw_seed=None) -> GenerationInput:
         prompt=prompt,
         negative_prompt=check.string("negative_prompt", DEFAULT_NEGATIVE_PROMPT),
         loras=check.loras(),
-        resolution=check.choice("resolution", RESOLUTIONS, "720p"),
-        aspect_ratio=check.choice("aspect_ratio", ASPECT_RATIOS, "16:9"),
-        number_of_frames=check.integer("number_of_frames", FRAMES_RANGE, 89),
-        number_of_steps=check.integer("number_of_steps", STEPS_RANGE, 30),
-        frame_rate=check.integer("frame_rate", FRAME_RATE_RANGE, 25),
+        resolution=check.choice("resolution", RESOLUTIONS, DEFAULT_RESOLUTION),
+        aspect_ratio=check.choice("aspect_ratio", ASPECT_RATIOS, DEFAULT_ASPECT_RATIO),
+        number_of_frames=check.integer("number_of_frames", FRAMES_RANGE, DEFAULT_FRAMES),
+        number_of_steps=check.integer("number_of_steps", STEPS_RANGE, DEFAULT_STEPS),
+        frame_rate=check.integer("frame_rate", FRAME_RATE_RANGE, DEFAULT_FRAME_RATE),
         seed=check.integer("seed", (0, MAX_SEED), None),
         expand_prompt=check.boolean("expand_prompt", False),
         reverse_video=check.boolean("reverse_video", False),

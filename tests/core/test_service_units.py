@@ -4,18 +4,36 @@ their restart recovery, status / result / webhook JSON, keys, the config file an
 from __future__ import annotations
 
 import asyncio
+import importlib
 import importlib.util
+import inspect
 import io
 import json
+import sys
+import types
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
-from media import check as check_media
-from service import access, config as service_config, graph, jobs, media, outcome, schema, store, webhook
-
 REPO_ROOT = Path(__file__).resolve().parents[2]
+PLAIN_PACK = "ltxv097_plain"
+
+
+def pack_module(name: str) -> types.ModuleType:
+    """A module of the pack imported as the pack's own submodule (`service/` imports `hosted/` relatively),
+    without running the pack's `__init__` (which registers with ComfyUI): the API's parts need no ComfyUI."""
+    if PLAIN_PACK not in sys.modules:
+        package = types.ModuleType(PLAIN_PACK)
+        package.__path__ = [str(REPO_ROOT)]
+        sys.modules[PLAIN_PACK] = package
+    return importlib.import_module(f"{PLAIN_PACK}.{name}")
+
+
+access, service_config, graph, jobs, media, outcome, schema, store, webhook = (
+    pack_module(f"service.{name}") for name in ("access", "config", "graph", "jobs", "media", "outcome", "schema",
+                                                "store", "webhook"))
+check_media = pack_module("media").check
 REQUEST_ID = "0b7e2a4c-3f1d-4c55-9a0e-5d6f7a8b9c0d"
 NODE_INPUTS = {"model", "vae", "clip", "prompt", "negative_prompt", "resolution", "seed"}
 
@@ -29,6 +47,18 @@ def test_defaults_are_the_services_and_a_missing_seed_is_drawn():
     drawn = {schema.parse_input({"prompt": "a fox", "seed": None}).seed for _ in range(20)}
     assert len(drawn) > 1 and all(0 <= seed < schema.DRAWN_SEED_LIMIT for seed in drawn)
     assert schema.parse_input({"prompt": "a fox", "seed": 0}).seed == 0
+
+
+def test_the_single_server_queue_is_a_job_queue():
+    """The handlers depend on `JobQueue` alone: the queue of one server has each of its methods, async and with the
+    same signature, so another queue (e.g. a shared one in a database) can take its place."""
+    seam, local = pack_module("service.queue").JobQueue, pack_module("service.local_queue").LocalQueue
+    methods = {name: method for name, method in vars(seam).items()
+               if inspect.isfunction(method) and not name.startswith("_")}
+    assert set(methods) == {"enqueue", "get", "status", "cancel", "finished"}
+    for name, method in methods.items():
+        assert inspect.iscoroutinefunction(getattr(local, name)), name
+        assert inspect.signature(getattr(local, name)) == inspect.signature(method), name
 
 
 def test_every_bad_field_is_named_at_once():

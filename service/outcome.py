@@ -35,7 +35,8 @@ def failure(entry: dict) -> tuple[str, str, bool]:
     """(message, error type, interrupted) of a history entry that did not succeed."""
     for name, data in (entry.get("status") or {}).get("messages", []):
         if name == "execution_interrupted":
-            return "the generation was interrupted", "request_cancelled", True
+            return ("the request was cancelled: its generation was interrupted in ComfyUI (its UI or /interrupt)",
+                    "request_cancelled", True)
         if name == "execution_error" and FLAGGED.lower() in str(data.get("exception_message", "")).lower():
             return FLAGGED, "content_policy_violation", False
         if name == "execution_error":

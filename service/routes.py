@@ -36,6 +36,8 @@ logger = logging.getLogger(__name__)
 
 APP_ID = "fal-ai/ltx-video-lora"
 QUEUE_PREFIX = "/queue"
+CANCELLED_STATUS = 499
+"""What fal answers for a cancelled request (its apps' `RequestCancelledException` handler): 499 with `detail`."""
 REQUEST_ID_HEADER = "x-fal-request-id"
 
 
@@ -192,7 +194,7 @@ class ApiRoutes:
         if job.error_type == "content_policy_violation":  # the service's answer to flagged content
             detail = [{"loc": ["body"], "msg": job.error, "type": job.error_type}]
             return json_response({"detail": detail}, 422, job.request_id)
-        http_status = 400 if job.state == CANCELLED else 500
+        http_status = CANCELLED_STATUS if job.state == CANCELLED else 500
         return json_response({"detail": job.error, "error_type": job.error_type}, http_status, job.request_id)
 
     async def cancel(self, request: web.Request) -> web.Response:

@@ -296,13 +296,33 @@ def test_failed_prompts_become_the_services_errors():
         return {"status": {"status_str": "error", "messages": [["execution_start", {}], [name, data]]}}
 
     assert outcome.failure(entry("execution_interrupted", {})) == (
-        "the generation was interrupted", "request_cancelled", True)
+        "the request was cancelled: its generation was interrupted in ComfyUI (its UI or /interrupt)",
+        "request_cancelled", True)
     assert outcome.failure(entry("execution_error", {"node_type": "LTX097TextToVideo",
                                                      "exception_message": "out of memory"})) == (
         "LTX097TextToVideo: out of memory", "execution_error", False)
     flagged = entry("execution_error", {"exception_message": "The content was flagged by a content checker "
                                                               "(content_policy_violation): frame 0 (score 0.97)"})
     assert outcome.failure(flagged) == (outcome.FLAGGED, "content_policy_violation", False)
+
+
+def test_results_of_failed_cancelled_and_flagged_requests_answer_as_the_service_does():
+    """A cancelled request answers 499 (fal's `RequestCancelledException`), flagged content 422
+    `content_policy_violation`, any other failure 500 with its error type."""
+    routes = pack_module("service.routes")
+    handlers = routes.ApiRoutes(None, None, service_config.ServiceConfig(), None)
+
+    def answer(state, error, error_type):
+        job = jobs.Job(REQUEST_ID, seed=1, prompt="p", state=state, error=error, error_type=error_type)
+        response = handlers.outcome(None, job)
+        return response.status, json.loads(response.body)
+
+    assert answer(jobs.CANCELLED, "the request was cancelled", "request_cancelled") == (
+        499, {"detail": "the request was cancelled", "error_type": "request_cancelled"})
+    assert answer(jobs.FAILED, outcome.FLAGGED, "content_policy_violation") == (
+        422, {"detail": [{"loc": ["body"], "msg": outcome.FLAGGED, "type": "content_policy_violation"}]})
+    assert answer(jobs.FAILED, "LTX097TextToVideo: out of memory", "execution_error") == (
+        500, {"detail": "LTX097TextToVideo: out of memory", "error_type": "execution_error"})
 
 
 def test_the_result_prompt_is_the_prompt_the_node_used():

@@ -150,8 +150,33 @@ def test_python_client_cancels_a_running_request(api, tls):
     seen = python_client(api, tls, "cancel_running", {"prompt": "a slow one", **service_kit.SMALL,
                                                       "number_of_steps": 40})
     assert seen["final"]["type"] == "Completed" and seen["final"]["error_type"] == "request_cancelled"
-    assert seen["result_error"]["status"] == 400
+    assert seen["result_error"]["status"] == 499  # what fal answers for a cancelled request
     assert api.history(seen["request_id"])["status"]["status_str"] == "error"
+
+
+def test_an_interrupt_from_comfyuis_ui_cancels_the_api_request(api):
+    """The UI's Cancel (ComfyUI's POST /interrupt) ends a running API request as cancelled, answered as fal answers a
+    cancelled request (499), not as a server error."""
+    status, body = post(api, QUEUE, {"prompt": "interrupted from the UI", **service_kit.SMALL,
+                                     "number_of_steps": 40})
+    assert status == 200, body
+    status_route = f"{QUEUE}/requests/{body['request_id']}/status"
+    while not any("step" in line["message"] for line in post(api, status_route + "?logs=1", None, "GET")[1].get(
+            "logs") or []):  # sampling has begun (an interrupt before the prompt starts would be cleared)
+        time.sleep(0.05)
+    assert post(api, f"{QUEUE}/requests/{body['request_id']}", None, "GET") == (
+        400, {"detail": "the request is still in progress"})
+    status, waiting = post(api, QUEUE, {"prompt": "behind it", **FAST})
+    assert status == 200 and waiting["queue_position"] == 0, waiting  # the running request is not ahead in the queue
+    assert post(api, f"{QUEUE}/requests/{waiting['request_id']}/cancel", b"", "PUT") == (
+        202, {"status": "CANCELLATION_REQUESTED"})
+    assert post(api, f"{QUEUE}/requests/{waiting['request_id']}", None, "GET")[0] == 499
+    api.interrupt()
+    while (state := post(api, status_route, None, "GET")[1])["status"] != "COMPLETED":
+        time.sleep(0.1)
+    assert state["error_type"] == "request_cancelled" and "interrupted in ComfyUI" in state["error"], state
+    status, answer = post(api, f"{QUEUE}/requests/{body['request_id']}", None, "GET")
+    assert status == 499 and answer["error_type"] == "request_cancelled", answer
 
 
 def post(api, route: str, body, method: str = "POST", headers: dict | None = None):
@@ -193,7 +218,7 @@ def test_ten_requests_run_in_order_and_a_cancelled_one_ends_cancelled(api):
             break
         time.sleep(0.5)
     assert [state.get("error_type") for state in states] == [None] * 6 + ["request_cancelled"] + [None] * 3
-    assert post(api, f"{QUEUE}/requests/{cancelled}", None, "GET")[0] == 400
+    assert post(api, f"{QUEUE}/requests/{cancelled}", None, "GET")[0] == 499
     assert post(api, f"{QUEUE}/requests/{cancelled}/cancel", b"", "PUT")[0] == 400  # already completed
     finished = [prompt_id for prompt_id in api.get_json("/history") if prompt_id in ids]
     assert finished == ids[:6] + ids[7:]

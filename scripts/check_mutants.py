@@ -6,13 +6,15 @@ they fail. Before any test runs, every mutant's text must be found exactly once 
 has moved away from is an error naming the mutant (exit 2), never a silent pass.
 
 Usage: `.venv/bin/python scripts/check_mutants.py [name ...]` (all by default; `--patterns` checks the patterns
-only, in a second). Exits 1 when a mutant survives, 2 when a pattern does not match exactly once.
+only, in a second). Exits 1 when a mutant survives, 2 when a pattern does not match exactly once or a
+mutant's tests cannot run (not found, not collected, a set-up error).
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import re
 import shutil
 import subprocess
 import sys
@@ -237,7 +239,7 @@ def copy_repo(target: Path) -> None:
 
 def caught(mutant: Mutant, copy: Path) -> bool:
     """True when the mutant's tests fail with it applied (the copy is restored afterwards). Tests that pytest
-    cannot find or collect are an error (exit 2), not a catch."""
+    cannot find, collect or set up are an error (exit 2), not a catch."""
     path = copy / mutant.path
     original = path.read_text()
     path.write_text(original.replace(mutant.original, mutant.mutated))
@@ -248,9 +250,9 @@ def caught(mutant: Mutant, copy: Path) -> bool:
         path.write_text(original)
     last = (result.stdout.strip().splitlines() or ["(no output)"])[-1]
     logger.info("%s: %s", mutant.name, last)
-    if result.returncode not in (0, 1):
-        logger.error("%s: pytest could not run its tests (exit %d):\n%s", mutant.name, result.returncode,
-                     (result.stdout + result.stderr)[-3000:])
+    if result.returncode not in (0, 1) or re.search(r"\b\d+ errors?\b", last):
+        logger.error("%s: pytest could not run its tests (exit %d; a set-up error is not a catch):\n%s",
+                     mutant.name, result.returncode, (result.stdout + result.stderr)[-3000:])
         sys.exit(2)
     return result.returncode == 1
 

@@ -8,8 +8,8 @@ minimum rate and a cancel check at least every second. Plain Python: it never im
 
 from .download import MAX_REDIRECTS, Progress, download, fetch_bytes, leftover_parts, post_json
 from .pace import DEADLINE_BYTES_S, DEADLINE_FLOOR_S, MIN_RATE_BYTES_S, POLL_S, RATE_WINDOW_S
-from .policy import ALLOW_HOSTS_ENV, ALLOW_PRIVATE_ENV, FetchError, check_url, is_public, redact_url
+from .policy import ALLOW_HOSTS_ENV, ALLOW_PRIVATE_ENV, FetchError, check_reachable, check_url, is_public, redact_url
 
 __all__ = ["ALLOW_HOSTS_ENV", "ALLOW_PRIVATE_ENV", "DEADLINE_BYTES_S", "DEADLINE_FLOOR_S", "MAX_REDIRECTS",
-           "MIN_RATE_BYTES_S", "POLL_S", "RATE_WINDOW_S", "FetchError", "Progress", "check_url", "download",
-           "fetch_bytes", "is_public", "leftover_parts", "post_json", "redact_url"]
+           "MIN_RATE_BYTES_S", "POLL_S", "RATE_WINDOW_S", "FetchError", "Progress", "check_reachable", "check_url",
+           "download", "fetch_bytes", "is_public", "leftover_parts", "post_json", "redact_url"]

@@ -105,6 +105,12 @@ def check_url(url: str, what: str = "the URL") -> None:
     parse_url(url, what)
 
 
+def check_reachable(url: str, what: str = "the URL") -> None:
+    """`check_url` plus the address rules (one DNS lookup, no connection): for refusing a request whose URL could
+    never be fetched before it is queued."""
+    allowed_addresses(parse_url(url, what), what, url)
+
+
 def ascii_host(host: str) -> str:
     """The host name as DNS and TLS (SNI) take it: IDNA-encoded, or unchanged when it cannot be."""
     try:

@@ -10,6 +10,7 @@ namespace and attention from an injected function, so a host can add low-VRAM lo
     windows/       long videos window by window, extending a clip
     acceleration/  step cache, compiled blocks, fp8 matmuls
     decoding.py    `VideoLatents` → frames; generation.py: `generate` (sample, then decode)
+    upsampling.py  `upsample_video`: finished latents ×2 in time (temporal upscaler) or size (spatial)
     randomness.py, non_finite.py   what sampling and decoding share: seeded noise, NaN/inf checks
 """
 
@@ -19,6 +20,7 @@ from .loading import LTXCheckpoint, load_checkpoint, load_latent_upsampler
 from .models import CausalVideoVAE, LatentUpsampler, SkipLayers, Transformer3D, latent_positions
 from .non_finite import NonFiniteLatentsError
 from .sampling import Condition, sample_video
+from .upsampling import upsample_video
 from .windows import plan_extension, sample_long_video
 
 __all__ = [
@@ -39,4 +41,5 @@ __all__ = [
     "plan_extension",
     "sample_long_video",
     "sample_video",
+    "upsample_video",
 ]

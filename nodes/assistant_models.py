@@ -54,6 +54,16 @@ def locate(key: str, name: str, files: Sequence[str], *, what: str, source: str,
     return require_files(find_folder(name, roots), name, roots, files, what=what, source=source)
 
 
+def missing_folder(key: str, name: str, files: Sequence[str]) -> Optional[str]:
+    """`<key>/<name>` (relative to ComfyUI's models folder) when that model folder is absent or incomplete, else None:
+    what the HTTP API names when it refuses a feature at submit."""
+    try:
+        locate(key, name, files, what=name, source="")
+    except ModelFolderError:
+        return f"{key}/{name}"
+    return None
+
+
 def resolve_dtype(choice: str, device: torch.device) -> torch.dtype:
     """"auto": bf16 where the device runs it well, else fp16 on GPUs, fp32 on the CPU."""
     if choice not in DTYPE_CHOICES:

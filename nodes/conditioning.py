@@ -1,9 +1,10 @@
-"""Image and video conditions: media pinned to a frame of the generated video with a strength (spec §4).
+"""Image and video conditions and IC-LoRA guides: media pinned to frames of the generated video (spec §4).
 
 The nodes chain into one `LTX097_CONDITIONS` tuple that the sampler (and the one-node text-to-video) consume.
 Each item is an `ltx_core.Condition` carrying its CRF: like the reference, media is centre-cropped to the
 output's aspect ratio, blurred and passed through one H.264 encode at that CRF before it is encoded, because the
-model was trained on compressed frames.
+model was trained on compressed frames. A guide (`guide=True`) is given to the model in context instead, for
+IC-LoRAs; it is neither blurred nor compressed (`ltx_core.sampling.guides`).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from comfy_api.latest import InputImpl, io
 
 from .. import ltx_core
 from ..ltx_core.models.grid import FRAMES_PER_LATENT
-from ..ltx_core.sampling import MIN_MEDIA_SIDE
+from ..ltx_core.sampling import MIN_MEDIA_SIDE, check_guide_start
 from ..media import read_video
 from .common import CATEGORY
 
@@ -47,7 +48,9 @@ class MediaCondition(ltx_core.Condition):
             raise ValueError(f"{self.label}: start frame {self.start_frame} is outside the video, which has "
                              f"{num_frames} frames (allowed: 0 to {num_frames - 1}, or -1 for the last frame)")
         frames = self.media.shape[0]
-        if frames > 1:
+        if self.guide:
+            check_guide_start(start, frames, self.label)
+        elif frames > 1:
             if start % FRAMES_PER_LATENT:
                 raise ValueError(f"{self.label}: a video condition after frame 0 must start at a multiple of 8 "
                                  f"(0, 8, 16, ...), not at frame {start}")
@@ -100,8 +103,8 @@ def resolve_conditions(conditions: Optional[Sequence[ltx_core.Condition]], num_f
             raise ValueError(f"conditions: item {index + 1} is {item!r:.80}, not an image or video condition "
                              f"(allowed: the output of the Image Condition / Video Condition nodes)")
         if not isinstance(item, MediaCondition):  # a plain ltx_core.Condition from another pack
-            item = MediaCondition(item.media, item.start_frame, item.strength, item.crf,
-                                  label=f"condition {index + 1}")
+            item = MediaCondition(item.media, item.start_frame, item.strength, item.crf, item.guide,
+                                  label=f"{'guide' if item.guide else 'condition'} {index + 1}")
         resolved.append(item.resolve(num_frames))
     return resolved
 
@@ -218,4 +221,75 @@ class LTX097VideoCondition(io.ComfyNode):
         return io.NodeOutput(chain(conditions, item))
 
 
-NODES = [LTX097ImageCondition, LTX097VideoCondition]
+def extra_latent_frames(conditions: Sequence[ltx_core.Condition], window_frames: int) -> int:
+    """Most latent frames of extra tokens the conditions add to a window of `window_frames` frames: 2 per later
+    image or video (its prefix), all of a guide's that fit."""
+    total = 0
+    for item in conditions:
+        if item.guide:
+            fitting = max(1, min(item.media.shape[0], window_frames - min(item.start_frame, window_frames - 1)))
+            total += (fitting - 1) // FRAMES_PER_LATENT + 1
+        else:
+            total += 2
+    return total
+
+
+def has_guide(conditions: Optional[Sequence[ltx_core.Condition]]) -> bool:
+    return any(getattr(item, "guide", False) for item in conditions or ())
+
+
+class LTX097Guide(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="LTX097Guide",
+            display_name="LTX-Video 0.9.7 Guide (IC-LoRA)",
+            category=f"{CATEGORY}/conditioning",
+            description=(
+                "Gives the model a control video or image in context, for an IC-LoRA (depth, pose, canny, "
+                "detailer): its latents are appended to the video's tokens at the frames they guide, kept clean, "
+                "and dropped before decoding. Connect a Canny (core), depth or pose map video of the same aspect "
+                "ratio, and load the matching IC-LoRA with the LoRA node. Chains with image/video conditions."
+            ),
+            inputs=[
+                io.Video.Input("video", optional=True, tooltip="The guide as a core VIDEO (e.g. Load Video). Give "
+                                                               "this or images."),
+                io.Image.Input("images", optional=True,
+                               tooltip="The guide as an IMAGE batch [frames, height, width, 3] (e.g. Canny's "
+                                       "output, or one image). Used when no video is connected."),
+                io.Int.Input("start_frame", default=0, min=0, max=MAX_FRAME, step=1,
+                             tooltip="The video frame the guide's first frame belongs to: 0, or for a guide "
+                                     "video the first frame of a latent frame (1, 9, 17, ..., 8k+1); an image "
+                                     "may go to any frame. The guide's first 8k+1 frames that fit are used."),
+                io.Float.Input("strength", default=1.0, min=0.0, max=1.0, step=0.01,
+                               tooltip="How strongly the guide holds: 1 keeps it clean (as IC-LoRAs were "
+                                       "trained), lower values let it be denoised with the video; 0 drops it."),
+                LTXConditionsType.Input("conditions", optional=True,
+                                        tooltip="Conditions to add this guide to (e.g. a first-frame image "
+                                                "condition)."),
+            ],
+            outputs=[_OUTPUT],
+        )
+
+    @classmethod
+    def execute(cls, video=None, images: Optional[torch.Tensor] = None, start_frame: int = 0,
+                strength: float = 1.0, conditions=None) -> io.NodeOutput:
+        if video is not None:
+            if images is not None:
+                logger.warning("guide: both video and images are connected; using the video")
+            frames = as_frames(video.get_components().images, "guide")
+        elif images is not None:
+            frames = as_frames(images, "guide")
+        else:
+            raise ValueError("guide: connect a video (Load Video) or images (e.g. Canny)")
+        label = f"guide at frame {start_frame}"
+        check_guide_start(int(start_frame), frames.shape[0], label)
+        used = (frames.shape[0] - 1) // FRAMES_PER_LATENT * FRAMES_PER_LATENT + 1
+        if used < frames.shape[0]:
+            logger.info("guide: using the first %d of %d frames (8k+1)", used, frames.shape[0])
+        item = MediaCondition(frames[:used].clone(), start_frame=int(start_frame), strength=float(strength), crf=0,
+                              guide=True, label=label)
+        return io.NodeOutput(chain(conditions, item))
+
+
+NODES = [LTX097ImageCondition, LTX097VideoCondition, LTX097Guide]

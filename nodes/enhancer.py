@@ -17,8 +17,8 @@ from comfy_api.latest import io
 from ..assistants import catalog
 from ..assistants import enhancer as llm
 from ..assistants.prompts import OFFICIAL_WORD_THRESHOLD, T5_TOKEN_BUDGET, EnhancePlan, plan_enhancement
-from .assistant_models import (DTYPE_CHOICES, cached, folder_choices, hf_model, load_for_use, locate, managed, register_folder,
-                               resolve_dtype)
+from .assistant_models import (DTYPE_CHOICES, cached, folder_choices, hf_model, load_for_use, locate, managed,
+                               missing_folder, register_folder, resolve_dtype)
 from .common import CATEGORY
 from .conditioning import LTXConditionsType
 
@@ -115,6 +115,12 @@ def default_enhancer() -> PromptEnhancerModels:
     folder = locate(LLM_FOLDER, DEFAULT_LLM, llm.LLM_FILES, what="prompt enhancer LLM", source=LLM_SOURCE)
     return cached(("enhancer", str(folder), folder.stat().st_mtime_ns),
                   lambda: load_enhancer(DEFAULT_LLM, DEFAULT_CAPTIONER))
+
+
+def missing_default_enhancer() -> Optional[str]:
+    """The first of the default enhancer's folders (relative to models/) that is not installed, or None."""
+    return (missing_folder(LLM_FOLDER, DEFAULT_LLM, llm.LLM_FILES)
+            or missing_folder(LLM_FOLDER, DEFAULT_CAPTIONER, llm.CAPTIONER_FILES))
 
 
 class LTX097PromptEnhancerLoader(io.ComfyNode):

@@ -32,7 +32,7 @@ from comfy_api.latest import io
 from safetensors import safe_open
 
 from ..fetch import ALLOW_HOSTS_ENV, ALLOW_PRIVATE_ENV, redact_url
-from ..ltx_core.lora import KIND_NAMES, LoraError, LoraMapping, map_lora
+from ..ltx_core.lora import KIND_NAMES, LoraError, LoraMapping, is_ic_lora, map_lora
 from .common import CATEGORY, FP8_DTYPES, LTXModel, LTXModelType
 from .lora_sources import (ALLOW_LOCAL_ENV, LoraSourceError, check_safetensors, check_source, is_url, lora_files,
                            resolve_lora)
@@ -245,30 +245,55 @@ def _progress_bar():
     return progress
 
 
+class LoraEntryError(ValueError):
+    """One LoRA of a list could not be used; the message starts `LoRA <n> of <count>:` so that a caller (the HTTP
+    API) can name the entry."""
+
+    def __init__(self, number: int, count: int, error: Exception):
+        super().__init__(f"LoRA {number} of {count}: {error}")
+        self.number = number
+
+
 def apply_lora_stack(model: LTXModel, stack: Iterable[dict] | str | None) -> LTXModel:
     """`model` with every LoRA of `stack` attached at its scale (one ModelPatcher clone; the input is untouched).
 
     Entries with scale 0 are skipped; an empty stack returns `model` itself. Sources are resolved (and downloaded
     when they are URLs) by `lora_sources.resolve_lora`. Errors are `ValueError`s with a sentence.
     """
-    entries = [e for e in parse_lora_stack(stack if isinstance(stack, str) or stack is None else list(stack))
-               if e["scale"] != 0.0]
+    parsed = parse_lora_stack(stack if isinstance(stack, str) or stack is None else list(stack))
+    entries = [(number, e) for number, e in enumerate(parsed, 1) if e["scale"] != 0.0]
     if not entries:
         return model
     patcher = model.patcher.clone()
     fp8_keys = {key for key, value in model.transformer.state_dict().items() if value.dtype in FP8_DTYPES}
     applied = []
-    for entry in entries:
+    for number, entry in entries:
         name = _display_name(entry["path"])
-        path = resolve_lora(entry["path"], entry["weight_name"], progress=_progress_bar())
-        tensors, metadata = read_lora_file(path)
-        patches, mapping = lora_patches(model, tensors, metadata, name=name)
+        try:
+            path = resolve_lora(entry["path"], entry["weight_name"], progress=_progress_bar())
+            tensors, metadata = read_lora_file(path)
+            patches, mapping = lora_patches(model, tensors, metadata, name=name)
+        except (ValueError, OSError) as error:
+            raise LoraEntryError(number, len(parsed), error) from error
         attach_patches(patcher, patches, entry["scale"], fp8_keys)
         logger.info("LoRA %s at scale %g", mapping.summary(), entry["scale"])
-        applied.append({**entry, "file": path, "layers": len(mapping.modules), "formats": mapping.formats})
+        in_context = is_ic_lora(entry["path"], entry["weight_name"] or "", str(path))
+        applied.append({**entry, "file": path, "layers": len(mapping.modules), "formats": mapping.formats,
+                        "in_context": in_context})
     result = model.with_patcher(patcher)
     result.extra["loras"] = list(model.extra.get("loras", [])) + applied
     return result
+
+
+def warn_unguided_ic_loras(model: LTXModel, guided: bool) -> None:
+    """An IC-LoRA run without its guide gives an unguided video and no error: say so, naming the file."""
+    if guided:
+        return
+    for entry in model.extra.get("loras", []):
+        if entry.get("in_context"):
+            logger.warning("the IC-LoRA %s is attached but no guide is given: it only works with its control video "
+                           "(depth, pose, canny, ...) in context; add an LTX-Video 0.9.7 Guide to the sampler's "
+                           "conditions", _display_name(entry["path"]))
 
 
 # ------------------------------------------------------------------------------------------------------------------

@@ -14,8 +14,8 @@ import torch
 from comfy_api.latest import io
 
 from ..assistants import catalog, safety
-from .assistant_models import (DTYPE_CHOICES, cached, folder_choices, load_for_use, locate, managed, register_folder,
-                               resolve_dtype)
+from .assistant_models import (DTYPE_CHOICES, cached, folder_choices, load_for_use, locate, managed, missing_folder,
+                               register_folder, resolve_dtype)
 from .common import CATEGORY
 
 logger = logging.getLogger(__name__)
@@ -66,6 +66,11 @@ def default_checker() -> SafetyChecker:
     folder = locate(CHECKER_FOLDER, DEFAULT_CHECKER, safety.CLASSIFIER_FILES, what="safety checker",
                     source=CHECKER_SOURCE)
     return cached(("checker", str(folder), folder.stat().st_mtime_ns), lambda: load_checker(DEFAULT_CHECKER))
+
+
+def missing_default_checker() -> Optional[str]:
+    """The default checker's folder relative to models/ when it is not installed (None when it is)."""
+    return missing_folder(CHECKER_FOLDER, DEFAULT_CHECKER, safety.CLASSIFIER_FILES)
 
 
 def check_batch(checker: SafetyChecker, frames: torch.Tensor, what: str, sample: int

@@ -25,8 +25,9 @@ from ..ltx_core.sampling import check_recipe, max_branches, pass_shapes, recipe_
 from ..ltx_core.windows import plan_windows
 from .common import (CATEGORY, LTXModel, LTXModelType, LTXUpsampler, LTXUpsamplerType, LTXVae, LTXVaeType,
                      check_number)
-from .conditioning import LTXConditionsType, resolve_conditions
+from .conditioning import LTXConditionsType, extra_latent_frames, has_guide, resolve_conditions
 from .guidance import LTXGuidanceType
+from .lora import warn_unguided_ic_loras
 from .long_video import WINDOWS_TOOLTIP, LTXWindowsType, WindowProgress, window_settings
 from .memory import ModelLoads, transformer_bytes, upsampler_bytes, vae_bytes
 from .progress import StepProgress, check_interrupted
@@ -59,6 +60,14 @@ RECIPE_CHOICES = {choice.label: choice for choice in (
     RecipeChoice("0.9.7 distilled multi-scale", "0.9.7-distilled", True, True,
                  "the official 13B distilled recipe: 7 + 3 fixed steps without guidance (fast; use the distilled "
                  "checkpoint; needs the upsampler)"),
+    RecipeChoice("0.9.8 dev multi-scale", "0.9.8-dev", True, False,
+                 "the official 13B 0.9.8 dev recipe (the same schedules as 0.9.7 dev; needs the upsampler)"),
+    RecipeChoice("0.9.8 distilled multi-scale", "0.9.8-distilled", True, True,
+                 "the official 13B 0.9.8 distilled recipe: 7 + 3 fixed steps, tone mapping 0.6 before decoding "
+                 "(use the 0.9.8 distilled checkpoint; needs the upsampler)"),
+    RecipeChoice("0.9.8 2B distilled multi-scale", "0.9.8-2b-distilled", True, True,
+                 "the official 2B 0.9.8 distilled recipe: 7 + 3 fixed steps without guidance (use the 2B 0.9.8 "
+                 "distilled checkpoint; needs the upsampler)"),
     RecipeChoice("0.9.7 dev single-scale", "0.9.7-dev-single-scale", False, False,
                  "the dev recipe's first-pass guidance schedule in one pass of 30 steps at the full size (no "
                  "upsampler; slower per step at large sizes)"),
@@ -136,6 +145,7 @@ def sample(model: LTXModel, vae: LTXVae, positive: Any, negative: Any, *, recipe
     window = window_settings(windows, num_frames)
     plan = plan_windows(num_frames, window["window_frames"], window["overlap_frames"])
     items = resolve_conditions(conditions, num_frames)
+    warn_unguided_ic_loras(model, has_guide(items))
     overrides = recipe_overrides(choice, guidance)
     if step_cache:
         overrides["step_cache_threshold"] = float(step_cache)
@@ -144,8 +154,9 @@ def sample(model: LTXModel, vae: LTXVae, positive: Any, negative: Any, *, recipe
 
     device = model.patcher.load_device
     shapes = pass_shapes(settings, width=width, height=height, num_frames=plan.windows[0].num_frames)
-    # tokens of each pass: the video's, plus at most 2 latent frames of extra tokens per condition
-    tokens = [(frames + 2 * len(items)) * h * w for _, _, frames, h, w in shapes]
+    # tokens of each pass: the video's, plus the extra tokens of conditions and guides
+    tokens = [(frames + extra_latent_frames(items, plan.windows[0].num_frames)) * h * w
+              for _, _, frames, h, w in shapes]
     branches = [max_branches(p, settings["batched_guidance"]) for _, p in recipe_passes(settings)]
     inner_dim = int(transformer_config.get("num_attention_heads", 32)) * int(
         transformer_config.get("attention_head_dim", 128))
@@ -259,7 +270,7 @@ class LTX097Sampler(io.ComfyNode):
                                                "multi-scale recipes."),
                 LTXConditionsType.Input("conditions", optional=True,
                                         tooltip="Images / videos pinned to frames (Image Condition, Video "
-                                                "Condition)."),
+                                                "Condition) and IC-LoRA guides (Guide)."),
                 LTXGuidanceType.Input("guidance", optional=True,
                                       tooltip="Changes to the recipe's guidance (Guidance Settings)."),
                 step_cache_input(),

@@ -96,9 +96,9 @@ def split_prompts(text: str) -> list[str]:
     return parts
 
 
-def encode_prompts(clip, text: str) -> list:
-    """CONDITIONING with one entry per window prompt (`---` lines separate them)."""
-    return [entry for part in split_prompts(text) for entry in encode_prompt(clip, part)]
+def encode_prompts(clip, text: str, split: bool = True) -> list:
+    """CONDITIONING with one entry per window prompt (`---` lines separate them; `split=False`: the text as is)."""
+    return [entry for part in (split_prompts(text) if split else [text]) for entry in encode_prompt(clip, part)]
 
 
 def prompt_contexts(conditioning: Any, which: str, caption_channels: Optional[int] = None

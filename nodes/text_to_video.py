@@ -112,7 +112,8 @@ class LTX097TextToVideo(io.ComfyNode):
                                                "nodes)."),
                 LTXConditionsType.Input("conditions", optional=True,
                                         tooltip="Images / videos pinned to frames (Image Condition, Video "
-                                                "Condition), for image-to-video or keyframes."),
+                                                "Condition), for image-to-video or keyframes, and IC-LoRA "
+                                                "guides (Guide)."),
                 LTXPromptEnhancerType.Input("prompt_enhancer", optional=True,
                                             tooltip="The prompt enhancer's models (Prompt Enhancer Loader), used "
                                                     "when expand_prompt is on."),
@@ -124,6 +125,9 @@ class LTX097TextToVideo(io.ComfyNode):
                                               "save_memory switch for GPUs with less memory."),
                 step_cache_input(),
                 LTXWindowsType.Input("windows", optional=True, tooltip=WINDOWS_TOOLTIP),
+                io.Boolean.Input("split_prompt", default=True, optional=True,
+                                 tooltip="Read lines holding only --- as separators of window prompts. Off: the "
+                                         "prompt is encoded exactly as written (the HTTP API turns this off)."),
             ],
             outputs=[
                 io.Video.Output(display_name="video", tooltip="The saved mp4 as a core VIDEO."),
@@ -151,7 +155,7 @@ class LTX097TextToVideo(io.ComfyNode):
                 upsampler: Optional[LTXUpsampler] = None, loras=None,
                 conditions=None, prompt_enhancer: Optional[PromptEnhancerModels] = None,
                 safety_checker: Optional[SafetyChecker] = None, guidance: Optional[dict] = None,
-                windows: Optional[dict] = None, step_cache: float = 0.0) -> io.NodeOutput:
+                windows: Optional[dict] = None, step_cache: float = 0.0, split_prompt: bool = True) -> io.NodeOutput:
         width, height = video_size(resolution, aspect_ratio)
         if not MIN_FRAMES <= number_of_frames <= MAX_FRAMES:
             raise ValueError(f"number_of_frames={number_of_frames} is out of range ({MIN_FRAMES}–{MAX_FRAMES})")
@@ -164,7 +168,7 @@ class LTX097TextToVideo(io.ComfyNode):
             emit("expand: the prompt (LLM)")
             prompt = run_enhancer(prompt_enhancer or default_enhancer(), prompt, conditions, seed=seed).prompt
         emit("encode: prompt and negative prompt (T5)")
-        positive, negative = encode_prompts(clip, prompt), encode_prompt(clip, negative_prompt)
+        positive, negative = encode_prompts(clip, prompt, split_prompt), encode_prompt(clip, negative_prompt)
         latents = sample(with_loras(model, loras), vae, positive, negative, recipe=recipe, width=width,
                          height=height, num_frames=number_of_frames, frame_rate=frame_rate, seed=seed, steps=steps,
                          conditions=conditions, upsampler=upsampler, guidance=guidance, windows=windows,

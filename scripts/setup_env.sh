@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 VENV=.venv
-STAMP=$VENV/.ready-v4  # bump when requirements*.txt change (v4: fal-client)
+STAMP=$VENV/.ready-v5  # bump when requirements*.txt change (v4: fal-client, v5: psycopg)
 
 # pip, minus the machine's notes about package-index folders that do not exist here.
 pip() { "$VENV/bin/python" -m pip "$@" 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2); }
@@ -17,6 +17,12 @@ if [ ! -f "$STAMP" ]; then
   pip install -q torch==2.14.1 torchvision==0.29.1
   pip install -q -r requirements.txt -r requirements-dev.txt torch==2.14.1 torchvision==0.29.1
   touch "$STAMP"
+fi
+
+# The fleet tests start a throwaway PostgreSQL server (initdb + pg_ctl): install one where none is.
+if ! command -v initdb >/dev/null && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+  SUDO=$([ "$(id -u)" = 0 ] || echo sudo)
+  $SUDO apt-get update -q && $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql
 fi
 
 if [ -z "${COMFYUI_DIR:-}" ]; then

@@ -36,6 +36,10 @@ T5 = {"name": "t5xxl_fp16.safetensors",
       "url": "https://huggingface.co/comfyanonymous/flux_text_encoders/resolve/main/t5xxl_fp16.safetensors",
       "directory": "text_encoders"}
 LORA_EXAMPLE = "my_ltxv_13b_0.9.7_lora.safetensors"
+CANNY_LORA = {"name": "ltxv-097-ic-lora-canny-control-comfyui.safetensors",
+              "url": "https://huggingface.co/Lightricks/LTX-Video-ICLoRA-canny-13b-0.9.7/resolve/main/"
+                     "ltxv-097-ic-lora-canny-control-comfyui.safetensors",
+              "directory": "loras"}
 
 NEGATIVE = "blurry, low quality, low resolution, inconsistent motion, jittery, distorted"
 BEACH = ("A woman with long brown hair walks barefoot along a sunlit beach at golden hour, the camera tracking "
@@ -54,6 +58,8 @@ DRAWING = ("A hand-drawn cartoon girl with big yellow hair and a pink dress stan
 KEYFRAMES = ("A smooth, continuous shot that moves from the first frame to the last: the camera glides forward "
              "while the scene changes gradually, with natural motion, consistent lighting and the same subject "
              "throughout. Describe here what happens between your first and last image.")
+CONTROL = ("A knight in polished silver armour walks through a misty medieval courtyard at dawn, the camera "
+           "following at shoulder height; soft golden light falls through the fog onto wet cobblestones.")
 RESTYLE = ("The same scene and the same motion as the input video, filmed as a warm cinematic shot at sunset with "
            "soft golden light, gentle film grain and rich colours. Describe the content of your video here.")
 
@@ -312,6 +318,39 @@ def video_to_video() -> Workflow:
                      ("Input video", ["video", "condition"]), ("Generate", ["sampler", "decode", "save"])])
 
 
+def ic_lora_control() -> Workflow:
+    control_text = ("**IC-LoRA control**: the Canny edges of the input video guide the new video through the canny "
+                    "IC-LoRA (the LoRA node). The Guide gives the edges to the model in context, at the frames they "
+                    "belong to; they are not in the output. For depth or pose control load the depth / pose "
+                    "IC-LoRA (`ltxv-097-ic-lora-depth-control-comfyui.safetensors`, `...-pose-...`) and replace "
+                    "Canny by a depth or pose preprocessor from another pack (e.g. ComfyUI's ControlNet "
+                    "preprocessors: Depth Anything, DWPose). Without a guide an IC-LoRA does nothing useful.")
+    nodes = [
+        note("files", models_note(model_row(DEV, "LTX-Video 13B 0.9.7 dev (transformer + VAE)"), upscaler_row(),
+                                  t5_row(), model_row(CANNY_LORA, "canny control IC-LoRA"), extra=control_text),
+             -520, 0, 480, 520),
+        *loaders(DEV),
+        Node("lora", "LTX097LoraLoader", (0, 480), {"lora_name": CANNY_LORA["name"], "strength": 1.0, "source": "",
+                                                    "weight_name": ""}, size=(360, 130), models=[CANNY_LORA]),
+        Node("video", "LoadVideo", (0, 680), {"file": "control_video.mp4", "upload": "image"}, size=(360, 380)),
+        Node("frames", "GetVideoComponents", (420, 680), {}, size=(260, 90)),
+        Node("canny", "Canny", (420, 830), {"low_threshold": 0.4, "high_threshold": 0.8}, size=(300, 90)),
+        Node("guide", "LTX097Guide", (760, 680), {"start_frame": 0, "strength": 1.0}, size=(330, 130)),
+        encode(CONTROL, 420, 0),
+        tips(prompt_note("Describe what the video should look like; the motion and layout come from the "
+                         "control video's edges."), 110),
+        sampler(900, 0, "0.9.7 dev multi-scale"),
+        *decode_save(1270, 0, "LTX-Video/ic_lora_control"),
+    ]
+    links = [("model", "model", "lora", "model"), *sampler_links("lora"), ("video", "VIDEO", "frames", "video"),
+             ("frames", "images", "canny", "image"), ("canny", "IMAGE", "guide", "images"),
+             ("guide", "conditions", "sampler", "conditions")]
+    return Workflow("ltxv097_ic_lora_control", "Control with an IC-LoRA: Canny edges of a video guide the new one",
+                    nodes, links, [("Models", ["model", "upsampler", "clip", "lora"]), ("Prompt", ["encode"]),
+                                   ("Control video", ["video", "frames", "canny", "guide"]),
+                                   ("Generate", ["sampler", "decode", "save"])])
+
+
 def text_to_video_one_node() -> Workflow:
     nodes = [
         note("files", models_note(model_row(DEV, "LTX-Video 13B 0.9.7 dev (transformer + VAE)"), upscaler_row(),
@@ -396,4 +435,4 @@ def extend_clip() -> Workflow:
 
 
 WORKFLOWS = [text_to_video_lora, text_to_video_distilled, image_to_video, first_last_keyframes, video_to_video,
-             text_to_video_one_node, long_video, extend_clip]
+             ic_lora_control, text_to_video_one_node, long_video, extend_clip]

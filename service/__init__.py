@@ -25,21 +25,36 @@ def start(add_log_listener: Callable[[Callable[[str], None]], None], fetch: Modu
     images and videos."""
     from .access import public_without_key
     from .config import FILE_NAME, load_config
+    from .errors import json_errors
     from .host import ComfyHost
     from .local_queue import LocalQueue
     from .media import ConditionMedia, remove_leftover_inputs
     from .routes import APP_ID, QUEUE_PREFIX, ApiRoutes
     from .store import JobStore
+    from .pgqueue.settings import database_url
+    from .uploads import REST_PREFIX, UploadRoutes, UploadStore
     from .webhook import Webhook
 
     host = ComfyHost()
     config = load_config(host.user_dir())
-    remove_leftover_inputs(host.input_dir())
     condition_media = ConditionMedia(fetch.fetch_bytes, fetch.FetchError, host.input_dir(), config, media.check)
-    queue = LocalQueue(host, JobStore(host.user_dir() / STORE_FOLDER / "requests"),
-                       Webhook(fetch.post_json, fetch.redact_url), condition_media.remove)
-    api = ApiRoutes(queue, host, config, condition_media)
+    notify = Webhook(fetch.post_json, fetch.redact_url)
+    uploads = UploadStore(host.user_dir() / STORE_FOLDER / "uploads", config)
+    options = {"uploads": uploads, "check_reachable": fetch.check_reachable, "fetch_error": fetch.FetchError}
+    url = database_url(config.database_url)
+    if url:
+        from .pgqueue import fleet_routes
+
+        queue, api = fleet_routes(host, config, url, condition_media, notify, **options)
+    else:  # one server: the requests it had queued or running were lost with its old process, and their files
+        remove_leftover_inputs(host.input_dir())
+        queue = LocalQueue(host, JobStore(host.user_dir() / STORE_FOLDER / "requests"), notify,
+                           condition_media.remove)
+        api = ApiRoutes(queue, host, config, condition_media, **options)
     api.register(host.routes)
+    UploadRoutes(uploads, config).register(host.routes)
+    host.app().middlewares.append(json_errors((f"{QUEUE_PREFIX}/{APP_ID}", f"/{APP_ID}", REST_PREFIX,
+                                               f"/{STORE_FOLDER}")))
     add_log_listener(queue.on_log)
     logger.info("LTX-Video API: %s at <server>/%s (queue at <server>%s/%s), settings from %s: %s", APP_ID, APP_ID,
                 QUEUE_PREFIX, APP_ID, host.user_dir() / FILE_NAME, config.public())

@@ -16,7 +16,8 @@ from typing import Optional
 logger = logging.getLogger(__name__)
 
 FILE_NAME = "ltxv097_api.json"
-RECIPES = ("0.9.7 dev multi-scale", "0.9.7 distilled multi-scale", "0.9.7 dev single-scale",
+RECIPES = ("0.9.7 dev multi-scale", "0.9.7 distilled multi-scale", "0.9.8 dev multi-scale",
+           "0.9.8 distilled multi-scale", "0.9.8 2B distilled multi-scale", "0.9.7 dev single-scale",
            "0.9.6 2B dev", "0.9.6 2B distilled")
 
 
@@ -37,11 +38,36 @@ class ServiceConfig:
     max_image_bytes: int = 20 * 1024 * 1024
     max_video_bytes: int = 200 * 1024 * 1024
     crf: int = 19
+    default_enable_safety_checker: bool = True
+    """`enable_safety_checker` of a request that leaves it out (the service's default is on)."""
+    default_expand_prompt: bool = False
+    """`expand_prompt` of a request that leaves it out."""
+    upload_lifetime_seconds: int = 24 * 3600
+    """How long a file uploaded through the storage API is kept (a client may ask for less)."""
+    database_url: Optional[str] = None
+    """PostgreSQL URL of the fleet's shared queue (README "Scale out"); LTX097_API_DATABASE_URL overrides it."""
+    storage_dir: Optional[str] = None
+    """With a database: the folder every instance mounts for the result mp4s (default: ComfyUI's output folder)."""
+    gateway_only: bool = False
+    """With a database: this instance answers the API but runs no jobs."""
+    max_attempts: int = 3
+    """With a database: how many workers may die running one job before it fails."""
+    lease_seconds: float = 30.0
+    """With a database: a job whose worker has not renewed its lease for this long goes back to the queue."""
+
+    def request_defaults(self) -> dict:
+        """The defaults these settings give the request fields."""
+        return {"enable_safety_checker": self.default_enable_safety_checker,
+                "expand_prompt": self.default_expand_prompt}
 
     def public(self) -> dict:
-        """The settings for the start-up log (keys hidden)."""
+        """The settings for the start-up log (keys and the database password hidden)."""
         data = asdict(self)
         data["api_keys"] = f"{len(self.api_keys)} configured" if self.api_keys else "none"
+        if self.database_url:
+            from .pgqueue.settings import redact
+
+            data["database_url"] = redact(self.database_url, self.database_url)
         return data
 
 
@@ -59,8 +85,18 @@ def _check(config: ServiceConfig, path: Path) -> ServiceConfig:
             loader.get("file_input"), str):
         raise ConfigError(f"{path}: text_encoder_loader must be {{\"node\": ..., \"file_input\": ..., "
                           f"\"inputs\": {{...}}}}, not {loader!r}")
+    if not isinstance(config.max_attempts, int) or config.max_attempts < 1:
+        raise ConfigError(f"{path}: max_attempts must be an integer of at least 1, not {config.max_attempts!r}")
+    if not isinstance(config.lease_seconds, (int, float)) or not config.lease_seconds >= 1:
+        raise ConfigError(f"{path}: lease_seconds must be a number of at least 1, not {config.lease_seconds!r}")
     if any(not isinstance(key, str) or not key for key in config.api_keys):
         raise ConfigError(f"{path}: api_keys must be a list of non-empty strings")
+    for name in ("default_enable_safety_checker", "default_expand_prompt"):
+        if not isinstance(getattr(config, name), bool):
+            raise ConfigError(f"{path}: {name} must be true or false, not {getattr(config, name)!r}")
+    if isinstance(config.upload_lifetime_seconds, bool) or not isinstance(config.upload_lifetime_seconds, int) \
+            or config.upload_lifetime_seconds < 60:
+        raise ConfigError(f"{path}: upload_lifetime_seconds must be a whole number of seconds, at least 60")
     return config
 
 

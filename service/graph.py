@@ -14,6 +14,8 @@ from .config import ServiceConfig
 from .schema import GenerationInput, InputError, field_error
 
 OUTPUT_NODE = "text_to_video"
+LITERAL_PROMPT_INPUT = "split_prompt"
+"""The node input that splits a prompt into window prompts at `---` lines; the API's prompt is taken literally."""
 OUTPUT_SUBFOLDER = "ltxv097_api"
 CONDITION_CRF = 29
 """H.264 CRF the condition media is compressed with before encoding, as the official pipeline does."""
@@ -23,11 +25,11 @@ class UnavailableFeature(InputError):
     """A field the request turned on that this server cannot honour (422 naming the field)."""
 
 
-def _condition_nodes(prompt: dict, generation: GenerationInput, media_files: dict[str, str]) -> Optional[list]:
+def _condition_nodes(prompt: dict, generation: GenerationInput, media_files: list[str]) -> Optional[list]:
     link = None
     for number, condition in enumerate(generation.conditions):
-        file_name = media_files[condition.kind]
-        load_id, cond_id = f"load_{condition.kind}", f"{condition.kind}_condition"
+        file_name = media_files[number]
+        load_id, cond_id = f"load_{condition.kind}_{number}", f"{condition.kind}_condition_{number}"
         if condition.kind == "image":
             prompt[load_id] = {"class_type": "LoadImage", "inputs": {"image": file_name}}
             inputs = {"image": [load_id, 0], "start_frame": condition.start_frame_number, "batch_index": 0,
@@ -44,23 +46,39 @@ def _condition_nodes(prompt: dict, generation: GenerationInput, media_files: dic
     return link
 
 
-def feature_inputs(generation: GenerationInput, node_inputs: Iterable[str]) -> dict:
-    """`expand_prompt` / `enable_safety_checker` for the node when it has them; a 422 when asked for and absent."""
+FEATURE_SETTINGS = {"expand_prompt": "default_expand_prompt", "enable_safety_checker": "default_enable_safety_checker"}
+"""The ltxv097_api.json setting that gives each switchable feature its default."""
+
+
+def feature_inputs(generation: GenerationInput, node_inputs: Iterable[str],
+                   missing_models: Optional[dict[str, str]] = None) -> dict:
+    """`expand_prompt` / `enable_safety_checker` (and the literal prompt switch) for the node when it has them; a
+    422 when a feature is switched on and the node lacks it or its model is missing (`missing_models`: field →
+    the model folder relative to ComfyUI's models folder)."""
     names = set(node_inputs)
-    values = {}
-    if "expand_prompt" in names:
-        values["expand_prompt"] = generation.expand_prompt
-    elif generation.expand_prompt:
-        raise UnavailableFeature([field_error(("expand_prompt",), "prompt expansion is not available on this "
-                                                                   "server; send expand_prompt: false")])
-    if "enable_safety_checker" in names:
-        values["enable_safety_checker"] = generation.enable_safety_checker
+    values = {LITERAL_PROMPT_INPUT: False} if LITERAL_PROMPT_INPUT in names else {}
+    errors = []
+    for field, setting in FEATURE_SETTINGS.items():
+        wanted = getattr(generation, field)
+        if field in names:
+            values[field] = wanted
+        if not wanted:
+            continue
+        if field not in names and field == "expand_prompt":  # an older node: checking is not a reason to refuse
+            errors.append(field_error((field,), f"{field} is not available on this server; send {field}: false"))
+        elif (missing_models or {}).get(field):
+            errors.append(field_error((field,), f"{field} needs a model this server does not have: "
+                                                f"models/{missing_models[field]} is missing. Install it there, send "
+                                                f"{field}: false, or set \"{setting}\": false in ltxv097_api.json",
+                                      "model_missing"))
+    if errors:
+        raise UnavailableFeature(errors)
     return values
 
 
 def build_prompt(generation: GenerationInput, config: ServiceConfig, request_id: str, *,
-                 node_inputs: Iterable[str], media_files: Optional[dict[str, str]] = None) -> dict:
-    """The API prompt; `media_files` maps "image" / "video" to the condition's file in ComfyUI's input folder."""
+                 node_inputs: Iterable[str], media_files: Optional[list[str]] = None) -> dict:
+    """The API prompt; `media_files` holds each condition's file in ComfyUI's input folder, in order."""
     loader = config.text_encoder_loader
     prompt: dict = {
         "model": {"class_type": "LTX097ModelLoader",
@@ -89,7 +107,7 @@ def build_prompt(generation: GenerationInput, config: ServiceConfig, request_id:
     if config.guidance:
         prompt["guidance"] = {"class_type": "LTX097GuidanceSettings", "inputs": dict(config.guidance)}
         inputs["guidance"] = ["guidance", 0]
-    conditions = _condition_nodes(prompt, generation, media_files or {})
+    conditions = _condition_nodes(prompt, generation, media_files or [])
     if conditions is not None:
         inputs["conditions"] = conditions
     prompt[OUTPUT_NODE] = {"class_type": "LTX097TextToVideo", "inputs": inputs}

@@ -20,6 +20,10 @@ from server import PromptServer
 from ..nodes.video import WITHOUT_METADATA
 
 
+LOW_PRIORITY_OFFSET = 10 ** 9
+"""Added to a low-priority prompt's queue number (ComfyUI takes the lowest number first)."""
+
+
 class PromptRefused(Exception):
     """ComfyUI's validation refused the prompt; `node_errors` is its per-node answer."""
 
@@ -59,20 +63,33 @@ class ComfyHost:
         spec = node.INPUT_TYPES()
         return set(spec.get("required", {})) | set(spec.get("optional", {}))
 
+    def app(self):
+        """The aiohttp application (its middlewares can still be added while custom nodes load)."""
+        return self.server.app
+
+    def missing_feature_models(self) -> dict[str, str]:
+        """Field → default model folder (relative to models/) of each switchable feature whose model is missing."""
+        from ..nodes.enhancer import missing_default_enhancer
+        from ..nodes.safety import missing_default_checker
+
+        found = {"enable_safety_checker": missing_default_checker(), "expand_prompt": missing_default_enhancer()}
+        return {field: folder for field, folder in found.items() if folder}
+
     def lora_file_missing(self, path: str) -> bool:
         """A LoRA named as a file (not a URL or `owner/repo`) that is in none of the loras folders."""
         if "://" in path or ("/" in path and not path.lower().endswith((".safetensors", ".sft"))):
             return False
         return folder_paths.get_full_path("loras", path) is None
 
-    async def queue(self, prompt: dict, prompt_id: str) -> None:
-        """Validate and queue like `POST /prompt` (no client id: progress goes to every open UI). The mp4 keeps no
+    async def queue(self, prompt: dict, prompt_id: str, *, low_priority: bool = False) -> None:
+        """Validate and queue like `POST /prompt` (no client id: progress goes to every open UI). ComfyUI runs its
+        queue in number order: a low-priority prompt's number is moved behind every normal one. The mp4 keeps no
         metadata: identical requests give identical files, and no request's id or URLs are stored in them."""
         valid = await execution.validate_prompt(prompt_id, prompt, None)
         if not valid[0]:
             raise PromptRefused(str(valid[1].get("message", valid[1])) if isinstance(valid[1], dict)
                                 else str(valid[1]), valid[3])
-        number = self.server.number
+        number = self.server.number + (LOW_PRIORITY_OFFSET if low_priority else 0)
         self.server.number += 1
         extra_data = {"create_time": int(time.time() * 1000), "extra_pnginfo": {WITHOUT_METADATA: True}}
         self.server.prompt_queue.put((number, prompt_id, prompt, extra_data, valid[2], {}))

@@ -41,6 +41,11 @@ class Job:
     server_url: str = ""
     """`scheme://host` the request was submitted to (for the file URL a webhook receives)."""
     cancel_requested: bool = False
+    endpoint: str = "text-to-video"
+    priority: str = "normal"
+    """`X-Fal-Queue-Priority`: "low" runs behind every "normal" request."""
+    start_deadline: Optional[float] = None
+    """`X-Fal-Request-Timeout`: the time by which the request must have started, else it fails (504)."""
 
     @property
     def finished(self) -> bool:

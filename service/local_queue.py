@@ -1,15 +1,17 @@
 """The requests of one ComfyUI: kept in this process (and on disk), run on its own queue, followed to their end.
 
-`LocalQueue` is the `JobQueue` of a single server. It queues each request's prompt on ComfyUI's queue, follows
-every unfinished one through ComfyUI's queue and history (a task that runs while any is unfinished), settles it
-(the saved mp4, a failure or a cancellation), removes its condition media, sends its webhook, and writes the lines
-of the run log to the running request.
+`LocalQueue` is the `JobQueue` of a single server. It queues each request's prompt on ComfyUI's queue (a
+low-priority one behind every normal one), follows every unfinished one through ComfyUI's queue and history (a task
+that runs while any is unfinished), fails a queued one whose start deadline passed, settles it (the saved mp4, a
+failure or a cancellation), removes its condition media, sends its webhook once whatever the ending (a cancel while
+queued included), and writes the lines of the run log to the running request.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Awaitable, Callable, Optional
 
 from .graph import OUTPUT_NODE
@@ -40,7 +42,7 @@ class LocalQueue:
     async def enqueue(self, job: Job, prompt: dict) -> None:
         self.book.add(job, persist=False)  # before ComfyUI may start it, so its first log lines find it
         try:
-            await self.host.queue(prompt, job.request_id)
+            await self.host.queue(prompt, job.request_id, low_priority=job.priority == "low")
         except Exception:
             self.book.discard(job.request_id)
             raise
@@ -70,6 +72,7 @@ class LocalQueue:
         if job.state == QUEUED and self.host.remove_queued(request_id):
             self.book.fail(request_id, "the request was cancelled before it started", "request_cancelled",
                            cancelled=True)
+            self.ended(request_id)
         else:
             self.host.interrupt(request_id)
         return True
@@ -110,6 +113,18 @@ class LocalQueue:
                 self.book.start(job.request_id)
             elif job.request_id not in pending:
                 self.settle(job)
+            elif job.state == QUEUED and job.start_deadline is not None and time.time() > job.start_deadline:
+                self.time_out(job)
+
+    def time_out(self, job: Job) -> None:
+        """A request that did not start within its `X-Fal-Request-Timeout` leaves the queue and fails (504)."""
+        if not self.host.remove_queued(job.request_id):
+            return
+        waited = round(job.start_deadline - job.created_at, 1)
+        self.book.fail(job.request_id, f"the request did not start within {waited:g} s (X-Fal-Request-Timeout)",
+                       "request_timeout")
+        self.remove_media(job.request_id)
+        self.ended(job.request_id)
 
     def settle(self, job: Job) -> None:
         entry = self.host.history(job.request_id)
@@ -131,7 +146,11 @@ class LocalQueue:
             self.book.fail(job.request_id, "the request was cancelled" if by_api else message, error_type,
                            cancelled=interrupted)
         self.remove_media(job.request_id)
-        record = self.book.get(job.request_id)
-        if record is not None and record.webhook_url:
+        self.ended(job.request_id)
+
+    def ended(self, request_id: str) -> None:
+        """Send the webhook of a request that has just ended (whatever the ending: each ending comes here once)."""
+        record = self.book.get(request_id)
+        if record is not None and record.finished and record.webhook_url:
             output = result_json(record, video_url(record.server_url, record)) if record.state == COMPLETED else None
             asyncio.get_running_loop().create_task(self.notify(record, output))

@@ -37,14 +37,14 @@ def sniff(kind: str, data: bytes) -> Optional[str]:
 
 
 INPUT_PREFIX = "ltxv097_api_"
-_INPUT_NAME = re.compile(rf"^{INPUT_PREFIX}{REQUEST_ID.pattern[1:-1]}_(image|video)\."
+_INPUT_NAME = re.compile(rf"^{INPUT_PREFIX}{REQUEST_ID.pattern[1:-1]}_\d+_(image|video)\."
                          rf"({'|'.join([*IMAGE_TYPES, 'webp', 'mp4', 'mov', *VIDEO_TYPES])})$")
 """The name `ConditionMedia` gives a request's condition file in the input folder; nothing else matches."""
 
 
-def input_name(request_id: str, kind: str, extension: str) -> str:
-    """A request's condition file in the input folder (`ConditionMedia.prefix` + kind + extension)."""
-    return f"{ConditionMedia.prefix(request_id)}{kind}.{extension}"
+def input_name(request_id: str, number: int, kind: str, extension: str) -> str:
+    """A request's condition file in the input folder (`ConditionMedia.prefix`, its number, kind and extension)."""
+    return f"{ConditionMedia.prefix(request_id)}{number}_{kind}.{extension}"
 
 
 def remove_leftover_inputs(input_dir: Path) -> list[str]:
@@ -67,7 +67,9 @@ ALLOWED = {"image": "PNG, JPEG, WebP or GIF", "video": "MP4, MOV, WebM or MKV"}
 
 
 class ConditionMedia:
-    """`await media(generation, request_id)` → {"image"|"video": file name in the input folder}; 422 on bad media."""
+    """`await media(generation, request_id, local)` → each condition's file name in the input folder, in order; a
+    422 naming the field on bad media. `local(url)` returns the bytes of a file uploaded to this server (or None
+    when the URL is not one), so uploads need no network round trip."""
 
     def __init__(self, fetch_bytes: Callable[..., tuple[bytes, str]], fetch_error: type, input_dir: Path,
                  config: ServiceConfig, check_media: Callable[[str, bytes, str], None]):
@@ -75,30 +77,49 @@ class ConditionMedia:
         self.fetch_bytes, self.fetch_error = fetch_bytes, fetch_error
         self.input_dir, self.config, self.check_media = Path(input_dir), config, check_media
 
-    async def __call__(self, generation: GenerationInput, request_id: str) -> dict[str, str]:
-        files = {}
-        for condition in generation.conditions:
-            field = f"{condition.kind}_url"
-            limit = self.config.max_image_bytes if condition.kind == "image" else self.config.max_video_bytes
-            try:
-                data, media_type = await asyncio.to_thread(self.fetch_bytes, condition.url, max_bytes=limit,
-                                                           what=f"the {field}")
-            except self.fetch_error as failed:
-                raise InputError([field_error((field,), str(failed), "file_download_error")]) from failed
-            extension = sniff(condition.kind, data)
-            if extension is None:
-                declared = f" (sent as {media_type})" if media_type else ""
-                raise InputError([field_error((field,), f"is not {ARTICLE[condition.kind]} file{declared}; "
-                                                        f"allowed: {ALLOWED[condition.kind]}", "file_type")])
-            try:
-                await asyncio.to_thread(self.check_media, condition.kind, data, f"the {field}")
-            except ValueError as damaged:
-                raise InputError([field_error((field,), str(damaged), "file_damaged")]) from None
-            name = input_name(request_id, condition.kind, extension)
-            self.input_dir.mkdir(parents=True, exist_ok=True)
-            (self.input_dir / name).write_bytes(data)
-            files[condition.kind] = name
+    async def __call__(self, generation: GenerationInput, request_id: str,
+                       local: Callable[[str], Optional[tuple[bytes, str]]] = lambda url: None) -> list[str]:
+        files: list[str] = []
+        try:
+            for number, condition in enumerate(generation.conditions):
+                loc = condition.loc
+                data = await self.read(condition, loc, local)
+                extension = sniff(condition.kind, data[0])
+                if extension is None:
+                    declared = f" (sent as {data[1]})" if data[1] else ""
+                    raise InputError([field_error(loc, f"is not {ARTICLE[condition.kind]} file{declared}; "
+                                                       f"allowed: {ALLOWED[condition.kind]}", "file_type")])
+                try:
+                    await asyncio.to_thread(self.check_media, condition.kind, data[0],
+                                            f"the {'.'.join(map(str, loc))}")
+                except ValueError as damaged:
+                    raise InputError([field_error(loc, str(damaged), "file_damaged")]) from None
+                name = input_name(request_id, number, condition.kind, extension)
+                self.input_dir.mkdir(parents=True, exist_ok=True)
+                (self.input_dir / name).write_bytes(data[0])
+                files.append(name)
+        except InputError:
+            for name in files:
+                (self.input_dir / name).unlink(missing_ok=True)
+            raise
         return files
+
+    async def read(self, condition, loc: tuple, local) -> tuple[bytes, str]:
+        limit = self.config.max_image_bytes if condition.kind == "image" else self.config.max_video_bytes
+        try:
+            uploaded = local(condition.url)
+        except LookupError as gone:
+            raise InputError([field_error(loc, str(gone), "file_download_error")]) from gone
+        if uploaded is not None:
+            if len(uploaded[0]) > limit:
+                raise InputError([field_error(loc, f"the uploaded file is {len(uploaded[0])} bytes; at most "
+                                                   f"{limit} bytes are allowed", "file_download_error")])
+            return uploaded
+        try:
+            return await asyncio.to_thread(self.fetch_bytes, condition.url, max_bytes=limit,
+                                           what=f"the {'.'.join(map(str, loc))}")
+        except self.fetch_error as failed:
+            raise InputError([field_error(loc, str(failed), "file_download_error")]) from failed
 
     def remove(self, request_id: str) -> None:
         """The condition files of a request leave the input folder once it is done (or refused)."""

@@ -11,16 +11,18 @@ import logging
 from typing import Callable, Optional
 
 from .jobs import COMPLETED, Job
+from .outcome import error_answer
 
 logger = logging.getLogger(__name__)
 
 
 def webhook_body(job: Job, result: Optional[dict]) -> dict:
+    """The platform's shape; a request that ended without a video carries its result's error body as payload."""
     body = {"request_id": job.request_id, "gateway_request_id": job.request_id,
             "status": "OK" if job.state == COMPLETED else "ERROR", "payload": result}
     if job.state != COMPLETED:
         body["error"] = job.error
-        body["payload"] = {"detail": job.error, "error_type": job.error_type}
+        body["payload"] = error_answer(job.state, job.error, job.error_type)[1]
     return body
 
 

@@ -31,6 +31,7 @@ else `scale · up @ down`.
 from __future__ import annotations
 
 import math
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping, Optional, Sequence
@@ -47,6 +48,16 @@ class LoraError(ValueError):
 
 KIND_NAMES = {"lora": "LoRA", "dora": "DoRA", "loha": "LoHa", "lokr": "LoKr", "glora": "GLoRA", "oft": "OFT",
               "diff": "full weight diff", "set": "weight replacement"}
+
+_IC_LORA_NAME = re.compile(r"ic[-_ ]?lora", re.IGNORECASE)
+
+
+def is_ic_lora(*names: str) -> bool:
+    """Whether a LoRA is an in-context (IC) LoRA, which needs a guide: Lightricks' files and repos say so in their
+    names (`ltxv-097-ic-lora-depth-control-comfyui.safetensors`, `LTX-Video-ICLoRA-pose-13b-0.9.7`); their keys
+    look like any other LoRA's."""
+    return any(_IC_LORA_NAME.search(name) for name in names)
+
 
 ACCEPTED_FORMATS = (
     "diffusers/PEFT keys like 'transformer.transformer_blocks.0.attn1.to_q.lora_A.weight' / 'lora_B.weight'; "

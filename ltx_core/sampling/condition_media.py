@@ -78,18 +78,19 @@ def trim_frames(num_media_frames: int, start_frame: int, num_frames: int) -> int
 
 
 def prepare_media(frames: torch.Tensor, *, width: int, height: int, padding: Sequence[int] = (0, 0, 0, 0),
-                  crf: int = DEFAULT_CRF) -> torch.Tensor:
+                  crf: int = DEFAULT_CRF, blur: bool = True) -> torch.Tensor:
     """`[F, H, W, 3]` frames in [0, 1] → `[1, 3, F, h, w]` in [-1, 1], ready to resize and encode.
 
     `padding` is `(left, right, top, bottom)` of the output video; the reference adds it to the cropped media
-    as is, before any resize.
+    as is, before any resize. Guides skip the blur (`blur=False`): ComfyUI's `LTXVAddGuide` encodes them as they
+    are, and a blur would soften the edges of a canny or pose map.
     """
     if frames.ndim != 4 or frames.shape[-1] != 3:
         raise ValueError(f"conditioning media must be [frames, height, width, 3], got {tuple(frames.shape)}")
     cropped = crop_to_aspect(frames.float(), width, height)
     processed = []
     for frame in cropped:
-        blurred = gaussian_blur(frame.permute(2, 0, 1)[None])[0].permute(1, 2, 0)
+        blurred = gaussian_blur(frame.permute(2, 0, 1)[None])[0].permute(1, 2, 0) if blur else frame
         compressed = crf_round_trip(blurred, crf)
         chw = compressed.permute(2, 0, 1) * 255.0 / 127.5 - 1.0
         processed.append(F.pad(chw[None, :, None], list(padding)))

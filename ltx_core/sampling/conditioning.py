@@ -3,7 +3,8 @@
 Frame-0 items are written into the initial latents in place. A single image at a later frame becomes extra
 "keyframe" tokens with their own positions; a later video puts its latent frames in place and its first two latent
 frames (the causal prefix, which looks like a first frame) as extra tokens. Each token carries a conditioning
-strength: its σ never exceeds `1 - strength`, so strength 1 tokens stay clean (spec §4).
+strength: its σ never exceeds `1 - strength`, so strength 1 tokens stay clean (spec §4). Guides (IC-LoRA control
+videos) are appended after the video's tokens (`guides.py`).
 """
 
 from __future__ import annotations
@@ -24,23 +25,31 @@ class Condition:
     """`media` `[F, H, W, 3]` in [0, 1] placed at pixel frame `start_frame` with `strength` in [0, 1].
 
     `crf` is the H.264 quality of the compression round trip the media goes through (0 = none); None takes the
-    recipe's (29 in the official recipes).
+    recipe's (29 in the official recipes) for a condition, none for a guide. `guide=True` makes it a guide for an
+    IC-LoRA: given to the model in context (extra tokens at the frames it guides), never written into the video.
     """
 
     media: torch.Tensor
     start_frame: int = 0
     strength: float = 1.0
     crf: Optional[int] = None
+    guide: bool = False
 
 
 @dataclass
 class ConditionedLatents:
-    """Patchified tokens `[B, N, C]` (extra tokens first), their pixel coordinates and strengths."""
+    """Patchified tokens `[B, N, C]` (keyframe tokens first, guide tokens last), their pixel coordinates and
+    strengths."""
 
     tokens: torch.Tensor
     pixel_coords: torch.Tensor
     mask: Optional[torch.Tensor]
     num_extra: int
+    num_guide: int = 0
+
+    def video_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
+        """The video's own tokens of a `[B, N, C]` sequence laid out like these (keyframe and guide tokens cut)."""
+        return tokens[:, self.num_extra:tokens.shape[1] - self.num_guide]
 
 
 def patchify(latents: torch.Tensor) -> torch.Tensor:

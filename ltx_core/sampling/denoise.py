@@ -90,6 +90,8 @@ def denoise(transformer: Transformer3D, latents: ConditionedLatents, prompts: Pr
         if mask is not None and settings.image_cond_noise_scale > 0:
             noise = randn(tuple(tokens.shape), tokens.dtype)
             hard = (mask > 1.0 - T_EPS).unsqueeze(-1)
+            if latents.num_guide:  # guides stay clean: no conditioning noise
+                hard[:, hard.shape[1] - latents.num_guide:] = False
             tokens = torch.where(hard, init_tokens + settings.image_cond_noise_scale * noise * t ** 2, tokens)
         sigma = t.expand(batch).unsqueeze(-1).to(tokens.device)
         if mask is not None:

@@ -20,6 +20,7 @@ from .condition_media import resize_media
 from ..randomness import Randomness
 from ..non_finite import check_finite
 from .denoise import PassSettings, Prompts, denoise
+from .guides import append_guides
 from .schedules import make_timesteps
 
 logger = logging.getLogger(__name__)
@@ -111,24 +112,28 @@ class PassRunner:
         return encoded
 
     def run_pass(self, settings: PassSettings, latent_shape: tuple, media_items, init_latents=None,
-                 latent_items: Sequence[tuple[torch.Tensor, int, float]] = ()) -> torch.Tensor:
+                 latent_items: Sequence[tuple[torch.Tensor, int, float]] = (), guide_items=()) -> torch.Tensor:
         """One pass at the size of `latent_shape`; returns normalised latents without extra tokens.
 
         `latent_items` are conditions already in this pass's latent space (`(latents, start_frame, strength)`,
         e.g. the end of the previous window of a long video); they go before the encoded media items.
+        `guide_items` are prepared guides, encoded at this pass's size like the media items.
         """
         batch, channels, frames, height, width = latent_shape
         noise = self.randomness.randn((batch, frames * height * width, channels), self.dtype)
         noise = unpatchify(noise, frames, height, width)
         t0 = settings.timesteps[0]
         latents = noise if init_latents is None else t0 * noise + (1 - t0) * init_latents.to(self.dtype)
-        encoded = [*latent_items, *self.encode_items(media_items, height * PIXELS_PER_LATENT, width * PIXELS_PER_LATENT)]
-        conditioned = apply_conditions(latents, encoded, causal_fix=self.transformer.causal_temporal_positioning,
-                                       noise=lambda shape, dtype, device: self.randomness.randn(shape, dtype))
+        pixel_height, pixel_width = height * PIXELS_PER_LATENT, width * PIXELS_PER_LATENT
+        encoded = [*latent_items, *self.encode_items(media_items, pixel_height, pixel_width)]
+        causal_fix = self.transformer.causal_temporal_positioning
+        conditioned = apply_conditions(latents, encoded, causal_fix=causal_fix, noise=self._item_noise)
+        guides = self.encode_items(guide_items, pixel_height, pixel_width)
+        conditioned = append_guides(conditioned, guides, causal_fix=causal_fix, noise=self._item_noise)
 
         def on_step(step: int, total: int, denoised: torch.Tensor) -> None:
             if self.callback is not None:
-                self.callback(step, total, unpatchify(denoised[:, conditioned.num_extra:], frames, height, width))
+                self.callback(step, total, unpatchify(conditioned.video_tokens(denoised), frames, height, width))
 
         self.use("transformer")
         cache = self._step_cache(len(settings.timesteps))
@@ -142,7 +147,11 @@ class PassRunner:
                         sum(cache.reused.values()), sum(cache.reused.values()) + sum(cache.computed.values()))
         self.step_offset += len(settings.timesteps)
         self.passes_done += 1
-        return unpatchify(tokens[:, conditioned.num_extra:], frames, height, width)
+        return unpatchify(conditioned.video_tokens(tokens), frames, height, width)
+
+    def _item_noise(self, shape: tuple, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+        """The noise keyframe and guide tokens start from (blended with their latents by strength)."""
+        return self.randomness.randn(shape, dtype)
 
     def _step_cache(self, num_steps: int) -> Optional[StepCache]:
         """A fresh cache for one pass, or None when the recipe's `step_cache_threshold` is 0 (off)."""

@@ -42,11 +42,12 @@ def sample_video(checkpoint: LTXCheckpoint, *, context: torch.Tensor, context_ma
         if prepared.multi_scale:
             first_plan, second_plan = runner.plan([(settings["first_pass"], shapes[0]),
                                                    (settings["second_pass"], shapes[1])])
-            first = runner.run_pass(first_plan, shapes[0], media_items)
+            first = runner.run_pass(first_plan, shapes[0], media_items.conditions, guide_items=media_items.guides)
             upsampled = runner.upsample(upsampler, first, settings["adain_factor"])
-            latents = runner.run_pass(second_plan, shapes[1], media_items, init_latents=upsampled)
+            latents = runner.run_pass(second_plan, shapes[1], media_items.conditions, init_latents=upsampled,
+                                      guide_items=media_items.guides)
         else:
             (plan,) = runner.plan([(settings, shapes[0])])
-            latents = runner.run_pass(plan, shapes[0], media_items)
+            latents = runner.run_pass(plan, shapes[0], media_items.conditions, guide_items=media_items.guides)
     return prepared.video_latents(latents, width=width, height=height, num_frames=num_frames, frame_rate=frame_rate,
                                   seed=seed, rng=rng)

@@ -23,12 +23,21 @@ from ..randomness import Randomness
 from .condition_media import MIN_MEDIA_SIDE, cropped_size, padding_for, prepare_media, trim_frames
 from .conditioning import Condition
 from .denoise import Prompts
+from .guides import check_guide_start
 from .recipes import check_recipe, resolve_recipe
 
 logger = logging.getLogger(__name__)
 
 MediaItem = tuple[torch.Tensor, int, float]
 """A prepared condition: media `[1, 3, F, h, w]` in [-1, 1], its start frame, its strength."""
+
+
+@dataclass
+class MediaItems:
+    """The prepared media of a generation's conditions and of its guides (given in context, `guides.py`)."""
+
+    conditions: list[MediaItem]
+    guides: list[MediaItem]
 
 
 @dataclass
@@ -51,7 +60,7 @@ class Prepared:
         return [self.settings["first_pass"], self.settings["second_pass"]] if self.multi_scale else [self.settings]
 
     def media_items(self, conditions: Sequence[Condition], width: int, height: int,
-                    num_frames: int) -> list[MediaItem]:
+                    num_frames: int) -> MediaItems:
         return prepare_conditions(conditions, width, height, num_frames, self.padding, self.settings["crf"])
 
     def video_latents(self, latents: torch.Tensor, *, width: int, height: int, num_frames: int, frame_rate: float,
@@ -131,23 +140,31 @@ def prepare_prompts(context: torch.Tensor, mask: torch.Tensor, negative: torch.T
 
 
 def prepare_conditions(conditions: Sequence[Condition], width: int, height: int, num_frames: int,
-                       padding: tuple[int, int, int, int], crf: int) -> list[tuple[torch.Tensor, int, float]]:
+                       padding: tuple[int, int, int, int], crf: int) -> MediaItems:
     """Each condition's media trimmed to the 8k+1 frames that fit, cropped, blurred and CRF-compressed as the
-    reference does, with its start frame and strength."""
-    prepared = []
+    reference does, with its start frame and strength. Guides are cropped only (no blur, no compression unless
+    their `crf` asks), and those of strength 0 are left out before anything is drawn or encoded, so they change
+    nothing."""
+    prepared = MediaItems([], [])
     for index, item in enumerate(conditions):
+        if item.guide and item.strength == 0:
+            continue
         frames = trim_frames(item.media.shape[0], item.start_frame, num_frames)
         if frames < 1:
             raise ValueError(f"conditions[{index}]: no frame of the media fits after frame {item.start_frame}")
         if frames < item.media.shape[0]:
             logger.warning("conditions[%d]: using %d of %d frames (8k+1 frames that fit the video)", index, frames,
                            item.media.shape[0])
-        if frames > 1 and item.start_frame % FRAMES_PER_LATENT:
+        if item.guide:
+            check_guide_start(item.start_frame, frames, f"conditions[{index}] (a guide)")
+        elif frames > 1 and item.start_frame % FRAMES_PER_LATENT:
             raise ValueError(f"conditions[{index}]: a video after frame 0 must start at a multiple of 8, "
                              f"not {item.start_frame}")
+        default_crf = 0 if item.guide else crf
         media = prepare_media(item.media[:frames], width=width, height=height, padding=padding,
-                              crf=crf if item.crf is None else int(item.crf))
-        prepared.append((media, item.start_frame, float(item.strength)))
+                              crf=default_crf if item.crf is None else int(item.crf), blur=not item.guide)
+        (prepared.guides if item.guide else prepared.conditions).append((media, item.start_frame,
+                                                                         float(item.strength)))
     return prepared
 
 
@@ -184,6 +201,11 @@ def checked_settings(checkpoint, recipe: Union[str, Mapping[str, Any]], override
     if settings["pipeline_type"] == "multi-scale" and upsampler is None:
         raise ValueError("this recipe is multi-scale and needs the latent upsampler "
                          "(ltxv-spatial-upscaler-0.9.7.safetensors)")
+    if settings["pipeline_type"] == "multi-scale" and tuple(getattr(upsampler, "factor", (1, 2, 2))) != (1, 2, 2):
+        raise ValueError(f"this recipe is multi-scale and needs the spatial latent upsampler "
+                         f"(ltxv-spatial-upscaler-0.9.7.safetensors); the one given upsamples by "
+                         f"{tuple(upsampler.factor)} (frames, height, width), e.g. the temporal upscaler, which "
+                         f"goes after sampling (Latent Upsample node, `ltx_core.upsample_video`)")
     return settings
 
 

@@ -38,6 +38,28 @@ _DEV_FIRST_PASS = {
     "cfg_star_rescale": True,
 }
 
+_DEV_SECOND_PASS = {
+    "guidance_scale": [1],
+    "stg_scale": [1],
+    "rescaling_scale": [1],
+    "guidance_timesteps": [1.0],
+    "skip_block_list": [27],
+    "num_inference_steps": 30,
+    "skip_initial_inference_steps": 17,
+    "cfg_star_rescale": True,
+}
+
+_DISTILLED = {
+    **_COMMON,
+    "pipeline_type": "multi-scale",
+    "downscale_factor": 0.6666666,
+    "adain_factor": 1.0,
+    "first_pass": {"timesteps": [1.0000, 0.9937, 0.9875, 0.9812, 0.9750, 0.9094, 0.7250], "guidance_scale": 1,
+                   "stg_scale": 0, "rescaling_scale": 1, "skip_block_list": [42]},
+    "second_pass": {"timesteps": [0.9094, 0.7250, 0.4219], "guidance_scale": 1, "stg_scale": 0,
+                    "rescaling_scale": 1, "skip_block_list": [42]},
+}
+
 RECIPES: dict[str, dict[str, Any]] = {
     "0.9.7-dev": {
         **_COMMON,
@@ -45,32 +67,26 @@ RECIPES: dict[str, dict[str, Any]] = {
         "downscale_factor": 0.6666666,
         "adain_factor": 1.0,
         "first_pass": _DEV_FIRST_PASS,
-        "second_pass": {
-            "guidance_scale": [1],
-            "stg_scale": [1],
-            "rescaling_scale": [1],
-            "guidance_timesteps": [1.0],
-            "skip_block_list": [27],
-            "num_inference_steps": 30,
-            "skip_initial_inference_steps": 17,
-            "cfg_star_rescale": True,
-        },
+        "second_pass": _DEV_SECOND_PASS,
     },
-    "0.9.7-distilled": {
-        **_COMMON,
-        "pipeline_type": "multi-scale",
-        "downscale_factor": 0.6666666,
-        "adain_factor": 1.0,
-        "first_pass": {"timesteps": [1.0000, 0.9937, 0.9875, 0.9812, 0.9750, 0.9094, 0.7250], "guidance_scale": 1,
-                       "stg_scale": 0, "rescaling_scale": 1, "skip_block_list": [42]},
-        "second_pass": {"timesteps": [0.9094, 0.7250, 0.4219], "guidance_scale": 1, "stg_scale": 0,
-                        "rescaling_scale": 1, "skip_block_list": [42]},
-    },
+    "0.9.7-distilled": _DISTILLED,
     # The dev first pass's guidance over all 30 steps at full size: no upsampler, no second pass.
     "0.9.7-dev-single-scale": {
         **_COMMON, "pipeline_type": "base",
         **{k: v for k, v in _DEV_FIRST_PASS.items() if k != "skip_final_inference_steps"},
     },
+    # 0.9.8 (configs/ltxv-*-0.9.8-*.yaml): the dev recipe is 0.9.7's; the 13B distilled one adds tone mapping
+    # (0.6, given in the yaml's second pass, whose output is the one decoded); the 2B distilled one is multi-scale.
+    "0.9.8-dev": {
+        **_COMMON,
+        "pipeline_type": "multi-scale",
+        "downscale_factor": 0.6666666,
+        "adain_factor": 1.0,
+        "first_pass": _DEV_FIRST_PASS,
+        "second_pass": _DEV_SECOND_PASS,
+    },
+    "0.9.8-distilled": {**_DISTILLED, "tone_map_compression_ratio": 0.6},
+    "0.9.8-2b-distilled": _DISTILLED,
     "0.9.6-2b-dev": {
         **_COMMON, "pipeline_type": "base", "guidance_scale": 3, "stg_scale": 1, "rescaling_scale": 0.7,
         "skip_block_list": [19], "num_inference_steps": 40,
@@ -118,6 +134,7 @@ def resolve_recipe(recipe: Union[str, Mapping[str, Any]], overrides: Mapping[str
     for name in ("first_pass", "second_pass"):
         if name in resolved and not isinstance(resolved[name], Mapping):
             raise ValueError(f"recipe {name}={resolved[name]!r} is not allowed (allowed: a dict of pass settings)")
+    _hoist_tone_map(resolved)
     kind = resolved.get("pipeline_type", "base")
     if kind == "multi-scale":
         _check_keys(resolved, TOP_KEYS, "(top level)")
@@ -131,6 +148,17 @@ def resolve_recipe(recipe: Union[str, Mapping[str, Any]], overrides: Mapping[str
         raise ValueError(f"recipe: pipeline_type '{kind}' is not supported (allowed: base, multi-scale)")
     check_values(resolved)
     return resolved
+
+
+def _hoist_tone_map(recipe: dict) -> None:
+    """The 0.9.8 yaml files give `tone_map_compression_ratio` in a pass; the official pipeline applies it only when
+    that pass decodes, so the second pass's value is the recipe's and the first pass's (never decoded) is dropped."""
+    for name in ("first_pass", "second_pass"):
+        settings = recipe.get(name)
+        if isinstance(settings, dict) and "tone_map_compression_ratio" in settings:
+            value = settings.pop("tone_map_compression_ratio")
+            if name == "second_pass":
+                recipe["tone_map_compression_ratio"] = value
 
 
 def _is_number(value: Any) -> bool:

@@ -15,7 +15,7 @@ import torch
 
 from ..decoding import VideoLatents
 from ..models.grid import FRAMES_PER_LATENT
-from ..sampling import Callback, Condition, ModelHook, PassRunner, adain, prepare
+from ..sampling import Callback, Condition, MediaItems, ModelHook, PassRunner, adain, check_guide_start, prepare
 from .plan import (DEFAULT_OVERLAP_FRAMES, DEFAULT_WINDOW_FRAMES, Window, WindowPlan, plan_windows,
                    route_conditions, window_prompts)
 
@@ -37,7 +37,9 @@ def _check_factor(factor: float) -> None:
 
 def _check_videos(conditions: Sequence[Condition]) -> None:
     for index, item in enumerate(conditions):
-        if item.media.ndim == 4 and item.media.shape[0] > 1 and item.start_frame % FRAMES_PER_LATENT:
+        if item.guide:
+            check_guide_start(item.start_frame, item.media.shape[0], f"conditions[{index}] (a guide)")
+        elif item.media.ndim == 4 and item.media.shape[0] > 1 and item.start_frame % FRAMES_PER_LATENT:
             raise ValueError(f"conditions[{index}]: a video after frame 0 must start at a multiple of 8, not "
                              f"{item.start_frame}")
 
@@ -81,16 +83,17 @@ class _WindowSampler:
             return []
         return [(self.tails[pass_index].to(self.device), 0, 1.0)]
 
-    def run(self, window: Window, media_items) -> torch.Tensor:
+    def run(self, window: Window, media: MediaItems) -> torch.Tensor:
         """Sample one window; returns its last pass's latents (AdaIN applied)."""
         runner, plans, shapes = self.runners[window.index], self.passes[window.index], self.shapes[window.index]
         carried = [self._carried(window, index) for index in range(len(plans))]
-        latents = runner.run_pass(plans[0], shapes[0], media_items, latent_items=carried[0])
+        latents = runner.run_pass(plans[0], shapes[0], media.conditions, latent_items=carried[0],
+                                  guide_items=media.guides)
         latents = self._settle(window, 0, latents)
         if len(plans) > 1:
             upsampled = runner.upsample(self.upsampler, latents, self.settings["adain_factor"])
-            latents = runner.run_pass(plans[1], shapes[1], media_items, init_latents=upsampled,
-                                      latent_items=carried[1])
+            latents = runner.run_pass(plans[1], shapes[1], media.conditions, init_latents=upsampled,
+                                      latent_items=carried[1], guide_items=media.guides)
             latents = self._settle(window, 1, latents)
         return latents
 

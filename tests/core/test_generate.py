@@ -124,7 +124,7 @@ def test_prompts_of_different_lengths_and_per_condition_crf(models):
     from ltx_core.sampling.preparation import prepare_conditions
 
     items = [Condition(image, 0, 1.0, crf=0), Condition(image, 8, 1.0)]
-    (plain, _, _), (compressed, _, _) = prepare_conditions(items, 96, 64, 9, (0, 0, 0, 0), crf=29)
+    (plain, _, _), (compressed, _, _) = prepare_conditions(items, 96, 64, 9, (0, 0, 0, 0), crf=29).conditions
     from ltx_core.sampling.condition_media import gaussian_blur
 
     blurred = gaussian_blur(image.permute(0, 3, 1, 2))[0] * 2 - 1

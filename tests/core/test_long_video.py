@@ -34,9 +34,9 @@ class Recorder:
         self.calls, self.window = [], -1
         original = PassRunner.run_pass
 
-        def run_pass(runner, settings, shape, media_items, init_latents=None, latent_items=()):
+        def run_pass(runner, settings, shape, media_items, init_latents=None, latent_items=(), guide_items=()):
             out = original(runner, settings, shape, media_items, init_latents=init_latents,
-                           latent_items=latent_items)
+                           latent_items=latent_items, guide_items=guide_items)
             self.calls.append((self.window, [t.clone() for t, _, _ in latent_items], media_items, out.clone()))
             return out
 

@@ -230,3 +230,28 @@ def test_plain_torch_merge_matches_the_official_reference(tcfg, lora, shapes):
     expected = tiny_lora.merged_reference(tcfg, [(lora, 0.5 * ALPHA / RANK)])
     for (name, actual), (_, wanted) in zip(model.state_dict().items(), expected.state_dict().items()):
         torch.testing.assert_close(actual, wanted, msg=name)
+
+
+def test_full_model_lora_layout_places_every_tensor(lora, shapes):
+    """A LoRA that adapts the whole transformer, as a distilled LoRA (turning dev into distilled) or an IC-LoRA may:
+    low-rank factors on every linear layer (patchify, caption and time embeddings included) plus full diffs of
+    biases, q/k norms and the modulation tables, in the ComfyUI layout. Every tensor is placed, none is left."""
+    tensors, _ = tiny_lora.lora_tensors(lora, "comfyui_up_down_alpha", ALPHA)
+    diffs = {"transformer_blocks.0.attn1.to_q.bias": "diffusion_model.transformer_blocks.0.attn1.to_q.diff_b",
+             "patchify_proj.bias": "diffusion_model.patchify_proj.diff_b",
+             "transformer_blocks.1.attn2.q_norm.weight": "diffusion_model.transformer_blocks.1.attn2.q_norm.diff",
+             "transformer_blocks.0.scale_shift_table": "diffusion_model.transformer_blocks.0.scale_shift_table.diff",
+             "scale_shift_table": "diffusion_model.scale_shift_table.diff"}
+    tensors.update({key: torch.full(shapes[target], 0.01) for target, key in diffs.items()})
+    mapping = map_lora(tensors, shapes, name="full-model")
+    assert mapping.unmatched == []
+    placed = {key for module in mapping.modules for key in module.keys.values()}
+    assert placed == set(tensors)
+    targets = {module.target: module for module in mapping.modules}
+    assert {f"{m}.weight" for m in lora} <= set(targets)
+    assert {"transformer_blocks.1.attn2.q_norm.weight", "transformer_blocks.0.scale_shift_table",
+            "scale_shift_table"} <= set(targets)
+    assert targets["transformer_blocks.0.attn1.to_q.weight"].keys["bias"] == diffs[
+        "transformer_blocks.0.attn1.to_q.bias"]
+    assert targets["patchify_proj.weight"].keys["bias"] == diffs["patchify_proj.bias"]
+    assert sorted(mapping.kinds) == ["diff", "lora"]

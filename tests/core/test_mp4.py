@@ -3,8 +3,6 @@ file behind, not even its hidden partial file."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
 

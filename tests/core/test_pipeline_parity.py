@@ -20,7 +20,7 @@ SENSITIVITY = 10 * TOL
 # The dev recipe's skip blocks rescaled to a 3-block model; every guidance phase still runs.
 DEV_TINY = {"first_pass": {"skip_block_list": [[], [0, 1], [1, 2], [2], [2], [2], [2]]},
             "second_pass": {"skip_block_list": [1]}}
-MULTI_SCALE = ("0.9.7-dev", "0.9.7-distilled")
+MULTI_SCALE = ("0.9.7-dev", "0.9.7-distilled", "0.9.8-dev", "0.9.8-distilled", "0.9.8-2b-distilled")
 
 logger = logging.getLogger(__name__)
 
@@ -131,6 +131,20 @@ def test_multi_scale_dev_recipe(ours, references, prompts, other_negative):
 def test_distilled_recipe(ours, references, prompts, other_prompt):
     _compare(ours, references, prompts, recipe="0.9.7-distilled", width=192, height=128, num_frames=9,
              knobs={"another prompt": {"prompts": other_prompt}, "frame rate 50": {"frame_rate": 50.0}})
+
+
+def test_098_dev_recipe(ours, references, prompts, other_negative):
+    _compare(ours, references, prompts, recipe="0.9.8-dev", width=192, height=128, num_frames=9, **DEV_TINY,
+             knobs={"another negative prompt": {"prompts": other_negative}})
+
+
+@pytest.mark.parametrize("recipe", ["0.9.8-distilled", "0.9.8-2b-distilled"])
+def test_098_distilled_recipes(ours, references, prompts, other_prompt, recipe):
+    """The 13B one tone-maps the decoded pass (0.6, from the yaml's second pass); the 2B one does not."""
+    knobs = {"another prompt": {"prompts": other_prompt}}
+    if recipe == "0.9.8-distilled":
+        knobs["no tone mapping"] = {"tone_map_compression_ratio": 0.0}
+    _compare(ours, references, prompts, recipe=recipe, width=192, height=128, num_frames=9, knobs=knobs)
 
 
 def test_multi_scale_adain_factor(ours, references, prompts):

@@ -238,3 +238,20 @@ def test_recipe_checks_and_pass_shapes():
     single = resolve_recipe("0.9.7-dev-single-scale", {})
     assert pass_shapes(single, width=1280, height=720, num_frames=89) == [(1, 128, 12, 23, 40)]
     assert single["num_inference_steps"] == 30 and "skip_final_inference_steps" not in single
+
+
+def test_official_098_distilled_yaml_is_the_named_recipe():
+    """The 13B 0.9.8 distilled yaml gives its tone mapping in the second pass: it becomes the recipe's (the pass
+    that is decoded); the first pass's would never act."""
+    official = {"pipeline_type": "multi-scale", "checkpoint_path": "ltxv-13b-0.9.8-distilled.safetensors",
+                "downscale_factor": 0.6666666, "spatial_upscaler_model_path": "ltxv-spatial-upscaler-0.9.8.safetensors",
+                "stg_mode": "attention_values", "decode_timestep": 0.05, "decode_noise_scale": 0.025,
+                "precision": "bfloat16", "sampler": "from_checkpoint", "stochastic_sampling": False,
+                "first_pass": {"timesteps": [1.0000, 0.9937, 0.9875, 0.9812, 0.9750, 0.9094, 0.7250],
+                               "guidance_scale": 1, "stg_scale": 0, "rescaling_scale": 1, "skip_block_list": [42],
+                               "tone_map_compression_ratio": 0.3},
+                "second_pass": {"timesteps": [0.9094, 0.7250, 0.4219], "guidance_scale": 1, "stg_scale": 0,
+                                "rescaling_scale": 1, "skip_block_list": [42], "tone_map_compression_ratio": 0.6}}
+    assert resolve_recipe(official, {}) == resolve_recipe("0.9.8-distilled", {})
+    assert resolve_recipe("0.9.8-distilled", {})["tone_map_compression_ratio"] == 0.6
+    assert resolve_recipe("0.9.8-2b-distilled", {})["tone_map_compression_ratio"] == 0.0

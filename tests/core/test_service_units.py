@@ -121,6 +121,50 @@ def test_url_schemes_are_read_in_any_case_as_for_loras():
             schema.parse_input({"prompt": "p", "image_url": url})
 
 
+def test_nulls_and_wrong_types_are_422s_naming_the_field():
+    for name in ("number_of_frames", "number_of_steps", "frame_rate", "resolution", "negative_prompt", "loras",
+                 "expand_prompt", "enable_safety_checker", "image_url", "strength"):
+        body = {"prompt": "p", "image_url": "https://x/y.png", name: None}
+        with pytest.raises(schema.InputError) as caught:
+            schema.parse_input(body)
+        assert [(e["loc"], e["type"]) for e in caught.value.detail] == [(["body", name], "null_type")], name
+    with pytest.raises(schema.InputError) as caught:
+        schema.parse_input({"prompt": "p", "resolution": ["720p"], "loras": [{"path": "a", "extra": 1}]})
+    assert {tuple(e["loc"]) for e in caught.value.detail} == {("body", "resolution"), ("body", "loras", 0, "extra")}
+    assert schema.parse_input({"prompt": "p", "seed": None}).seed >= 0  # seed alone is nullable (drawn)
+
+
+def test_data_uris_may_be_as_long_as_the_media_limits_and_the_prompt_keeps_its_own():
+    limits = schema.MediaLimits(max_image_bytes=90_000, max_video_bytes=300_000)
+    uri = "data:image/jpeg;base64," + "A" * 119_996
+    assert schema.parse_input({"prompt": "p", "image_url": uri}, limits=limits).conditions[0].url == uri
+    with pytest.raises(schema.InputError, match="at most"):
+        schema.parse_input({"prompt": "p", "image_url": uri + "A" * 400}, limits=limits)
+    with pytest.raises(schema.InputError, match="string_too_long|at most"):
+        schema.parse_input({"prompt": "p" * (schema.MAX_PROMPT_CHARS + 1)})
+
+
+def test_the_family_endpoints_have_their_own_fields():
+    i2v = schema.parse_input({"prompt": "p", "image_url": "https://x/a.png"}, endpoint=schema.IMAGE_TO_VIDEO)
+    assert i2v.conditions == (schema.MediaCondition("image", "https://x/a.png", 0, 1.0),)
+    with pytest.raises(schema.InputError) as caught:
+        schema.parse_input({"prompt": "p", "video_url": "https://x/a.mp4"}, endpoint=schema.IMAGE_TO_VIDEO)
+    assert {tuple(e["loc"]) for e in caught.value.detail} == {("body", "video_url"), ("body", "image_url")}
+    multi = schema.parse_input({"prompt": "p", "images": [{"image_url": "https://x/a.png", "start_frame_number": 40,
+                                                           "strength": 0.5}],
+                                "videos": [{"video_url": "data:video/mp4;base64,AAAA", "start_frame_number": 8}]},
+                               endpoint=schema.MULTICONDITIONING)
+    assert [(c.kind, c.start_frame_number, c.strength, c.loc) for c in multi.conditions] == [
+        ("image", 40, 0.5, ("images", 0, "image_url")), ("video", 8, 1.0, ("videos", 0, "video_url"))]
+    with pytest.raises(schema.InputError) as caught:
+        schema.parse_input({"prompt": "p", "images": [{"start_frame_number": 1}, "x"], "image_url": "https://x/a"},
+                           endpoint=schema.MULTICONDITIONING)
+    assert {tuple(e["loc"]) for e in caught.value.detail} == {
+        ("body", "images", 0, "image_url"), ("body", "images", 1), ("body", "image_url")}
+    assert schema.parse_input({"prompt": "p"}, defaults={"enable_safety_checker": False}).enable_safety_checker \
+        is False
+
+
 def test_conditions_and_loras_parse():
     parsed = schema.parse_input({"prompt": "p", "video_url": "https://a/b.mp4", "start_frame_number": 16,
                                  "strength": 0.5, "loras": [{"path": "org/repo", "weight_name": "w.safetensors",
@@ -136,7 +180,7 @@ def test_graph_is_the_one_node_workflow_from_the_config():
                                      "image_url": "https://x/y.png", "start_frame_number": 3})
     config = service_config.ServiceConfig(guidance={"skip_block_list": "1"})
     prompt = graph.build_prompt(generation, config, REQUEST_ID, node_inputs=NODE_INPUTS,
-                                media_files={"image": "in.png"})
+                                media_files=["in.png"])
     node = prompt[graph.OUTPUT_NODE]
     assert node["class_type"] == "LTX097TextToVideo" and node["inputs"]["seed"] == 7
     assert node["inputs"]["filename_prefix"] == f"ltxv097_api/{REQUEST_ID}"
@@ -146,12 +190,12 @@ def test_graph_is_the_one_node_workflow_from_the_config():
         "clip_name": "t5xxl_fp16.safetensors", "type": "ltxv", "device": "default"}}
     assert json.loads(prompt["loras"]["inputs"]["loras"]) == [{"path": "a.safetensors", "scale": 1.0}]
     assert prompt["guidance"]["inputs"] == {"skip_block_list": "1"}
-    assert prompt["load_image"]["inputs"] == {"image": "in.png"}
-    assert prompt["image_condition"]["inputs"]["start_frame"] == 3
-    assert node["inputs"]["conditions"] == ["image_condition", 0]
+    assert prompt["load_image_0"]["inputs"] == {"image": "in.png"}
+    assert prompt["image_condition_0"]["inputs"]["start_frame"] == 3
+    assert node["inputs"]["conditions"] == ["image_condition_0", 0]
     assert "expand_prompt" not in node["inputs"] and "enable_safety_checker" not in node["inputs"]
     single = graph.build_prompt(generation, service_config.ServiceConfig(recipe="0.9.7 dev single-scale"),
-                                REQUEST_ID, node_inputs=NODE_INPUTS, media_files={"image": "in.png"})
+                                REQUEST_ID, node_inputs=NODE_INPUTS, media_files=["in.png"])
     assert "upsampler" not in single and "upsampler" not in single[graph.OUTPUT_NODE]["inputs"]
 
 
@@ -163,6 +207,17 @@ def test_expand_prompt_and_safety_checker_map_onto_the_node_only_when_it_has_the
     assert graph.feature_inputs(asked, NODE_INPUTS | {"expand_prompt", "enable_safety_checker"}) == {
         "expand_prompt": True, "enable_safety_checker": False}
     assert graph.feature_inputs(schema.parse_input({"prompt": "p"}), NODE_INPUTS) == {}
+    everything = NODE_INPUTS | {"expand_prompt", "enable_safety_checker", graph.LITERAL_PROMPT_INPUT}
+    with pytest.raises(graph.UnavailableFeature) as caught:
+        graph.feature_inputs(schema.parse_input({"prompt": "p"}), everything,
+                             {"enable_safety_checker": "safety_checker/nsfw_image_detection"})
+    [entry] = caught.value.detail
+    assert entry["loc"] == ["body", "enable_safety_checker"] and entry["type"] == "model_missing"
+    for words in ("models/safety_checker/nsfw_image_detection", "enable_safety_checker: false",
+                  '"default_enable_safety_checker": false'):
+        assert words in entry["msg"]
+    assert graph.feature_inputs(asked, everything, {"enable_safety_checker": "safety_checker/x"}) == {
+        "expand_prompt": True, "enable_safety_checker": False, graph.LITERAL_PROMPT_INPUT: False}
 
 
 def test_records_survive_a_restart_and_unfinished_ones_fail_clearly(tmp_path):
@@ -258,16 +313,27 @@ def test_media_is_sniffed_and_written_to_the_input_folder(tmp_path):
                                   lambda kind, data, what: checked.append((kind, data[:3], what)))
     generation = schema.parse_input({"prompt": "p", "image_url": "https://x/y"})
     files = asyncio.run(loader(generation, REQUEST_ID))
-    assert files == {"image": f"ltxv097_api_{REQUEST_ID}_image.jpg"}
+    assert files == [f"ltxv097_api_{REQUEST_ID}_0_image.jpg"]
     assert fetched == [("https://x/y", 123, "the image_url")]
-    assert (tmp_path / files["image"]).read_bytes().startswith(b"\xff\xd8\xff")
+    assert (tmp_path / files[0]).read_bytes().startswith(b"\xff\xd8\xff")
     assert checked == [("image", b"\xff\xd8\xff", "the image_url")]
+    uploaded = {"https://me/up/1": (b"\x89PNG\r\n\x1a\n..", "image/png")}
+    several = schema.parse_input({"prompt": "p", "images": [{"image_url": "https://me/up/1"},
+                                                            {"image_url": "https://x/z", "start_frame_number": 8}]},
+                                 endpoint=schema.MULTICONDITIONING)
+    files = asyncio.run(loader(several, REQUEST_ID, uploaded.get))
+    assert files == [f"ltxv097_api_{REQUEST_ID}_0_image.png", f"ltxv097_api_{REQUEST_ID}_1_image.jpg"]
+    assert fetched[-1] == ("https://x/z", 123, "the images.1.image_url")  # the upload needed no fetch
+    too_big = {"https://me/up/1": (b"\x89PNG\r\n\x1a\n" + bytes(200), "image/png")}
+    with pytest.raises(schema.InputError) as caught:
+        asyncio.run(loader(several, "0" + REQUEST_ID[1:], too_big.get))
+    assert caught.value.detail[0]["loc"] == ["body", "images", 0, "image_url"]
 
 
 def test_leftover_condition_files_are_removed_and_users_files_kept(tmp_path):
-    ours = [media.input_name(REQUEST_ID, "image", "png"), media.input_name(REQUEST_ID, "video", "webm")]
-    users = ["photo.png", "ltxv097_api_notes.png", f"ltxv097_api_{REQUEST_ID}_image.png.bak",
-             f"my_ltxv097_api_{REQUEST_ID}_image.png", f"ltxv097_api_{REQUEST_ID}_mask.png"]
+    ours = [media.input_name(REQUEST_ID, 0, "image", "png"), media.input_name(REQUEST_ID, 3, "video", "webm")]
+    users = ["photo.png", "ltxv097_api_notes.png", f"ltxv097_api_{REQUEST_ID}_0_image.png.bak",
+             f"my_ltxv097_api_{REQUEST_ID}_0_image.png", f"ltxv097_api_{REQUEST_ID}_0_mask.png"]
     for name in ours + users:
         (tmp_path / name).write_bytes(b"x")
     assert media.remove_leftover_inputs(tmp_path) == sorted(ours)
@@ -304,6 +370,25 @@ def test_failed_prompts_become_the_services_errors():
     flagged = entry("execution_error", {"exception_message": "The content was flagged by a content checker "
                                                               "(content_policy_violation): frame 0 (score 0.97)"})
     assert outcome.failure(flagged) == (outcome.FLAGGED, "content_policy_violation", False)
+    assert outcome.error_answer("failed", outcome.FLAGGED, "content_policy_violation") == (422, {"detail": [
+        {"loc": ["body"], "msg": outcome.FLAGGED, "type": "content_policy_violation"}]})
+
+
+def test_a_lora_that_fails_while_running_is_a_422_naming_it_and_no_server_path_shows():
+    lora = {"status": {"messages": [["execution_error", {
+        "node_type": "LTX097TextToVideo", "exception_message":
+            "LoRA 2 of 2: LoRA file '/srv/comfy/models/loras/ltx097_downloads/a.safetensors' is cut short"}]]}}
+    message, kind, _ = outcome.failure(lora)
+    assert (message, kind) == ("LoRA 2 of 2: LoRA file 'models/loras/ltx097_downloads/a.safetensors' is cut short",
+                               outcome.LORA_ERROR)
+    status, body = outcome.error_answer("failed", message, kind)
+    assert status == 422 and body["detail"][0]["loc"] == ["body", "loras", 1, "path"]
+    crash = {"status": {"messages": [["execution_error", {
+        "node_type": "X", "exception_message": "open failed: /home/me/secret/thing.bin"}]]}}
+    assert outcome.failure(crash)[0] == "X: open failed: thing.bin"
+    assert outcome.hide_paths("C:\\ComfyUI\\output\\a.mp4 at 16:9, 1/2") == "output/a.mp4 at 16:9, 1/2"
+    assert outcome.error_answer("cancelled", "stopped", "request_cancelled")[0] == 499  # as fal answers one
+    assert outcome.error_answer("failed", "too late", "request_timeout")[0] == 504
 
 
 def test_results_of_failed_cancelled_and_flagged_requests_answer_as_the_service_does():
@@ -347,3 +432,94 @@ def test_run_log_names_every_phase_of_a_multi_scale_run():
     assert lines == ["encode: conditioning media (VAE)", "pass 1: denoising", "pass 1: step 1/2",
                      "pass 1: step 2/2", "upsample: 2× latent upsampler", "pass 2: denoising", "pass 2: step 1/1"]
     assert loaded == ["vae", "transformer", "upsampler", "transformer"]
+
+
+def test_uploads_are_kept_for_their_lifetime_and_read_back_by_url(tmp_path):
+    uploads = pack_module("service.uploads")
+
+    store = uploads.UploadStore(tmp_path, service_config.ServiceConfig(upload_lifetime_seconds=3600))
+    upload, token = store.create("image/png", "../My Photo (1).png", lifetime=120, multipart=False)
+    assert upload.file_name == "My_Photo_1_.png" and uploads.UPLOAD_ID.match(upload.upload_id)
+    assert 60 < upload.expires_at - __import__("time").time() <= 120  # the client asked for less than the setting
+    with pytest.raises(uploads.UploadError):
+        store.authorized(upload.upload_id, "wrong")
+    incoming = tmp_path / "in.bin"
+    incoming.write_bytes(b"<html>")
+    with pytest.raises(uploads.UploadError) as refused:
+        store.finish(store.authorized(upload.upload_id, token), incoming)
+    assert refused.value.status == 415 and not incoming.exists()
+    incoming.write_bytes(b"\x89PNG\r\n\x1a\n....")
+    store.finish(store.authorized(upload.upload_id, token), incoming)
+    url = f"https://127.0.0.1:8188{uploads.UPLOADS_PREFIX}/{upload.upload_id}/{upload.file_name}"
+    assert store.local(url, "https://127.0.0.1:8188") == (b"\x89PNG\r\n\x1a\n....", "image/png")
+    assert store.local(url, "https://other:1") is None and store.local("https://x/y.png", "https://x") is None
+    with pytest.raises(uploads.UploadMissing):
+        store.local(url.replace(upload.upload_id, "0" * 32), "https://127.0.0.1:8188")
+    record = tmp_path / f"{upload.upload_id}.json"
+    record.write_text(record.read_text().replace(str(upload.expires_at), "1.0"))
+    store.remove_expired()
+    assert not list(tmp_path.glob(f"{upload.upload_id}.*"))
+    assert uploads.requested_lifetime('{"expiration_duration_seconds": 3600}') == 3600.0
+    assert uploads.requested_lifetime("not json") is None
+
+
+def test_status_events_carry_new_log_lines_only():
+    events = pack_module("service.events")
+
+    stream = events.StatusEvents(with_logs=True)
+    line = {"message": "a"}
+    first = stream.next({"status": "IN_QUEUE", "queue_position": 1, "logs": []})
+    assert first["status"] == "IN_QUEUE" and first["logs"] == []
+    assert stream.next({"status": "IN_QUEUE", "queue_position": 1, "logs": []}) is None
+    assert stream.next({"status": "IN_PROGRESS", "logs": [line]})["logs"] == [line]
+    assert stream.next({"status": "IN_PROGRESS", "logs": [line, {"message": "b"}]})["logs"] == [{"message": "b"}]
+    assert stream.next({"status": "COMPLETED", "logs": [line, {"message": "b"}]})["logs"] == []
+    assert events.event({"a": 1}) == b'data: {"a":1}\n\n'
+
+
+def test_aiohttp_errors_become_json_with_detail():
+    from aiohttp import web
+
+    errors = pack_module("service.errors")
+
+    answer = errors.json_error(web.HTTPMethodNotAllowed("GET", ["POST"]))
+    assert answer.status == 405 and json.loads(answer.text)["detail"] and answer.headers["Allow"] == "POST"
+    assert json.loads(errors.json_error(web.HTTPNotFound()).text) == {"detail": "Not Found"}
+    kept = errors.json_error(web.HTTPNotFound(text='{"detail": "request x not found"}',
+                                              content_type="application/json"))
+    assert json.loads(kept.text) == {"detail": "request x not found"}
+    assert errors.api_path("/queue/fal-ai/ltx-video-lora/requests/x", ("/queue/fal-ai/ltx-video-lora",))
+    assert not errors.api_path("/queue", ("/queue/fal-ai/ltx-video-lora",))
+
+
+def test_lora_urls_and_files_are_checked_before_queueing():
+    lora_checks = pack_module("service.lora_checks")
+
+    class Refused(ValueError):
+        pass
+
+    def check_reachable(url, what):
+        if "127.0.0.2" in url or url.startswith("ftp"):
+            raise Refused(f"{what}: {url} is not allowed")
+
+    generation = schema.parse_input({"prompt": "p", "loras": [
+        {"path": "https://ok.example/a.safetensors"}, {"path": "http://127.0.0.2/b.safetensors"},
+        {"path": "here.safetensors"}, {"path": "gone.safetensors"}, {"path": "owner/repo"}]})
+    found = lora_checks.lora_errors(generation, file_missing=lambda name: name == "gone.safetensors",
+                                    check_reachable=check_reachable, fetch_error=Refused)
+    assert [(e["loc"], e["type"]) for e in found] == [
+        (["body", "loras", 1, "path"], "url_not_allowed"), (["body", "loras", 3, "path"], "value_error")]
+    assert "loras.1.path" in found[0]["msg"]
+
+
+def test_a_webhook_for_an_error_carries_its_results_error_body():
+    for error_type, message in (("content_policy_violation", outcome.FLAGGED), ("request_cancelled", "stopped"),
+                                (outcome.LORA_ERROR, "LoRA 1 of 1: answered 404")):
+        job = jobs.Job(REQUEST_ID, 1, "p", state=jobs.FAILED, error=message, error_type=error_type,
+                       webhook_url="https://hook")
+        body = webhook.webhook_body(job, None)
+        assert body["status"] == "ERROR" and body["payload"] == outcome.error_answer(job.state, message, error_type)[1]
+    flagged = webhook.webhook_body(jobs.Job(REQUEST_ID, 1, "p", state=jobs.FAILED, error=outcome.FLAGGED,
+                                            error_type="content_policy_violation"), None)
+    assert flagged["payload"] == {"detail": [{"loc": ["body"], "msg": outcome.FLAGGED,
+                                              "type": "content_policy_violation"}]}

@@ -13,7 +13,8 @@ from support.nodes_kit import NUM_LAYERS, TINY_GUIDANCE, load_models, node_modul
 pytest_plugins = ["support.comfy_host"]
 
 WIDTH, HEIGHT, FRAMES = 200, 136, 10  # not multiples of 32 / 8k+1: generated padded, cropped back
-STEPS = {"0.9.7 dev multi-scale": 3, "0.9.7 distilled multi-scale": 0, "0.9.7 dev single-scale": 3,
+STEPS = {"0.9.7 dev multi-scale": 3, "0.9.7 distilled multi-scale": 0, "0.9.8 distilled multi-scale": 0,
+         "0.9.7 dev single-scale": 3,
          "0.9.6 2B dev": 3, "0.9.6 2B distilled": 3}
 
 

@@ -62,6 +62,19 @@ def client_result(completed: subprocess.CompletedProcess) -> dict:
     return json.loads(lines[-1][len("RESULT "):])
 
 
+def javascript_client(api, tls, scenario: str, arguments: dict, tmp_path: Path) -> dict:
+    """`tests/support/api_clients/apps.mjs <scenario>` with the real `@fal-ai/client`, pointed at the server."""
+    script = tmp_path / "node"
+    if not script.exists():
+        shutil.copytree(CLIENTS_DIR, script / "clients", symlinks=True, ignore=shutil.ignore_patterns("*.mjs"))
+        shutil.copy(Path(__file__).parents[1] / "support" / "api_clients" / "apps.mjs",
+                    script / "clients" / "apps.mjs")
+    env = {**os.environ, "LTXV097_API_URL": api.url, "FAL_KEY": "test-key", "NODE_EXTRA_CA_CERTS": str(tls[0])}
+    return client_result(subprocess.run(["node", str(script / "clients" / "apps.mjs"), scenario,
+                                         json.dumps(arguments)], env=env, capture_output=True, text=True,
+                                        timeout=CLIENT_TIMEOUT))
+
+
 def python_client(api, tls, scenario: str, arguments: dict, key: str = "test-key") -> dict:
     env = {**host_env(), "FAL_KEY": key, "FAL_RUN_HOST": f"127.0.0.1:{api.port}",
            "FAL_QUEUE_RUN_HOST": f"127.0.0.1:{api.port}/queue", "SSL_CERT_FILE": str(tls[0])}
@@ -126,8 +139,7 @@ def test_identical_requests_give_identical_mp4_files(api):
     for _ in range(2):
         status, body = post(api, QUEUE, {"prompt": "the same again", "seed": 77, **FAST})
         assert status == 200, body
-        while (state := post(api, f"{QUEUE}/requests/{body['request_id']}/status", None, "GET")[1])["status"] != \
-                "COMPLETED":
+        while post(api, f"{QUEUE}/requests/{body['request_id']}/status", None, "GET")[1]["status"] != "COMPLETED":
             time.sleep(0.2)
         status, result = post(api, f"{QUEUE}/requests/{body['request_id']}", None, "GET")
         assert status == 200, result
@@ -327,23 +339,23 @@ def test_bad_media_and_webhooks_get_422s(api, web, tmp_path):
     assert not list((api.workdir / "input").glob("ltxv097_api_*"))
 
 
-def test_a_failed_generation_answers_with_its_error_and_calls_its_webhook(api, web):
+def test_a_lora_that_fails_while_running_answers_422_naming_it_and_its_webhook_carries_that_body(api, web):
     web.routes["/gone.safetensors"] = LocalWeb.static(404, b"not found")
-    web.routes["/failed-hook"] = LocalWeb.static(200, b"")
-    status, body = post(api, f"{QUEUE}?fal_webhook={web.url}/failed-hook",
-                        {"prompt": "p", **FAST, "loras": [{"path": f"{web.url}/gone.safetensors"}]})
+    web.routes["/hook-lora"] = LocalWeb.static(200, b"{}", {"Content-Type": "application/json"})
+    status, body = post(api, f"{QUEUE}?fal_webhook={web.url}/hook-lora",
+                        {"prompt": "p", **FAST, "loras": [{"path": "owner/repo", "scale": 0},
+                                                          {"path": f"{web.url}/gone.safetensors"}]})
     assert status == 200, body
     while (state := post(api, f"{QUEUE}/requests/{body['request_id']}/status", None, "GET")[1])["status"] != \
             "COMPLETED":
         time.sleep(0.2)
-    assert state["error_type"] == "execution_error" and "404" in state["error"], state
+    assert state["error_type"] == "lora_error" and "404" in state["error"], state
     status, answer = post(api, f"{QUEUE}/requests/{body['request_id']}", None, "GET")
-    assert status == 500 and answer == {"detail": state["error"], "error_type": "execution_error"}
-    deadline = time.monotonic() + 30  # the webhook is sent once the request ended, whatever the ending
-    while "/failed-hook" not in web.bodies and time.monotonic() < deadline:
-        time.sleep(0.2)
-    hook = json.loads(web.bodies["/failed-hook"])
-    assert (hook["request_id"], hook["status"]) == (body["request_id"], "ERROR") and "404" in hook["error"], hook
+    assert status == 422 and answer["detail"][0]["loc"] == ["body", "loras", 1, "path"], answer
+    assert str(api.workdir) not in json.dumps(answer)
+    web.finish("/hook-lora")
+    hook = json.loads(web.bodies["/hook-lora"])
+    assert hook["status"] == "ERROR" and hook["payload"] == answer and web.hits["/hook-lora"] == 1
 
 
 def test_unknown_request_ids_are_404(api):
@@ -354,7 +366,213 @@ def test_unknown_request_ids_are_404(api):
     assert post(api, f"{QUEUE}/requests/{uuid.uuid4()}/cancel", b"", "PUT")[0] == 404
 
 
+# ---- what apps do (issue 18): files in, the status stream, the family's endpoints, headers, fail at submit ----
+
+CAT_EXAMPLE = ("A close-up reveals a fluffy ginger tabby cat, its fur a vibrant mix of orange, cream, and black, "
+               "walking delicately along a sun-drenched sidewalk.")
+"""The service page's example call (its prompt, shortened)."""
+
+
+def photo(path: Path) -> Path:
+    """A 768×512 JPEG with detail (a gradient with noise), as an app's photo would be."""
+    import numpy as np
+    from PIL import Image
+
+    rows = np.linspace(0, 255, 512, dtype=np.float32)[:, None, None]
+    columns = np.linspace(0, 255, 768, dtype=np.float32)[None, :, None]
+    noise = np.random.default_rng(0).normal(0, 24, (512, 768, 3))
+    pixels = np.clip(np.concatenate([rows + 0 * columns, columns + 0 * rows, (rows + columns) / 2], 2) + noise, 0,
+                     255)
+    Image.fromarray(pixels.astype(np.uint8)).save(path, quality=80)
+    return path
+
+
+def test_javascript_client_uploads_a_photo_and_sends_a_blob_to_image_to_video(api, tls, tmp_path):
+    image = photo(tmp_path / "photo.jpg")
+    arguments = {"image": str(image), "input": {"prompt": "the photo comes alive", **FAST}}
+    uploaded = javascript_client(api, tls, "upload_image_to_video", arguments, tmp_path)
+    assert uploaded["url"].startswith(f"{api.url}/ltxv097_api/uploads/"), uploaded["url"]
+    check_output(api, uploaded["data"], prompt="the photo comes alive")
+    request = urllib.request.Request(uploaded["url"], headers={"Authorization": "Key test-key"})
+    with urllib.request.urlopen(request, timeout=30, context=api.ssl_context) as response:
+        assert response.read() == image.read_bytes()  # kept as sent; the request read it from disk, not the network
+    blob = javascript_client(api, tls, "blob_image_to_video", arguments, tmp_path)
+    check_output(api, blob["data"], prompt="the photo comes alive")
+
+
+def test_python_client_sends_a_768x512_jpeg_through_encode_image(api, tls, tmp_path):
+    seen = python_client(api, tls, "encoded_image_to_video", {"image": str(photo(tmp_path / "photo.jpg")),
+                                                              "prompt": "from a photo", **FAST})
+    assert seen["image_url_chars"] > 20_000  # longer than the prompt's limit, far below the image limit
+    check_output(api, seen["result"], prompt="from a photo")
+
+
+def test_multiconditioning_from_both_clients(api, tls, tmp_path):
+    image = photo(tmp_path / "photo.jpg")
+    video = e2e_workflows.write_video(tmp_path / "clip.mp4", frames=9)
+    arguments = {"image": str(image), "video": str(video), "input": {"prompt": "keyframes", **FAST,
+                                                                     "number_of_frames": 17}}
+    ran = javascript_client(api, tls, "multiconditioning", arguments, tmp_path)
+    check_output(api, ran["data"], prompt="keyframes", frames=17)
+    seen = python_client(api, tls, "multiconditioning", {"image": str(image), "video": str(video),
+                                                         "prompt": "keyframes", **FAST, "number_of_frames": 17})
+    check_output(api, seen["result"], prompt="keyframes", frames=17)
+    refused = python_client(api, tls, "invalid", {"endpoint": f"{service_kit.APP_ID}/image-to-video", "prompt": "p"})
+    assert refused["status"] == 422 and refused["detail"][0]["loc"] == ["body", "image_url"]
+
+
+def test_status_stream_and_streaming_subscribe(api, tls, tmp_path):
+    seen = javascript_client(api, tls, "stream", {"input": {"prompt": "a stream", **FAST}}, tmp_path)
+    statuses = [event["status"] for event in seen["events"]]
+    assert statuses[-1] == "COMPLETED" and set(statuses) <= {"IN_QUEUE", "IN_PROGRESS", "COMPLETED"}, statuses
+    assert statuses.count("COMPLETED") == 1 and seen["done"]["status"] == "COMPLETED"
+    messages = [log["message"] for event in seen["events"] for log in event["logs"]]
+    assert messages[0] == "encode: prompt and negative prompt (T5)" and len(messages) == len(set(messages))
+    assert any(message.startswith("save: 9 frames") for message in messages)
+    assert seen["updates"][-1]["status"] == "COMPLETED"
+    assert any(log["message"].startswith("save: 9 frames") for log in seen["updates"][-1]["logs"])
+    check_output(api, seen["subscribed"]["data"], prompt="a stream")
+    assert uuid.UUID(seen["subscribed"]["requestId"])
+
+
+SLOW = {**service_kit.SMALL, "resolution": "720p", "aspect_ratio": "16:9", "number_of_frames": 97,
+        "number_of_steps": 100}
+"""A request that runs far longer than a 2 s start timeout (each scenario cancels it once it has served)."""
+
+
+def test_start_timeout_and_low_priority_from_both_clients(api, tls, tmp_path):
+    seen = python_client(api, tls, "low_priority_and_start_timeout", {"slow": {"prompt": "slow", **SLOW},
+                                                                      "input": {"prompt": "quick", **FAST}})
+    assert seen["late"]["status"] == 504 and seen["late"]["timeout_type"] == "user", seen["late"]
+    assert "did not start within 2 s" in seen["late"]["detail"]
+    assert seen["positions"]["normal"] < seen["positions"]["low"], seen["positions"]
+    order = [prompt_id for prompt_id in api.get_json("/history") if prompt_id in seen["ids"].values()]
+    assert order == [seen["ids"]["normal"], seen["ids"]["low"]]
+    ran = javascript_client(api, tls, "timeout_and_priority", {"slow": {"prompt": "slow", **SLOW},
+                                                                "input": {"prompt": "quick", **FAST}}, tmp_path)
+    assert ran["late"]["status"] == 504 and ran["late"]["timeoutType"] == "user", ran["late"]
+    assert ran["late"]["requestId"] == ran["ids"]["late"]
+    assert ran["normalPosition"] < ran["lowPosition"]
+
+
+def test_switched_on_features_without_their_models_fail_at_submit_with_the_way_out(api, tls, tmp_path):
+    checker = api.models_dir / "safety_checker" / "nsfw_image_detection"
+    moved = tmp_path / "checker"
+    shutil.move(checker, moved)
+    try:
+        seen = python_client(api, tls, "invalid", {"prompt": CAT_EXAMPLE})  # the page's example, as it is
+        answered = post(api, QUEUE, {"prompt": CAT_EXAMPLE, **FAST, "enable_safety_checker": False})
+    finally:
+        shutil.move(moved, checker)
+    assert seen["status"] == 422, seen
+    [entry] = seen["detail"]
+    assert entry["loc"] == ["body", "enable_safety_checker"] and entry["type"] == "model_missing"
+    for words in ("models/safety_checker/nsfw_image_detection", "enable_safety_checker: false",
+                  "default_enable_safety_checker"):
+        assert words in entry["msg"], entry
+    assert str(api.workdir) not in entry["msg"]
+    assert answered[0] == 200, answered  # switched off, the same request is queued
+    post(api, f"{QUEUE}/requests/{answered[1]['request_id']}/cancel", b"", "PUT")
+    status, answer = post(api, QUEUE, {"prompt": "p", "expand_prompt": True})
+    assert status == 422 and answer["detail"][0]["loc"] == ["body", "expand_prompt"], answer
+    assert "models/LLM/" in answer["detail"][0]["msg"] and str(api.workdir) not in answer["detail"][0]["msg"]
+
+
+def test_nulls_wrong_types_lora_urls_and_non_json_are_refused_at_submit(api):
+    for name in ("negative_prompt", "loras", "resolution", "aspect_ratio", "number_of_frames", "number_of_steps",
+                 "frame_rate", "expand_prompt", "reverse_video", "enable_safety_checker"):
+        status, answer = post(api, QUEUE, {"prompt": "p", name: None})
+        assert status == 422 and answer["detail"] == [
+            {"loc": ["body", name], "msg": answer["detail"][0]["msg"], "type": "null_type"}], (name, answer)
+    status, answer = post(api, QUEUE, {"prompt": "p", "loras": [{"path": "http://127.0.0.2:9/a.safetensors"}]})
+    assert status == 422 and answer["detail"][0]["loc"] == ["body", "loras", 0, "path"], answer
+    assert answer["detail"][0]["type"] == "url_not_allowed"
+    status, answer = post(api, QUEUE, b"prompt=p", headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert status == 415 and "application/json" in answer["detail"]
+    status, answer = post(api, QUEUE, b"{not json")
+    assert status == 422 and answer["detail"][0]["type"] == "json_invalid"
+
+
+def test_a_prompt_with_a_separator_line_is_taken_literally(api):
+    prompt = "a harbour at night\n---\nthe same harbour at dawn"
+    status, body = post(api, QUEUE, {"prompt": prompt, **FAST})
+    assert status == 200, body
+    while (state := post(api, f"{QUEUE}/requests/{body['request_id']}/status", None, "GET")[1])["status"] != \
+            "COMPLETED":
+        time.sleep(0.3)
+    assert state.get("error") is None, state
+    assert post(api, f"{QUEUE}/requests/{body['request_id']}", None, "GET")[1]["prompt"] == prompt
+    node = api.history(body["request_id"])["prompt"][2]["text_to_video"]["inputs"]
+    assert node["prompt"] == prompt and node["split_prompt"] is False
+
+
+def test_every_error_is_json_with_detail_and_names_its_request(api):
+    import http.client
+
+    request_id = str(uuid.uuid4())
+    for method, route, expected in (("GET", f"{QUEUE}/requests/{request_id}/status", 404),
+                                    ("DELETE", QUEUE, 405), ("GET", f"{QUEUE}/nowhere", 404),
+                                    ("GET", f"{QUEUE}/requests/{request_id}/status/stream", 404)):
+        request = urllib.request.Request(api.url + route, method=method)
+        with pytest.raises(urllib.error.HTTPError) as failed:
+            urllib.request.urlopen(request, timeout=30, context=api.ssl_context)
+        text = failed.value.read()
+        assert failed.value.code == expected and text and json.loads(text)["detail"], (method, route, text)
+        if "/requests/" in route:
+            assert failed.value.headers["x-fal-request-id"] == request_id
+    status, started = post(api, "/rest/storage/upload/initiate?storage_type=fal-cdn-v3",
+                           {"content_type": "image/png", "file_name": "a.png"})
+    assert status == 200, started
+    connection = http.client.HTTPSConnection("127.0.0.1", api.port, context=api.ssl_context, timeout=30)
+    target = started["upload_url"][len(api.url):]
+    connection.putrequest("PUT", target)
+    connection.putheader("Content-Length", str(10 ** 10))
+    connection.endheaders()
+    answer = connection.getresponse()
+    assert answer.status == 413 and "at most" in json.loads(answer.read())["detail"]
+    connection.close()
+    status, refused = post(api, "/rest/storage/upload/initiate", {"content_type": "text/html", "file_name": "x"})
+    assert status == 422 and refused["detail"][0]["loc"] == ["body", "content_type"]
+
+
+def test_a_request_cancelled_while_queued_sends_its_webhook_once(api, web):
+    web.routes["/hook-cancel"] = LocalWeb.static(200, b"{}", {"Content-Type": "application/json"})
+    _, slow = post(api, QUEUE, {"prompt": "slow", **SLOW})
+    _, queued = post(api, f"{QUEUE}?fal_webhook={web.url}/hook-cancel", {"prompt": "queued", **FAST})
+    assert post(api, f"{QUEUE}/requests/{queued['request_id']}/cancel", b"", "PUT")[0] == 202
+    post(api, f"{QUEUE}/requests/{slow['request_id']}/cancel", b"", "PUT")
+    web.finish("/hook-cancel")
+    status, answer = post(api, f"{QUEUE}/requests/{queued['request_id']}", None, "GET")
+    hook = json.loads(web.bodies["/hook-cancel"])
+    assert status == 400 and hook["status"] == "ERROR" and hook["payload"] == answer
+    time.sleep(1)
+    assert web.hits["/hook-cancel"] == 1
+
+
+def test_multipart_upload_as_the_javascript_client_sends_large_files(api, tmp_path):
+    """The client's multipart protocol (used above 90 MB), here with small parts: initiate, PUT each part to
+    `<upload_url>/<n>`, POST `<upload_url>/complete` with the parts; the file is then the parts joined."""
+    clip = e2e_workflows.write_video(tmp_path / "clip.mp4", frames=9).read_bytes()
+    status, started = post(api, "/rest/storage/upload/initiate-multipart?storage_type=fal-cdn-v3",
+                           {"content_type": "video/mp4", "file_name": "clip.mp4"})
+    assert status == 200, started
+    base, query = started["upload_url"].split("?")
+    route = base[len(api.url):]
+    parts = []
+    for number, piece in enumerate((clip[:1000], clip[1000:]), 1):
+        status, answer = post(api, f"{route}/{number}?{query}", piece, "PUT",
+                              {"Content-Type": "application/octet-stream"})
+        assert status == 200 and answer["partNumber"] == number, answer
+        parts.append(answer)
+    assert post(api, f"{route}/complete?{query}", {"parts": parts})[0] == 200
+    request = urllib.request.Request(started["file_url"], headers={"Authorization": "Key test-key"})
+    with urllib.request.urlopen(request, timeout=30, context=api.ssl_context) as response:
+        assert response.read() == clip and response.headers["Content-Type"] == "video/mp4"
+    assert post(api, f"{route}/1?upload_token=wrong", b"x", "PUT")[0] == 404
+
+
 def test_restart_keeps_finished_results_and_fails_unfinished_ones(api, tls):
+    """Last in the module: it turns on an API key."""
     _, done = post(api, QUEUE, {"prompt": "kept", **FAST, "seed": 77})
     while post(api, f"{QUEUE}/requests/{done['request_id']}/status", None, "GET")[1]["status"] != "COMPLETED":
         time.sleep(0.3)

@@ -30,7 +30,7 @@ pytest_plugins = ["support.comfy_host"]
 WORKFLOW_NAMES = [path.stem for path in e2e_workflows.workflow_paths()]
 EXPECTED_WORKFLOWS = {"ltxv097_text_to_video_lora", "ltxv097_text_to_video_distilled", "ltxv097_image_to_video",
                       "ltxv097_first_last_keyframes", "ltxv097_video_to_video", "ltxv097_text_to_video_one_node",
-                      "ltxv097_long_video", "ltxv097_extend_clip"}
+                      "ltxv097_long_video", "ltxv097_extend_clip", "ltxv097_ic_lora_control"}
 OFFICIAL_FILES = {"ltxv-13b-0.9.7-dev.safetensors", "ltxv-13b-0.9.7-distilled.safetensors",
                   "ltxv-spatial-upscaler-0.9.7.safetensors", "t5xxl_fp16.safetensors"}
 MODEL_URLS = ("https://huggingface.co/Lightricks/LTX-Video/resolve/main/",
@@ -41,6 +41,9 @@ RUN_TIMEOUT = 180.0
 LORA_RANK = 4
 LORA_EXAMPLE = "my_ltxv_13b_0.9.7_lora.safetensors"
 """The LoRA workflow's placeholder name for the user's LoRA."""
+IC_LORA = "ltxv-097-ic-lora-canny-control-comfyui.safetensors"
+"""The IC-LoRA the control workflow loads (the official canny one)."""
+LORA_FILES = {LORA_EXAMPLE, IC_LORA}
 NOT_A_LORA = "ltxv097_e2e_not_a_lora.safetensors"
 
 
@@ -186,7 +189,7 @@ def test_workflow_is_valid_for_the_server(host, object_info, name):
     workflow = e2e_workflows.load_workflow(name)
     prompt = workflow_api.to_api(workflow, object_info)
     media = set(e2e_workflows.input_media([workflow]))
-    assert not widget_problems(prompt, object_info, OFFICIAL_FILES | media | {LORA_EXAMPLE})
+    assert not widget_problems(prompt, object_info, OFFICIAL_FILES | media | LORA_FILES)
     try:
         host.post_prompt(prompt)
     except HostError as refused:
@@ -197,7 +200,7 @@ def test_workflow_is_valid_for_the_server(host, object_info, name):
     for node_id, node_errors in errors.items():
         for error in node_errors["errors"]:
             if error["type"] == "custom_validation_failed":  # our loaders: the message names the missing file
-                named = [f for f in OFFICIAL_FILES | {LORA_EXAMPLE} if f"'{f}' was not found" in error["details"]]
+                named = [f for f in OFFICIAL_FILES | LORA_FILES if f"'{f}' was not found" in error["details"]]
                 assert named, f"{prompt[node_id]['class_type']}: {error}"
                 continue
             value = error["extra_info"].get("received_value")
@@ -255,6 +258,18 @@ def test_conditioned_workflows_use_their_media(host, object_info, name, loader, 
     prompt[loader_id]["inputs"][widget] = other_name
     second, _, _ = video_of(host, run(host, prompt))
     assert np.abs(first.astype(np.int16) - second.astype(np.int16)).mean() > 1.0
+
+
+def test_ic_lora_workflow_guide_reaches_the_sampler(host, object_info):
+    """The control workflow's guide moves the video: with strength 0 (no guide) it comes out otherwise. (The
+    stand-in videos are smooth gradients, whose Canny edges are empty, so other media would not show it.)"""
+    prompt = e2e_workflows.tiny_prompt(e2e_workflows.load_workflow("ltxv097_ic_lora_control"), object_info,
+                                       host.models)
+    guided, _, _ = video_of(host, run(host, prompt))
+    (guide_id,) = workflow_api.nodes_of(prompt, "LTX097Guide")
+    prompt[guide_id]["inputs"]["strength"] = 0.0
+    unguided, _, _ = video_of(host, run(host, prompt))
+    assert np.abs(guided.astype(np.int16) - unguided.astype(np.int16)).mean() > 1.0
 
 
 def test_lora_workflow_with_every_lora_format(host, object_info):

@@ -24,6 +24,7 @@ TINY_GUIDANCE = {
     "0.9.7 dev multi-scale": {"first_pass": {"skip_block_list": [[], [0], [1], [2], [2], [2], [2]]},
                               "second_pass": {"skip_block_list": [1]}},
     "0.9.7 distilled multi-scale": None,
+    "0.9.8 distilled multi-scale": None,
     "0.9.7 dev single-scale": {"first_pass": {"skip_block_list": [[], [0], [1], [2], [2], [2], [2]]}},
     "0.9.6 2B dev": {"first_pass": {"skip_block_list": [1]}},
     "0.9.6 2B distilled": None,

@@ -82,6 +82,8 @@ def run(pipeline, *, recipe, prompts, width, height, num_frames, frame_rate, see
 
     settings = resolve_recipe(recipe, overrides)
     kwargs = {k: copy.deepcopy(v) for k, v in settings.items() if k not in _OUR_KEYS}
+    if "second_pass" in kwargs:  # where the 0.9.8 yaml files give it: the pass that decodes
+        kwargs["second_pass"]["tone_map_compression_ratio"] = kwargs.pop("tone_map_compression_ratio")
     (padded_h, padded_w), (left, right, top, bottom) = padding_for(height, width)
     context, mask, negative, negative_mask = prompts
     items = [ConditioningItem(media, start, strength) for media, start, strength in conditions] or None

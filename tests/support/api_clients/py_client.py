@@ -66,11 +66,49 @@ def result(arguments: dict) -> dict:
 
 
 def invalid(arguments: dict) -> dict:
+    endpoint = arguments.pop("endpoint", APP)
     try:
-        fal_client.submit(APP, arguments=arguments)
+        fal_client.submit(endpoint, arguments=arguments)
     except fal_client.client.FalClientHTTPError as error:
         return {"status": error.status_code, "detail": error.response.json()["detail"]}
     return {"status": 200}
+
+
+def encoded_image_to_video(arguments: dict) -> dict:
+    """image to video with a JPEG file sent as `encode_image` makes it (the client's way to send a local file)."""
+    from PIL import Image
+
+    image_url = fal_client.encode_image(Image.open(arguments.pop("image")))
+    result = fal_client.subscribe(f"{APP}/image-to-video", arguments={**arguments, "image_url": image_url})
+    return {"result": result, "image_url_chars": len(image_url)}
+
+
+def multiconditioning(arguments: dict) -> dict:
+    """an image and a video pinned to frames, both as `encode_file` data URIs."""
+    images = [{"image_url": fal_client.encode_file(arguments.pop("image")), "start_frame_number": 16}]
+    videos = [{"video_url": fal_client.encode_file(arguments.pop("video")), "strength": 0.7}]
+    return {"result": fal_client.run(f"{APP}/multiconditioning",
+                                     arguments={**arguments, "images": images, "videos": videos})}
+
+
+def low_priority_and_start_timeout(arguments: dict) -> dict:
+    """a slow request, then one that must start within 2 s and a low-priority one ahead of a normal one; the slow
+    one is cancelled once the late one has failed."""
+    blocker = fal_client.submit(APP, arguments=arguments["slow"])
+    late = fal_client.submit(APP, arguments=arguments["input"], start_timeout=2)
+    low = fal_client.submit(APP, arguments=arguments["input"], priority="low")
+    normal = fal_client.submit(APP, arguments=arguments["input"], priority="normal")
+    positions = {"low": low.status().position, "normal": normal.status().position}
+    try:
+        late.get()
+        late_error = None
+    except fal_client.client.FalClientHTTPError as error:
+        late_error = {"status": error.status_code, "detail": error.response.json()["detail"],
+                      "timeout_type": error.response.headers.get("x-fal-request-timeout-type")}
+    blocker.cancel()
+    for handle in (low, normal):
+        handle.get()
+    return {"positions": positions, "late": late_error, "ids": {"low": low.request_id, "normal": normal.request_id}}
 
 
 if __name__ == "__main__":

@@ -1,0 +1,231 @@
+"""The fleet mode on this machine: a throwaway PostgreSQL and two real ComfyUI workers with the tiny models on
+the CPU, sharing one storage folder, driven by the service's official clients and plain HTTP.
+
+Any instance answers for any request; idle workers take the next job; a worker killed mid-job loses nothing;
+cancels reach the worker running the job; a restart of everything (PostgreSQL included) keeps results and runs
+the waiting jobs; bad database settings answer 503 with the reason while ComfyUI's UI keeps working.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from support import service_kit
+from support.fleet_kit import (FAST, QUEUE, call, client_result, decoded_frames, fetch, fleet_server, in_history,
+                               rows, runs_on, start_js_subscribe, start_member, start_python_client, status,
+                               wait_until, worker_of)
+from support.local_web import LocalWeb
+from support.pg_server import PgServer
+
+LEASE_SECONDS = 10
+"""Short enough for a crash test, long enough that a busy CPU never delays a renewal past it."""
+SLOW = {**service_kit.SMALL, "number_of_steps": 40}
+"""Long enough to be caught running (and stopped), on any CPU."""
+MEDIUM = {**service_kit.SMALL, "number_of_steps": 12}
+
+
+@pytest.fixture(scope="module")
+def tls(tmp_path_factory):
+    return service_kit.make_certificate(tmp_path_factory.mktemp("tls"))
+
+
+@pytest.fixture(scope="module")
+def pg():
+    with PgServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def web():
+    """A local web server for the webhook (the only private host the instances may reach)."""
+    server = LocalWeb()
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory, tls, pg, web):
+    """Two workers (A, B) on one database and one storage folder (started one after the other: a server started
+    from a thread would die with that thread, see comfy_server._die_with_parent)."""
+    storage = tmp_path_factory.mktemp("storage")
+    first = fleet_server(tmp_path_factory.mktemp("a"), pg.url, storage, tls=tls, lease_seconds=LEASE_SECONDS)
+    second = fleet_server(tmp_path_factory.mktemp("b"), pg.url, storage, tls=tls, models_from=first,
+                          lease_seconds=LEASE_SECONDS)
+    servers = [first, second]
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("LTX097_URL_ALLOW_HOSTS", f"127.0.0.1:{web.port}")
+        try:
+            for server in servers:
+                start_member(server)
+            yield servers
+        finally:
+            for server in servers:
+                server.stop()
+
+
+def test_any_instance_answers_for_requests_the_others_took(fleet, pg, tls, web, tmp_path):
+    a, b = fleet
+    web.routes["/hook"] = LocalWeb.static(200, b"{}", {"Content-Type": "application/json"})
+    hooked = call(a, f"{QUEUE}?fal_webhook={web.url}/hook", {"prompt": "with a webhook", **FAST}, "POST")[1]
+    python = start_python_client(b, tls[0], "queue_steps", {"prompt": "from fal-client", **FAST, "seed": 9})
+    javascript = start_js_subscribe(a, tls[0], FAST, tmp_path)
+    submitted = []
+    for number in range(6):
+        gateway = fleet[number % 2]
+        code, body = call(gateway, QUEUE, {"prompt": f"fleet {number % 3}", **FAST, "seed": number % 3}, "POST")
+        assert code == 200 and body["status"] == "IN_QUEUE", body
+        submitted.append((gateway, body["request_id"]))
+    for number, (gateway, request_id) in enumerate(submitted):
+        other = b if gateway is a else a
+        final = wait_until(other, request_id, ("COMPLETED",))
+        assert final.get("error") is None, (final, [server.log_tail(3000) for server in fleet])
+        code, output = call(other, f"{QUEUE}/requests/{request_id}")
+        assert code == 200 and output["seed"] == number % 3 and output["prompt"] == f"fleet {number % 3}"
+        assert output["video"]["url"].startswith(other.url + "/")
+        data = fetch(other, output["video"]["url"])
+        assert len(data) == output["video"]["file_size"]
+        facts = service_kit.mp4_facts(data, other.workdir)
+        assert facts == {"frames": 9, "width": 480, "height": 480, "fps": 12.0}
+    seen, _ = client_result(python)  # status with logs polled from B while whichever worker ran it
+    messages = [log["message"] for log in seen["statuses"][-1]["logs"]]
+    assert messages[0] == "encode: prompt and negative prompt (T5)" and "pass 1: step 1/1" in messages
+    assert seen["result"]["seed"] == 9 and len(fetch(b, seen["result"]["video"]["url"])) == \
+        seen["result"]["video"]["file_size"]
+    subscribed, printed = client_result(javascript)  # the documented subscribe, its live log lines printed
+    assert subscribed["data"]["prompt"] == "A red fox trots through fresh snow at dawn"
+    assert any(line.startswith("encode: prompt and negative prompt (T5) ") for line in printed.splitlines())
+    wait_until(b, hooked["request_id"], ("COMPLETED",))
+    web.finish("/hook")
+    hook = json.loads(web.bodies["/hook"])
+    assert hook["request_id"] == hooked["request_id"] and hook["status"] == "OK"
+    assert hook["payload"] == call(a, f"{QUEUE}/requests/{hooked['request_id']}")[1]  # the URL names A, as called
+    workers = rows(pg.url, "SELECT worker, count(*) FROM ltxv097_jobs GROUP BY worker")
+    assert len(workers) == 2, workers  # both workers ran some
+    videos = {}
+    for number, (gateway, request_id) in enumerate(submitted):  # the same input gives the same video anywhere
+        output = call(gateway, f"{QUEUE}/requests/{request_id}")[1]
+        videos.setdefault(number % 3, set()).add(decoded_frames(fetch(gateway, output["video"]["url"]),
+                                                                gateway.workdir))
+    assert [len(same) for same in videos.values()] == [1, 1, 1]
+    assert web.hits["/hook"] == 1  # once, whichever instance ended it
+
+
+def test_priorities_positions_and_cancels_through_another_instance(fleet, pg):
+    a, b = fleet
+    running = [call(a, QUEUE, {"prompt": f"long {n}", **SLOW}, "POST")[1]["request_id"] for n in range(2)]
+    for request_id in running:
+        wait_until(b, request_id, ("IN_PROGRESS",))
+    low = call(b, QUEUE, {"prompt": "low", **FAST}, "POST", {"X-Fal-Queue-Priority": "low"})[1]
+    normal = call(a, QUEUE, {"prompt": "normal", **FAST}, "POST")[1]
+    assert low["queue_position"] == 0 and normal["queue_position"] == 0
+    assert status(a, low["request_id"])["queue_position"] == 1  # behind the normal one, fleet-wide
+    assert status(b, normal["request_id"])["queue_position"] == 0
+    bad = call(a, QUEUE, {"prompt": "p"}, "POST", {"X-Fal-Queue-Priority": "urgent"})
+    assert bad[0] == 422 and bad[1]["detail"][0]["loc"] == ["header", "x-fal-queue-priority"]
+    for waiting in (low, normal):  # cancelled through the other instance, they never run
+        assert call(a if waiting is low else b, f"{QUEUE}/requests/{waiting['request_id']}/cancel", {},
+                    "PUT") == (202, {"status": "CANCELLATION_REQUESTED"})
+    for request_id in running:  # each running job cancelled through the instance that does not run it
+        worker, _ = worker_of(pg.url, request_id)
+        other = b if runs_on(a, worker) else a
+        assert call(other, f"{QUEUE}/requests/{request_id}/cancel", {}, "PUT")[0] == 202
+    for request_id in running + [low["request_id"], normal["request_id"]]:
+        final = wait_until(a, request_id, ("COMPLETED",))
+        assert final["error_type"] == "request_cancelled", final
+        assert call(b, f"{QUEUE}/requests/{request_id}")[0] == 499  # as fal answers a cancelled request
+    assert [in_history(server, low["request_id"]) for server in fleet] == [None, None]
+    assert [in_history(server, normal["request_id"]) for server in fleet] == [None, None]
+    for request_id in running:  # stopped mid-run by ComfyUI's interrupt, on the worker that ran it
+        assert sorted(map(str, (in_history(server, request_id) for server in fleet))) == ["None", "error"]
+        assert call(a, f"{QUEUE}/requests/{request_id}/cancel", {}, "PUT")[1] == {"status": "ALREADY_COMPLETED"}
+
+
+def test_a_killed_worker_loses_nothing_and_a_full_restart_keeps_results(fleet, pg):
+    a, b = fleet
+    killed = call(a, QUEUE, {"prompt": "survives a crash", **MEDIUM, "seed": 5}, "POST")[1]["request_id"]
+    wait_until(b, killed, ("IN_PROGRESS",))
+    worker, _ = worker_of(pg.url, killed)
+    victim, survivor = (a, b) if runs_on(a, worker) else (b, a)
+    victim.process.kill()  # SIGKILL: no goodbye, the lease just stops being renewed
+    victim.process.wait()
+    final = wait_until(survivor, killed, ("COMPLETED",))
+    assert final.get("error") is None, (final, [server.log_tail(3000) for server in fleet])
+    worker, attempts = worker_of(pg.url, killed)
+    assert attempts == 2 and runs_on(survivor, worker)
+    assert in_history(survivor, killed) == "success"
+    output = call(survivor, f"{QUEUE}/requests/{killed}")[1]
+
+    # Everything stops (the survivor while running a job, with one waiting), PostgreSQL too; then all restart.
+    interrupted = call(survivor, QUEUE, {"prompt": "interrupted", **MEDIUM}, "POST")[1]["request_id"]
+    waiting = call(survivor, QUEUE, {"prompt": "waiting", **FAST}, "POST")[1]["request_id"]
+    wait_until(survivor, interrupted, ("IN_PROGRESS",))
+    survivor.stop()
+    victim.stop()
+    pg.stop()
+    pg.start()
+    for server in fleet:
+        start_member(server)
+    for request_id in (interrupted, waiting):
+        final = wait_until(victim, request_id, ("COMPLETED",))
+        assert final.get("error") is None, (final, [server.log_tail(3000) for server in fleet])
+    for server in fleet:  # the finished result is still served, by any instance
+        again = call(server, f"{QUEUE}/requests/{killed}")[1]
+        assert again["seed"] == 5 and again["video"]["file_name"] == output["video"]["file_name"]
+        assert len(fetch(server, again["video"]["url"])) == output["video"]["file_size"]
+    names = {name for (name,) in rows(pg.url, "SELECT name FROM ltxv097_workers")}
+    assert any(runs_on(victim, name) for name in names)  # the killed worker rejoined under a new name
+
+
+def test_running_instances_ride_out_a_database_restart(fleet, pg):
+    a, b = fleet
+    pg.stop()
+    code, answer = call(a, f"{QUEUE}/requests/00000000-0000-4000-8000-000000000000/status")
+    assert code == 503 and "job database cannot be reached" in answer["detail"], answer
+    assert pg.password not in answer["detail"]
+    pg.start()
+    code, body = call(a, QUEUE, {"prompt": "after the restart", **FAST}, "POST")  # broken pool connections replaced
+    assert code == 200, body
+    final = wait_until(b, body["request_id"], ("COMPLETED",))
+    assert final.get("error") is None, (final, [server.log_tail(3000) for server in fleet])
+
+
+def test_a_gateway_only_instance_and_a_job_no_worker_can_run(fleet, pg):
+    """B restarts as a gateway only, with a checkpoint that A lacks: A refuses the job (ComfyUI's validation),
+    no live worker is left to run it, and it fails naming the refusal; B never ran anything."""
+    a, b = fleet
+    b.stop()
+    shutil.copy(b.model_path("checkpoints", b.models["checkpoint"]),
+                b.model_path("checkpoints", "only_on_b.safetensors"))
+    config = b.workdir / "user" / "ltxv097_api.json"
+    config.write_text(json.dumps({**json.loads(config.read_text()), "gateway_only": True,
+                                  "checkpoint": "only_on_b.safetensors"}))
+    start_member(b)
+    code, body = call(b, QUEUE, {"prompt": "needs a file only B has", **FAST}, "POST")
+    assert code == 200, body
+    final = wait_until(a, body["request_id"], ("COMPLETED",))
+    assert final["error_type"] == "no_worker", final
+    assert final["error"].startswith("no worker of the fleet can run this request: ") and \
+        "only_on_b.safetensors" in final["error"], final
+    logs = [line["message"] for line in status(b, body["request_id"], logs=True)["logs"]]
+    assert any(line.startswith("worker ") and "cannot run this request" in line for line in logs), logs
+    assert in_history(a, body["request_id"]) is None and in_history(b, body["request_id"]) is None
+    flags = {name: runs_jobs for name, runs_jobs in rows(pg.url, "SELECT name, runs_jobs FROM ltxv097_workers")}
+    assert [runs for name, runs in flags.items() if runs_on(b, name)] == [False]
+    assert b.get_json("/history") == {}  # the gateway ran nothing
+
+
+def test_bad_database_settings_answer_503_and_the_ui_keeps_working(fleet, pg, monkeypatch):
+    a, _ = fleet
+    a.stop()
+    monkeypatch.setenv("LTX097_API_DATABASE_URL", pg.url_with(password="wrong-password"))  # wins over the file
+    a.start()
+    code, answer = call(a, QUEUE, {"prompt": "p"}, "POST")
+    assert code == 503 and "password authentication failed" in answer["detail"], answer
+    assert "wrong-password" not in answer["detail"] and "LTX097_API_DATABASE_URL" in answer["detail"]
+    assert call(a, f"{QUEUE}/requests/00000000-0000-4000-8000-000000000000/status")[0] == 503
+    assert "LTX097TextToVideo" in a.object_info()  # ComfyUI itself is up
+    log = a.log_text()
+    assert "password authentication failed" in log and "wrong-password" not in log

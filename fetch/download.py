@@ -20,6 +20,7 @@ from typing import Callable, Optional
 
 from .pace import DEADLINE_FLOOR_S, MIN_RATE_BYTES_S, RATE_WINDOW_S, Cancel, Pace, default_deadline
 from .policy import FetchError, allowed_addresses, parse_url, redact_url
+from .tokens import auth_headers
 from .wire import READ_BYTES, Response, request
 
 PART_SUFFIX = ".part"
@@ -44,7 +45,7 @@ def open_url(url: str, pace: Pace) -> Response:
     for hop in range(MAX_REDIRECTS + 1):
         label = pace.what if hop == 0 else f"{pace.what} (redirected from {pace.shown_url})"
         target = parse_url(current, label)
-        response = request(target, allowed_addresses(target, pace.what, url), pace)
+        response = request(target, allowed_addresses(target, pace.what, url), pace, headers=auth_headers(target))
         location = response.headers.get("location")
         if response.status not in REDIRECTS or not location:
             return response

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import socket
 import urllib.parse
 from dataclasses import dataclass
@@ -58,6 +59,15 @@ def redact_url(url: str) -> str:
     return f"{scheme}://{netloc}{parts.path}"
 
 
+_URL_IN_TEXT = re.compile(r"\b[A-Za-z][A-Za-z0-9+.-]*://[^\s\"'<>\\]+")
+
+
+def redact_text(text: str) -> str:
+    """`text` with every URL in it redacted (`redact_url`): for messages, logs, metadata and histories that may quote
+    a URL."""
+    return _URL_IN_TEXT.sub(lambda match: redact_url(match.group(0)), str(text))
+
+
 @dataclass(frozen=True)
 class Target:
     """A checked http(s) URL, split into what a connection needs."""
@@ -89,8 +99,9 @@ def parse_url(url: str, what: str = "the URL") -> Target:
         raise FetchError(f"{what}: {shown} is not an http or https URL; only http(s) URLs are fetched")
     if parts.username is not None or parts.password is not None:
         raise FetchError(f"{what}: {shown} has a user name or password in it; such URLs are refused so that "
-                         f"credentials never reach logs or the prompt history. Use a URL without them (a token in "
-                         f"the query string, for example)")
+                         f"credentials never reach logs or the prompt history. Use a URL without them and put the "
+                         f"token in the environment where ComfyUI runs: HF_TOKEN for Hugging Face, "
+                         f"LTX097_TOKEN_<HOST> for other hosts (sent as an Authorization header)")
     if not parts.hostname:
         raise FetchError(f"{what}: {shown} has no host name")
     path = urllib.parse.quote(parts.path or "/", safe="/%:@!$&'()*+,;=-._~")

@@ -237,12 +237,14 @@ class Response:
 
 
 def request(target: Target, addresses: list[IPAddress], pace: Pace, *, method: str = "GET", body: bytes = b"",
-            content_type: str = "") -> Response:
-    """Send one request to the checked `addresses` and read the answer's status and headers."""
+            content_type: str = "", headers: Optional[dict[str, str]] = None) -> Response:
+    """Send one request to the checked `addresses` and read the answer's status and headers (`headers`: extra
+    request headers, e.g. a token's Authorization)."""
     wire = Wire(connect(target, addresses, pace), pace)
     try:
         lines = [f"{method} {target.path} HTTP/1.1", f"Host: {target.host_header}", f"User-Agent: {USER_AGENT}",
                  "Accept-Encoding: identity", "Connection: close"]
+        lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
         if method != "GET":
             lines += [f"Content-Type: {content_type or 'application/octet-stream'}", f"Content-Length: {len(body)}"]
         wire.send(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)

@@ -21,6 +21,7 @@ from comfy_api.latest import InputImpl, io
 from .. import ltx_core
 from ..ltx_core.models.grid import FRAMES_PER_LATENT
 from ..ltx_core.sampling import MIN_MEDIA_SIDE, check_guide_start
+from ..service.limits import MAX_IMAGE_PIXELS, MAX_VIDEO_PIXELS, MediaSize, check_pixels
 from ..media import read_video
 from .common import CATEGORY
 
@@ -85,6 +86,20 @@ def as_frames(images: torch.Tensor, label: str) -> torch.Tensor:
                          f"once centre-cropped to the video's aspect ratio)")
     frames = images[..., :3] if images.shape[-1] >= 3 else images.expand(*images.shape[:3], 3)
     return frames.detach().to(device="cpu", dtype=torch.float32).clamp(0, 1).contiguous()
+
+
+def check_media_size(media, label: str, *, frame_only: bool = False) -> None:
+    """Refuse, before anything is decoded or copied, media larger than the API's limits (the same limits): a core
+    VIDEO by its container's size and frame count, an IMAGE batch by its shape (`frame_only`: one of its images)."""
+    if torch.is_tensor(media):
+        if media.ndim != 4:
+            return  # as_frames names the wrong shape
+        size, limit = MediaSize(media.shape[2], media.shape[1], 1 if frame_only else media.shape[0]), \
+            MAX_IMAGE_PIXELS if frame_only else MAX_VIDEO_PIXELS
+    else:
+        width, height = media.get_dimensions()
+        size, limit = MediaSize(width, height, media.get_frame_count()), MAX_VIDEO_PIXELS
+    check_pixels(size, limit, f"{label}: the {'image' if frame_only else 'video'}")
 
 
 def chain(conditions: Optional[Sequence[ltx_core.Condition]], item: ltx_core.Condition) -> tuple:
@@ -158,6 +173,7 @@ class LTX097ImageCondition(io.ComfyNode):
     @classmethod
     def execute(cls, image: torch.Tensor, start_frame: int = 0, strength: float = 1.0, crf: int = DEFAULT_CRF,
                 batch_index: int = 0, conditions=None) -> io.NodeOutput:
+        check_media_size(image, "image condition", frame_only=True)
         frames = as_frames(image, "image condition")
         count = frames.shape[0]
         if not -count <= batch_index < count:
@@ -201,8 +217,10 @@ class LTX097VideoCondition(io.ComfyNode):
         if video is not None:
             if images is not None:
                 logger.warning("video condition: both video and images are connected; using the video")
+            check_media_size(video, "video condition")
             frames = as_frames(video_frames(video, "video condition")[0], "video condition")
         elif images is not None:
+            check_media_size(images, "video condition")
             frames = as_frames(images, "video condition")
         else:
             raise ValueError("video condition: connect a video (Load Video) or an image batch")
@@ -277,8 +295,10 @@ class LTX097Guide(io.ComfyNode):
         if video is not None:
             if images is not None:
                 logger.warning("guide: both video and images are connected; using the video")
+            check_media_size(video, "guide")
             frames = as_frames(video.get_components().images, "guide")
         elif images is not None:
+            check_media_size(images, "guide")
             frames = as_frames(images, "guide")
         else:
             raise ValueError("guide: connect a video (Load Video) or images (e.g. Canny)")

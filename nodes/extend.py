@@ -16,7 +16,7 @@ from .. import ltx_core
 from ..hosted import MAX_SEED
 from ..ltx_core.windows import DIRECTIONS, DEFAULT_CONTEXT_FRAMES, extended_frames
 from .common import CATEGORY, LTXModel, LTXModelType, LTXUpsampler, LTXUpsamplerType, LTXVae, LTXVaeType
-from .conditioning import as_frames, video_frames
+from .conditioning import as_frames, check_media_size, video_frames
 from .decode import iter_frames
 from .guidance import LTXGuidanceType
 from .long_video import WINDOWS_TOOLTIP, LTXWindowsType, output_connected
@@ -30,9 +30,11 @@ IMAGES_OUTPUT = 1
 def clip_frames(video, images: Optional[torch.Tensor], frame_rate: float) -> tuple[torch.Tensor, float]:
     """The clip to extend as frames `[F, H, W, 3]` and its frame rate (a VIDEO's own, else `frame_rate`)."""
     if video is not None:
+        check_media_size(video, "clip to extend")
         frames, rate = video_frames(video, "the clip to extend")
         rate = float(rate)
     elif images is not None:
+        check_media_size(images, "clip to extend")
         frames, rate = images, frame_rate
     else:
         raise ValueError("no clip to extend: connect a VIDEO (Load Video) to video or an IMAGE batch to images")

@@ -22,7 +22,7 @@ from typing import Optional
 
 import folder_paths
 
-from ..fetch import FetchError, Progress, check_url, download, leftover_parts, redact_url
+from ..fetch import FetchError, Progress, check_url, download, leftover_parts, redact_url, unseal_url
 from ..ltx_core import loading
 from . import lora_cache
 from .progress import check_interrupted
@@ -142,7 +142,11 @@ def resolve_lora(source: str, weight_name: Optional[str] = None, *, progress: Op
         raise LoraSourceError("no LoRA given: choose a file from models/loras or give a URL or Hugging Face repo id")
     if is_url(source):
         check_source(source)
-        return download_lora(source, progress=progress)
+        try:
+            url = unseal_url(source)
+        except FetchError as error:
+            raise LoraSourceError(str(error)) from None
+        return download_lora(url, progress=progress)
     local = _looks_absolute(source) or _has_parent_reference(source)
     if local and not local_paths_allowed():
         raise LoraSourceError(f"LoRA source '{source}' is a path outside the loras folders; such paths are refused "

@@ -17,6 +17,7 @@ import torch
 from comfy.cli_args import args
 from comfy_api.latest import InputImpl, io, ui
 
+from ..fetch import redact_text
 from ..mp4 import DEFAULT_CRF, leftover_parts, write_mp4
 from .common import CATEGORY, check_number
 from .ranges import FRAME_RATE_STEP, MAX_FRAME_RATE, MIN_FRAME_RATE
@@ -32,15 +33,16 @@ different files, and each file would keep its request's details."""
 
 def metadata_of(cls) -> dict[str, str]:
     """The prompt / workflow as mp4 tags (like core SaveVideo), unless ComfyUI runs with --disable-metadata or the
-    prompt asks for none (`WITHOUT_METADATA`)."""
+    prompt asks for none (`WITHOUT_METADATA`). URLs in them are redacted: the file is served to whoever has its
+    link, a URL's query string or credentials are not."""
     hidden = getattr(cls, "hidden", None)
     if args.disable_metadata or hidden is None or (hidden.extra_pnginfo or {}).get(WITHOUT_METADATA):
         return {}
     tags = {}
     if hidden.prompt is not None:
-        tags["prompt"] = json.dumps(hidden.prompt)
+        tags["prompt"] = redact_text(json.dumps(hidden.prompt))
     for key, value in (hidden.extra_pnginfo or {}).items():
-        tags[key] = json.dumps(value)
+        tags[key] = redact_text(json.dumps(value))
     return tags
 
 

@@ -1,8 +1,8 @@
 """The hosted LTX-Video 0.9.7 LoRA service's HTTP API (`fal-ai/ltx-video-lora`) on ComfyUI's own server.
 
 `start(add_log_listener, fetch)` runs inside ComfyUI at pack import: it reads `ltxv097_api.json`, registers the
-routes on `PromptServer.instance.routes` (before ComfyUI adds its route table to the app) and reports the set-up
-in the log.
+routes on `PromptServer.instance.routes` (before ComfyUI adds its route table to the app), puts every route of the
+server behind the keys when `api_keys` is set (`gate.py`) and reports the set-up in the log.
 The HTTP handlers (`routes.py`) hand each request to a `queue.JobQueue`; `local_queue.py` is the one of a single
 server (its requests in this process and on disk, run on its own ComfyUI queue).
 Everything except `host.py` and `start` is plain Python, unit-tested without ComfyUI.
@@ -26,21 +26,35 @@ def start(add_log_listener: Callable[[Callable[[str], None]], None], fetch: Modu
     from .access import public_without_key
     from .config import FILE_NAME, load_config
     from .errors import json_errors
+    from .gate import Gate, load_secret
     from .host import ComfyHost
+    from .jobs import FILES_PREFIX
     from .local_queue import LocalQueue
     from .media import ConditionMedia, remove_leftover_inputs
     from .routes import APP_ID, QUEUE_PREFIX, ApiRoutes
     from .store import JobStore
     from .pgqueue.settings import database_url
-    from .uploads import REST_PREFIX, UploadRoutes, UploadStore
+    from .uploads import REST_PREFIX, TOKEN_PARAMETER, UPLOADS_PREFIX, UploadRoutes, UploadStore
     from .webhook import Webhook
 
     host = ComfyHost()
     config = load_config(host.user_dir())
-    condition_media = ConditionMedia(fetch.fetch_bytes, fetch.FetchError, host.input_dir(), config, media.check)
+    gate = Gate(config.api_keys, load_secret(host.user_dir() / STORE_FOLDER), FILES_PREFIX,
+                {UPLOADS_PREFIX: TOKEN_PARAMETER})
+    if gate.active:
+        host.add_middleware(gate.middleware)
+        gate.register(host.routes)
+    condition_media = ConditionMedia(fetch.fetch_bytes, fetch.FetchError, host.input_dir(), config,
+                                     check_media=media.check)
+
+    def request_ended(request_id: str) -> None:
+        condition_media.remove(request_id)
+        fetch.release(request_id)  # the secret parts of its LoRA URLs
+
     notify = Webhook(fetch.post_json, fetch.redact_url)
     uploads = UploadStore(host.user_dir() / STORE_FOLDER / "uploads", config)
-    options = {"uploads": uploads, "check_reachable": fetch.check_reachable, "fetch_error": fetch.FetchError}
+    options = {"uploads": uploads, "check_reachable": fetch.check_reachable, "fetch_error": fetch.FetchError,
+               "sign": gate.signed}
     url = database_url(config.database_url)
     if url:
         from .pgqueue import fleet_routes
@@ -48,8 +62,8 @@ def start(add_log_listener: Callable[[Callable[[str], None]], None], fetch: Modu
         queue, api = fleet_routes(host, config, url, condition_media, notify, **options)
     else:  # one server: the requests it had queued or running were lost with its old process, and their files
         remove_leftover_inputs(host.input_dir())
-        queue = LocalQueue(host, JobStore(host.user_dir() / STORE_FOLDER / "requests"), notify,
-                           condition_media.remove)
+        queue = LocalQueue(host, JobStore(host.user_dir() / STORE_FOLDER / "requests"), notify, request_ended,
+                           sign=gate.signed)
         api = ApiRoutes(queue, host, config, condition_media, **options)
     api.register(host.routes)
     UploadRoutes(uploads, config).register(host.routes)

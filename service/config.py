@@ -13,6 +13,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Optional
 
+from .limits import MAX_IMAGE_PIXELS, MAX_VIDEO_PIXELS
+
 logger = logging.getLogger(__name__)
 
 FILE_NAME = "ltxv097_api.json"
@@ -37,6 +39,14 @@ class ServiceConfig:
     """When not empty, every API call must send `Authorization: Key <one of these>`."""
     max_image_bytes: int = 20 * 1024 * 1024
     max_video_bytes: int = 200 * 1024 * 1024
+    max_image_pixels: int = MAX_IMAGE_PIXELS
+    """An image condition's width × height × frames, read from its header before it is decoded."""
+    max_video_pixels: int = MAX_VIDEO_PIXELS
+    """A video condition's width × height × frames, read from its container before it is decoded."""
+    max_downloads: int = 8
+    """Image / video downloads in flight for all requests together; a submit beyond them gets a 503 at once."""
+    max_request_downloads: int = 2
+    """Downloads in flight for one request."""
     crf: int = 19
     default_enable_safety_checker: bool = True
     """`enable_safety_checker` of a request that leaves it out (the service's default is on)."""
@@ -85,6 +95,11 @@ def _check(config: ServiceConfig, path: Path) -> ServiceConfig:
             loader.get("file_input"), str):
         raise ConfigError(f"{path}: text_encoder_loader must be {{\"node\": ..., \"file_input\": ..., "
                           f"\"inputs\": {{...}}}}, not {loader!r}")
+    for name in ("max_image_bytes", "max_video_bytes", "max_image_pixels", "max_video_pixels", "max_downloads",
+                 "max_request_downloads", "crf"):
+        value = getattr(config, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < (0 if name == "crf" else 1):
+            raise ConfigError(f"{path}: {name} must be a positive whole number, not {value!r}")
     if not isinstance(config.max_attempts, int) or config.max_attempts < 1:
         raise ConfigError(f"{path}: max_attempts must be an integer of at least 1, not {config.max_attempts!r}")
     if not isinstance(config.lease_seconds, (int, float)) or not config.lease_seconds >= 1:

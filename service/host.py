@@ -40,6 +40,11 @@ class ComfyHost:
     def routes(self):
         return self.server.routes
 
+    def add_middleware(self, middleware) -> None:
+        """Run `middleware` on every request of ComfyUI's app (its sub-apps too); the app is not started yet while
+        node packs are imported, so its middleware list is still open."""
+        self.server.app.middlewares.append(middleware)
+
     @property
     def loop(self):
         return self.server.loop

@@ -27,11 +27,14 @@ POLL_SECONDS = 0.2
 
 class LocalQueue:
     """`host` is a `service.host.ComfyHost` (or a stand-in with the same methods); `notify(job, output JSON or
-    None)` is called when a request with a webhook finishes; `remove_media(request_id)` deletes its input files."""
+    None)` is called when a request with a webhook finishes; `remove_media(request_id)` deletes its input files (and
+    whatever else a request holds until it ends); `sign(url)` is the mp4 URL a webhook receives (signed when keys
+    are set)."""
 
     def __init__(self, host, store: JobStore, notify: Callable[[Job, Optional[dict]], Awaitable[None]],
-                 remove_media: Callable[[str], None]):
+                 remove_media: Callable[[str], None], sign: Callable[[str], str] = lambda url: url):
         self.host, self.store, self.notify, self.remove_media = host, store, notify, remove_media
+        self.sign = sign
         self.book = JobBook(store.save)
         for job in store.load_all():
             self.book.add(job, persist=False)
@@ -152,5 +155,6 @@ class LocalQueue:
         """Send the webhook of a request that has just ended (whatever the ending: each ending comes here once)."""
         record = self.book.get(request_id)
         if record is not None and record.finished and record.webhook_url:
-            output = result_json(record, video_url(record.server_url, record)) if record.state == COMPLETED else None
+            output = result_json(record, self.sign(video_url(record.server_url, record))) \
+                if record.state == COMPLETED else None
             asyncio.get_running_loop().create_task(self.notify(record, output))

@@ -1,10 +1,12 @@
 """Image and video conditions given as URLs or base64 data URIs: fetched, checked and put in ComfyUI's input folder.
 
 Fetching goes through the pack's `fetch` package (injected as `fetch_bytes`, so this module stays importable on
-its own): http(s) or `data:` only, public addresses only, size caps from the config. The file's first bytes decide
-what it is (PNG, JPEG, WebP or GIF for images; MP4/MOV, WebM/MKV for videos), never the name or declared type; then
-the pack's `media` package (injected as `check_media`) decodes it whole, so a cut-short or corrupt file is a 422
-naming the field before the request is queued.
+its own) on the API's own download pool: http(s) or `data:` only, public addresses only, size caps from the
+config. The file's first bytes decide what it is (PNG, JPEG, WebP or GIF for images; MP4/MOV, WebM/MKV for
+videos), never the name or declared type; its header gives its pixels, checked against the config's limits, and the
+whole request's memory estimate is checked against what the machine has free, before anything is decoded or queued.
+Then the pack's `media` package (injected as `check_media`) decodes each file whole: a cut-short or corrupt
+file is a 422 naming the field before the request is queued.
 """
 
 from __future__ import annotations
@@ -12,11 +14,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
+from . import limits
 from .config import ServiceConfig
-from .schema import GenerationInput, InputError, field_error
+from .downloads import DownloadPool
+from .schema import GenerationInput, InputError, MediaCondition, field_error
 from .store import REQUEST_ID
 
 logger = logging.getLogger(__name__)
@@ -66,60 +71,105 @@ ARTICLE = {"image": "an image", "video": "a video"}
 ALLOWED = {"image": "PNG, JPEG, WebP or GIF", "video": "MP4, MOV, WebM or MKV"}
 
 
+@dataclass(frozen=True)
+class CheckedMedia:
+    condition: MediaCondition
+    data: bytes
+    extension: str
+    size: limits.MediaSize
+
+
+def request_memory(generation: GenerationInput, media: list[CheckedMedia]) -> int:
+    """Bytes the request needs at its peak, roughly: its condition media being prepared and its output frames."""
+    output = limits.output_memory(limits.OUTPUT_FRAME_PIXELS[generation.resolution], 1, generation.number_of_frames)
+    return output + sum(limits.condition_memory(item.condition.kind, item.size) for item in media)
+
+
 class ConditionMedia:
     """`await media(generation, request_id, local)` → each condition's file name in the input folder, in order; a
-    422 naming the field on bad media. `local(url)` returns the bytes of a file uploaded to this server (or None
+    422 naming the field on bad media or a request larger than the machine's free memory, `downloads.ServerBusy`
+    when every download slot is taken. `local(url)` returns the bytes of a file uploaded to this server (or None
     when the URL is not one), so uploads need no network round trip."""
 
     def __init__(self, fetch_bytes: Callable[..., tuple[bytes, str]], fetch_error: type, input_dir: Path,
-                 config: ServiceConfig, check_media: Callable[[str, bytes, str], None]):
-        """`check_media(kind, data, what)` decodes a file whole, raising ValueError (naming `what`) when it cannot."""
+                 config: ServiceConfig, pool: Optional[DownloadPool] = None,
+                 free_memory: Callable[[], Optional[int]] = limits.available_memory,
+                 check_media: Optional[Callable[[str, bytes, str], None]] = None):
         self.fetch_bytes, self.fetch_error = fetch_bytes, fetch_error
         self.input_dir, self.config, self.check_media = Path(input_dir), config, check_media
+        self.pool = pool or DownloadPool(config.max_downloads, config.max_request_downloads)
+        self.free_memory = free_memory
 
     async def __call__(self, generation: GenerationInput, request_id: str,
                        local: Callable[[str], Optional[tuple[bytes, str]]] = lambda url: None) -> list[str]:
+        fetched = await self.pool.run([lambda c=condition: self.read(c, local) for condition in generation.conditions])
+        media = [self.check(condition, answer) for condition, answer in zip(generation.conditions, fetched)]
+        self.check_memory(generation, media)
         files: list[str] = []
-        try:
-            for number, condition in enumerate(generation.conditions):
-                loc = condition.loc
-                data = await self.read(condition, loc, local)
-                extension = sniff(condition.kind, data[0])
-                if extension is None:
-                    declared = f" (sent as {data[1]})" if data[1] else ""
-                    raise InputError([field_error(loc, f"is not {ARTICLE[condition.kind]} file{declared}; "
-                                                       f"allowed: {ALLOWED[condition.kind]}", "file_type")])
-                try:
-                    await asyncio.to_thread(self.check_media, condition.kind, data[0],
-                                            f"the {'.'.join(map(str, loc))}")
-                except ValueError as damaged:
-                    raise InputError([field_error(loc, str(damaged), "file_damaged")]) from None
-                name = input_name(request_id, number, condition.kind, extension)
-                self.input_dir.mkdir(parents=True, exist_ok=True)
-                (self.input_dir / name).write_bytes(data[0])
-                files.append(name)
-        except InputError:
-            for name in files:
-                (self.input_dir / name).unlink(missing_ok=True)
-            raise
+        for item in media if self.check_media is not None else ():  # decoded whole within the limits only
+            what = f"the {'.'.join(map(str, item.condition.loc))}"
+            try:
+                await asyncio.to_thread(self.check_media, item.condition.kind, item.data, what)
+            except ValueError as damaged:
+                raise InputError([field_error(item.condition.loc, str(damaged), "file_damaged")]) from None
+        for number, item in enumerate(media):
+            name = input_name(request_id, number, item.condition.kind, item.extension)
+            self.input_dir.mkdir(parents=True, exist_ok=True)
+            (self.input_dir / name).write_bytes(item.data)
+            files.append(name)
         return files
 
-    async def read(self, condition, loc: tuple, local) -> tuple[bytes, str]:
+    def read(self, condition: MediaCondition, local) -> tuple[bytes, str] | InputError:
+        """(content, media type), or the 422 for a failed download (returned: it runs on a pool thread)."""
+        loc = condition.loc
         limit = self.config.max_image_bytes if condition.kind == "image" else self.config.max_video_bytes
         try:
             uploaded = local(condition.url)
         except LookupError as gone:
-            raise InputError([field_error(loc, str(gone), "file_download_error")]) from gone
+            return InputError([field_error(loc, str(gone), "file_download_error")])
         if uploaded is not None:
             if len(uploaded[0]) > limit:
-                raise InputError([field_error(loc, f"the uploaded file is {len(uploaded[0])} bytes; at most "
-                                                   f"{limit} bytes are allowed", "file_download_error")])
+                return InputError([field_error(loc, f"the uploaded file is {len(uploaded[0])} bytes; at most "
+                                                    f"{limit} bytes are allowed", "file_download_error")])
             return uploaded
         try:
-            return await asyncio.to_thread(self.fetch_bytes, condition.url, max_bytes=limit,
-                                           what=f"the {'.'.join(map(str, loc))}")
+            return self.fetch_bytes(condition.url, max_bytes=limit, what=f"the {'.'.join(map(str, loc))}")
         except self.fetch_error as failed:
-            raise InputError([field_error(loc, str(failed), "file_download_error")]) from failed
+            return InputError([field_error(loc, str(failed), "file_download_error")])
+
+    def check(self, condition: MediaCondition, fetched: tuple[bytes, str] | InputError) -> CheckedMedia:
+        """The file's type from its first bytes and its pixels from its header, within the config's limits."""
+        if isinstance(fetched, InputError):
+            raise fetched
+        data, media_type = fetched
+        loc, kind = condition.loc, condition.kind
+        extension = sniff(kind, data)
+        if extension is None:
+            declared = f" (sent as {media_type})" if media_type else ""
+            raise InputError([field_error(loc, f"is not {ARTICLE[kind]} file{declared}; allowed: {ALLOWED[kind]}",
+                                          "file_type")])
+        try:
+            size = limits.image_size(data) if kind == "image" else limits.video_size(data)
+            limit = self.config.max_image_pixels if kind == "image" else self.config.max_video_pixels
+            limits.check_pixels(size, limit, f"the {kind}")
+        except limits.MediaTooLarge as large:
+            raise InputError([field_error(loc, f"{large} (max_{kind}_pixels in ltxv097_api.json)",
+                                          "file_too_large")]) from None
+        except limits.UnreadableMedia as unreadable:
+            raise InputError([field_error(loc, f"is not a readable {extension} file: {unreadable}",
+                                          "file_type")]) from None
+        return CheckedMedia(condition, data, extension, size)
+
+    def check_memory(self, generation: GenerationInput, media: list[CheckedMedia]) -> None:
+        """Refuse a request the machine cannot hold now; the field named is its largest condition (or its frames)."""
+        needed, free = request_memory(generation, media), self.free_memory()
+        if free is None or needed <= free:
+            return
+        largest = max(media, key=lambda item: limits.condition_memory(item.condition.kind, item.size), default=None)
+        loc = largest.condition.loc if largest is not None else ("number_of_frames",)
+        raise InputError([field_error(loc, f"the request needs about {limits.gigabytes(needed)} of memory and the "
+                                           f"server has {limits.gigabytes(free)} free; send smaller media or fewer "
+                                           f"frames", "insufficient_memory")])
 
     def remove(self, request_id: str) -> None:
         """The condition files of a request leave the input folder once it is done (or refused)."""

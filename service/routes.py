@@ -23,13 +23,16 @@ import json
 import logging
 import time
 import uuid
+from dataclasses import replace
 from typing import Callable, Optional
 
 from aiohttp import web
 
+from ..fetch import FetchError, check_url, release, seal_url
 from .access import key_accepted
 from .bodies import BODY_MARGIN, BodyRefused, read_json
 from .config import ServiceConfig
+from .downloads import ServerBusy
 from .errors import REQUEST_ID_HEADER
 from .events import stream_status
 from .graph import build_prompt, feature_inputs
@@ -85,6 +88,18 @@ def queueing_error(rejection: Exception, generation: GenerationInput) -> Excepti
                                        content_type="application/json")
 
 
+def checked_webhook(url: Optional[str]) -> Optional[str]:
+    """The `fal_webhook` URL when it can be called: http(s), a host, and no user name or password (those would be
+    stored with the request); a 422 naming the query parameter otherwise (its message shows no secret)."""
+    if url is None:
+        return None
+    try:
+        check_url(url, "the webhook")
+    except FetchError as refused:
+        raise InputError([{"loc": ["query", "fal_webhook"], "msg": str(refused), "type": "url_invalid"}]) from None
+    return url
+
+
 def start_options(request: web.Request) -> tuple[str, Optional[float]]:
     """(priority, start deadline) from the queue headers; a 422 for values the service does not take."""
     priority = request.headers.get(PRIORITY_HEADER, "normal").strip().lower()
@@ -113,14 +128,16 @@ def endpoint_of(request: web.Request) -> str:
 class ApiRoutes:
     """The HTTP handlers; `media` fetches URL inputs into the input folder, `queue` holds and runs the requests,
     `uploads` holds the files uploaded through the storage API, `check_reachable(url, what)` raises
-    `fetch_error` for a LoRA URL the download rules refuse."""
+    `fetch_error` for a LoRA URL the download rules refuse, `sign(url)` is a result's mp4 URL as handed out (signed
+    when keys are set)."""
 
     def __init__(self, queue: JobQueue, host, config: ServiceConfig, media: ConditionMedia, *,
                  uploads: Optional[UploadStore] = None,
                  check_reachable: Callable[[str, str], None] = lambda url, what: None,
-                 fetch_error: type = Exception):
+                 fetch_error: type = Exception, sign: Callable[[str], str] = lambda url: url):
         self.queue, self.host, self.config, self.media = queue, host, config, media
         self.uploads, self.check_reachable, self.fetch_error = uploads, check_reachable, fetch_error
+        self.sign = sign
 
     def register(self, routes) -> None:
         queue_path = f"{QUEUE_PREFIX}/{APP_ID}"
@@ -187,15 +204,15 @@ class ApiRoutes:
         """Validate, build and queue one request (raises InputError for a 422)."""
         priority, start_deadline = start_options(request)
         generation = await self.checked_input(request)
-        webhook_url = request.query.get("fal_webhook") or None
-        if webhook_url is not None and not webhook_url.lower().startswith(("http://", "https://")):
-            raise InputError([{"loc": ["query", "fal_webhook"], "msg": "the webhook must be an http(s) URL",
-                               "type": "url_scheme"}])
+        webhook_url = checked_webhook(request.query.get("fal_webhook") or None)
         request_id = str(uuid.uuid4())
         node_inputs = self.host.node_inputs("LTX097TextToVideo")
-        media_files = await self.media(generation, request_id, self.local_upload(request)) \
-            if generation.conditions else []
-        prompt = build_prompt(generation, self.config, request_id, media_files=media_files, node_inputs=node_inputs)
+        # every request's memory is estimated there, a text-only one too
+        media_files = await self.media(generation, request_id, self.local_upload(request))
+        # a LoRA URL's query string stays in this process: the queued prompt (ComfyUI's history) holds the rest
+        sealed = replace(generation, loras=tuple(replace(lora, path=seal_url(lora.path, request_id))
+                                                 for lora in generation.loras))
+        prompt = build_prompt(sealed, self.config, request_id, media_files=media_files, node_inputs=node_inputs)
         job = Job(request_id, generation.seed, generation.prompt, webhook_url=webhook_url,
                   server_url=base_url(request), endpoint=endpoint_of(request), priority=priority,
                   start_deadline=start_deadline)
@@ -203,6 +220,7 @@ class ApiRoutes:
             await self.queue.enqueue(job, prompt)
         except Exception as rejection:
             self.media.remove(request_id)
+            release(request_id)
             raise queueing_error(rejection, generation) from rejection
         logger.info("LTX-Video API: queued %s request %s (seed %d)", job.endpoint, request_id, generation.seed)
         return job
@@ -215,6 +233,8 @@ class ApiRoutes:
             return await self.enqueue(request)
         except InputError as bad:
             return json_response({"detail": bad.detail}, 422)
+        except ServerBusy as busy:
+            return web.json_response({"detail": str(busy)}, status=503, headers={"Retry-After": "5"})
         except BodyRefused as refused:
             return json_response({"detail": refused.detail}, refused.status)
 
@@ -267,7 +287,8 @@ class ApiRoutes:
 
     def outcome(self, request: web.Request, job: Job) -> web.Response:
         if job.state == COMPLETED:
-            return json_response(result_json(job, video_url(base_url(request), job)), request_id=job.request_id)
+            return json_response(result_json(job, self.sign(video_url(base_url(request), job))),
+                                 request_id=job.request_id)
         http_status, body = error_answer(job.state, job.error, job.error_type)
         response = json_response(body, http_status, job.request_id)
         if job.error_type == "request_timeout":  # the service's answer to a request that did not start in time

@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+from ..fetch import redact_url
 from ..hosted import (ASPECT_RATIOS, DEFAULT_ASPECT_RATIO, DEFAULT_FRAME_RATE, DEFAULT_FRAMES, DEFAULT_NEGATIVE_PROMPT,
                       DEFAULT_RESOLUTION, DEFAULT_STEPS, FRAME_RATE_RANGE, FRAMES_RANGE, MAX_SEED, RESOLUTIONS,
                       STEPS_RANGE)
@@ -224,8 +225,8 @@ class _Checker:
         if url[:5].lower() == "data:":  # schemes in any case, as the fetcher reads them (and LoRA URLs)
             return url
         if not url.lower().startswith(("http://", "https://")):
-            return self.fail((*loc, name), f"{url[:80]!r} is not an http(s) URL or a base64 data URI "
-                                           "(local files are not read)", "url_scheme")
+            return self.fail((*loc, name), f"{redact_url(url)[:80]!r} is not an http(s) URL or a base64 data "
+                                           "URI (local files are not read)", "url_scheme")
         if len(url) > MAX_URL_CHARS:
             return self.fail((*loc, name), f"the URL is {len(url)} characters long; at most {MAX_URL_CHARS}",
                              "string_too_long")

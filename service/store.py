@@ -13,6 +13,7 @@ import re
 import time
 from pathlib import Path
 
+from ..fetch import redact_url
 from .jobs import FAILED, FINISHED, Job
 
 logger = logging.getLogger(__name__)
@@ -33,10 +34,14 @@ class JobStore:
         return self.root / f"{request_id}.json"
 
     def save(self, job: Job) -> None:
-        """Write atomically (temporary file + rename): a crash never leaves half a record."""
+        """Write atomically (temporary file + rename): a crash never leaves half a record. The webhook URL is
+        stored without its query string or credentials (the full URL lives in memory while the request runs)."""
         path = self.path(job.request_id)
         temporary = path.with_suffix(".tmp")
-        temporary.write_text(json.dumps(job.as_record()))
+        record = job.as_record()
+        if record.get("webhook_url"):
+            record["webhook_url"] = redact_url(record["webhook_url"])
+        temporary.write_text(json.dumps(record))
         os.replace(temporary, path)
 
     def load_all(self) -> list[Job]:

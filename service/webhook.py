@@ -1,19 +1,23 @@
 """The optional webhook (`?fal_webhook=<url>` on submit): POST the outcome there when the request finishes.
 
 The body is the platform's webhook shape: `{request_id, gateway_request_id, status: "OK" | "ERROR", payload,
-error}`. It goes through the pack's `fetch.post_json` (injected), so the URL rules of every other download apply.
+error}`. It goes through the pack's `fetch.post_json` (injected), so the URL rules of every other download apply,
+on the webhooks' own few threads: a slow receiver delays other webhooks at most, never a submit or a download.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Optional
 
 from .jobs import COMPLETED, Job
 from .outcome import error_answer
 
 logger = logging.getLogger(__name__)
+
+WEBHOOK_THREADS = 4
 
 
 def webhook_body(job: Job, result: Optional[dict]) -> dict:
@@ -29,11 +33,13 @@ def webhook_body(job: Job, result: Optional[dict]) -> dict:
 class Webhook:
     def __init__(self, post_json: Callable[..., int], redact: Callable[[str], str]):
         self.post_json, self.redact = post_json, redact
+        self.executor = ThreadPoolExecutor(max_workers=WEBHOOK_THREADS, thread_name_prefix="ltxv097-webhook")
 
     async def __call__(self, job: Job, result: Optional[dict]) -> None:
         shown = self.redact(job.webhook_url)
         try:
-            status = await asyncio.to_thread(self.post_json, job.webhook_url, webhook_body(job, result))
+            status = await asyncio.get_running_loop().run_in_executor(
+                self.executor, self.post_json, job.webhook_url, webhook_body(job, result))
         except Exception as failed:  # a webhook failure never changes the request's own outcome
             logger.warning("LTX-Video API: webhook %s for request %s failed: %s", shown, job.request_id, failed)
             return

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 import fetch
-from fetch import policy
+from fetch import policy, tokens
 from support.local_web import LocalWeb
 
 GOOD = b"\x10\x00\x00\x00\x00\x00\x00\x00{}" + bytes(range(256)) * 40
@@ -347,6 +347,58 @@ def test_credentials_in_urls_are_refused_and_never_shown(web, tmp_path, caplog):
     assert fetch.redact_url(url) == f"http://127.0.0.1:{web.port}/f"
     assert fetch.redact_url("HTTPS://u@[::1]:8443/a b?x=1") == "https://[::1]:8443/a b"
     assert fetch.redact_url("data:image/png;base64,AAAA") == "data:image/png,..."
+
+
+def test_redact_text_redacts_every_url_in_a_text():
+    text = json.dumps({"loras": json.dumps([{"path": "https://h.example/l.safetensors?token=s3cr3t"}]),
+                       "note": "see HTTP://user:pw@h.example:8080/a?b=1#c, ftp://x/y?z=2 and "
+                               "data:image/png;base64,QUFB"})
+    shown = fetch.redact_text(text)
+    assert not any(secret in shown for secret in ("s3cr3t", "token", "user", "pw@", "b=1", "z=2"))
+    assert "https://h.example/l.safetensors" in shown and "http://h.example:8080/a" in shown
+    assert json.loads(json.loads(shown)["loras"]) == [{"path": "https://h.example/l.safetensors"}]
+
+
+def test_tokens_from_the_environment_go_in_a_header_to_their_host_only(web, other_web, tmp_path, monkeypatch):
+    web.routes["/f"] = LocalWeb.static(200, GOOD)
+    web.routes["/away"] = LocalWeb.redirect(f"http://localhost:{other_web.port}/g")
+    other_web.routes["/g"] = LocalWeb.static(200, GOOD)
+    monkeypatch.setenv(fetch.ALLOW_HOSTS_ENV, f"127.0.0.1:{web.port},localhost:{other_web.port}")
+    assert fetch.host_token_variable("127.0.0.1") == "LTX097_TOKEN_127_0_0_1"
+    with pytest.raises(fetch.FetchError) as refused:
+        fetch.check_url("https://user:token@h.example/l.safetensors")
+    assert "HF_TOKEN" in str(refused.value) and "LTX097_TOKEN_<HOST>" in str(refused.value)
+    assert "query" not in str(refused.value), "the message no longer suggests tokens in the query string"
+    assert fetch.fetch_bytes(web.url + "/f", max_bytes=1 << 20)[0] == GOOD
+    assert web.authorizations["/f"] == "", "no token set: no header"
+    monkeypatch.setenv("LTX097_TOKEN_127_0_0_1", "t0ken")
+    fetch.download(web.url + "/f", tmp_path / "f", max_bytes=1 << 20)
+    assert web.authorizations["/f"] == "Bearer t0ken"
+    assert fetch.fetch_bytes(web.url + "/away", max_bytes=1 << 20)[0] == GOOD
+    assert web.authorizations["/away"] == "Bearer t0ken" and other_web.authorizations["/g"] == "", \
+        "a redirect to another host does not carry the token"
+    monkeypatch.setenv(fetch.ALLOW_HOSTS_ENV, "")
+    monkeypatch.setenv(fetch.ALLOW_PRIVATE_ENV, "1")
+    fetch.fetch_bytes(web.url + "/f", max_bytes=1 << 20)
+    assert web.authorizations["/f"] == "", "plain http only to a host the user listed"
+    monkeypatch.setenv(fetch.HF_TOKEN_ENV, "hf_x")
+    for url, header in (("https://huggingface.co/a/b/resolve/main/l.safetensors", {"Authorization": "Bearer hf_x"}),
+                        ("https://hf.co/x", {"Authorization": "Bearer hf_x"}), ("https://evil.example/x", {}),
+                        ("http://huggingface.co/x", {}), ("https://huggingface.co.evil.example/x", {})):
+        assert tokens.auth_headers(policy.parse_url(url)) == header, url
+
+
+def test_sealed_urls_keep_their_secret_part_in_memory():
+    url = "https://h.example/l.safetensors?sig=s3cr3t"
+    sealed = fetch.seal_url(url, "request-1")
+    assert "s3cr3t" not in sealed and sealed.startswith("https://h.example/l.safetensors#")
+    assert fetch.redact_url(sealed) == "https://h.example/l.safetensors"
+    assert fetch.unseal_url(sealed) == url and fetch.unseal_url("https://h.example/x") == "https://h.example/x"
+    assert fetch.seal_url("https://h.example/plain.safetensors", "request-1") == "https://h.example/plain.safetensors"
+    fetch.release("request-1")
+    with pytest.raises(fetch.FetchError, match="kept in the server's memory only and is gone") as error:
+        fetch.unseal_url(sealed)
+    assert "s3cr3t" not in str(error.value)
 
 
 def test_the_opt_in_settings(web, tmp_path, monkeypatch):

@@ -260,3 +260,39 @@ def test_text_to_video_uses_its_negative_prompt(models, output_dir, ltx_pack):
         negative_context_mask=negative_mask, width=480, height=480, num_frames=9, frame_rate=25.0, seed=11,
         recipe=choice.recipe, steps=4, **sampling.recipe_overrides(choice, TINY_GUIDANCE[recipe]))
     assert torch.equal(frames, expected)
+
+
+def test_metadata_never_carries_a_urls_secret_part(video, output_dir):
+    """A LoRA URL's query string or credentials in the prompt stay out of the served mp4 (issue 17, 3)."""
+    loras = '[{"path": "https://h.example/style.safetensors?token=s3cr3t&x=1", "scale": 1}]'
+    saver = video.LTX097SaveVideo.PREPARE_CLASS_CLONE({
+        "PROMPT": {"1": {"class_type": "LTX097LoraStack", "inputs": {"loras": loras}}},
+        "EXTRA_PNGINFO": {"workflow": {"widgets_values": ["http://user:pw@h.example/a?sig=abc"]}}})
+    result = saver.execute(images=ramp(9), frame_rate=25.0, filename_prefix="tests/secret", crf=23)
+    tags = read_mp4(saved_path(output_dir, result.ui))["metadata"]
+    assert "https://h.example/style.safetensors" in tags["prompt"] and "http://h.example/a" in tags["workflow"]
+    for secret in ("s3cr3t", "token", "x=1", "user", "pw@", "sig=abc"):
+        assert secret not in tags["prompt"] + tags["workflow"], secret
+
+
+def test_condition_nodes_refuse_media_over_the_pixel_limits(ltx_pack, tmp_path, monkeypatch):
+    """The nodes check an image's shape and a video's container before decoding or copying (issue 17, 1)."""
+    from comfy_api.latest import InputImpl
+
+    from support import e2e_workflows
+
+    conditioning = node_module("conditioning")
+    huge = torch.zeros(1, 1, 1, 3).expand(1, 8193, 8192, 3)  # a view: no memory behind it
+    with pytest.raises(ValueError, match=r"image condition: the image is 8192×8193 px = 67,117,056 pixels; at "
+                                         r"most 67,108,864 are allowed"):
+        conditioning.LTX097ImageCondition.execute(image=huge)
+    clip = InputImpl.VideoFromFile(str(e2e_workflows.write_video(tmp_path / "clip.mp4", frames=9)))
+    width, height = clip.get_dimensions()
+    monkeypatch.setattr(conditioning, "MAX_VIDEO_PIXELS", width * height * 9 - 1)
+    decoded = []
+    monkeypatch.setattr(clip, "get_components", lambda: decoded.append(1))
+    with pytest.raises(ValueError, match=rf"video condition: the video is {width}×{height} px × 9 frames"):
+        conditioning.LTX097VideoCondition.execute(video=clip)
+    with pytest.raises(ValueError, match="video condition: the video is"):
+        conditioning.LTX097VideoCondition.execute(images=torch.zeros(1, 1, 1, 3).expand(9, height, width, 3))
+    assert decoded == [], "refused before decoding"

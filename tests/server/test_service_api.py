@@ -14,15 +14,17 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
+import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
 from pathlib import Path
 
 import pytest
 
-from support import e2e_workflows
-from support import service_kit
+from support import e2e_workflows, service_kit, tiny, tiny_lora
 from support.comfy_server import REPO_ROOT, host_env
 from support.local_web import LocalWeb
 
@@ -339,6 +341,77 @@ def test_bad_media_and_webhooks_get_422s(api, web, tmp_path):
     assert not list((api.workdir / "input").glob("ltxv097_api_*"))
 
 
+def test_slow_downloads_of_other_requests_never_delay_a_submit(api, web, tmp_path):
+    """Six video downloads trickling just above the minimum rate once took every thread that media fetching and
+    webhooks shared: a submit with media then waited for them (issue 17, 4). Now it is answered while they run."""
+    release = threading.Event()
+    slow = [f"/slow{number}.mp4" for number in range(6)]
+    for route in slow:
+        web.steady(route, b"\0\0\0\x18ftypisom", release)
+    answers: dict[str, tuple] = {}
+
+    def submit_slow(route: str) -> None:
+        answers[route] = post(api, QUEUE, {"prompt": "p", **FAST, "video_url": web.url + route})
+
+    threads = [threading.Thread(target=submit_slow, args=(route,)) for route in slow]
+    try:
+        for thread in threads:
+            thread.start()
+        while len([route for route in slow if web.sent.get(route)]) < len(slow):  # all six are being sent
+            time.sleep(0.1)
+        web.routes["/quick.png"] = LocalWeb.static(200, e2e_workflows.write_image(tmp_path / "q.png").read_bytes())
+        status, body = post(api, QUEUE, {"prompt": "while others download", **FAST,
+                                         "image_url": f"{web.url}/quick.png"})
+        assert status == 200 and body["status"] == "IN_QUEUE", body
+        assert not any(route in web.done for route in slow) and not answers, \
+            "the submit was answered only after the slow downloads ended"
+    finally:
+        release.set()
+        for thread in threads:
+            thread.join(timeout=60)
+    assert all(answers[route][0] == 422 and answers[route][1]["detail"][0]["loc"] == ["body", "video_url"]
+               for route in slow), answers
+    while post(api, f"{QUEUE}/requests/{body['request_id']}/status", None, "GET")[1]["status"] != "COMPLETED":
+        time.sleep(0.3)
+
+
+def test_secrets_in_urls_stay_out_of_history_metadata_records_logs_and_errors(api, web, tmp_path):
+    """A LoRA URL's token reached the mp4's metadata and /history; a webhook with user:pass@ was stored in clear; a
+    422 echoed a URL's credentials (issue 17, 3)."""
+    transformer = tiny.reference_transformer(tiny.transformer_config())
+    lora = tiny_lora.random_lora(tiny_lora.linear_modules(transformer), rank=4, seed=3)
+    tiny_lora.write_lora(tmp_path / "style.safetensors", lora, tiny_lora.FORMATS[0], alpha=4.0)
+    web.routes["/style.safetensors?sig=s3cr3t-lora"] = LocalWeb.static(
+        200, (tmp_path / "style.safetensors").read_bytes())
+    web.routes["/hook?secret=s3cr3t-hook"] = LocalWeb.static(200, b"{}", {"Content-Type": "application/json"})
+    hook = urllib.parse.quote(f"{web.url}/hook?secret=s3cr3t-hook", safe="")
+    status, body = post(api, f"{QUEUE}?fal_webhook={hook}", {
+        "prompt": "with a private LoRA", **FAST, "loras": [{"path": f"{web.url}/style.safetensors?sig=s3cr3t-lora"}]})
+    assert status == 200, body
+    while (state := post(api, f"{QUEUE}/requests/{body['request_id']}/status", None, "GET")[1])["status"] != \
+            "COMPLETED":
+        time.sleep(0.3)
+    assert state.get("error") is None and web.hits["/style.safetensors?sig=s3cr3t-lora"] == 1, state
+    _, output = post(api, f"{QUEUE}/requests/{body['request_id']}", None, "GET")
+    web.finish("/hook?secret=s3cr3t-hook")
+    assert json.loads(web.bodies["/hook?secret=s3cr3t-hook"])["status"] == "OK", "the webhook got its query string"
+    history = json.dumps(api.history(body["request_id"]))
+    assert "/style.safetensors" in history
+    record = (api.workdir / "user" / "ltxv097_api" / "requests" / f"{body['request_id']}.json").read_text()
+    places = {"mp4": download(api, output["video"]["url"]).decode("latin-1"), "history": history, "record": record,
+              "log": api.log_text()}
+    for place, text in places.items():
+        assert "s3cr3t" not in text, place
+    for query, fields, loc in (
+            (f"?fal_webhook={urllib.parse.quote('https://user:pa55@example.com/h', safe='')}", {},
+             ["query", "fal_webhook"]),
+            ("", {"image_url": "ftp://user:pa55@example.com/a.png?t=s3cr3t"}, ["body", "image_url"]),
+            ("", {"video_url": "https://user:pa55@example.com/a.mp4?t=s3cr3t"}, ["body", "video_url"])):
+        status, answer = post(api, QUEUE + query, {"prompt": "p", **fields})
+        assert status == 422 and answer["detail"][0]["loc"] == loc, answer
+        assert "pa55" not in json.dumps(answer) and "s3cr3t" not in json.dumps(answer), answer
+
+
 def test_a_lora_that_fails_while_running_answers_422_naming_it_and_its_webhook_carries_that_body(api, web):
     web.routes["/gone.safetensors"] = LocalWeb.static(404, b"not found")
     web.routes["/hook-lora"] = LocalWeb.static(200, b"{}", {"Content-Type": "application/json"})
@@ -592,6 +665,7 @@ def test_restart_keeps_finished_results_and_fails_unfinished_ones(api, tls):
     for path in leftovers + users:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(b"x")
+    api.api_key = "sekrit"  # every route needs it now, the readiness check too
     api.start()
     assert not any(path.exists() for path in leftovers) and all(path.exists() for path in users)
     key = {"Authorization": "Key sekrit"}
@@ -599,7 +673,16 @@ def test_restart_keeps_finished_results_and_fails_unfinished_ones(api, tls):
     assert post(api, QUEUE, {"prompt": "p"}, headers={"Authorization": "Key wrong"})[0] == 401
     status, output = post(api, f"{QUEUE}/requests/{done['request_id']}", None, "GET", key)
     assert status == 200
-    check_output(api, output, prompt="kept", seed=77)
+    check_output(api, output, prompt="kept", seed=77)  # its URL opens that mp4 without a key: a signed token
+    plain, _, token = output["video"]["url"].partition("?token=")
+    assert len(token) == 64
+    for url in (plain, f"{plain}?token={'0' * 64}", f"{api.url}/view?filename={output['video']['file_name']}"
+                f"&subfolder=ltxv097_api&type=output", f"{api.url}/history"):
+        try:
+            urllib.request.urlopen(url, timeout=30, context=api.ssl_context)
+            raise AssertionError(f"{url} answered without a key")
+        except urllib.error.HTTPError as refused:
+            assert refused.code == 401, url
     for lost in (running, queued):
         status, state = post(api, f"{QUEUE}/requests/{lost['request_id']}/status", None, "GET", key)
         assert status == 200 and state["status"] == "COMPLETED" and state["error_type"] == "server_restarted"

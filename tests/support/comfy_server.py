@@ -158,6 +158,8 @@ class ComfyServer:
         self.url = ""
         self.models: dict[str, str] = {}
         self.startup_seconds: Optional[float] = None
+        self.api_key: Optional[str] = None
+        """Sent as `Authorization: Key <api_key>` with every request of this class (a server with api_keys)."""
         self.scheme, self.ssl_context = "http", None
         if "--tls-certfile" in self.extra_args:  # ComfyUI's TLS options: trust the test's own certificate
             certificate = self.extra_args[self.extra_args.index("--tls-certfile") + 1]
@@ -204,8 +206,8 @@ class ComfyServer:
                 raise RuntimeError(f"ComfyUI exited with code {self.process.returncode} during start-up; "
                                    f"log tail:\n{self.log_tail()}")
             try:
-                with urllib.request.urlopen(self.url + "/object_info", timeout=5,
-                                            context=self.ssl_context) as response:
+                ready = urllib.request.Request(self.url + "/object_info", headers=self.key_header())
+                with urllib.request.urlopen(ready, timeout=5, context=self.ssl_context) as response:
                     if response.status == 200:
                         return
             except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
@@ -254,10 +256,13 @@ class ComfyServer:
 
     # HTTP ----------------------------------------------------------------------------------------------------
 
+    def key_header(self) -> dict[str, str]:
+        return {"Authorization": f"Key {self.api_key}"} if self.api_key else {}
+
     def _request(self, method: str, route: str, payload=None, timeout: float = 30.0):
         data = None if payload is None else json.dumps(payload).encode()
         request = urllib.request.Request(self.url + route, data=data, method=method,
-                                         headers={"Content-Type": "application/json"})
+                                         headers={"Content-Type": "application/json", **self.key_header()})
         try:
             with urllib.request.urlopen(request, timeout=timeout, context=self.ssl_context) as response:
                 body = response.read()
@@ -317,8 +322,8 @@ class ComfyServer:
 
     def view(self, filename: str, subfolder: str = "", folder_type: str = "output") -> bytes:
         query = urllib.parse.urlencode({"filename": filename, "subfolder": subfolder, "type": folder_type})
-        with urllib.request.urlopen(f"{self.url}/view?{query}", timeout=30,
-                                    context=self.ssl_context) as response:
+        with urllib.request.urlopen(urllib.request.Request(f"{self.url}/view?{query}", headers=self.key_header()),
+                                    timeout=30, context=self.ssl_context) as response:
             return response.read()
 
 

@@ -3,6 +3,7 @@
     web = LocalWeb()                                   # serves until web.close()
     web.routes["/a"] = LocalWeb.static(200, b"data")   # or any handler(request) -> None
     web.url + "/a"; web.hits["/a"]; web.sent["/a"]     # requests seen, body bytes written (until the client left)
+    web.authorizations["/a"]                           # the Authorization header of the last request ("" if none)
     web.finish("/a")                                   # waits until the route's handler has ended
 
 Every route is bounded: it ends by itself within seconds even if the client never hangs up.
@@ -28,6 +29,7 @@ class LocalWeb:
         self.sent: dict[str, int] = {}
         self.bodies: dict[str, bytes] = {}
         self.host_headers: dict[str, str] = {}
+        self.authorizations: dict[str, str] = {}
         self.done: dict[str, threading.Event] = {}
         web = self
 
@@ -37,6 +39,7 @@ class LocalWeb:
             def _serve(self):
                 web.hits[self.path] = web.hits.get(self.path, 0) + 1
                 web.host_headers[self.path] = self.headers.get("Host", "")
+                web.authorizations[self.path] = self.headers.get("Authorization", "")
                 length = int(self.headers.get("Content-Length") or 0)
                 web.bodies[self.path] = self.rfile.read(length) if length else b""
                 try:
@@ -111,6 +114,22 @@ class LocalWeb:
                 request.wfile.write(b"\0")
                 request.wfile.flush()
                 self.sent[route] += 1
+        self.routes[route] = handle
+
+    def steady(self, route: str, head: bytes, until: threading.Event, *, bytes_per_s: int = 12 * 1024,
+               length: int = 100 << 20, limit_s: float = 120.0) -> None:
+        """`head`, then `bytes_per_s` zeros every second (above the fetchers' minimum rate, far below any useful
+        speed) until `until` is set or `limit_s` passed, then it hangs up before `length` bytes."""
+        def handle(request):
+            LocalWeb._head(request, 200, {"Content-Type": "application/octet-stream"}, length)
+            request.wfile.write(head)
+            request.wfile.flush()
+            self.sent[route] = len(head)
+            ends = time.monotonic() + limit_s
+            while not until.wait(1.0) and time.monotonic() < ends:
+                request.wfile.write(bytes(bytes_per_s))
+                request.wfile.flush()
+                self.sent[route] += bytes_per_s
         self.routes[route] = handle
 
     def flood(self, route: str, head: bytes, *, total: int = 32 << 20, piece: int = 64 << 10) -> None:

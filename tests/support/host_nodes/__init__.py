@@ -1,5 +1,7 @@
 """Test-only ComfyUI nodes (never shipped): `LTX097TestTinyT5Loader` loads the tiny T5 of `tests/support/tiny_t5.py`;
-`LTX097TestImageDigest` shows the SHA-256 of an IMAGE's exact values, so a test can compare frames bit for bit.
+`LTX097TestImageDigest` shows the SHA-256 of an IMAGE's exact values, so a test can compare frames bit for bit;
+`GET /ltx097_test/routes` lists every route of the server's app (sub-apps and static folders included), so a test
+can try each one.
 
 ComfyUI's `CLIPLoader` only recognises full-size T5-XXL files, so end-to-end tests and the tiny demo load the
 tiny T5 through this node instead. Install it with `tiny_t5.install_test_nodes(<workdir>/custom_nodes)`.
@@ -64,6 +66,34 @@ class LTX097TestImageDigest(io.ComfyNode):
         values = images.detach().to(device="cpu").contiguous()
         digest = hashlib.sha256(values.float().numpy().tobytes()).hexdigest()
         return io.NodeOutput(ui={"text": [f"{tuple(values.shape)} {values.dtype} {digest}"]})
+
+
+def app_routes(app) -> list[dict]:
+    """{"method", "path"} of every route of `app` and its sub-apps (whose paths aiohttp has already prefixed); a
+    static folder is its prefix + "/*"."""
+    from aiohttp import web
+
+    found = []
+    for resource in app.router.resources():
+        if isinstance(resource, web.PrefixedSubAppResource):
+            found += app_routes(resource.get_info()["app"])
+        elif isinstance(resource, web.StaticResource):
+            found.append({"method": "GET", "path": resource.canonical + "/*"})
+        else:
+            found += [{"method": route.method, "path": resource.canonical} for route in resource]
+    return found
+
+
+def _add_routes_route():
+    from aiohttp import web
+    from server import PromptServer
+
+    server = getattr(PromptServer, "instance", None)
+    if server is not None:
+        server.routes.get("/ltx097_test/routes")(lambda request: web.json_response(app_routes(server.app)))
+
+
+_add_routes_route()
 
 
 class _TestNodes(ComfyExtension):

@@ -1,4 +1,5 @@
-# Two commands: `make demo` renders a video, `make test` runs the whole suite.
+# Two commands: `make demo` renders a video, `make test` runs the whole suite, then the mutation check
+# (scripts/check_mutants.py: each known one-line bug applied to a copy must make its targeted tests fail).
 # Both create or reuse .venv/ and, unless COMFYUI_DIR points at an existing ComfyUI, a pinned host in .comfyui/.
 PY := .venv/bin/python
 PYTEST_ARGS ?=
@@ -13,6 +14,7 @@ test: setup
 	bash scripts/setup_api_clients.sh
 	bash scripts/setup_tools.sh
 	COMFYUI_DIR="$(COMFYUI_DIR)" $(PY) -m pytest -q $(PYTEST_ARGS)
+	COMFYUI_DIR="$(COMFYUI_DIR)" $(PY) scripts/check_mutants.py
 
 test-core: setup
 	COMFYUI_DIR="$(COMFYUI_DIR)" $(PY) -m pytest -q tests/core $(PYTEST_ARGS)

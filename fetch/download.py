@@ -11,6 +11,7 @@ import base64
 import binascii
 import json
 import os
+import re
 import tempfile
 import time
 import urllib.parse
@@ -21,6 +22,10 @@ from .pace import DEADLINE_FLOOR_S, MIN_RATE_BYTES_S, RATE_WINDOW_S, Cancel, Pac
 from .policy import FetchError, allowed_addresses, parse_url, redact_url
 from .tokens import auth_headers
 from .wire import READ_BYTES, Response, request
+
+PART_SUFFIX = ".part"
+_PART_NAME = re.compile(r"^\..+\.[a-z0-9_]{8}" + re.escape(PART_SUFFIX) + "$")
+"""What `tempfile.mkstemp(prefix=".<name>.", suffix=".part")` names."""
 
 MAX_REDIRECTS = 5
 REDIRECTS = (301, 302, 303, 307, 308)
@@ -95,7 +100,7 @@ def download(url: str, dest: Path, *, max_bytes: int, check_head: Optional[Calla
         if check_head is not None:
             check_head(head)
         dest.parent.mkdir(parents=True, exist_ok=True)
-        handle, temp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+        handle, temp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=PART_SUFFIX, dir=dest.parent)
         temp = Path(temp_name)
         try:
             with os.fdopen(handle, "wb") as out:
@@ -108,6 +113,14 @@ def download(url: str, dest: Path, *, max_bytes: int, check_head: Optional[Calla
             temp.unlink(missing_ok=True)
             raise
     return dest
+
+
+def leftover_parts(folder: Path) -> list[Path]:
+    """The hidden partial files (`.<name>.<random>.part`) of downloads into `folder` that never finished: a crash
+    or a kill skips the clean-up a failed download gets. Only for a moment when no download into it runs."""
+    folder = Path(folder)
+    return sorted(path for path in folder.glob(f".*{PART_SUFFIX}") if _PART_NAME.match(path.name)) \
+        if folder.is_dir() else []
 
 
 def _stream(response: Response, out, head: bytes, max_bytes: int, progress: Optional[Progress],

@@ -12,15 +12,17 @@ from __future__ import annotations
 import dataclasses
 import logging
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Optional, Sequence
 
 import torch
-from comfy_api.latest import io
+from comfy_api.latest import InputImpl, io
 
 from .. import ltx_core
 from ..ltx_core.models.grid import FRAMES_PER_LATENT
 from ..ltx_core.sampling import MIN_MEDIA_SIDE, check_guide_start
 from ..service.limits import MAX_IMAGE_PIXELS, MAX_VIDEO_PIXELS, MediaSize, check_pixels
+from ..media import read_video
 from .inputs import CATEGORY, conditions_input, crf_input
 from .sockets import LTXConditionsType
 
@@ -57,6 +59,17 @@ class MediaCondition(ltx_core.Condition):
                 raise ValueError(f"{self.label}: only {num_frames - start} frames of the video remain after frame "
                                  f"{start}; a video condition needs at least 9 of them (8k+1)")
         return dataclasses.replace(self, start_frame=start)
+
+
+def video_frames(video, label: str) -> tuple[torch.Tensor, Fraction]:
+    """A core VIDEO's frames `[F, H, W, 3]` and frame rate. A video read from a file is decoded here, whole and
+    strictly: a cut-short or corrupt file is an error naming `label`, never a shorter or broken clip (core's
+    decoding stops quietly where the data ends)."""
+    if isinstance(video, InputImpl.VideoFromFile):
+        decoded = read_video(video.get_stream_source(), label)
+        return decoded.frames, decoded.frame_rate
+    components = video.get_components()
+    return components.images, Fraction(components.frame_rate)
 
 
 def as_frames(images: torch.Tensor, label: str) -> torch.Tensor:
@@ -203,7 +216,7 @@ class LTX097VideoCondition(io.ComfyNode):
             if images is not None:
                 logger.warning("video condition: both video and images are connected; using the video")
             check_media_size(video, "video condition")
-            frames = as_frames(video.get_components().images, "video condition")
+            frames = as_frames(video_frames(video, "video condition")[0], "video condition")
         elif images is not None:
             check_media_size(images, "video condition")
             frames = as_frames(images, "video condition")

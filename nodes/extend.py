@@ -14,7 +14,7 @@ from comfy_api.latest import io, ui
 
 from .. import ltx_core
 from ..ltx_core.windows import DIRECTIONS, DEFAULT_CONTEXT_FRAMES, extended_frames
-from .conditioning import as_frames, check_media_size
+from .conditioning import as_frames, check_media_size, video_frames
 from .decode import iter_frames
 from .inputs import (CATEGORY, encoded_prompt_inputs, frame_rate_input, frames_input, guidance_input, hidden_unique_id,
                      model_input, recipe_input, save_inputs, seed_input, upsampler_input, vae_input, windows_input)
@@ -32,8 +32,8 @@ def clip_frames(video, images: Optional[torch.Tensor], frame_rate: float) -> tup
     """The clip to extend as frames `[F, H, W, 3]` and its frame rate (a VIDEO's own, else `frame_rate`)."""
     if video is not None:
         check_media_size(video, "clip to extend")
-        components = video.get_components()
-        frames, rate = components.images, float(components.frame_rate)
+        frames, rate = video_frames(video, "the clip to extend")
+        rate = float(rate)
     elif images is not None:
         check_media_size(images, "clip to extend")
         frames, rate = images, frame_rate

@@ -116,8 +116,7 @@ def checked_stream(checker: SafetyChecker, chunks: Iterable[torch.Tensor], total
         picked = [i for i in pending if start <= i < start + chunk.shape[0]]
         if picked:
             scores = safety.unsafe_scores(classifier, chunk[[i - start for i in picked]])
-            verdicts += [safety.FrameVerdict(i, float(v), float(v) >= checker.threshold)
-                         for i, v in zip(picked, scores.tolist())]
+            verdicts += [safety.verdict(i, v, checker.threshold) for i, v in zip(picked, scores.tolist())]
             if any(v.flagged for v in verdicts):
                 raise safety.ContentFlagged(safety.describe(verdicts, "the generated video", classifier,
                                                             checker.threshold))

@@ -17,6 +17,8 @@ import nodes as comfy_nodes
 from comfy.cli_args import args
 from server import PromptServer
 
+from ..nodes.video import WITHOUT_METADATA
+
 
 LOW_PRIORITY_OFFSET = 10 ** 9
 """Added to a low-priority prompt's queue number (ComfyUI takes the lowest number first)."""
@@ -86,14 +88,15 @@ class ComfyHost:
 
     async def queue(self, prompt: dict, prompt_id: str, *, low_priority: bool = False) -> None:
         """Validate and queue like `POST /prompt` (no client id: progress goes to every open UI). ComfyUI runs its
-        queue in number order: a low-priority prompt's number is moved behind every normal one."""
+        queue in number order: a low-priority prompt's number is moved behind every normal one. The mp4 keeps no
+        metadata: identical requests give identical files, and no request's id or URLs are stored in them."""
         valid = await execution.validate_prompt(prompt_id, prompt, None)
         if not valid[0]:
             raise PromptRefused(str(valid[1].get("message", valid[1])) if isinstance(valid[1], dict)
                                 else str(valid[1]), valid[3])
         number = self.server.number + (LOW_PRIORITY_OFFSET if low_priority else 0)
         self.server.number += 1
-        extra_data = {"create_time": int(time.time() * 1000)}
+        extra_data = {"create_time": int(time.time() * 1000), "extra_pnginfo": {WITHOUT_METADATA: True}}
         self.server.prompt_queue.put((number, prompt_id, prompt, extra_data, valid[2], {}))
 
     def queue_order(self) -> tuple[set[str], list[str]]:

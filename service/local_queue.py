@@ -142,9 +142,10 @@ class LocalQueue:
         else:
             message, error_type, interrupted = failure(entry)
             current = self.book.get(job.request_id)
-            cancelled = interrupted and current is not None and current.cancel_requested
-            self.book.fail(job.request_id, "the request was cancelled" if cancelled else message,
-                           "request_cancelled" if cancelled else error_type, cancelled=cancelled)
+            by_api = interrupted and current is not None and current.cancel_requested
+            # an interrupt from ComfyUI's UI cancels the request too: it ends as cancelled, not as a server error
+            self.book.fail(job.request_id, "the request was cancelled" if by_api else message, error_type,
+                           cancelled=interrupted)
         self.remove_media(job.request_id)
         self.ended(job.request_id)
 

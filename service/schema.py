@@ -222,7 +222,7 @@ class _Checker:
         url = self.string(name, required=required, src=src, loc=loc, max_chars=self.limits.url_chars(kind))
         if url is None:
             return None
-        if url.startswith("data:"):
+        if url[:5].lower() == "data:":  # schemes in any case, as the fetcher reads them (and LoRA URLs)
             return url
         if not url.lower().startswith(("http://", "https://")):
             return self.fail((*loc, name), f"{redact_url(url)[:80]!r} is not an http(s) URL or a base64 data "

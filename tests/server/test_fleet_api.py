@@ -185,7 +185,7 @@ def test_priorities_start_timeouts_and_cancels_through_another_instance(fleet, p
     for request_id in running + [low["request_id"], normal["request_id"]]:
         final = wait_until(a, request_id, ("COMPLETED",))
         assert final["error_type"] == "request_cancelled", final
-        assert call(b, f"{QUEUE}/requests/{request_id}")[0] == 400
+        assert call(b, f"{QUEUE}/requests/{request_id}")[0] == 499  # as fal answers a cancelled request
     web.finish("/cancelled")  # the low one, cancelled while waiting, with a webhook
     hook = json.loads(web.bodies["/cancelled"])
     assert hook["request_id"] == low["request_id"] and hook["payload"]["error_type"] == "request_cancelled"

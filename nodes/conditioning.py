@@ -21,7 +21,7 @@ from comfy_api.latest import InputImpl, io
 from .. import ltx_core
 from ..ltx_core.models.grid import FRAMES_PER_LATENT
 from ..ltx_core.sampling import MIN_MEDIA_SIDE, check_guide_start
-from ..service.limits import MAX_IMAGE_PIXELS, MAX_VIDEO_PIXELS, MediaSize, check_pixels
+from ..media.limits import MAX_IMAGE_PIXELS, MAX_VIDEO_PIXELS, MediaSize, check_pixels
 from ..media import read_video
 from .inputs import CATEGORY, conditions_input, crf_input
 from .sockets import LTXConditionsType

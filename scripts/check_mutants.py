@@ -245,7 +245,7 @@ MUTANTS = (
            r'_PART_NAME = re.compile(r"^.*\.mp4.*"',
            ("tests/core/test_mp4.py::test_leftover_parts_are_the_writers_hidden_files_only",)),
     # issue 17, items 1-4: bounded work, keys, secrets in URLs, starvation
-    Mutant("pixel-limit-ignored", "service/limits.py", "    if size.pixels > limit:", "    if False:",
+    Mutant("pixel-limit-ignored", "media/limits.py", "    if size.pixels > limit:", "    if False:",
            ("tests/core/test_service_units.py::test_condition_pixels_are_limited_from_the_header_before_decoding",)),
     Mutant("memory-estimate-ignored", "service/media.py", "        if free is None or needed <= free:",
            "        if True:",

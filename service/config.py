@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Optional
 
-from .limits import MAX_IMAGE_PIXELS, MAX_VIDEO_PIXELS
+from ..media.limits import MAX_IMAGE_PIXELS, MAX_VIDEO_PIXELS
 
 logger = logging.getLogger(__name__)
 

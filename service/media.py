@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
-from . import limits
+from ..media import limits
 from .config import ServiceConfig
 from .downloads import DownloadPool
 from .schema import GenerationInput, InputError, MediaCondition, field_error

@@ -10,32 +10,18 @@ import inspect
 import io
 import json
 import struct
-import sys
 import threading
-import types
 import zlib
-from pathlib import Path
 
 import pytest
 from PIL import Image
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-PLAIN_PACK = "ltxv097_plain"
+from support.plain_pack import REPO_ROOT, pack_module
 
-
-def pack_module(name: str) -> types.ModuleType:
-    """A module of the pack imported as the pack's own submodule (`service/` imports `hosted/` relatively),
-    without running the pack's `__init__` (which registers with ComfyUI): the API's parts need no ComfyUI."""
-    if PLAIN_PACK not in sys.modules:
-        package = types.ModuleType(PLAIN_PACK)
-        package.__path__ = [str(REPO_ROOT)]
-        sys.modules[PLAIN_PACK] = package
-    return importlib.import_module(f"{PLAIN_PACK}.{name}")
-
-
-access, service_config, downloads, graph, jobs, media, outcome, schema, store, webhook, service_limits = (
+access, service_config, downloads, graph, jobs, media, outcome, schema, store, webhook = (
     pack_module(f"service.{name}") for name in ("access", "config", "downloads", "graph", "jobs", "media", "outcome",
-                                                "schema", "store", "webhook", "limits"))
+                                                "schema", "store", "webhook"))
+service_limits = pack_module("media.limits")
 check_media = pack_module("media").check
 REQUEST_ID = "0b7e2a4c-3f1d-4c55-9a0e-5d6f7a8b9c0d"
 NODE_INPUTS = {"model", "vae", "clip", "prompt", "negative_prompt", "resolution", "seed"}

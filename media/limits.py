@@ -1,5 +1,5 @@
 """How much work one condition image or video may cause, decided from the file's header before any pixel is
-decoded, and how much memory a whole request needs. Shared by the API (`media.py`) and the nodes that load
+decoded, and how much memory a whole request needs. Shared by the API (`service/media.py`) and the nodes that load
 condition media, so both refuse the same files. Plain Python (Pillow and PyAV, no ComfyUI).
 
 A 12000×12000 PNG is 420 KB (under every byte cap) and about 20 GB once decoded and prepared; only pixel counts

@@ -115,5 +115,5 @@ def describe(verdicts: list[FrameVerdict], what: str, classifier: Classifier, th
     flagged = [v for v in verdicts if v.flagged]
     frames = ", ".join(f"frame {v.frame} (score {v.score:.3f})" for v in flagged[:8])
     more = f" and {len(flagged) - 8} more" if len(flagged) > 8 else ""
-    return (f"{FLAGGED} (content_policy_violation): the safety checker ({classifier.folder.name}) flagged {what}: {frames}"
-            f"{more}; score = probability of {'/'.join(classifier.unsafe_names)}, threshold {threshold}")
+    return (f"{FLAGGED} (content_policy_violation): the safety checker ({classifier.folder.name}) flagged {what}: "
+            f"{frames}{more}; score = probability of {'/'.join(classifier.unsafe_names)}, threshold {threshold}")

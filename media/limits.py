@@ -12,7 +12,6 @@ import io
 import logging
 import warnings
 from dataclasses import dataclass
-from typing import Optional
 
 logger = logging.getLogger(__name__)
 
@@ -103,7 +102,7 @@ def output_memory(width: int, height: int, frames: int) -> int:
     return width * height * frames * OUTPUT_BYTES_PER_PIXEL
 
 
-def available_memory() -> Optional[int]:
+def available_memory() -> int | None:
     """Bytes of memory the machine has free now (None when unknown)."""
     try:
         import psutil

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import io
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import BinaryIO, Callable, Optional
+from typing import BinaryIO
 
 import av
 import torch
@@ -55,7 +56,7 @@ class VideoFrames:
     frame_rate: Fraction
 
 
-def _decode(source: Source, what: str, keep: Optional[Callable[[av.VideoFrame], None]]) -> tuple[int, Fraction]:
+def _decode(source: Source, what: str, keep: Callable[[av.VideoFrame], None] | None) -> tuple[int, Fraction]:
     """Decode every frame of the first video stream (each passed to `keep`); (frames, frame rate)."""
     if isinstance(source, (bytes, bytearray)):
         source = io.BytesIO(source)

@@ -12,9 +12,9 @@ import math
 import os
 import re
 import tempfile
-from pathlib import Path
+from collections.abc import Iterable, Iterator
 from fractions import Fraction
-from typing import Iterable, Iterator, Optional
+from pathlib import Path
 
 import av
 import torch
@@ -57,16 +57,16 @@ class Mp4Writer:
     """
 
     def __init__(self, path: str, frame_rate: float, crf: int = DEFAULT_CRF,
-                 metadata: Optional[dict[str, str]] = None):
+                 metadata: dict[str, str] | None = None):
         self.path, self.rate, self.crf, self.metadata = path, frame_rate_fraction(frame_rate), int(crf), metadata
         self.frames = 0
         self._container = self._stream = None
-        self._size: Optional[tuple[int, int]] = None
+        self._size: tuple[int, int] | None = None
         folder, name = os.path.split(path)
         handle, self._partial = tempfile.mkstemp(prefix=f".{name}.", suffix=PART_SUFFIX, dir=folder or ".")
         os.close(handle)
 
-    def __enter__(self) -> "Mp4Writer":
+    def __enter__(self) -> Mp4Writer:
         return self
 
     def __exit__(self, kind, error, trace) -> None:
@@ -117,7 +117,7 @@ class Mp4Writer:
 
 
 def write_mp4(path: str, frames: torch.Tensor | Iterable[torch.Tensor], frame_rate: float,
-              crf: int = DEFAULT_CRF, metadata: Optional[dict[str, str]] = None) -> int:
+              crf: int = DEFAULT_CRF, metadata: dict[str, str] | None = None) -> int:
     """Frames `[F, H, W, 3]` in [0, 1] (or chunks of them, as they come) → an mp4; returns the frame count."""
     chunks = [frames] if torch.is_tensor(frames) else frames
     with Mp4Writer(path, frame_rate, crf, metadata) as writer:

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Optional, Sequence
 
 import torch
 from comfy_api.latest import InputImpl, io
@@ -21,8 +21,8 @@ from comfy_api.latest import InputImpl, io
 from .. import ltx_core
 from ..ltx_core.models.grid import FRAMES_PER_LATENT
 from ..ltx_core.sampling import MIN_MEDIA_SIDE, check_guide_start
-from ..media.limits import MAX_IMAGE_PIXELS, MAX_VIDEO_PIXELS, MediaSize, check_pixels
 from ..media import read_video
+from ..media.limits import MAX_IMAGE_PIXELS, MAX_VIDEO_PIXELS, MediaSize, check_pixels
 from .inputs import CATEGORY, conditions_input, crf_input
 from .sockets import LTXConditionsType
 
@@ -39,10 +39,10 @@ class MediaCondition(ltx_core.Condition):
     `start_frame` may be negative for an image: -1 is the last frame of the video, resolved by `resolve`.
     """
 
-    crf: Optional[int] = DEFAULT_CRF
+    crf: int | None = DEFAULT_CRF
     label: str = "condition"
 
-    def resolve(self, num_frames: int) -> "MediaCondition":
+    def resolve(self, num_frames: int) -> MediaCondition:
         """This condition with its start frame checked against a video of `num_frames` frames."""
         start = self.start_frame + num_frames if self.start_frame < 0 else self.start_frame
         if not 0 <= start < num_frames:
@@ -102,11 +102,11 @@ def check_media_size(media, label: str, *, frame_only: bool = False) -> None:
     check_pixels(size, limit, f"{label}: the {'image' if frame_only else 'video'}")
 
 
-def chain(conditions: Optional[Sequence[ltx_core.Condition]], item: ltx_core.Condition) -> tuple:
+def chain(conditions: Sequence[ltx_core.Condition] | None, item: ltx_core.Condition) -> tuple:
     return (*(conditions or ()), item)
 
 
-def resolve_conditions(conditions: Optional[Sequence[ltx_core.Condition]], num_frames: int
+def resolve_conditions(conditions: Sequence[ltx_core.Condition] | None, num_frames: int
                        ) -> list[ltx_core.Condition]:
     """Conditions with their start frames resolved and checked against a video of `num_frames` frames."""
     if conditions is not None and not isinstance(conditions, (list, tuple)):
@@ -210,7 +210,7 @@ class LTX097VideoCondition(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, video=None, images: Optional[torch.Tensor] = None, start_frame: int = 0,
+    def execute(cls, video=None, images: torch.Tensor | None = None, start_frame: int = 0,
                 strength: float = 1.0, crf: int = DEFAULT_CRF, conditions=None) -> io.NodeOutput:
         if video is not None:
             if images is not None:
@@ -250,7 +250,7 @@ def extra_latent_frames(conditions: Sequence[ltx_core.Condition], window_frames:
     return total
 
 
-def has_guide(conditions: Optional[Sequence[ltx_core.Condition]]) -> bool:
+def has_guide(conditions: Sequence[ltx_core.Condition] | None) -> bool:
     return any(getattr(item, "guide", False) for item in conditions or ())
 
 
@@ -288,7 +288,7 @@ class LTX097Guide(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, video=None, images: Optional[torch.Tensor] = None, start_frame: int = 0,
+    def execute(cls, video=None, images: torch.Tensor | None = None, start_frame: int = 0,
                 strength: float = 1.0, conditions=None) -> io.NodeOutput:
         if video is not None:
             if images is not None:

@@ -12,8 +12,8 @@ import hashlib
 import logging
 import math
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from ..fetch import redact_url
 

@@ -18,7 +18,6 @@ import re
 import threading
 import urllib.parse
 from pathlib import Path
-from typing import Optional
 
 import folder_paths
 
@@ -133,7 +132,7 @@ def check_source(source: str) -> None:
         raise LoraSourceError(str(error)) from None
 
 
-def resolve_lora(source: str, weight_name: Optional[str] = None, *, progress: Optional[Progress] = None) -> str:
+def resolve_lora(source: str, weight_name: str | None = None, *, progress: Progress | None = None) -> str:
     """The local safetensors file for a LoRA source (see the module docstring); downloads when needed."""
     source = (source or "").strip()
     weight_name = (weight_name or "").strip() or None
@@ -187,7 +186,7 @@ def check_head(head: bytes, what: str) -> None:
 # http(s)
 
 
-def cached_download_path(url: str, folder: Optional[Path] = None) -> Path:
+def cached_download_path(url: str, folder: Path | None = None) -> Path:
     """Where `url` is cached: `<name>-<lora_cache.cache_key>.safetensors`, so query variants share one file."""
     folder = folder or download_dir()
     base = os.path.basename(urllib.parse.unquote(urllib.parse.urlsplit(url).path)) or "lora"
@@ -199,8 +198,8 @@ def cached_download_path(url: str, folder: Optional[Path] = None) -> Path:
     return folder / f"{stem}-{lora_cache.cache_key(url)}{lora_cache.CACHED_SUFFIX}"
 
 
-def download_lora(url: str, *, folder: Optional[Path] = None, max_bytes: Optional[int] = None,
-                  progress: Optional[Progress] = None) -> str:
+def download_lora(url: str, *, folder: Path | None = None, max_bytes: int | None = None,
+                  progress: Progress | None = None) -> str:
     """Download a safetensors LoRA once (see the module docstring); returns the cached file's path."""
     final = cached_download_path(url, folder)
     shown = redact_url(url)
@@ -232,13 +231,17 @@ def download_lora(url: str, *, folder: Optional[Path] = None, max_bytes: Optiona
 # Hugging Face
 
 
-def huggingface_lora(repo_id: str, weight_name: Optional[str] = None) -> str:
+def huggingface_lora(repo_id: str, weight_name: str | None = None) -> str:
     """A LoRA file of a Hugging Face repo through `huggingface_hub` (its cache; offline mode honoured)."""
     try:
         import huggingface_hub
         from huggingface_hub import constants
-        from huggingface_hub.utils import (EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError,
-                                           RepositoryNotFoundError)
+        from huggingface_hub.utils import (
+            EntryNotFoundError,
+            HfHubHTTPError,
+            LocalEntryNotFoundError,
+            RepositoryNotFoundError,
+        )
     except ImportError:
         raise LoraSourceError(f"'{repo_id}' looks like a Hugging Face repo id, but the huggingface_hub package is "
                               f"not installed; install it (pip install huggingface_hub) or put the file in "

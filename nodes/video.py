@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from typing import Iterable, Optional
+from collections.abc import Iterable
 
 import folder_paths
 import torch
@@ -47,7 +47,7 @@ def metadata_of(cls) -> dict[str, str]:
 
 def save_video(frames: torch.Tensor | Iterable[torch.Tensor], frame_rate: float, *,
                filename_prefix: str = DEFAULT_PREFIX, crf: int = DEFAULT_CRF, reverse: bool = False,
-               metadata: Optional[dict[str, str]] = None, size: Optional[tuple[int, int]] = None):
+               metadata: dict[str, str] | None = None, size: tuple[int, int] | None = None):
     """Save to the output folder; returns (path, `ui.SavedResult`, core VIDEO).
 
     `frames` is one tensor `[F, H, W, 3]` or chunks of frames as they come (then give `size` = (width, height)
@@ -101,7 +101,7 @@ class LTX097SaveVideo(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, frame_rate: Optional[float] = 25.0) -> bool | str:
+    def validate_inputs(cls, frame_rate: float | None = 25.0) -> bool | str:
         return check_number("frame_rate", frame_rate, MIN_FRAME_RATE, MAX_FRAME_RATE)
 
     @classmethod

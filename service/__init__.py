@@ -11,8 +11,8 @@ Everything except `host.py` and `start` is plain Python, unit-tested without Com
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from types import ModuleType
-from typing import Callable
 
 logger = logging.getLogger(__name__)
 
@@ -31,10 +31,10 @@ def start(add_log_listener: Callable[[Callable[[str], None]], None], fetch: Modu
     from .jobs import FILES_PREFIX
     from .local_queue import LocalQueue
     from .media import ConditionMedia, remove_leftover_inputs
-    from .routes import APP_ID, QUEUE_PREFIX, ApiRoutes
-    from .store import JobStore
     from .pgqueue.settings import database_url
     from .pgqueue.storage import storage_root, uploads_folder
+    from .routes import APP_ID, QUEUE_PREFIX, ApiRoutes
+    from .store import JobStore
     from .uploads import REST_PREFIX, TOKEN_PARAMETER, UPLOADS_PREFIX, UploadRoutes, UploadStore
     from .webhook import Webhook
 

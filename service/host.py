@@ -9,16 +9,15 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Optional
 
 import execution
 import folder_paths
-import nodes as comfy_nodes
 from comfy.cli_args import args
 from server import PromptServer
 
-from ..nodes.video import WITHOUT_METADATA
+import nodes as comfy_nodes
 
+from ..nodes.video import WITHOUT_METADATA
 
 LOW_PRIORITY_OFFSET = 10 ** 9
 """Added to a low-priority prompt's queue number (ComfyUI takes the lowest number first)."""
@@ -33,7 +32,7 @@ class PromptRefused(Exception):
 
 
 class ComfyHost:
-    def __init__(self, server: Optional[PromptServer] = None):
+    def __init__(self, server: PromptServer | None = None):
         self.server = server or PromptServer.instance
 
     @property
@@ -104,7 +103,7 @@ class ComfyHost:
         running, pending = self.server.prompt_queue.get_current_queue_volatile()
         return {item[1] for item in running}, [item[1] for item in sorted(pending, key=lambda item: item[0])]
 
-    def history(self, prompt_id: str) -> Optional[dict]:
+    def history(self, prompt_id: str) -> dict | None:
         return self.server.prompt_queue.get_history(prompt_id=prompt_id).get(prompt_id)
 
     def remove_queued(self, prompt_id: str) -> bool:
@@ -115,5 +114,5 @@ class ComfyHost:
         if prompt_id in running:
             comfy_nodes.interrupt_processing()
 
-    def current_prompt_id(self) -> Optional[str]:
+    def current_prompt_id(self) -> str | None:
         return getattr(self.server, "last_prompt_id", None)

@@ -14,9 +14,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
 
 from ..media import limits
 from .config import ServiceConfig
@@ -30,7 +30,7 @@ IMAGE_TYPES = {"png": b"\x89PNG\r\n\x1a\n", "jpg": b"\xff\xd8\xff", "gif": b"GIF
 VIDEO_TYPES = {"webm": b"\x1a\x45\xdf\xa3"}
 
 
-def sniff(kind: str, data: bytes) -> Optional[str]:
+def sniff(kind: str, data: bytes) -> str | None:
     """The file extension for `data` when it is the `kind` ("image" / "video") of file we take; None otherwise."""
     if kind == "image":
         if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
@@ -92,16 +92,16 @@ class ConditionMedia:
     when the URL is not one), so uploads need no network round trip."""
 
     def __init__(self, fetch_bytes: Callable[..., tuple[bytes, str]], fetch_error: type, input_dir: Path,
-                 config: ServiceConfig, pool: Optional[DownloadPool] = None,
-                 free_memory: Callable[[], Optional[int]] = limits.available_memory,
-                 check_media: Optional[Callable[[str, bytes, str], None]] = None):
+                 config: ServiceConfig, pool: DownloadPool | None = None,
+                 free_memory: Callable[[], int | None] = limits.available_memory,
+                 check_media: Callable[[str, bytes, str], None] | None = None):
         self.fetch_bytes, self.fetch_error = fetch_bytes, fetch_error
         self.input_dir, self.config, self.check_media = Path(input_dir), config, check_media
         self.pool = pool or DownloadPool(config.max_downloads, config.max_request_downloads)
         self.free_memory = free_memory
 
     async def __call__(self, generation: GenerationInput, request_id: str,
-                       local: Callable[[str], Optional[tuple[bytes, str]]] = lambda url: None) -> list[str]:
+                       local: Callable[[str], tuple[bytes, str] | None] = lambda url: None) -> list[str]:
         fetched = await self.pool.run([lambda c=condition: self.read(c, local) for condition in generation.conditions])
         media = [self.check(condition, answer) for condition, answer in zip(generation.conditions, fetched)]
         self.check_memory(generation, media)

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Optional
 
 from .graph import OUTPUT_NODE
 from .jobs import START_TIMEOUT
 
 
-def saved_video(entry: dict, output_dir: Path) -> Optional[dict]:
+def saved_video(entry: dict, output_dir: Path) -> dict | None:
     """{"path" (relative to the output folder), "file_name", "file_size"} of the mp4 in a successful entry."""
     for item in entry.get("outputs", {}).get(OUTPUT_NODE, {}).get("images", []):
         if item.get("type") == "output" and str(item.get("filename", "")).endswith(".mp4"):
@@ -21,7 +20,7 @@ def saved_video(entry: dict, output_dir: Path) -> Optional[dict]:
     return None
 
 
-def prompt_used(entry: dict) -> Optional[str]:
+def prompt_used(entry: dict) -> str | None:
     """The prompt the one node encoded (expanded when `expand_prompt` was on), from its UI output."""
     values = entry.get("outputs", {}).get(OUTPUT_NODE, {}).get("prompt") or []
     return values[0] if values and isinstance(values[0], str) else None
@@ -71,7 +70,7 @@ def failure(entry: dict) -> tuple[str, str, bool]:
     return "the generation failed", "execution_error", False
 
 
-def error_answer(state: str, message: Optional[str], error_type: Optional[str]) -> tuple[int, dict]:
+def error_answer(state: str, message: str | None, error_type: str | None) -> tuple[int, dict]:
     """(HTTP status, JSON body) of a request that ended without a video: what its result answers and what its
     webhook carries as payload. A caller's mistake found while running (flagged content, a LoRA that cannot be used)
     is a 422 in the validation shape; a cancelled request 499 (as fal's apps answer one); a start timeout 504; the

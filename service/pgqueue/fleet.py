@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Awaitable, Callable, Optional
+from collections.abc import Awaitable, Callable
 
 from ..config import ServiceConfig
 from ..jobs import COMPLETED, QUEUED, RUNNING, Job, result_json, video_url
@@ -31,11 +31,11 @@ class FleetQueue:
     input folder; `remove_media(request_id)` deletes them."""
 
     def __init__(self, host, config: ServiceConfig, url: str, storage: SharedStorage, *,
-                 notify: Optional[Callable[[Job, Optional[dict]], Awaitable[None]]],
+                 notify: Callable[[Job, dict | None], Awaitable[None]] | None,
                  media_prefix: Callable[[str], str], remove_media: Callable[[str], None]):
         self.host, self.config, self.url, self.storage = host, config, url, storage
         self.notify, self.media_prefix, self.remove_media = notify, media_prefix, remove_media
-        self.problem: Optional[str] = CONNECTING
+        self.problem: str | None = CONNECTING
         self.jobs = None
         """The `PgJobQueue` once connected."""
         self.worker = None
@@ -73,7 +73,7 @@ class FleetQueue:
         logger.info("LTX-Video API: the job database is ready; this instance is %s (worker %s)",
                     "a gateway only" if self.config.gateway_only else "a gateway and a worker", self.worker.name)
 
-    def report(self, message: Optional[str]) -> None:
+    def report(self, message: str | None) -> None:
         if message is not None and message != self.problem:
             logger.error("LTX-Video API: %s", message)
         self.problem = message
@@ -98,10 +98,10 @@ class FleetQueue:
                     "start_timeout": None if job.start_deadline is None else job.start_deadline - job.created_at}
         await self.jobs.submit(job.request_id, prompt, settings, LOW if job.priority == "low" else NORMAL)
 
-    async def get(self, request_id: str) -> Optional[Job]:
+    async def get(self, request_id: str) -> Job | None:
         return await self.jobs.get(request_id)
 
-    async def status(self, request_id: str) -> Optional[QueueStatus]:
+    async def status(self, request_id: str) -> QueueStatus | None:
         found = await self.jobs.status(request_id)
         return None if found is None else QueueStatus(*found)
 

@@ -14,8 +14,8 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from support import tiny
 from ltx_core import NonFiniteLatentsError, generate, load_checkpoint, load_latent_upsampler
+from support import tiny
 
 FORGED_BUDGET_S = 5.0
 """Generous: the refusal takes milliseconds; building 20000 blocks took ~30 s."""

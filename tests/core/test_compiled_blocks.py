@@ -11,10 +11,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from support import tiny
 from ltx_core import SkipLayers
 from ltx_core.acceleration import compile_blocks
 from ltx_core.models.transformer import Transformer3D
+from support import tiny
 
 
 def _model(seed: int = 0) -> Transformer3D:

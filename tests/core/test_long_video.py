@@ -3,11 +3,18 @@
 import pytest
 import torch
 
-from support import tiny
-from ltx_core import (Condition, VideoLatents, decode_video, iter_decode_video, load_checkpoint,
-                      load_latent_upsampler, sample_video)
+from ltx_core import (
+    Condition,
+    VideoLatents,
+    decode_video,
+    iter_decode_video,
+    load_checkpoint,
+    load_latent_upsampler,
+    sample_video,
+)
 from ltx_core.sampling.passes import PassRunner, adain
 from ltx_core.windows import extended_frames, plan_extension, plan_windows, sample_long_video
+from support import tiny
 
 DISTILLED = dict(width=96, height=64, frame_rate=24.0, seed=7, recipe="0.9.7-distilled")
 
@@ -199,8 +206,8 @@ def test_extension_plans_and_joins_exactly_n_new_frames():
 
 
 def test_the_cross_fade_goes_from_the_previous_window_to_the_new_one():
-    from ltx_core.windows.plan import Window
     from ltx_core.windows.long_video import cross_fade
+    from ltx_core.windows.plan import Window
 
     video = torch.zeros(1, 1, 8, 1, 1)
     cross_fade(video, Window(index=1, start=2, length=5, overlap=3, num_frames=33), torch.ones(1, 1, 5, 1, 1))

@@ -1,5 +1,5 @@
-"""The one safetensors header check (ltx_core.loading.safetensors_check) on hand-made files: complete files pass, and each
-way a file can be wrong is named for what it is (cut short, trailing bytes, duplicate entries, not JSON)."""
+"""The one safetensors header check (ltx_core.loading.safetensors_check) on hand-made files: complete files pass,
+and each way a file can be wrong is named for what it is (cut short, trailing bytes, duplicate entries, not JSON)."""
 
 from __future__ import annotations
 

@@ -356,7 +356,7 @@ def test_damaged_media_is_a_422_naming_the_field_and_nothing_is_written(tmp_path
     Image.frombytes("RGB", (64, 64), pixels).save(buffer, "PNG")
     png = buffer.getvalue()
     for data, field in ((png[: len(png) // 2], "image_url"), (png[:-20], "image_url")):
-        loader = media.ConditionMedia(lambda url, **_: (data, "image/png"), ValueError, tmp_path,
+        loader = media.ConditionMedia(lambda url, data=data, **_: (data, "image/png"), ValueError, tmp_path,
                                       service_config.ServiceConfig(), check_media=check_media)
         with pytest.raises(schema.InputError) as refused:
             asyncio.run(loader(schema.parse_input({"prompt": "p", field: "https://x/y"}), REQUEST_ID))

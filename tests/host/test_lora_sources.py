@@ -16,8 +16,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from support import tiny
-from support import tiny_lora
+from support import tiny, tiny_lora
 from support.local_web import LocalWeb
 
 pytest_plugins = ["support.comfy_host"]

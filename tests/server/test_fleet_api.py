@@ -19,9 +19,24 @@ import pytest
 from PIL import Image
 
 from support import service_kit
-from support.fleet_kit import (FAST, QUEUE, call, client_result, decoded_frames, fetch, fleet_server, in_history,
-                               rows, runs_on, start_js_subscribe, start_member, start_python_client, status,
-                               wait_until, worker_of)
+from support.fleet_kit import (
+    FAST,
+    QUEUE,
+    call,
+    client_result,
+    decoded_frames,
+    fetch,
+    fleet_server,
+    in_history,
+    rows,
+    runs_on,
+    start_js_subscribe,
+    start_member,
+    start_python_client,
+    status,
+    wait_until,
+    worker_of,
+)
 from support.local_web import LocalWeb
 from support.pg_server import PgServer
 

@@ -111,7 +111,8 @@ def test_javascript_client_runs_the_documented_subscribe(api, tls, tmp_path):
         "@fal-ai/client is not installed: run scripts/setup_api_clients.sh (make test does)"
     script = tmp_path / "node"
     shutil.copytree(CLIENTS_DIR, script / "clients", symlinks=True, ignore=shutil.ignore_patterns("*.mjs"))
-    shutil.copy(Path(__file__).parents[1] / "support" / "api_clients" / "subscribe.mjs", script / "clients" / "subscribe.mjs")
+    support_clients = Path(__file__).parents[1] / "support" / "api_clients"
+    shutil.copy(support_clients / "subscribe.mjs", script / "clients" / "subscribe.mjs")
     env = {**os.environ, "LTXV097_API_URL": api.url, "FAL_KEY": "test-key", "NODE_EXTRA_CA_CERTS": str(tls[0]),
            "LTXV097_API_INPUT": json.dumps(service_kit.SMALL)}
     completed = subprocess.run(["node", str(script / "clients" / "subscribe.mjs")], env=env, capture_output=True,
@@ -248,7 +249,8 @@ BAD_VALUES = [
     ("negative_prompt", ["x"], "string_type"), ("loras", "a.safetensors", "list_type"),
     ("loras", [{"scale": 1}], "missing"), ("loras", [{"path": "a", "scale": 99}], "value_error"),
     ("loras", [{"path": "a", "weight_name": 3}], "string_type"),
-    ("loras", [{"path": "not_there.safetensors"}], "value_error"), ("loras", [{"path": "/etc/x"}], "value_error"), ("resolution", "1080p", "literal_error"),
+    ("loras", [{"path": "not_there.safetensors"}], "value_error"), ("loras", [{"path": "/etc/x"}], "value_error"),
+    ("resolution", "1080p", "literal_error"),
     ("aspect_ratio", "4:3", "literal_error"), ("number_of_frames", 8, "value_error"),
     ("number_of_frames", 258, "value_error"), ("number_of_frames", "89", "int_type"),
     ("number_of_steps", 0, "value_error"), ("number_of_steps", 101, "value_error"),

@@ -26,9 +26,6 @@ VIDEO_BYTES_PER_PIXEL = 40
 OUTPUT_BYTES_PER_PIXEL = 24
 """Memory one pixel of one generated frame costs (decoded float RGB frames, and their uint8 copy for the mp4)."""
 
-OUTPUT_FRAME_PIXELS = {"480p": 848 * 480, "720p": 1280 * 720}
-"""The most pixels a generated frame has at each resolution (any aspect ratio), for the memory estimate."""
-
 
 class MediaTooLarge(ValueError):
     """A condition whose pixels exceed a limit (the message names the sizes and the limit)."""

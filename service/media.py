@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..hosted import VIDEO_SIZES
 from ..media import limits
 from .config import ServiceConfig
 from .downloads import DownloadPool
@@ -81,7 +82,8 @@ class CheckedMedia:
 
 def request_memory(generation: GenerationInput, media: list[CheckedMedia]) -> int:
     """Bytes the request needs at its peak, roughly: its condition media being prepared and its output frames."""
-    output = limits.output_memory(limits.OUTPUT_FRAME_PIXELS[generation.resolution], 1, generation.number_of_frames)
+    width, height = VIDEO_SIZES[generation.resolution][generation.aspect_ratio]
+    output = limits.output_memory(width * height, 1, generation.number_of_frames)
     return output + sum(limits.condition_memory(item.condition.kind, item.size) for item in media)
 
 

@@ -24,12 +24,18 @@ def _prompt_server():
 if _inside_comfyui():
     from comfy_api.latest import ComfyExtension, io
 
-    from . import fetch
+    from . import fetch, media
     from .nodes import NODE_LIST
+    from .nodes.lora_sources import remove_unfinished_downloads
     from .nodes.run_log import add_listener
+    from .nodes.video import remove_unfinished_videos
     from .service import start as start_api
 
-    API = start_api(add_listener, fetch) if _prompt_server() is not None else None
+    API = None
+    if _prompt_server() is not None:  # the server's start-up (not a tool or a test importing the pack)
+        remove_unfinished_videos()
+        remove_unfinished_downloads()
+        API = start_api(add_listener, fetch, media)
 
     class LTX097Extension(ComfyExtension):
         async def get_node_list(self) -> list[type[io.ComfyNode]]:

@@ -8,9 +8,10 @@ Florence-2 PromptGen needs code shipped with the model, which this pack never ru
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any
 
 import torch
 
@@ -93,7 +94,7 @@ def _generation_settings(text_model: TextModel, max_new_tokens: int, temperature
     return {**settings, "do_sample": False, "temperature": None, "top_p": None, "top_k": None}
 
 
-def write_prompt(text_model: TextModel, prompt: str, caption_text: Optional[str], *, max_new_tokens: int,
+def write_prompt(text_model: TextModel, prompt: str, caption_text: str | None, *, max_new_tokens: int,
                  temperature: float = 0.0, seed: int = 0) -> str:
     """The LLM's expansion of `prompt` (image-to-video instructions when a caption is given). Greedy when
     `temperature` is 0; sampled from `seed` otherwise."""
@@ -118,7 +119,7 @@ class Expansion:
 
     prompt: str
     plan: EnhancePlan
-    caption: Optional[str] = None
+    caption: str | None = None
 
     @property
     def note(self) -> str:
@@ -126,7 +127,7 @@ class Expansion:
         return f"{self.plan.reason}{detail}"
 
 
-def expand(plan: EnhancePlan, prompt: str, *, text_model: Optional[TextModel], captioner: Optional[Captioner],
+def expand(plan: EnhancePlan, prompt: str, *, text_model: TextModel | None, captioner: Captioner | None,
            count_tokens: Callable[[str], int], max_new_tokens: int = 256, temperature: float = 0.0,
            seed: int = 0, budget: int = T5_TOKEN_BUDGET) -> Expansion:
     """Carry out `plan` (see `plan_enhancement`); the result fits `budget` tokens of `count_tokens`."""

@@ -6,8 +6,6 @@ the text encoder, and for image-to-video to stay true to what the first frame sh
 
 from __future__ import annotations
 
-from typing import Optional
-
 _COMMON = """You write prompts for a text-to-video model. Turn the user's idea into one paragraph of plain, literal
 description, in the order things happen on screen.
 Begin with the main action in one sentence. Then give the movements and gestures, what each person or object looks
@@ -25,7 +23,7 @@ The video starts from a given image, described in image_caption. Describe that i
 user asks for. Where the user's words and the image disagree, follow the image."""
 
 
-def user_message(prompt: str, caption: Optional[str] = None) -> str:
+def user_message(prompt: str, caption: str | None = None) -> str:
     """The user turn: the prompt, and for image-to-video the caption of the first frame."""
     message = f"user_prompt: {prompt.strip()}"
     return message if caption is None else f"{message}\nimage_caption: {caption.strip()}"

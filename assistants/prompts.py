@@ -8,8 +8,9 @@ the only condition is an image at frame 0, and keeps the prompt for any other co
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Optional, Sequence
+from typing import Any
 
 import torch
 
@@ -27,14 +28,14 @@ class EnhancePlan:
 
     mode: str
     reason: str
-    image: Optional[torch.Tensor] = None
+    image: torch.Tensor | None = None
 
 
 def word_count(text: str) -> int:
     return len(text.split())
 
 
-def plan_enhancement(prompt: str, conditions: Optional[Sequence[Any]] = None,
+def plan_enhancement(prompt: str, conditions: Sequence[Any] | None = None,
                      keep_prompts_from_words: int = OFFICIAL_WORD_THRESHOLD) -> EnhancePlan:
     """Decide what to do with `prompt` given the conditions (objects with `media` `[F, H, W, 3]` and
     `start_frame`); `keep_prompts_from_words` > 0 keeps prompts of at least that many words as written."""

@@ -46,6 +46,11 @@ class FrameVerdict:
     flagged: bool
 
 
+def verdict(frame: int, score: float, threshold: float) -> FrameVerdict:
+    """A frame's verdict: flagged when its score reaches the threshold (the threshold itself flags)."""
+    return FrameVerdict(frame, float(score), float(score) >= threshold)
+
+
 def load_classifier(folder: Path, dtype: torch.dtype) -> Classifier:
     from transformers import AutoModelForImageClassification
 
@@ -86,7 +91,7 @@ def check_frames(classifier: Classifier, frames: torch.Tensor, *, threshold: flo
     """Verdicts for the sampled frames of `frames` `[F, H, W, 3]` (see `sample_indices`)."""
     indices = sample_indices(frames.shape[0], sample)
     scores = unsafe_scores(classifier, frames[indices])
-    return [FrameVerdict(i, float(s), float(s) >= threshold) for i, s in zip(indices, scores.tolist())]
+    return [verdict(i, s, threshold) for i, s in zip(indices, scores.tolist())]
 
 
 def frame_flags(total: int, verdicts: list[FrameVerdict]) -> torch.Tensor:
@@ -110,5 +115,5 @@ def describe(verdicts: list[FrameVerdict], what: str, classifier: Classifier, th
     flagged = [v for v in verdicts if v.flagged]
     frames = ", ".join(f"frame {v.frame} (score {v.score:.3f})" for v in flagged[:8])
     more = f" and {len(flagged) - 8} more" if len(flagged) > 8 else ""
-    return (f"{FLAGGED} (content_policy_violation): the safety checker ({classifier.folder.name}) flagged {what}: {frames}"
-            f"{more}; score = probability of {'/'.join(classifier.unsafe_names)}, threshold {threshold}")
+    return (f"{FLAGGED} (content_policy_violation): the safety checker ({classifier.folder.name}) flagged {what}: "
+            f"{frames}{more}; score = probability of {'/'.join(classifier.unsafe_names)}, threshold {threshold}")

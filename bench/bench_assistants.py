@@ -22,8 +22,8 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 
@@ -100,8 +100,9 @@ def bench_enhancer(folders: dict[str, Path], device: torch.device, dtype: torch.
     rows = {"llm_load_s": llm_load_s, "captioner_load_s": captioner_load_s, "max_new_tokens": max_new_tokens}
     for mode, conditions in (("t2v", None), ("i2v", [Image])):
         plan = plan_enhancement(PROMPT, conditions)
-        seconds, result = timed(lambda: enhancer.expand(plan, PROMPT, text_model=text_model, captioner=captioner,
-                                                        count_tokens=count, max_new_tokens=max_new_tokens),
+        seconds, result = timed(lambda plan=plan: enhancer.expand(plan, PROMPT, text_model=text_model,
+                                                                  captioner=captioner, count_tokens=count,
+                                                                  max_new_tokens=max_new_tokens),
                                 device, repeats)
         rows[f"{mode}_generate_s"] = seconds
         rows[f"{mode}_t5_tokens"] = count(result.prompt)

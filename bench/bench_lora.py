@@ -26,9 +26,9 @@ import sys
 import tempfile
 import time
 import types
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
 
 import torch
 
@@ -172,7 +172,7 @@ def median_time(device, fn, repeats: int) -> float:
     return statistics.median(timed(device, fn)[0] for _ in range(repeats))
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", choices=list(PRESETS), default="cpu")
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")

@@ -20,9 +20,9 @@ import os
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Optional
 
 import torch
 
@@ -39,7 +39,7 @@ class Preset:
     caption_channels: int
     latent: tuple[int, int, int]  # (F, H, W) latent video seen by the transformer: F·H·W tokens
     text_len: int
-    vae_layers: Optional[int]  # res layers per decoder stage; None = the released 0.9.5+ counts (5)
+    vae_layers: int | None  # res layers per decoder stage; None = the released 0.9.5+ counts (5)
     vae_latent: tuple[int, int, int]  # (F, H, W) latent decoded by the VAE → (8(F-1)+1, 32H, 32W) pixels
     chunk_frames: int  # latent frames per chunk for ours' chunked decode
 
@@ -126,11 +126,11 @@ def sync(device: torch.device) -> None:
 
 
 def time_sides(sides: dict[str, Callable[[], torch.Tensor]], device: torch.device, warmup: int, repeats: int
-               ) -> tuple[dict[str, Optional[torch.Tensor]], dict[str, dict[str, float]]]:
+               ) -> tuple[dict[str, torch.Tensor | None], dict[str, dict[str, float]]]:
     """Median wall time of synced calls, the sides interleaved per repeat so that load from other processes hits
     all of them alike; on CUDA also the peak memory a call allocates on top of what was resident before it.
     A side that runs out of memory is reported as nan instead of ending the run."""
-    outs: dict[str, Optional[torch.Tensor]] = dict.fromkeys(sides)
+    outs: dict[str, torch.Tensor | None] = dict.fromkeys(sides)
     times: dict[str, list[float]] = {name: [] for name in sides}
     peaks: dict[str, float] = dict.fromkeys(sides, 0.0)
     failed: set[str] = set()
@@ -291,7 +291,7 @@ def print_table(rows: list[dict]) -> None:
         print(line + (f" {r['peak_gib']:>9.2f}" if has_mem else ""))
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")

@@ -66,8 +66,8 @@ def write_models(preset: Preset, folder: Path) -> tuple[Path, Path]:
 
 def run_side(args: argparse.Namespace) -> None:
     """Child process: one side, one generation; prints a JSON line with time, peak memory and the frames file."""
-    from support import pipeline_reference
     from ltx_core import generate, load_checkpoint, load_latent_upsampler
+    from support import pipeline_reference
 
     preset = PRESETS[args.preset]
     dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[args.dtype]

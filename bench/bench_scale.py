@@ -22,7 +22,6 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
-from typing import Optional
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.append(str(REPO))
@@ -45,7 +44,7 @@ class WaitingHost:
 
     def __init__(self, folder: Path, job_seconds: float):
         self.folder, self.job_seconds = folder, job_seconds
-        self.running: Optional[str] = None
+        self.running: str | None = None
         self.entries: dict[str, dict] = {}
 
     def input_dir(self) -> Path:
@@ -70,7 +69,7 @@ class WaitingHost:
     def queue_order(self) -> tuple[set[str], list[str]]:
         return ({self.running} if self.running else set()), []
 
-    def history(self, prompt_id: str) -> Optional[dict]:
+    def history(self, prompt_id: str) -> dict | None:
         return self.entries.get(prompt_id)
 
     def remove_queued(self, prompt_id: str) -> bool:
@@ -79,7 +78,7 @@ class WaitingHost:
     def interrupt(self, prompt_id: str) -> None:
         pass
 
-    def current_prompt_id(self) -> Optional[str]:
+    def current_prompt_id(self) -> str | None:
         return self.running
 
 
@@ -201,7 +200,7 @@ async def measure(args: argparse.Namespace, url: str, folder: Path) -> dict:
     return results
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--latency-jobs", type=int, default=40)
     parser.add_argument("--jobs", type=int, default=60)

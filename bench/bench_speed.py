@@ -21,9 +21,9 @@ import logging
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Callable, Optional
 
 import torch
 
@@ -31,6 +31,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "bench"), str(REPO / "tests")]
 
 import bench_models  # noqa: E402  (bench/ on the path)
+
 from ltx_core import acceleration, sample_video  # noqa: E402
 from ltx_core.models.ops import fp8_matmul, manual_cast  # noqa: E402
 from ltx_core.models.transformer import Transformer3D  # noqa: E402
@@ -196,9 +197,10 @@ def bench_vram(preset, args, device, dtype) -> list[dict]:
         operations = acceleration_ops(storage, device)
         transformer = build_transformer(preset, device, storage, operations)
         vae_config, up_config = VAE_CONFIGS["0.9.5+"], UPSAMPLER_CONFIGS["spatial-0.9.7"]
-        vae = random_module(lambda: CausalVideoVAE.from_config(vae_config, dtype=torch.bfloat16), device, 1)
-        upsampler = random_module(lambda: LatentUpsampler(up_config, dtype=torch.bfloat16,
-                                                          compute_dtype=torch.bfloat16), device, 2)
+        vae = random_module(lambda config=vae_config: CausalVideoVAE.from_config(config, dtype=torch.bfloat16),
+                            device, 1)
+        upsampler = random_module(lambda config=up_config: LatentUpsampler(config, dtype=torch.bfloat16,
+                                                                           compute_dtype=torch.bfloat16), device, 2)
         checkpoint = SimpleNamespace(transformer=transformer, vae=vae, config={})
         g = torch.Generator().manual_seed(3)
         text = dict(context=torch.randn(1, 128, 4096, generator=g), context_mask=torch.ones(1, 128),
@@ -235,7 +237,7 @@ def preset_tokens(preset: bench_models.Preset) -> int:
     return frames * height * width
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--preset", choices=tuple(PRESETS), default="cpu-deep")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")

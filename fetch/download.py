@@ -11,22 +11,27 @@ import base64
 import binascii
 import json
 import os
+import re
 import tempfile
 import time
 import urllib.parse
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Optional
 
 from .pace import DEADLINE_FLOOR_S, MIN_RATE_BYTES_S, RATE_WINDOW_S, Cancel, Pace, default_deadline
 from .policy import FetchError, allowed_addresses, parse_url, redact_url
 from .tokens import auth_headers
 from .wire import READ_BYTES, Response, request
 
+PART_SUFFIX = ".part"
+_PART_NAME = re.compile(r"^\..+\.[a-z0-9_]{8}" + re.escape(PART_SUFFIX) + "$")
+"""What `tempfile.mkstemp(prefix=".<name>.", suffix=".part")` names."""
+
 MAX_REDIRECTS = 5
 REDIRECTS = (301, 302, 303, 307, 308)
 PROGRESS_EVERY_S = 0.25
 
-Progress = Callable[[int, Optional[int]], None]
+Progress = Callable[[int, int | None], None]
 """`progress(bytes_done, bytes_total_or_None)`."""
 
 
@@ -66,10 +71,10 @@ def _read_head(response: Response, size: int) -> bytes:
     return head
 
 
-def download(url: str, dest: Path, *, max_bytes: int, check_head: Optional[Callable[[bytes], None]] = None,
-             head_bytes: int = 16, cancel: Optional[Cancel] = None, progress: Optional[Progress] = None,
-             what: str = "the download", check_file: Optional[Callable[[Path], None]] = None, limit_hint: str = "",
-             deadline_s: Optional[float] = None, min_rate: float = MIN_RATE_BYTES_S,
+def download(url: str, dest: Path, *, max_bytes: int, check_head: Callable[[bytes], None] | None = None,
+             head_bytes: int = 16, cancel: Cancel | None = None, progress: Progress | None = None,
+             what: str = "the download", check_file: Callable[[Path], None] | None = None, limit_hint: str = "",
+             deadline_s: float | None = None, min_rate: float = MIN_RATE_BYTES_S,
              rate_window_s: float = RATE_WINDOW_S) -> Path:
     """Stream `url` to `dest` through a hidden temporary file beside it, renamed into place only when complete;
     nothing is left behind on any failure or cancel.
@@ -95,7 +100,7 @@ def download(url: str, dest: Path, *, max_bytes: int, check_head: Optional[Calla
         if check_head is not None:
             check_head(head)
         dest.parent.mkdir(parents=True, exist_ok=True)
-        handle, temp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+        handle, temp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=PART_SUFFIX, dir=dest.parent)
         temp = Path(temp_name)
         try:
             with os.fdopen(handle, "wb") as out:
@@ -110,7 +115,15 @@ def download(url: str, dest: Path, *, max_bytes: int, check_head: Optional[Calla
     return dest
 
 
-def _stream(response: Response, out, head: bytes, max_bytes: int, progress: Optional[Progress],
+def leftover_parts(folder: Path) -> list[Path]:
+    """The hidden partial files (`.<name>.<random>.part`) of downloads into `folder` that never finished: a crash
+    or a kill skips the clean-up a failed download gets. Only for a moment when no download into it runs."""
+    folder = Path(folder)
+    return sorted(path for path in folder.glob(f".*{PART_SUFFIX}") if _PART_NAME.match(path.name)) \
+        if folder.is_dir() else []
+
+
+def _stream(response: Response, out, head: bytes, max_bytes: int, progress: Progress | None,
             too_big: str) -> None:
     data, shown_at = head, 0.0
     while data:
@@ -126,8 +139,8 @@ def _stream(response: Response, out, head: bytes, max_bytes: int, progress: Opti
         progress(response.done, response.length)
 
 
-def fetch_bytes(url: str, *, max_bytes: int, cancel: Optional[Cancel] = None, what: str = "the file",
-                deadline_s: Optional[float] = None, min_rate: float = MIN_RATE_BYTES_S,
+def fetch_bytes(url: str, *, max_bytes: int, cancel: Cancel | None = None, what: str = "the file",
+                deadline_s: float | None = None, min_rate: float = MIN_RATE_BYTES_S,
                 rate_window_s: float = RATE_WINDOW_S) -> tuple[bytes, str]:
     """(content, media type) of a small http(s) file or a `data:` URI, at most `max_bytes`. The media type is the
     Content-Type (or the URI's) without parameters, lower-case; "" when the server sends none."""
@@ -177,7 +190,7 @@ def _data_uri(uri: str, max_bytes: int, what: str) -> tuple[bytes, str]:
         raise FetchError(f"{what}: the data: URI says base64 but its data is not valid base64") from None
 
 
-def post_json(url: str, payload: dict, *, timeout: float = 30.0, cancel: Optional[Cancel] = None) -> int:
+def post_json(url: str, payload: dict, *, timeout: float = 30.0, cancel: Cancel | None = None) -> int:
     """POST `payload` as JSON (a webhook) under the same URL rules; returns the HTTP status. Redirects are not
     followed (the status is returned); the whole exchange has `timeout` seconds."""
     shown = redact_url(url)

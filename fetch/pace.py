@@ -8,7 +8,7 @@ and an overall deadline cut it, and only short waits let a Cancel through prompt
 from __future__ import annotations
 
 import time
-from typing import Callable, Optional
+from collections.abc import Callable
 
 from .policy import FetchError
 
@@ -33,7 +33,7 @@ class Pace:
     `FetchError` past the deadline or when a window of `window_s` brought less than `min_rate` bytes per second."""
 
     def __init__(self, what: str, shown_url: str, *, deadline_s: float, min_rate: float = MIN_RATE_BYTES_S,
-                 window_s: float = RATE_WINDOW_S, cancel: Optional[Cancel] = None):
+                 window_s: float = RATE_WINDOW_S, cancel: Cancel | None = None):
         self.what, self.shown_url = what, shown_url
         self.deadline_s, self.min_rate, self.window_s, self.cancel = deadline_s, min_rate, window_s, cancel
         self.started = self.window_start = time.monotonic()

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Optional
 
 from .policy import Target, allowed_hosts
 
@@ -26,7 +25,7 @@ def host_token_variable(host: str) -> str:
     return HOST_TOKEN_PREFIX + re.sub(r"[^A-Z0-9]", "_", host.upper().rstrip("."))
 
 
-def token_for(target: Target) -> Optional[str]:
+def token_for(target: Target) -> str | None:
     """The token to send to `target`'s host, or None."""
     host = target.host.lower().rstrip(".")
     if target.scheme != "https" and not any(listed == host for listed, _port in allowed_hosts()):

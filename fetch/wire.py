@@ -14,7 +14,6 @@ import select
 import socket
 import ssl
 import time
-from typing import Optional
 
 from .pace import POLL_S, Pace
 from .policy import FetchError, IPAddress, Target, ascii_host, unreachable
@@ -35,7 +34,7 @@ def connect(target: Target, addresses: list[IPAddress], pace: Pace) -> socket.so
     raise unreachable(pace.what, pace.shown_url)
 
 
-def _connect_one(address: IPAddress, port: int, pace: Pace) -> Optional[socket.socket]:
+def _connect_one(address: IPAddress, port: int, pace: Pace) -> socket.socket | None:
     """A connected socket, or None when the address refuses, fails or stays silent for CONNECT_TIMEOUT_S; waits in
     POLL_S steps with `cancel()` between them (its exception passes through)."""
     family = socket.AF_INET6 if address.version == 6 else socket.AF_INET
@@ -180,7 +179,7 @@ class Response:
         self._chunk_left = 0
         self._ended = False
 
-    def __enter__(self) -> "Response":
+    def __enter__(self) -> Response:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -237,7 +236,7 @@ class Response:
 
 
 def request(target: Target, addresses: list[IPAddress], pace: Pace, *, method: str = "GET", body: bytes = b"",
-            content_type: str = "", headers: Optional[dict[str, str]] = None) -> Response:
+            content_type: str = "", headers: dict[str, str] | None = None) -> Response:
     """Send one request to the checked `addresses` and read the answer's status and headers (`headers`: extra
     request headers, e.g. a token's Authorization)."""
     wire = Wire(connect(target, addresses, pace), pace)

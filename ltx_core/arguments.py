@@ -8,17 +8,17 @@ sentence (the field, the value, what is allowed); these only answer yes or no. P
 from __future__ import annotations
 
 import math
-from typing import Any, Optional
+from typing import Any
 
 
-def is_whole(value: Any, low: Optional[int] = None, high: Optional[int] = None) -> bool:
+def is_whole(value: Any, low: int | None = None, high: int | None = None) -> bool:
     """An `int` that is not a bool, at least `low` and at most `high` when they are given."""
     if not isinstance(value, int) or isinstance(value, bool):
         return False
     return (low is None or value >= low) and (high is None or value <= high)
 
 
-def is_number(value: Any, low: Optional[float] = None, high: Optional[float] = None, *,
+def is_number(value: Any, low: float | None = None, high: float | None = None, *,
               finite: bool = True) -> bool:
     """An `int` or `float` that is not a bool, finite unless `finite=False`, in `low`–`high` when they are given."""
     if not isinstance(value, (int, float)) or isinstance(value, bool):

@@ -8,8 +8,8 @@ one-shot decode.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Callable, Iterator, Optional
 
 import torch
 import torch.nn.functional as F
@@ -48,9 +48,9 @@ def tone_map(latents: torch.Tensor, compression: float) -> torch.Tensor:
     return latents * (1.0 - 0.8 * scale * torch.sigmoid(4.0 * scale * (latents.abs() - 1.0)))
 
 
-def iter_decode_video(vae, video: VideoLatents, *, cancel: Optional[Callable[[], None]] = None,
-                      chunk_frames: Optional[int] = None, device: Optional[torch.device] = None,
-                      progress: Optional[Callable[[int, int], None]] = None) -> Iterator[torch.Tensor]:
+def iter_decode_video(vae, video: VideoLatents, *, cancel: Callable[[], None] | None = None,
+                      chunk_frames: int | None = None, device: torch.device | None = None,
+                      progress: Callable[[int, int], None] | None = None) -> Iterator[torch.Tensor]:
     """Yield frames `[f, height, width, 3]` float in [0, 1] on the CPU, in order, `video.num_frames` in all."""
     latents = video.latents
     if device is not None:
@@ -93,9 +93,9 @@ def _decode_noise(latents: torch.Tensor, video: VideoLatents) -> torch.Tensor:
     return torch.randn(latents.shape, generator=generator, device=latents.device, dtype=latents.dtype)
 
 
-def decode_video(vae, video: VideoLatents, *, cancel: Optional[Callable[[], None]] = None,
-                 chunk_frames: Optional[int] = None, device: Optional[torch.device] = None,
-                 progress: Optional[Callable[[int, int], None]] = None) -> torch.Tensor:
+def decode_video(vae, video: VideoLatents, *, cancel: Callable[[], None] | None = None,
+                 chunk_frames: int | None = None, device: torch.device | None = None,
+                 progress: Callable[[int, int], None] | None = None) -> torch.Tensor:
     """Decode sampled latents to frames `[num_frames, height, width, 3]` float in [0, 1] on the CPU.
 
     Adds the recipe's decode noise (from a generator seeded by the video's seed, or the global RNG in reference

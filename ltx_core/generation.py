@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping, Optional, Sequence, Union
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import torch
 
@@ -13,9 +14,9 @@ from .sampling import Callback, Condition, sample_video
 
 def generate(checkpoint: LTXCheckpoint, *, context: torch.Tensor, context_mask: torch.Tensor,
              negative_context: torch.Tensor, negative_context_mask: torch.Tensor, width: int, height: int,
-             num_frames: int, frame_rate: float, seed: int, recipe: Union[str, Mapping[str, Any]] = "0.9.7-dev",
-             steps: Optional[int] = None, conditions: Sequence[Condition] = (), upsampler=None,
-             callback: Optional[Callback] = None, cancel: Optional[Callable[[], None]] = None,
+             num_frames: int, frame_rate: float, seed: int, recipe: str | Mapping[str, Any] = "0.9.7-dev",
+             steps: int | None = None, conditions: Sequence[Condition] = (), upsampler=None,
+             callback: Callback | None = None, cancel: Callable[[], None] | None = None,
              rng: str = "default", **overrides) -> torch.Tensor:
     """Generate a video; returns frames `[num_frames, height, width, 3]` float in [0, 1].
 

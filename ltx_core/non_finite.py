@@ -7,8 +7,6 @@ failure are the model's weights read to name the ones that hold NaN or inf.
 
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 
 LIKELY_CAUSES = ("NaN or infinite weights in the checkpoint (a damaged or badly converted file), a LoRA that "
@@ -25,7 +23,7 @@ class NonFiniteLatentsError(ValueError):
     `where` says where (`step 3 of 30`, the pass); the message adds the likely causes and, when the weights of
     `model` (the transformer, or the VAE / upsampler named `model_name`) hold NaN or inf, which ones."""
 
-    def __init__(self, where: str, model: Optional[torch.nn.Module] = None, causes: str = LIKELY_CAUSES,
+    def __init__(self, where: str, model: torch.nn.Module | None = None, causes: str = LIKELY_CAUSES,
                  model_name: str = "transformer"):
         self.where = where
         self.bad_parameters = non_finite_parameters(model) if model is not None else []
@@ -51,7 +49,7 @@ def non_finite_parameters(module: torch.nn.Module) -> list[str]:
     return bad
 
 
-def check_finite(tensor: torch.Tensor, where: str, model: Optional[torch.nn.Module] = None,
+def check_finite(tensor: torch.Tensor, where: str, model: torch.nn.Module | None = None,
                  causes: str = LIKELY_CAUSES, model_name: str = "transformer") -> None:
     """Raise `NonFiniteLatentsError` when `tensor` holds NaN or inf (one reduction and one sync)."""
     if not bool(torch.isfinite(tensor).all()):

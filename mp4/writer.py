@@ -1,7 +1,8 @@
 """An mp4 writer that takes frames as they come, so a long video is never held whole in memory.
 
-The file is written under a temporary name next to the target and renamed only when complete: a failed or
-interrupted write leaves nothing half-written behind.
+The file is written under a hidden temporary name next to the target (`.<name>.<random>.part`) and renamed only
+when complete: a failed or interrupted write leaves nothing half-written behind, and what a crash left is found by
+`leftover_parts` (the pack removes it at start-up).
 """
 
 from __future__ import annotations
@@ -9,9 +10,11 @@ from __future__ import annotations
 import logging
 import math
 import os
+import re
 import tempfile
+from collections.abc import Iterable, Iterator
 from fractions import Fraction
-from typing import Iterable, Optional
+from pathlib import Path
 
 import av
 import torch
@@ -24,6 +27,19 @@ X264_OPTIONS = {"mbtree": "0"}
 that PyAV bundles (core 165) does not always give the same bitstream for the same frames: on CPUs with AVX-512,
 about 1 encode in 20 to 100 came out different (up to 28/255 in 22% of the pixels) depending on what the process
 had run before. Without it, the same frames always give the same file (at a few percent more bytes)."""
+
+
+PART_SUFFIX = ".part"
+_PART_NAME = re.compile(r"^\..+\.mp4\.[a-z0-9_]{8}" + re.escape(PART_SUFFIX) + "$")
+"""What `tempfile.mkstemp(prefix=".<name>.mp4.", suffix=".part")` names: nothing else matches."""
+
+
+def leftover_parts(folder: str | Path) -> Iterator[Path]:
+    """The hidden partial files of writes that never finished, anywhere under `folder` (symlinks not followed)."""
+    for root, _, files in os.walk(folder):
+        for name in files:
+            if _PART_NAME.match(name):
+                yield Path(root) / name
 
 
 def frame_rate_fraction(frame_rate: float) -> Fraction:
@@ -41,16 +57,16 @@ class Mp4Writer:
     """
 
     def __init__(self, path: str, frame_rate: float, crf: int = DEFAULT_CRF,
-                 metadata: Optional[dict[str, str]] = None):
+                 metadata: dict[str, str] | None = None):
         self.path, self.rate, self.crf, self.metadata = path, frame_rate_fraction(frame_rate), int(crf), metadata
         self.frames = 0
         self._container = self._stream = None
-        self._size: Optional[tuple[int, int]] = None
+        self._size: tuple[int, int] | None = None
         folder, name = os.path.split(path)
-        handle, self._partial = tempfile.mkstemp(prefix=f".{name}.", suffix=".part", dir=folder or ".")
+        handle, self._partial = tempfile.mkstemp(prefix=f".{name}.", suffix=PART_SUFFIX, dir=folder or ".")
         os.close(handle)
 
-    def __enter__(self) -> "Mp4Writer":
+    def __enter__(self) -> Mp4Writer:
         return self
 
     def __exit__(self, kind, error, trace) -> None:
@@ -101,7 +117,7 @@ class Mp4Writer:
 
 
 def write_mp4(path: str, frames: torch.Tensor | Iterable[torch.Tensor], frame_rate: float,
-              crf: int = DEFAULT_CRF, metadata: Optional[dict[str, str]] = None) -> int:
+              crf: int = DEFAULT_CRF, metadata: dict[str, str] | None = None) -> int:
     """Frames `[F, H, W, 3]` in [0, 1] (or chunks of them, as they come) → an mp4; returns the frame count."""
     chunks = [frames] if torch.is_tensor(frames) else frames
     with Mp4Writer(path, frame_rate, crf, metadata) as writer:

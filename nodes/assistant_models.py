@@ -4,9 +4,9 @@ one sub-folder per model) and ComfyUI memory management for `transformers` modul
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Optional, Sequence
 
 import comfy.model_management as mm
 import folder_paths
@@ -61,7 +61,7 @@ def folder_choices(key: str, downloadable: Iterable[str] = ()) -> list[str]:
 
 
 def locate(key: str, name: str, files: Sequence[str], *, what: str, source: str, download: bool = False,
-           catalog: Optional[dict[str, ModelSource]] = None) -> Path:
+           catalog: dict[str, ModelSource] | None = None) -> Path:
     """The folder of model `name` under ComfyUI folder `key`, checked to hold `files` and weights; with `download`
     the missing files of a catalogued model are fetched first."""
     roots = folder_roots(key) or [os.path.join(folder_paths.models_dir, key)]
@@ -77,7 +77,7 @@ def locate(key: str, name: str, files: Sequence[str], *, what: str, source: str,
     return require_files(find_folder(name, roots), name, roots, files, what=what, source=source)
 
 
-def missing_folder(key: str, name: str, files: Sequence[str]) -> Optional[str]:
+def missing_folder(key: str, name: str, files: Sequence[str]) -> str | None:
     """`<key>/<name>` (relative to ComfyUI's models folder) when that model folder is absent or incomplete, else None:
     what the HTTP API names when it refuses a feature at submit."""
     try:

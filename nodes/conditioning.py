@@ -11,16 +11,18 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from fractions import Fraction
 
 import torch
-from comfy_api.latest import io
+from comfy_api.latest import InputImpl, io
 
 from .. import ltx_core
 from ..ltx_core.models.grid import FRAMES_PER_LATENT
 from ..ltx_core.sampling import MIN_MEDIA_SIDE, check_guide_start
-from ..service.limits import MAX_IMAGE_PIXELS, MAX_VIDEO_PIXELS, MediaSize, check_pixels
+from ..media import read_video
+from ..media.limits import MAX_IMAGE_PIXELS, MAX_VIDEO_PIXELS, MediaSize, check_pixels
 from .inputs import CATEGORY, conditions_input, crf_input
 from .sockets import LTXConditionsType
 
@@ -37,10 +39,10 @@ class MediaCondition(ltx_core.Condition):
     `start_frame` may be negative for an image: -1 is the last frame of the video, resolved by `resolve`.
     """
 
-    crf: Optional[int] = DEFAULT_CRF
+    crf: int | None = DEFAULT_CRF
     label: str = "condition"
 
-    def resolve(self, num_frames: int) -> "MediaCondition":
+    def resolve(self, num_frames: int) -> MediaCondition:
         """This condition with its start frame checked against a video of `num_frames` frames."""
         start = self.start_frame + num_frames if self.start_frame < 0 else self.start_frame
         if not 0 <= start < num_frames:
@@ -57,6 +59,17 @@ class MediaCondition(ltx_core.Condition):
                 raise ValueError(f"{self.label}: only {num_frames - start} frames of the video remain after frame "
                                  f"{start}; a video condition needs at least 9 of them (8k+1)")
         return dataclasses.replace(self, start_frame=start)
+
+
+def video_frames(video, label: str) -> tuple[torch.Tensor, Fraction]:
+    """A core VIDEO's frames `[F, H, W, 3]` and frame rate. A video read from a file is decoded here, whole and
+    strictly: a cut-short or corrupt file is an error naming `label`, never a shorter or broken clip (core's
+    decoding stops quietly where the data ends)."""
+    if isinstance(video, InputImpl.VideoFromFile):
+        decoded = read_video(video.get_stream_source(), label)
+        return decoded.frames, decoded.frame_rate
+    components = video.get_components()
+    return components.images, Fraction(components.frame_rate)
 
 
 def as_frames(images: torch.Tensor, label: str) -> torch.Tensor:
@@ -89,11 +102,11 @@ def check_media_size(media, label: str, *, frame_only: bool = False) -> None:
     check_pixels(size, limit, f"{label}: the {'image' if frame_only else 'video'}")
 
 
-def chain(conditions: Optional[Sequence[ltx_core.Condition]], item: ltx_core.Condition) -> tuple:
+def chain(conditions: Sequence[ltx_core.Condition] | None, item: ltx_core.Condition) -> tuple:
     return (*(conditions or ()), item)
 
 
-def resolve_conditions(conditions: Optional[Sequence[ltx_core.Condition]], num_frames: int
+def resolve_conditions(conditions: Sequence[ltx_core.Condition] | None, num_frames: int
                        ) -> list[ltx_core.Condition]:
     """Conditions with their start frames resolved and checked against a video of `num_frames` frames."""
     if conditions is not None and not isinstance(conditions, (list, tuple)):
@@ -197,13 +210,13 @@ class LTX097VideoCondition(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, video=None, images: Optional[torch.Tensor] = None, start_frame: int = 0,
+    def execute(cls, video=None, images: torch.Tensor | None = None, start_frame: int = 0,
                 strength: float = 1.0, crf: int = DEFAULT_CRF, conditions=None) -> io.NodeOutput:
         if video is not None:
             if images is not None:
                 logger.warning("video condition: both video and images are connected; using the video")
             check_media_size(video, "video condition")
-            frames = as_frames(video.get_components().images, "video condition")
+            frames = as_frames(video_frames(video, "video condition")[0], "video condition")
         elif images is not None:
             check_media_size(images, "video condition")
             frames = as_frames(images, "video condition")
@@ -237,7 +250,7 @@ def extra_latent_frames(conditions: Sequence[ltx_core.Condition], window_frames:
     return total
 
 
-def has_guide(conditions: Optional[Sequence[ltx_core.Condition]]) -> bool:
+def has_guide(conditions: Sequence[ltx_core.Condition] | None) -> bool:
     return any(getattr(item, "guide", False) for item in conditions or ())
 
 
@@ -275,7 +288,7 @@ class LTX097Guide(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, video=None, images: Optional[torch.Tensor] = None, start_frame: int = 0,
+    def execute(cls, video=None, images: torch.Tensor | None = None, start_frame: int = 0,
                 strength: float = 1.0, conditions=None) -> io.NodeOutput:
         if video is not None:
             if images is not None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from typing import Iterator, Optional
+from collections.abc import Iterator
 
 import comfy.model_management as mm
 import torch
@@ -55,7 +55,7 @@ def videos_of(latent: dict, vae: LTXVae) -> list[ltx_core.VideoLatents]:
             for i in range(samples.shape[0])]
 
 
-def iter_frames(vae: LTXVae, latent: dict, *, chunk_frames: Optional[int] = None) -> Iterator[torch.Tensor]:
+def iter_frames(vae: LTXVae, latent: dict, *, chunk_frames: int | None = None) -> Iterator[torch.Tensor]:
     """The decoded frames `[f, H, W, 3]` (CPU) a chunk of latent frames at a time, video after video: a long video
     goes to a file without ever being one tensor."""
     require_vae(vae)
@@ -65,8 +65,8 @@ def iter_frames(vae: LTXVae, latent: dict, *, chunk_frames: Optional[int] = None
                                               device=vae.patcher.load_device)
 
 
-def decode(vae: LTXVae, latent: dict, *, decode_timestep: Optional[float] = None,
-           decode_noise_scale: Optional[float] = None, chunk_frames: Optional[int] = None
+def decode(vae: LTXVae, latent: dict, *, decode_timestep: float | None = None,
+           decode_noise_scale: float | None = None, chunk_frames: int | None = None
            ) -> tuple[torch.Tensor, float]:
     """(frames `[F, H, W, 3]` float in [0, 1] on the intermediate device, frame rate)."""
     require_vae(vae)

@@ -8,7 +8,7 @@ import functools
 import logging
 import os
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any
 
 import comfy.model_management as mm
 import comfy.text_encoders.t5
@@ -17,8 +17,16 @@ from comfy_api.latest import io
 from ..assistants import catalog
 from ..assistants import enhancer as llm
 from ..assistants.prompts import OFFICIAL_WORD_THRESHOLD, T5_TOKEN_BUDGET, EnhancePlan, plan_enhancement
-from .assistant_models import (ModelKind, folder_choices, hf_model, load_for_use, managed, missing_folder,
-                               register_folder, resolve_dtype)
+from .assistant_models import (
+    ModelKind,
+    folder_choices,
+    hf_model,
+    load_for_use,
+    managed,
+    missing_folder,
+    register_folder,
+    resolve_dtype,
+)
 from .inputs import CATEGORY, conditions_input, download_input, dtype_input, prompt_input, seed_input
 from .sockets import LTXPromptEnhancerType
 
@@ -45,9 +53,9 @@ class PromptEnhancerModels:
 
     llm: Any
     tokenizer: Any
-    captioner: Optional[Any]
+    captioner: Any | None
     caption_tokenizer: Any
-    caption_image_config: Optional[dict]
+    caption_image_config: dict | None
     names: tuple[str, str]
 
 
@@ -115,7 +123,7 @@ def default_enhancer() -> PromptEnhancerModels:
     return LLMS.default(DEFAULT_LLM, lambda: load_enhancer(DEFAULT_LLM, DEFAULT_CAPTIONER))
 
 
-def missing_default_enhancer() -> Optional[str]:
+def missing_default_enhancer() -> str | None:
     """The first of the default enhancer's folders (relative to models/) that is not installed, or None."""
     return (missing_folder(LLM_FOLDER, DEFAULT_LLM, llm.LLM_FILES)
             or missing_folder(LLM_FOLDER, DEFAULT_CAPTIONER, llm.CAPTIONER_FILES))

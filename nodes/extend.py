@@ -7,17 +7,28 @@ straight into the mp4.
 
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 from comfy_api.latest import io, ui
 
 from .. import ltx_core
-from ..ltx_core.windows import DIRECTIONS, DEFAULT_CONTEXT_FRAMES, extended_frames
-from .conditioning import as_frames, check_media_size
+from ..ltx_core.windows import DEFAULT_CONTEXT_FRAMES, DIRECTIONS, extended_frames
+from .conditioning import as_frames, check_media_size, video_frames
 from .decode import iter_frames
-from .inputs import (CATEGORY, encoded_prompt_inputs, frame_rate_input, frames_input, guidance_input, hidden_unique_id,
-                     model_input, recipe_input, save_inputs, seed_input, upsampler_input, vae_input, windows_input)
+from .inputs import (
+    CATEGORY,
+    encoded_prompt_inputs,
+    frame_rate_input,
+    frames_input,
+    guidance_input,
+    hidden_unique_id,
+    model_input,
+    recipe_input,
+    save_inputs,
+    seed_input,
+    upsampler_input,
+    vae_input,
+    windows_input,
+)
 from .long_video import output_connected
 from .ranges import MAX_STEPS, MAX_WINDOW_FRAMES
 from .recipe_choices import DEFAULT_RECIPE
@@ -28,12 +39,12 @@ from .video import metadata_of, save_video
 IMAGES_OUTPUT = 1
 
 
-def clip_frames(video, images: Optional[torch.Tensor], frame_rate: float) -> tuple[torch.Tensor, float]:
+def clip_frames(video, images: torch.Tensor | None, frame_rate: float) -> tuple[torch.Tensor, float]:
     """The clip to extend as frames `[F, H, W, 3]` and its frame rate (a VIDEO's own, else `frame_rate`)."""
     if video is not None:
         check_media_size(video, "clip to extend")
-        components = video.get_components()
-        frames, rate = components.images, float(components.frame_rate)
+        frames, rate = video_frames(video, "the clip to extend")
+        rate = float(rate)
     elif images is not None:
         check_media_size(images, "clip to extend")
         frames, rate = images, frame_rate
@@ -98,8 +109,8 @@ class LTX097ExtendVideo(io.ComfyNode):
                 direction: str = "append", context_frames: int = DEFAULT_CONTEXT_FRAMES,
                 recipe: str = DEFAULT_RECIPE, steps: int = 0, seed: int = 0, frame_rate: float = 25.0,
                 filename_prefix: str = "LTX-Video/ltxv097_extended", crf: int = 19, reverse_video: bool = False,
-                video=None, images: Optional[torch.Tensor] = None, upsampler: Optional[LTXUpsampler] = None,
-                guidance: Optional[dict] = None, windows: Optional[dict] = None) -> io.NodeOutput:
+                video=None, images: torch.Tensor | None = None, upsampler: LTXUpsampler | None = None,
+                guidance: dict | None = None, windows: dict | None = None) -> io.NodeOutput:
         clip, rate = clip_frames(video, images, frame_rate)
         extension = ltx_core.plan_extension(clip, new_frames, direction=direction, context_frames=context_frames)
         height, width = clip.shape[1:3]

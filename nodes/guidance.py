@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, Optional
+from typing import Any
 
 from comfy_api.latest import io
 
@@ -18,7 +18,6 @@ from ..ltx_core.models import STG_MODES
 from ..ltx_core.sampling import check_recipe
 from .inputs import CATEGORY, answer, guidance_input
 from .sockets import LTXGuidanceType
-
 
 PASSES = {"first pass": ("first_pass",), "second pass": ("second_pass",), "both passes": ("first_pass", "second_pass")}
 DEFAULT = "recipe default"
@@ -31,7 +30,7 @@ def _parsed_list(text: str, item: type) -> Any:
     return json.loads(text) if text.startswith("[") else [item(v) for v in re.split(r"[,\s]+", text) if v]
 
 
-def _numbers(text: str, name: str) -> Optional[Any]:
+def _numbers(text: str, name: str) -> Any | None:
     """'' → None, '3' → 3.0, '1, 1, 6' or '[1, 1, 6]' → [1.0, 1.0, 6.0]; a sentence on anything else."""
     text = (text or "").strip()
     if not text:
@@ -50,7 +49,7 @@ def _numbers(text: str, name: str) -> Optional[Any]:
     return value[0] if len(value) == 1 and not text.startswith("[") else value
 
 
-def _timesteps(text: str) -> Optional[list[float]]:
+def _timesteps(text: str) -> list[float] | None:
     value = _numbers(text, "guidance_timesteps")
     if value is None:
         return None
@@ -63,7 +62,7 @@ def _timesteps(text: str) -> Optional[list[float]]:
     return value
 
 
-def _skip_blocks(text: str) -> Optional[list]:
+def _skip_blocks(text: str) -> list | None:
     """'' → None; '28' or '11, 25' → flat list (every step); JSON '[[], [11, 25], [28]]' → per timestep."""
     text = (text or "").strip()
     if not text:
@@ -87,7 +86,7 @@ def build_guidance(*, apply_to: str = "first pass", cfg_scale: str = "", stg_sca
                    rescaling_scale: str = "", guidance_timesteps: str = "", skip_block_list: str = "",
                    cfg_star_rescale: str = DEFAULT, stg_mode: str = DEFAULT, image_cond_noise_scale: float = KEEP,
                    decode_timestep: float = KEEP, decode_noise_scale: float = KEEP, adain_factor: float = KEEP,
-                   save_memory: bool = False, guidance: Optional[dict] = None) -> dict:
+                   save_memory: bool = False, guidance: dict | None = None) -> dict:
     """The overrides dict of the settings node (merged over `guidance`, which it does not change)."""
     if apply_to not in PASSES:
         raise ValueError(f"apply_to '{apply_to}' is not one of {', '.join(PASSES)}")

@@ -4,7 +4,8 @@ the `validate_inputs` answer for number widgets."""
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any
 
 from comfy_api.latest import io
 
@@ -13,8 +14,20 @@ from ..ltx_core.arguments import is_number
 from ..ltx_core.windows import DEFAULT_OVERLAP_FRAMES, DEFAULT_TEMPORAL_ADAIN_FACTOR, DEFAULT_WINDOW_FRAMES
 from ..mp4 import DEFAULT_CRF
 from .ops import DTYPE_CHOICES
-from .ranges import (FRAME_RATE_STEP, MAX_FRAMES, MAX_FRAME_RATE, MAX_SIZE, MAX_STEPS, MAX_STEP_CACHE,
-                     MAX_WINDOW_FRAMES, MIN_FRAMES, MIN_FRAME_RATE, MIN_SIZE, MIN_STEPS, SIZE_GRID)
+from .ranges import (
+    FRAME_RATE_STEP,
+    MAX_FRAME_RATE,
+    MAX_FRAMES,
+    MAX_SIZE,
+    MAX_STEP_CACHE,
+    MAX_STEPS,
+    MAX_WINDOW_FRAMES,
+    MIN_FRAME_RATE,
+    MIN_FRAMES,
+    MIN_SIZE,
+    MIN_STEPS,
+    SIZE_GRID,
+)
 from .recipe_choices import DEFAULT_RECIPE, RECIPE_CHOICES, RECIPE_TOOLTIP, UPSAMPLER_FILE
 from .sockets import LTXConditionsType, LTXGuidanceType, LTXModelType, LTXUpsamplerType, LTXVaeType, LTXWindowsType
 
@@ -197,7 +210,7 @@ def save_inputs(prefix: str = DEFAULT_PREFIX) -> list[io.Input]:
     ]
 
 
-def hidden_unique_id(cls) -> Optional[str]:
+def hidden_unique_id(cls) -> str | None:
     """The node's id in the running prompt (a hidden input), for progress text under the node."""
     hidden = getattr(cls, "hidden", None)
     return getattr(hidden, "unique_id", None) if hidden is not None else None

@@ -17,8 +17,14 @@ from ..ltx_core import acceleration
 from .inputs import CATEGORY, dtype_input
 from .memory import wrap
 from .model_files import check_model_file, model_files, model_path
-from .ops import (WEIGHT_DTYPES, comfy_attention, compute_dtype_for, operations_for, resolve_vae_like_dtype,
-                  resolve_weight_dtype)
+from .ops import (
+    WEIGHT_DTYPES,
+    comfy_attention,
+    compute_dtype_for,
+    operations_for,
+    resolve_vae_like_dtype,
+    resolve_weight_dtype,
+)
 from .sockets import LTXModel, LTXModelType, LTXUpsampler, LTXUpsamplerType, LTXVae, LTXVaeType
 
 CHECKPOINT_FOLDERS = ("checkpoints", "diffusion_models")

@@ -8,12 +8,16 @@ colours. Without the node the defaults apply (121 frames, 24 frames of overlap, 
 from __future__ import annotations
 
 import logging
-from typing import Optional
 
 from comfy_api.latest import io
 
-from ..ltx_core.windows import (DEFAULT_OVERLAP_FRAMES, DEFAULT_TEMPORAL_ADAIN_FACTOR, DEFAULT_WINDOW_FRAMES,
-                                MIN_WINDOW_FRAMES, check_window_settings)
+from ..ltx_core.windows import (
+    DEFAULT_OVERLAP_FRAMES,
+    DEFAULT_TEMPORAL_ADAIN_FACTOR,
+    DEFAULT_WINDOW_FRAMES,
+    MIN_WINDOW_FRAMES,
+    check_window_settings,
+)
 from .inputs import CATEGORY, answer
 from .ranges import MAX_WINDOW_FRAMES
 from .sockets import LTXWindowsType
@@ -22,7 +26,7 @@ logger = logging.getLogger(__name__)
 
 
 
-def window_settings(windows: Optional[dict], num_frames: int) -> dict:
+def window_settings(windows: dict | None, num_frames: int) -> dict:
     """The `sample_long_video` window arguments from a Long Video Settings dict (None: the defaults).
 
     Without settings, a video the model can make in one go (up to its trained 257 frames) stays one window, as the
@@ -58,7 +62,7 @@ def output_connected(cls, slot: int) -> bool:
 class WindowProgress:
     """ltx_core's `on_window(index, count)`: "window k of n" under the node (and in the log)."""
 
-    def __init__(self, node_id: Optional[str] = None):
+    def __init__(self, node_id: str | None = None):
         self.node_id = node_id
 
     def __call__(self, index: int, count: int) -> None:

@@ -18,8 +18,9 @@ import json
 import logging
 import threading
 from collections import OrderedDict
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable, Optional
+from typing import Any
 
 import comfy.lora
 import comfy.model_management
@@ -35,8 +36,15 @@ from ..ltx_core.arguments import is_number
 from ..ltx_core.loading import FP8_DTYPES
 from ..ltx_core.lora import KIND_NAMES, LoraError, LoraMapping, is_ic_lora, map_lora
 from .inputs import CATEGORY, answer, model_input
-from .lora_sources import (ALLOW_LOCAL_ENV, LoraSourceError, check_safetensors, check_source, is_url, lora_files,
-                           resolve_lora)
+from .lora_sources import (
+    ALLOW_LOCAL_ENV,
+    LoraSourceError,
+    check_safetensors,
+    check_source,
+    is_url,
+    lora_files,
+    resolve_lora,
+)
 from .sockets import LTXLoraStackType, LTXModel, LTXModelType
 
 logger = logging.getLogger(__name__)
@@ -49,7 +57,7 @@ STACK_EXAMPLE = '[{"path": "my_style.safetensors", "scale": 0.8}]'
 CACHED_FILES = 2
 """LoRA files kept in memory, so that changing a scale does not re-read the file (ComfyUI's LoraLoader keeps 1)."""
 
-_file_cache: "OrderedDict[tuple, tuple[dict, dict]]" = OrderedDict()
+_file_cache: OrderedDict[tuple, tuple[dict, dict]] = OrderedDict()
 _file_cache_lock = threading.Lock()
 
 
@@ -88,7 +96,7 @@ class PeftDoRAAdapter(comfy.weight_adapter.LoRAAdapter):
     name = "dora"
 
     @classmethod
-    def from_lora(cls, adapter: comfy.weight_adapter.LoRAAdapter) -> "PeftDoRAAdapter":
+    def from_lora(cls, adapter: comfy.weight_adapter.LoRAAdapter) -> PeftDoRAAdapter:
         return cls(adapter.loaded_keys, adapter.weights)
 
     def calculate_weight(self, weight, key, strength, strength_model, offset, function,
@@ -111,7 +119,7 @@ class PeftDoRAAdapter(comfy.weight_adapter.LoRAAdapter):
         return weight
 
 
-def lora_patches(model: LTXModel, tensors: dict[str, torch.Tensor], metadata: Optional[dict] = None,
+def lora_patches(model: LTXModel, tensors: dict[str, torch.Tensor], metadata: dict | None = None,
                  name: str = "LoRA") -> tuple[dict[str, Any], LoraMapping]:
     """ComfyUI patches `{parameter name: adapter}` for one LoRA file on `model`'s transformer, and its mapping.
 
@@ -237,7 +245,7 @@ def _display_name(source: str) -> str:
 def _progress_bar():
     bar = None
 
-    def progress(done: int, total: Optional[int]) -> None:
+    def progress(done: int, total: int | None) -> None:
         nonlocal bar
         if bar is None:
             bar = comfy.utils.ProgressBar(total or max(done, 1))
@@ -384,7 +392,7 @@ class LTX097LoraStack(io.ComfyNode):
         return answer(parse_lora_stack, loras)
 
     @classmethod
-    def execute(cls, loras: str, lora_stack: Optional[list] = None) -> io.NodeOutput:
+    def execute(cls, loras: str, lora_stack: list | None = None) -> io.NodeOutput:
         return io.NodeOutput(list(lora_stack or []) + parse_lora_stack(loras))
 
 

@@ -12,21 +12,19 @@ cannot read files outside the model folders: absolute paths and `..` are refused
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import math
 import os
 import re
 import threading
 import urllib.parse
 from pathlib import Path
-from typing import Optional
 
 import folder_paths
 
-from ..fetch import FetchError, Progress, check_url, download, redact_url, unseal_url
+from ..fetch import FetchError, Progress, check_url, download, leftover_parts, redact_url, unseal_url
 from ..ltx_core import loading
 from ..ltx_core.loading import SAFETENSORS_SUFFIXES
+from . import lora_cache
 from .progress import check_interrupted
 
 logger = logging.getLogger(__name__)
@@ -69,6 +67,18 @@ def download_dir() -> Path:
     return Path(folders[0]) / DOWNLOAD_SUBFOLDER
 
 
+def remove_unfinished_downloads() -> None:
+    """Remove the hidden partial files that downloads cut off by a crash or a kill left in the download cache (at
+    start-up, when this process downloads nothing; a LoRA can be gigabytes)."""
+    if LORA_FOLDER not in folder_paths.folder_names_and_paths or not folder_paths.get_folder_paths(LORA_FOLDER):
+        return
+    removed = leftover_parts(download_dir())
+    for path in removed:
+        path.unlink(missing_ok=True)
+    if removed:
+        logger.info("removed %d unfinished LoRA download(s) from %s", len(removed), download_dir())
+
+
 def local_paths_allowed() -> bool:
     return os.environ.get(ALLOW_LOCAL_ENV, "").strip().lower() in ("1", "true", "yes", "on")
 
@@ -76,17 +86,7 @@ def local_paths_allowed() -> bool:
 def max_download_bytes() -> int:
     """`LTX097_LORA_MAX_DOWNLOAD_MB` in bytes; read only when a download is needed, so a bad value never stops
     cached or local LoRAs."""
-    raw = os.environ.get(MAX_DOWNLOAD_ENV, "").strip()
-    if not raw:
-        return DEFAULT_MAX_DOWNLOAD_MB << 20
-    try:
-        megabytes = float(raw)
-    except ValueError:
-        megabytes = math.nan
-    if not (math.isfinite(megabytes) and megabytes > 0):
-        raise LoraSourceError(f"{MAX_DOWNLOAD_ENV}='{raw}' is not a number of megabytes; set it to a positive number "
-                              f"(the default is {DEFAULT_MAX_DOWNLOAD_MB}) or unset it, where ComfyUI runs")
-    return int(megabytes * (1 << 20))
+    return lora_cache.read_megabytes(MAX_DOWNLOAD_ENV, DEFAULT_MAX_DOWNLOAD_MB, LoraSourceError)
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -132,7 +132,7 @@ def check_source(source: str) -> None:
         raise LoraSourceError(str(error)) from None
 
 
-def resolve_lora(source: str, weight_name: Optional[str] = None, *, progress: Optional[Progress] = None) -> str:
+def resolve_lora(source: str, weight_name: str | None = None, *, progress: Progress | None = None) -> str:
     """The local safetensors file for a LoRA source (see the module docstring); downloads when needed."""
     source = (source or "").strip()
     weight_name = (weight_name or "").strip() or None
@@ -186,22 +186,20 @@ def check_head(head: bytes, what: str) -> None:
 # http(s)
 
 
-def cached_download_path(url: str, folder: Optional[Path] = None) -> Path:
-    """Where `url` is cached: `<name>-<hash of the url>.safetensors`, so a URL is downloaded once."""
+def cached_download_path(url: str, folder: Path | None = None) -> Path:
+    """Where `url` is cached: `<name>-<lora_cache.cache_key>.safetensors`, so query variants share one file."""
     folder = folder or download_dir()
-    parsed = urllib.parse.urlparse(url)
-    base = os.path.basename(urllib.parse.unquote(parsed.path)) or "lora"
+    base = os.path.basename(urllib.parse.unquote(urllib.parse.urlsplit(url).path)) or "lora"
     stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", base)
     for suffix in SAFETENSORS_SUFFIXES:
         if stem.lower().endswith(suffix):
             stem = stem[: -len(suffix)]
     stem = stem.strip("._")[:80] or "lora"
-    digest = hashlib.sha256(url.encode("utf-8")).hexdigest()[:12]
-    return folder / f"{stem}-{digest}.safetensors"
+    return folder / f"{stem}-{lora_cache.cache_key(url)}{lora_cache.CACHED_SUFFIX}"
 
 
-def download_lora(url: str, *, folder: Optional[Path] = None, max_bytes: Optional[int] = None,
-                  progress: Optional[Progress] = None) -> str:
+def download_lora(url: str, *, folder: Path | None = None, max_bytes: int | None = None,
+                  progress: Progress | None = None) -> str:
     """Download a safetensors LoRA once (see the module docstring); returns the cached file's path."""
     final = cached_download_path(url, folder)
     shown = redact_url(url)
@@ -209,10 +207,12 @@ def download_lora(url: str, *, folder: Optional[Path] = None, max_bytes: Optiona
         if final.is_file():
             try:
                 check_safetensors(final, f"the cached download of {shown}")
+                lora_cache.mark_used(final)
                 return str(final)
             except LoraSourceError as error:  # a damaged cache entry (e.g. edited by hand): fetch it again
                 logger.warning("%s; downloading it again", error)
                 final.unlink()
+        cache_limit = lora_cache.cache_bytes(LoraSourceError)
         what = f"the download from {shown}"
         try:
             download(url, final, max_bytes=max_download_bytes() if max_bytes is None else max_bytes,
@@ -221,6 +221,8 @@ def download_lora(url: str, *, folder: Optional[Path] = None, max_bytes: Optiona
                      limit_hint=f" (set {MAX_DOWNLOAD_ENV} to change it)")
         except FetchError as error:
             raise LoraSourceError(str(error)) from None
+        lora_cache.mark_used(final)
+        lora_cache.evict(final.parent, final, cache_limit)
     logger.info("downloaded LoRA %s to %s", shown, final)
     return str(final)
 
@@ -229,13 +231,17 @@ def download_lora(url: str, *, folder: Optional[Path] = None, max_bytes: Optiona
 # Hugging Face
 
 
-def huggingface_lora(repo_id: str, weight_name: Optional[str] = None) -> str:
+def huggingface_lora(repo_id: str, weight_name: str | None = None) -> str:
     """A LoRA file of a Hugging Face repo through `huggingface_hub` (its cache; offline mode honoured)."""
     try:
         import huggingface_hub
         from huggingface_hub import constants
-        from huggingface_hub.utils import (EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError,
-                                           RepositoryNotFoundError)
+        from huggingface_hub.utils import (
+            EntryNotFoundError,
+            HfHubHTTPError,
+            LocalEntryNotFoundError,
+            RepositoryNotFoundError,
+        )
     except ImportError:
         raise LoraSourceError(f"'{repo_id}' looks like a Hugging Face repo id, but the huggingface_hub package is "
                               f"not installed; install it (pip install huggingface_hub) or put the file in "

@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import logging
 
-from typing import Optional
-
 import comfy.model_management as mm
 import comfy.model_patcher
 import torch
@@ -73,7 +71,7 @@ class ModelLoads:
     def __init__(self):
         self.entries: dict[str, tuple[object, int]] = {}
 
-    def add(self, name: str, patcher, memory_required: int) -> "ModelLoads":
+    def add(self, name: str, patcher, memory_required: int) -> ModelLoads:
         self.entries[name] = (patcher, int(memory_required))
         return self
 
@@ -85,7 +83,7 @@ class ModelLoads:
         mm.load_models_gpu([patcher], memory_required=memory_required)
 
 
-def generation_loads(model: LTXModel, vae: LTXVae, upsampler: Optional[LTXUpsampler], settings: dict, *,
+def generation_loads(model: LTXModel, vae: LTXVae, upsampler: LTXUpsampler | None, settings: dict, *,
                      width: int, height: int, num_frames: int, extra_frames: int) -> ModelLoads:
     """The loads of one generation with resolved recipe `settings` (a long video: of its first, largest window).
 

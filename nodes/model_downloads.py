@@ -9,8 +9,8 @@ import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional, Sequence
 
 import comfy.utils
 
@@ -105,7 +105,7 @@ def download_folder(source: ModelSource, name: str, roots: Sequence[str]) -> Pat
     return target
 
 
-def missing_hint(source: Optional[ModelSource]) -> str:
+def missing_hint(source: ModelSource | None) -> str:
     """What the loader's error adds about downloading."""
     if source is None:
         return ""

@@ -8,7 +8,6 @@ plus fp8 matrix multiplies for e4m3 weights, and the mapping from the loaders' d
 from __future__ import annotations
 
 import logging
-from typing import Optional
 
 import comfy.ldm.modules.attention
 import comfy.model_management as mm
@@ -22,7 +21,7 @@ logger = logging.getLogger(__name__)
 
 DTYPE_CHOICES = ("auto", "bf16", "fp16", "fp32")
 """The dtype widget of every loader that does not offer fp8 (the upsampler, the prompt enhancer, the checker)."""
-WEIGHT_DTYPES: dict[str, Optional[torch.dtype]] = {
+WEIGHT_DTYPES: dict[str, torch.dtype | None] = {
     "auto": None,
     "bf16": torch.bfloat16,
     "fp16": torch.float16,
@@ -36,7 +35,7 @@ SAFETENSORS_DTYPES = {"F8_E4M3": torch.float8_e4m3fn, "F8_E5M2": torch.float8_e5
 
 
 def comfy_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
-                    attn_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+                    attn_mask: torch.Tensor | None = None) -> torch.Tensor:
     """ltx_core's attention signature (`[B, H, N, D]` in and out, additive mask) on ComfyUI's attention backend.
 
     Looks `optimized_attention` (`optimized_attention_masked` with a mask, as core's LTXV does) up on every call,
@@ -68,7 +67,7 @@ class fp8_matmul_ops(comfy.ops.manual_cast):  # noqa: N801 - a namespace, named 
             return out
 
 
-def operations_for(storage_dtype: torch.dtype, compute_dtype: torch.dtype, device: Optional[torch.device] = None):
+def operations_for(storage_dtype: torch.dtype, compute_dtype: torch.dtype, device: torch.device | None = None):
     """ComfyUI layer ops: plain (but low-VRAM capable) layers when weights are stored in the compute dtype,
     casting layers when they are not (fp8 storage), fp8 matrix multiplies for e4m3 weights on GPUs that have
     them (ComfyUI's own `supports_fp8_compute` decides)."""
@@ -84,7 +83,7 @@ def compute_dtype_for(storage_dtype: torch.dtype) -> torch.dtype:
     return torch.bfloat16 if storage_dtype in FP8_DTYPES else storage_dtype
 
 
-def stored_dtype(path: str, prefer: tuple[str, ...] = ("transformer_blocks.",)) -> Optional[torch.dtype]:
+def stored_dtype(path: str, prefer: tuple[str, ...] = ("transformer_blocks.",)) -> torch.dtype | None:
     """The dtype a safetensors file stores its big matrices in (read from the header only; None if unknown).
 
     Looks at the first 2-D `*.weight` whose name contains one of `prefer` (transformer block matrices, which are
@@ -106,7 +105,7 @@ def stored_dtype(path: str, prefer: tuple[str, ...] = ("transformer_blocks.",)) 
     return None
 
 
-def dtype_choice(choice: str, choices: tuple[str, ...] = DTYPE_CHOICES, name: str = "dtype") -> Optional[torch.dtype]:
+def dtype_choice(choice: str, choices: tuple[str, ...] = DTYPE_CHOICES, name: str = "dtype") -> torch.dtype | None:
     """The dtype a widget value names (None for "auto"); a sentence for a value that is not one of `choices`."""
     if choice not in choices:
         raise ValueError(f"{name} '{choice}' is not one of {', '.join(choices)}")

@@ -9,7 +9,7 @@ core's LTX-Video previews; `--preview-method` decides whether there is one). `ch
 from __future__ import annotations
 
 import logging
-from typing import Callable, Optional
+from collections.abc import Callable
 
 import comfy.latent_formats
 import comfy.model_management as mm
@@ -28,10 +28,10 @@ def check_interrupted() -> None:
 class StepProgress:
     """Progress bar (steps of all passes) with latent previews; ltx_core calls it after every step."""
 
-    def __init__(self, node_id: Optional[str] = None, on_step: Optional[Callable[[int, int], None]] = None):
+    def __init__(self, node_id: str | None = None, on_step: Callable[[int, int], None] | None = None):
         self.node_id = node_id
         self.on_step = on_step
-        self.bar: Optional[comfy.utils.ProgressBar] = None
+        self.bar: comfy.utils.ProgressBar | None = None
         self.previewer = latent_preview.get_previewer(mm.get_torch_device(), comfy.latent_formats.LTXV())
         self.steps = 0
 

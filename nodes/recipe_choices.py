@@ -4,7 +4,6 @@ of it (whether it needs the upsampler, whether it runs fixed timesteps) and the 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Union
 
 UPSAMPLER_FILE = "ltxv-spatial-upscaler-0.9.7.safetensors"
 """The spatial latent upsampler the multi-scale recipes need (named in tooltips and errors)."""
@@ -13,7 +12,7 @@ UPSAMPLER_FILE = "ltxv-spatial-upscaler-0.9.7.safetensors"
 @dataclass(frozen=True)
 class RecipeChoice:
     label: str
-    recipe: Union[str, dict]
+    recipe: str | dict
     multi_scale: bool
     fixed_steps: bool
     about: str

@@ -7,7 +7,7 @@ No ComfyUI imports: the API registers its listener from the pack's `__init__`.
 from __future__ import annotations
 
 import logging
-from typing import Callable, Optional
+from collections.abc import Callable
 
 logger = logging.getLogger(__name__)
 
@@ -31,7 +31,7 @@ def emit(message: str) -> None:
 class PassLog:
     """Names the phases from ltx_core's hooks: `on_model` ("vae" / "transformer" / "upsampler") and steps."""
 
-    def __init__(self, on_model: Optional[Callable[[str], None]] = None):
+    def __init__(self, on_model: Callable[[str], None] | None = None):
         self.on_model = on_model
         self.passes = 0
 

@@ -6,16 +6,24 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator, Optional, Sequence
+from typing import Any
 
 import comfy.model_management as mm
 import torch
 from comfy_api.latest import io
 
 from ..assistants import catalog, safety
-from .assistant_models import (ModelKind, folder_choices, load_for_use, managed, missing_folder, register_folder,
-                               resolve_dtype)
+from .assistant_models import (
+    ModelKind,
+    folder_choices,
+    load_for_use,
+    managed,
+    missing_folder,
+    register_folder,
+    resolve_dtype,
+)
 from .inputs import CATEGORY, download_input, dtype_input
 from .sockets import LTXSafetyCheckerType
 
@@ -66,7 +74,7 @@ def default_checker() -> SafetyChecker:
     return CHECKERS.default(DEFAULT_CHECKER, lambda: load_checker(DEFAULT_CHECKER))
 
 
-def missing_default_checker() -> Optional[str]:
+def missing_default_checker() -> str | None:
     """The default checker's folder relative to models/ when it is not installed (None when it is)."""
     return missing_folder(CHECKER_FOLDER, DEFAULT_CHECKER, safety.CLASSIFIER_FILES)
 
@@ -86,14 +94,14 @@ def check_batch(checker: SafetyChecker, frames: torch.Tensor, what: str, sample:
     return safety.black_out(frames, safety.frame_flags(frames.shape[0], verdicts)), verdicts
 
 
-def check_conditions(checker: SafetyChecker, conditions: Optional[Sequence] = None) -> None:
+def check_conditions(checker: SafetyChecker, conditions: Sequence | None = None) -> None:
     """The conditioning media of a generation, each checked like a video."""
     for index, item in enumerate(conditions or ()):
         label = getattr(item, "label", f"condition {index + 1}")
         check_batch(checker, item.media, f"the conditioning media ({label})", VIDEO_SAMPLE)
 
 
-def check_generation(checker: SafetyChecker, frames: torch.Tensor, conditions: Optional[Sequence] = None
+def check_generation(checker: SafetyChecker, frames: torch.Tensor, conditions: Sequence | None = None
                      ) -> torch.Tensor:
     """The one-node path: the conditioning media, then a sample of the generated frames."""
     check_conditions(checker, conditions)
@@ -116,8 +124,7 @@ def checked_stream(checker: SafetyChecker, chunks: Iterable[torch.Tensor], total
         picked = [i for i in pending if start <= i < start + chunk.shape[0]]
         if picked:
             scores = safety.unsafe_scores(classifier, chunk[[i - start for i in picked]])
-            verdicts += [safety.FrameVerdict(i, float(v), float(v) >= checker.threshold)
-                         for i, v in zip(picked, scores.tolist())]
+            verdicts += [safety.verdict(i, v, checker.threshold) for i, v in zip(picked, scores.tolist())]
             if any(v.flagged for v in verdicts):
                 raise safety.ContentFlagged(safety.describe(verdicts, "the generated video", classifier,
                                                             checker.threshold))

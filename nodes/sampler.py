@@ -12,8 +12,9 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+from collections.abc import Mapping, Sequence
 from types import SimpleNamespace
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any
 
 import comfy.model_management as mm
 from comfy_api.latest import io
@@ -23,14 +24,28 @@ from ..hosted import DEFAULT_STEPS
 from ..ltx_core.sampling import check_recipe, resolve_recipe
 from ..ltx_core.windows import plan_windows
 from .conditioning import extra_latent_frames, has_guide, resolve_conditions
-from .inputs import (CATEGORY, check_number, conditions_input, encoded_prompt_inputs, guidance_input, hidden_unique_id,
-                     model_input, recipe_input, seed_input, size_inputs, step_cache_input, steps_input, upsampler_input,
-                     vae_input, windows_input)
+from .inputs import (
+    CATEGORY,
+    check_number,
+    conditions_input,
+    encoded_prompt_inputs,
+    guidance_input,
+    hidden_unique_id,
+    model_input,
+    recipe_input,
+    seed_input,
+    size_inputs,
+    step_cache_input,
+    steps_input,
+    upsampler_input,
+    vae_input,
+    windows_input,
+)
 from .long_video import WindowProgress, window_settings
 from .lora import warn_unguided_ic_loras
 from .memory import generation_loads
 from .progress import StepProgress, check_interrupted
-from .ranges import MAX_FRAMES, MAX_FRAME_RATE, MAX_SIZE, MAX_STEPS, MIN_FRAMES, MIN_FRAME_RATE, MIN_SIZE, MIN_STEPS
+from .ranges import MAX_FRAME_RATE, MAX_FRAMES, MAX_SIZE, MAX_STEPS, MIN_FRAME_RATE, MIN_FRAMES, MIN_SIZE, MIN_STEPS
 from .recipe_choices import DEFAULT_RECIPE, RECIPE_CHOICES, UPSAMPLER_FILE, RecipeChoice, recipe_choice
 from .run_log import PassLog
 from .sockets import LTXModel, LTXUpsampler, LTXVae, require_vae
@@ -42,7 +57,7 @@ LATENT_KEY = "ltx097"
 """Key of the `ltx_core.VideoLatents` in our LATENT dicts (the decode node crops with it)."""
 
 
-def recipe_overrides(choice: RecipeChoice, guidance: Optional[dict], step_cache: float = 0.0) -> dict:
+def recipe_overrides(choice: RecipeChoice, guidance: dict | None, step_cache: float = 0.0) -> dict:
     """Guidance settings (and the step cache input) → `sample_video` overrides for this recipe (a base recipe reads
     `first_pass` as its pass)."""
     if guidance is not None and not isinstance(guidance, Mapping):
@@ -61,8 +76,8 @@ def recipe_overrides(choice: RecipeChoice, guidance: Optional[dict], step_cache:
     return overrides
 
 
-def recipe_models(choice: RecipeChoice, steps: Optional[int], upsampler: Optional[LTXUpsampler]
-                  ) -> tuple[Optional[int], Optional[LTXUpsampler]]:
+def recipe_models(choice: RecipeChoice, steps: int | None, upsampler: LTXUpsampler | None
+                  ) -> tuple[int | None, LTXUpsampler | None]:
     """The steps and upsampler the recipe uses: a multi-scale recipe needs the upsampler, a single-scale one leaves
     it out; a recipe with fixed timesteps leaves `steps` out."""
     if steps is not None and choice.fixed_steps:
@@ -87,16 +102,16 @@ def check_video_size(width: int, height: int, num_frames: int) -> None:
         raise ValueError(f"num_frames={num_frames} is out of range ({MIN_FRAMES}–{MAX_FRAMES})")
 
 
-def checkpoint_of(model: LTXModel, vae: Optional[LTXVae]) -> SimpleNamespace:
+def checkpoint_of(model: LTXModel, vae: LTXVae | None) -> SimpleNamespace:
     """What ltx_core needs of a checkpoint, from the (possibly LoRA-patched) model and the VAE."""
     return SimpleNamespace(transformer=model.transformer, vae=require_vae(vae).vae, config=model.config)
 
 
 def sample(model: LTXModel, vae: LTXVae, positive: Any, negative: Any, *, recipe: str, width: int, height: int,
-           num_frames: int, frame_rate: float, seed: int, steps: Optional[int] = None,
-           conditions: Optional[Sequence[ltx_core.Condition]] = None, upsampler: Optional[LTXUpsampler] = None,
-           guidance: Optional[dict] = None, windows: Optional[dict] = None,
-           node_id: Optional[str] = None, step_cache: float = 0.0) -> ltx_core.VideoLatents:
+           num_frames: int, frame_rate: float, seed: int, steps: int | None = None,
+           conditions: Sequence[ltx_core.Condition] | None = None, upsampler: LTXUpsampler | None = None,
+           guidance: dict | None = None, windows: dict | None = None,
+           node_id: str | None = None, step_cache: float = 0.0) -> ltx_core.VideoLatents:
     """Sample a video's latents (on ComfyUI's intermediate device); see the module docstring.
 
     Videos longer than one window run window by window (`windows`: Long Video Settings, default 121 frames with
@@ -196,8 +211,8 @@ class LTX097Sampler(io.ComfyNode):
     def execute(cls, model: LTXModel, vae: LTXVae, positive, negative, recipe: str = DEFAULT_RECIPE,
                 width: int = 768, height: int = 512, num_frames: int = 97, frame_rate: float = 25.0,
                 steps: int = DEFAULT_STEPS,
-                seed: int = 0, upsampler: Optional[LTXUpsampler] = None, conditions=None,
-                guidance: Optional[dict] = None, windows: Optional[dict] = None,
+                seed: int = 0, upsampler: LTXUpsampler | None = None, conditions=None,
+                guidance: dict | None = None, windows: dict | None = None,
                 step_cache: float = 0.0) -> io.NodeOutput:
         video = sample(model, vae, positive, negative, recipe=recipe, width=width, height=height,
                        num_frames=num_frames, frame_rate=frame_rate, seed=seed, steps=steps,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 import torch
 from comfy_api.latest import io
@@ -85,7 +85,7 @@ class LTXUpsampler(PatchedModule):
         return self.patcher.model
 
 
-def require_vae(vae: Optional[LTXVae]) -> LTXVae:
+def require_vae(vae: LTXVae | None) -> LTXVae:
     """The VAE a node needs; a sentence when the socket brought none (a checkpoint file without a VAE)."""
     if vae is None:
         raise ValueError("the vae input is empty: the loaded checkpoint has no VAE; load a checkpoint that "

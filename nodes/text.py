@@ -9,7 +9,7 @@ nodes, and the sampler takes core `CLIPTextEncode` output as well (`prompt_conte
 from __future__ import annotations
 
 import logging
-from typing import Any, Optional
+from typing import Any
 
 import torch
 from comfy_api.latest import io
@@ -101,7 +101,7 @@ def encode_prompts(clip, text: str, split: bool = True) -> list:
     return [entry for part in (split_prompts(text) if split else [text]) for entry in encode_prompt(clip, part)]
 
 
-def prompt_contexts(conditioning: Any, which: str, caption_channels: Optional[int] = None
+def prompt_contexts(conditioning: Any, which: str, caption_channels: int | None = None
                     ) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """Every entry of a CONDITIONING as (context, mask): the prompts of successive windows of a long video."""
     if not conditioning or not isinstance(conditioning, (list, tuple)):
@@ -109,7 +109,7 @@ def prompt_contexts(conditioning: Any, which: str, caption_channels: Optional[in
     return [prompt_context([entry], which, caption_channels) for entry in conditioning]
 
 
-def prompt_context(conditioning: Any, which: str, caption_channels: Optional[int] = None
+def prompt_context(conditioning: Any, which: str, caption_channels: int | None = None
                    ) -> tuple[torch.Tensor, torch.Tensor]:
     """(context `[1, L, D]`, 0/1 mask `[1, L]`) from core CONDITIONING (ours or core `CLIPTextEncode`'s).
 

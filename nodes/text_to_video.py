@@ -6,20 +6,45 @@ Prompt encoding, (LoRAs,) sampling, decoding and saving are the same functions t
 from __future__ import annotations
 
 import logging
-from typing import Optional
 
 from comfy_api.latest import io, ui
 
-from ..hosted import (ASPECT_RATIOS, DEFAULT_ASPECT_RATIO, DEFAULT_FRAME_RATE, DEFAULT_FRAMES, DEFAULT_NEGATIVE_PROMPT,
-                      DEFAULT_RESOLUTION, DEFAULT_STEPS, VIDEO_SIZES)
+from ..hosted import (
+    ASPECT_RATIOS,
+    DEFAULT_ASPECT_RATIO,
+    DEFAULT_FRAME_RATE,
+    DEFAULT_FRAMES,
+    DEFAULT_NEGATIVE_PROMPT,
+    DEFAULT_RESOLUTION,
+    DEFAULT_STEPS,
+    VIDEO_SIZES,
+)
 from .decode import decode, iter_frames
 from .enhancer import PromptEnhancerModels, default_enhancer, run_enhancer
-from .inputs import (CATEGORY, check_number, clip_input, conditions_input, frame_rate_input, frames_input,
-                     guidance_input, hidden_unique_id, model_input, negative_prompt_input, prompt_input, recipe_input,
-                     save_inputs, seed_input, step_cache_input, steps_input, upsampler_input, vae_input, windows_input)
+from .inputs import (
+    CATEGORY,
+    check_number,
+    clip_input,
+    conditions_input,
+    frame_rate_input,
+    frames_input,
+    guidance_input,
+    hidden_unique_id,
+    model_input,
+    negative_prompt_input,
+    prompt_input,
+    recipe_input,
+    save_inputs,
+    seed_input,
+    step_cache_input,
+    steps_input,
+    upsampler_input,
+    vae_input,
+    windows_input,
+)
 from .long_video import output_connected
 from .lora import apply_lora_stack
-from .ranges import MAX_FRAMES, MAX_FRAME_RATE, MIN_FRAMES, MIN_FRAME_RATE
+from .ranges import MAX_FRAME_RATE, MAX_FRAMES, MIN_FRAME_RATE, MIN_FRAMES
 from .recipe_choices import DEFAULT_RECIPE, recipe_choice
 from .run_log import emit
 from .safety import SafetyChecker, check_conditions, check_generation, checked_stream, default_checker
@@ -134,14 +159,14 @@ class LTX097TextToVideo(io.ComfyNode):
                 number_of_steps: int = DEFAULT_STEPS, frame_rate: float = DEFAULT_FRAME_RATE, seed: int = 0,
                 recipe: str = DEFAULT_RECIPE, filename_prefix: str = "LTX-Video/ltxv097", crf: int = 19,
                 reverse_video: bool = False, expand_prompt: bool = False, enable_safety_checker: bool = True,
-                upsampler: Optional[LTXUpsampler] = None, loras=None,
-                conditions=None, prompt_enhancer: Optional[PromptEnhancerModels] = None,
-                safety_checker: Optional[SafetyChecker] = None, guidance: Optional[dict] = None,
-                windows: Optional[dict] = None, step_cache: float = 0.0, split_prompt: bool = True) -> io.NodeOutput:
+                upsampler: LTXUpsampler | None = None, loras=None,
+                conditions=None, prompt_enhancer: PromptEnhancerModels | None = None,
+                safety_checker: SafetyChecker | None = None, guidance: dict | None = None,
+                windows: dict | None = None, step_cache: float = 0.0, split_prompt: bool = True) -> io.NodeOutput:
         width, height = video_size(resolution, aspect_ratio)
         if not MIN_FRAMES <= number_of_frames <= MAX_FRAMES:
             raise ValueError(f"number_of_frames={number_of_frames} is out of range ({MIN_FRAMES}–{MAX_FRAMES})")
-        steps: Optional[int] = number_of_steps
+        steps: int | None = number_of_steps
         if recipe_choice(recipe).fixed_steps:
             logger.info("the %s recipe runs fixed steps; number_of_steps=%d is not used", recipe, number_of_steps)
             steps = None

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from typing import Iterable, Optional
+from collections.abc import Iterable
 
 import folder_paths
 import torch
@@ -18,17 +18,24 @@ from comfy.cli_args import args
 from comfy_api.latest import InputImpl, io, ui
 
 from ..fetch import redact_text
-from ..mp4 import DEFAULT_CRF, write_mp4
+from ..mp4 import DEFAULT_CRF, leftover_parts, write_mp4
 from .inputs import CATEGORY, DEFAULT_PREFIX, check_number, frame_rate_input, save_inputs
 from .ranges import MAX_FRAME_RATE, MIN_FRAME_RATE
 
 logger = logging.getLogger(__name__)
 
+WITHOUT_METADATA = "ltxv097_without_metadata"
+"""An `extra_pnginfo` entry with which a queued prompt asks for mp4 files without the prompt in their metadata.
+The HTTP API sets it: its prompts carry the request id (and URLs), so identical requests would otherwise give
+different files, and each file would keep its request's details."""
+
+
 def metadata_of(cls) -> dict[str, str]:
-    """The prompt / workflow as mp4 tags (like core SaveVideo), unless ComfyUI runs with --disable-metadata. URLs in
-    them are redacted: the file is served to whoever has its link, a URL's query string or credentials are not."""
+    """The prompt / workflow as mp4 tags (like core SaveVideo), unless ComfyUI runs with --disable-metadata or the
+    prompt asks for none (`WITHOUT_METADATA`). URLs in them are redacted: the file is served to whoever has its
+    link, a URL's query string or credentials are not."""
     hidden = getattr(cls, "hidden", None)
-    if args.disable_metadata or hidden is None:
+    if args.disable_metadata or hidden is None or (hidden.extra_pnginfo or {}).get(WITHOUT_METADATA):
         return {}
     tags = {}
     if hidden.prompt is not None:
@@ -40,7 +47,7 @@ def metadata_of(cls) -> dict[str, str]:
 
 def save_video(frames: torch.Tensor | Iterable[torch.Tensor], frame_rate: float, *,
                filename_prefix: str = DEFAULT_PREFIX, crf: int = DEFAULT_CRF, reverse: bool = False,
-               metadata: Optional[dict[str, str]] = None, size: Optional[tuple[int, int]] = None):
+               metadata: dict[str, str] | None = None, size: tuple[int, int] | None = None):
     """Save to the output folder; returns (path, `ui.SavedResult`, core VIDEO).
 
     `frames` is one tensor `[F, H, W, 3]` or chunks of frames as they come (then give `size` = (width, height)
@@ -59,6 +66,17 @@ def save_video(frames: torch.Tensor | Iterable[torch.Tensor], frame_rate: float,
     path = os.path.join(folder, file)
     write_mp4(path, frames, frame_rate, crf, metadata)
     return path, ui.SavedResult(file, subfolder, io.FolderType.output), InputImpl.VideoFromFile(path)
+
+
+def remove_unfinished_videos() -> None:
+    """Remove the hidden partial mp4 files that writes cut off by a crash or a kill left in the output folder (at
+    start-up, when this process writes none)."""
+    removed = [path for path in leftover_parts(folder_paths.get_output_directory())]
+    for path in removed:
+        path.unlink(missing_ok=True)
+    if removed:
+        logger.info("removed %d unfinished mp4 file(s) left in the output folder: %s", len(removed),
+                    ", ".join(path.name for path in removed[:5]) + (", ..." if len(removed) > 5 else ""))
 
 
 class LTX097SaveVideo(io.ComfyNode):
@@ -83,7 +101,7 @@ class LTX097SaveVideo(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, frame_rate: Optional[float] = 25.0) -> bool | str:
+    def validate_inputs(cls, frame_rate: float | None = 25.0) -> bool | str:
         return check_number("frame_rate", frame_rate, MIN_FRAME_RATE, MAX_FRAME_RATE)
 
     @classmethod

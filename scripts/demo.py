@@ -26,7 +26,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Optional
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
@@ -78,8 +77,7 @@ def find_models(root: Path) -> tuple[dict[str, Path], list[str]]:
 
 def write_tiny_models(server: comfy_server.ComfyServer) -> dict[str, str]:
     """A tiny random checkpoint (transformer + VAE), upsampler and T5 in the server's model folders."""
-    from support import tiny
-    from support import tiny_t5
+    from support import tiny, tiny_t5
 
     try:  # the reference package (used to build the tiny model) warns about a config key it ignores
         import diffusers.utils.logging
@@ -179,7 +177,7 @@ def render(server: comfy_server.ComfyServer, prompt: dict, timeout: float) -> Pa
     return server.output_dir / video["subfolder"] / video["filename"]
 
 
-def main(argv: Optional[list[str]] = None) -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     parser.add_argument("--prompt", help="the prompt (default: the workflow's)")

@@ -1,7 +1,7 @@
 """Write the shipped workflows (`workflows/*.json`, UI format) by building them in ComfyUI's own frontend.
 
-Each graph of `workflow_graphs.py` is built in the real frontend (headless Chromium, the pinned ComfyUI and this pack): nodes are
-created from the server's node definitions, widgets are set by name and links are made by slot name, then the
+Each graph of `workflow_graphs.py` is built in the real frontend (headless Chromium, the pinned ComfyUI and this pack):
+nodes are created from the server's node definitions, widgets are set by name and links are made by slot name, then the
 frontend serialises the graph. So the files are exactly what the 0.3.75 frontend saves, with the widget order,
 sizes and socket lists it uses. Loader nodes carry download links (`properties.models`) and each graph has a note
 saying where every file goes. Every node names the pack that provides it in `properties` (`cnr_id`, `ver`, and
@@ -24,8 +24,16 @@ import tempfile
 import uuid
 from pathlib import Path
 
-from workflow_graphs import (CORE_PACK_ID, FRONTEND_VERSION, PACK_ID, PACK_PROPERTIES, ROOT, WORKFLOWS, WORKFLOWS_DIR,
-                             Workflow)
+from workflow_graphs import (
+    CORE_PACK_ID,
+    FRONTEND_VERSION,
+    PACK_ID,
+    PACK_PROPERTIES,
+    ROOT,
+    WORKFLOWS,
+    WORKFLOWS_DIR,
+    Workflow,
+)
 
 sys.path.insert(0, str(ROOT / "tests"))
 
@@ -136,9 +144,7 @@ def main() -> None:
 
     import shutil
 
-    from support import comfy_server
-    from support import e2e_browser
-    from support import e2e_workflows
+    from support import comfy_server, e2e_browser, e2e_workflows
 
     with tempfile.TemporaryDirectory(prefix="ltxv097-workflows-") as folder:
         server = comfy_server.ComfyServer(Path(folder) / "host")

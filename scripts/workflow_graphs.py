@@ -5,10 +5,11 @@
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
+
+import tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -88,10 +89,10 @@ class Node:
     type: str
     pos: tuple[float, float]
     widgets: dict[str, Any] = field(default_factory=dict)
-    title: Optional[str] = None
-    size: Optional[tuple[float, float]] = None
-    colors: Optional[dict] = None
-    models: Optional[list[dict]] = None
+    title: str | None = None
+    size: tuple[float, float] | None = None
+    colors: dict | None = None
+    models: list[dict] | None = None
 
 
 @dataclass
@@ -354,7 +355,8 @@ def ic_lora_control() -> Workflow:
 def text_to_video_one_node() -> Workflow:
     nodes = [
         note("files", models_note(model_row(DEV, "LTX-Video 13B 0.9.7 dev (transformer + VAE)"), upscaler_row(),
-                                  t5_row(), checker_row(), extra="For the fast recipe pick `ltxv-13b-0.9.7-distilled.safetensors` "
+                                  t5_row(), checker_row(),
+                                  extra="For the fast recipe pick `ltxv-13b-0.9.7-distilled.safetensors` "
                                                   "in the loader and `0.9.7 distilled multi-scale` as the recipe. "
                                                   "LoRAs: list them in the LoRA List node, e.g. "
                                                   '`[{"path": "my_lora.safetensors", "scale": 0.8}]` (files in '

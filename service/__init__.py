@@ -11,17 +11,18 @@ Everything except `host.py` and `start` is plain Python, unit-tested without Com
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from types import ModuleType
-from typing import Callable
 
 logger = logging.getLogger(__name__)
 
 STORE_FOLDER = "ltxv097_api"
 
 
-def start(add_log_listener: Callable[[Callable[[str], None]], None], fetch: ModuleType):
+def start(add_log_listener: Callable[[Callable[[str], None]], None], fetch: ModuleType, media: ModuleType):
     """Create the API service in the running ComfyUI; returns its routes (their `queue` holds the requests).
-    `fetch` is the pack's URL-fetching package (image / video URLs, webhooks)."""
+    `fetch` is the pack's URL-fetching package (image / video URLs, webhooks), `media` its strict decoding of
+    images and videos."""
     from .access import public_without_key
     from .config import FILE_NAME, load_config
     from .errors import json_errors
@@ -29,11 +30,11 @@ def start(add_log_listener: Callable[[Callable[[str], None]], None], fetch: Modu
     from .host import ComfyHost
     from .jobs import FILES_PREFIX
     from .local_queue import LocalQueue
-    from .media import ConditionMedia
-    from .routes import APP_ID, QUEUE_PREFIX, ApiRoutes
-    from .store import JobStore
+    from .media import ConditionMedia, remove_leftover_inputs
     from .pgqueue.settings import database_url
     from .pgqueue.storage import storage_root, uploads_folder
+    from .routes import APP_ID, QUEUE_PREFIX, ApiRoutes
+    from .store import JobStore
     from .uploads import REST_PREFIX, TOKEN_PARAMETER, UPLOADS_PREFIX, UploadRoutes, UploadStore
     from .webhook import Webhook
 
@@ -44,10 +45,11 @@ def start(add_log_listener: Callable[[Callable[[str], None]], None], fetch: Modu
     if gate.active:
         host.add_middleware(gate.middleware)
         gate.register(host.routes)
-    media = ConditionMedia(fetch.fetch_bytes, fetch.FetchError, host.input_dir(), config)
+    condition_media = ConditionMedia(fetch.fetch_bytes, fetch.FetchError, host.input_dir(), config,
+                                     check_media=media.check)
 
     def request_ended(request_id: str) -> None:
-        media.remove(request_id)
+        condition_media.remove(request_id)
         fetch.release(request_id)  # the secret parts of its LoRA URLs
 
     notify = Webhook(fetch.post_json, fetch.redact_url)
@@ -61,11 +63,13 @@ def start(add_log_listener: Callable[[Callable[[str], None]], None], fetch: Modu
     if url:
         from .pgqueue import fleet_routes
 
-        queue, api = fleet_routes(host, config, url, media, notify, request_ended, gate.use_secret, **options)
-    else:
+        queue, api = fleet_routes(host, config, url, condition_media, notify, request_ended, gate.use_secret,
+                                  **options)
+    else:  # one server: the requests it had queued or running were lost with its old process, and their files
+        remove_leftover_inputs(host.input_dir())
         queue = LocalQueue(host, JobStore(host.user_dir() / STORE_FOLDER / "requests"), notify, request_ended,
                            sign=gate.signed)
-        api = ApiRoutes(queue, host, config, media, **options)
+        api = ApiRoutes(queue, host, config, condition_media, **options)
     api.register(host.routes)
     UploadRoutes(uploads, config).register(host.routes)
     host.app().middlewares.append(json_errors((f"{QUEUE_PREFIX}/{APP_ID}", f"/{APP_ID}", REST_PREFIX,

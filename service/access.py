@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import hmac
-from typing import Iterable, Optional
+from collections.abc import Iterable
 
 LOCAL_ADDRESSES = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
-def key_accepted(authorization: Optional[str], keys: Iterable[str]) -> bool:
+def key_accepted(authorization: str | None, keys: Iterable[str]) -> bool:
     """True when no keys are configured, or the header is `Key <k>` for one of them (constant-time compare)."""
     keys = tuple(keys)
     if not keys:
@@ -20,7 +20,7 @@ def key_accepted(authorization: Optional[str], keys: Iterable[str]) -> bool:
     return any(hmac.compare_digest(offered, key.encode()) for key in keys)
 
 
-def public_without_key(listen_addresses: Iterable[str], keys: Iterable[str]) -> Optional[str]:
+def public_without_key(listen_addresses: Iterable[str], keys: Iterable[str]) -> str | None:
     """A warning when ComfyUI listens beyond localhost and the API has no key; None otherwise."""
     public = [address for address in listen_addresses if address not in LOCAL_ADDRESSES]
     if not public or tuple(keys):

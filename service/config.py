@@ -11,9 +11,8 @@ import json
 import logging
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Optional
 
-from .limits import MAX_IMAGE_PIXELS, MAX_VIDEO_PIXELS
+from ..media.limits import MAX_IMAGE_PIXELS, MAX_VIDEO_PIXELS
 
 logger = logging.getLogger(__name__)
 
@@ -27,13 +26,13 @@ RECIPES = ("0.9.7 dev multi-scale", "0.9.7 distilled multi-scale", "0.9.8 dev mu
 class ServiceConfig:
     checkpoint: str = "ltxv-13b-0.9.7-dev.safetensors"
     weight_dtype: str = "auto"
-    upsampler: Optional[str] = "ltxv-spatial-upscaler-0.9.7.safetensors"
+    upsampler: str | None = "ltxv-spatial-upscaler-0.9.7.safetensors"
     text_encoder: str = "t5xxl_fp16.safetensors"
     text_encoder_loader: dict = field(default_factory=lambda: {
         "node": "CLIPLoader", "file_input": "clip_name", "inputs": {"type": "ltxv", "device": "default"}})
     """The node that loads `text_encoder`: its class, the input that takes the file name, other inputs."""
     recipe: str = "0.9.7 dev multi-scale"
-    guidance: Optional[dict] = None
+    guidance: dict | None = None
     """Inputs of an LTX097GuidanceSettings node applied to every request (None: the recipe as it is)."""
     api_keys: tuple[str, ...] = ()
     """When not empty, every API call must send `Authorization: Key <one of these>`."""
@@ -54,9 +53,9 @@ class ServiceConfig:
     """`expand_prompt` of a request that leaves it out."""
     upload_lifetime_seconds: int = 24 * 3600
     """How long a file uploaded through the storage API is kept (a client may ask for less)."""
-    database_url: Optional[str] = None
+    database_url: str | None = None
     """PostgreSQL URL of the fleet's shared queue (README "Scale out"); LTX097_API_DATABASE_URL overrides it."""
-    storage_dir: Optional[str] = None
+    storage_dir: str | None = None
     """With a database: the folder every instance mounts for the result mp4s and the uploads (default: ComfyUI's
     output folder for results; uploads then stay in the user folder)."""
     gateway_only: bool = False

@@ -9,8 +9,9 @@ answered 503 at once (`ServerBusy`), so it never waits for another request's dow
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, TypeVar
+from typing import TypeVar
 
 T = TypeVar("T")
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from typing import Awaitable, Callable, Optional
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
@@ -28,7 +28,7 @@ class StatusEvents:
     def __init__(self, with_logs: bool):
         self.with_logs, self.logs_sent, self.last = with_logs, 0, None
 
-    def next(self, status: dict) -> Optional[dict]:
+    def next(self, status: dict) -> dict | None:
         logs = list(status.get("logs") or [])
         new_logs = logs[self.logs_sent:]
         key = (status.get("status"), status.get("queue_position"))
@@ -39,7 +39,7 @@ class StatusEvents:
 
 
 async def stream_status(request: web.Request, current: Callable[[], Awaitable[dict]], *, poll_seconds: float,
-                        headers: Optional[dict] = None) -> web.StreamResponse:
+                        headers: dict | None = None) -> web.StreamResponse:
     """Answer `request` with the events of `current()` (polled every `poll_seconds`) until `COMPLETED`."""
     response = web.StreamResponse(headers={"Content-Type": CONTENT_TYPE, "Cache-Control": "no-cache",
                                            **(headers or {})})

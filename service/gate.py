@@ -19,8 +19,8 @@ import os
 import secrets
 import time
 import urllib.parse
+from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
-from typing import Awaitable, Callable, Iterable, Optional
 
 from aiohttp import web
 
@@ -53,7 +53,7 @@ def load_secret(folder: Path) -> bytes:
 
 class Gate:
     def __init__(self, keys: Iterable[str], secret: bytes, signed_prefix: str,
-                 handler_tokens: Optional[dict[str, str]] = None):
+                 handler_tokens: dict[str, str] | None = None):
         """`handler_tokens` maps a path prefix to the query parameter of a token its own handlers check (the storage
         API's one-upload tokens: the clients send no key with those uploads)."""
         self.keys = tuple(keys)
@@ -89,7 +89,7 @@ class Gate:
 
     # sessions -----------------------------------------------------------------------------------------------------
 
-    def session_cookie(self, now: Optional[float] = None) -> str:
+    def session_cookie(self, now: float | None = None) -> str:
         expires = int((now or time.time()) + SESSION_SECONDS)
         return f"{expires}.{self._mac(f'session {expires}')}"
 
@@ -144,7 +144,7 @@ class Gate:
         raise response
 
     @staticmethod
-    def _next(target: Optional[str]) -> str:
+    def _next(target: str | None) -> str:
         """A path on this server to go back to after logging in (never another site)."""
         if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
             return "/"

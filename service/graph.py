@@ -8,7 +8,7 @@ names of the node's inputs (from the running host) to know whether `expand_promp
 from __future__ import annotations
 
 import json
-from typing import Iterable, Optional
+from collections.abc import Iterable
 
 from .config import ServiceConfig
 from .schema import GenerationInput, InputError, field_error
@@ -25,7 +25,7 @@ class UnavailableFeature(InputError):
     """A field the request turned on that this server cannot honour (422 naming the field)."""
 
 
-def _condition_nodes(prompt: dict, generation: GenerationInput, media_files: list[str]) -> Optional[list]:
+def _condition_nodes(prompt: dict, generation: GenerationInput, media_files: list[str]) -> list | None:
     link = None
     for number, condition in enumerate(generation.conditions):
         file_name = media_files[number]
@@ -51,7 +51,7 @@ FEATURE_SETTINGS = {"expand_prompt": "default_expand_prompt", "enable_safety_che
 
 
 def feature_inputs(generation: GenerationInput, node_inputs: Iterable[str],
-                   missing_models: Optional[dict[str, str]] = None) -> dict:
+                   missing_models: dict[str, str] | None = None) -> dict:
     """`expand_prompt` / `enable_safety_checker` (and the literal prompt switch) for the node when it has them; a
     422 when a feature is switched on and the node lacks it or its model is missing (`missing_models`: field →
     the model folder relative to ComfyUI's models folder)."""
@@ -77,7 +77,7 @@ def feature_inputs(generation: GenerationInput, node_inputs: Iterable[str],
 
 
 def build_prompt(generation: GenerationInput, config: ServiceConfig, request_id: str, *,
-                 node_inputs: Iterable[str], media_files: Optional[list[str]] = None) -> dict:
+                 node_inputs: Iterable[str], media_files: list[str] | None = None) -> dict:
     """The API prompt; `media_files` holds each condition's file in ComfyUI's input folder, in order."""
     loader = config.text_encoder_loader
     prompt: dict = {

@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Optional
 
 import execution
 import folder_paths
-import nodes as comfy_nodes
 from comfy.cli_args import args
 from server import PromptServer
 
+import nodes as comfy_nodes
+
+from ..nodes.video import WITHOUT_METADATA
 
 LOW_PRIORITY_OFFSET = 10 ** 9
 """Added to a low-priority prompt's queue number (ComfyUI takes the lowest number first)."""
@@ -31,7 +32,7 @@ class PromptRefused(Exception):
 
 
 class ComfyHost:
-    def __init__(self, server: Optional[PromptServer] = None):
+    def __init__(self, server: PromptServer | None = None):
         self.server = server or PromptServer.instance
 
     @property
@@ -86,14 +87,15 @@ class ComfyHost:
 
     async def queue(self, prompt: dict, prompt_id: str, *, low_priority: bool = False) -> None:
         """Validate and queue like `POST /prompt` (no client id: progress goes to every open UI). ComfyUI runs its
-        queue in number order: a low-priority prompt's number is moved behind every normal one."""
+        queue in number order: a low-priority prompt's number is moved behind every normal one. The mp4 keeps no
+        metadata: identical requests give identical files, and no request's id or URLs are stored in them."""
         valid = await execution.validate_prompt(prompt_id, prompt, None)
         if not valid[0]:
             raise PromptRefused(str(valid[1].get("message", valid[1])) if isinstance(valid[1], dict)
                                 else str(valid[1]), valid[3])
         number = self.server.number + (LOW_PRIORITY_OFFSET if low_priority else 0)
         self.server.number += 1
-        extra_data = {"create_time": int(time.time() * 1000)}
+        extra_data = {"create_time": int(time.time() * 1000), "extra_pnginfo": {WITHOUT_METADATA: True}}
         self.server.prompt_queue.put((number, prompt_id, prompt, extra_data, valid[2], {}))
 
     def queue_order(self) -> tuple[set[str], list[str]]:
@@ -101,7 +103,7 @@ class ComfyHost:
         running, pending = self.server.prompt_queue.get_current_queue_volatile()
         return {item[1] for item in running}, [item[1] for item in sorted(pending, key=lambda item: item[0])]
 
-    def history(self, prompt_id: str) -> Optional[dict]:
+    def history(self, prompt_id: str) -> dict | None:
         return self.server.prompt_queue.get_history(prompt_id=prompt_id).get(prompt_id)
 
     def remove_queued(self, prompt_id: str) -> bool:
@@ -112,5 +114,5 @@ class ComfyHost:
         if prompt_id in running:
             comfy_nodes.interrupt_processing()
 
-    def current_prompt_id(self) -> Optional[str]:
+    def current_prompt_id(self) -> str | None:
         return getattr(self.server, "last_prompt_id", None)

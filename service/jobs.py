@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
-from typing import Callable, Optional
 
 QUEUED, RUNNING, COMPLETED, FAILED, CANCELLED = "queued", "running", "completed", "failed", "cancelled"
 FINISHED = (COMPLETED, FAILED, CANCELLED)
@@ -28,7 +28,7 @@ def start_timeout_error(seconds: float) -> str:
     return f"the request did not start within {round(seconds, 1):g} s (X-Fal-Request-Timeout)"
 
 
-def utc_timestamp(seconds: Optional[float] = None) -> str:
+def utc_timestamp(seconds: float | None = None) -> str:
     return datetime.fromtimestamp(time.time() if seconds is None else seconds, timezone.utc).isoformat()
 
 
@@ -39,21 +39,21 @@ class Job:
     prompt: str
     state: str = QUEUED
     created_at: float = field(default_factory=time.time)
-    started_at: Optional[float] = None
-    finished_at: Optional[float] = None
+    started_at: float | None = None
+    finished_at: float | None = None
     logs: list = field(default_factory=list)
-    video: Optional[dict] = None
+    video: dict | None = None
     """{"path": relative to the output folder, "file_name", "file_size"} once completed."""
-    error: Optional[str] = None
-    error_type: Optional[str] = None
-    webhook_url: Optional[str] = None
+    error: str | None = None
+    error_type: str | None = None
+    webhook_url: str | None = None
     server_url: str = ""
     """`scheme://host` the request was submitted to (for the file URL a webhook receives)."""
     cancel_requested: bool = False
     endpoint: str = "text-to-video"
     priority: str = "normal"
     """`X-Fal-Queue-Priority`: "low" runs behind every "normal" request."""
-    start_deadline: Optional[float] = None
+    start_deadline: float | None = None
     """`X-Fal-Request-Timeout`: the time by which the request must have started, else it fails (504)."""
 
     @property
@@ -64,7 +64,7 @@ class Job:
         return asdict(self)
 
     @classmethod
-    def from_record(cls, record: dict) -> "Job":
+    def from_record(cls, record: dict) -> Job:
         return cls(**record)
 
 
@@ -78,7 +78,7 @@ class Urls:
         return {"response_url": root, "status_url": f"{root}/status", "cancel_url": f"{root}/cancel"}
 
 
-def status_json(job: Job, urls: Urls, *, queue_position: Optional[int], with_logs: bool) -> dict:
+def status_json(job: Job, urls: Urls, *, queue_position: int | None, with_logs: bool) -> dict:
     """fal's status object: IN_QUEUE (queue_position) / IN_PROGRESS / COMPLETED (error for failed and cancelled)."""
     body = {"request_id": job.request_id, **urls.of(job.request_id),
             "logs": list(job.logs) if with_logs else None}
@@ -130,7 +130,7 @@ class JobBook:
         with self._lock:
             self._jobs.pop(request_id, None)
 
-    def get(self, request_id: str) -> Optional[Job]:
+    def get(self, request_id: str) -> Job | None:
         with self._lock:
             return self._jobs.get(request_id)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Awaitable, Callable, Optional
+from collections.abc import Awaitable, Callable
 
 from .graph import OUTPUT_NODE
 from .jobs import COMPLETED, QUEUED, START_TIMEOUT, Job, JobBook, result_json, start_timeout_error, video_url
@@ -31,14 +31,14 @@ class LocalQueue:
     whatever else a request holds until it ends); `sign(url)` is the mp4 URL a webhook receives (signed when keys
     are set)."""
 
-    def __init__(self, host, store: JobStore, notify: Callable[[Job, Optional[dict]], Awaitable[None]],
+    def __init__(self, host, store: JobStore, notify: Callable[[Job, dict | None], Awaitable[None]],
                  remove_media: Callable[[str], None], sign: Callable[[str], str] = lambda url: url):
         self.host, self.store, self.notify, self.remove_media = host, store, notify, remove_media
         self.sign = sign
         self.book = JobBook(store.save)
         for job in store.load_all():
             self.book.add(job, persist=False)
-        self._follower: Optional[asyncio.Task] = None
+        self._follower: asyncio.Task | None = None
 
     # JobQueue -------------------------------------------------------------------------------------------------
 
@@ -52,10 +52,10 @@ class LocalQueue:
         self.store.save(job)
         self.ensure_following()
 
-    async def get(self, request_id: str) -> Optional[Job]:
+    async def get(self, request_id: str) -> Job | None:
         return self.book.get(request_id)
 
-    async def status(self, request_id: str) -> Optional[QueueStatus]:
+    async def status(self, request_id: str) -> QueueStatus | None:
         job = self.book.get(request_id)
         if job is None or job.state != QUEUED:
             return None if job is None else QueueStatus(job, None)
@@ -142,9 +142,10 @@ class LocalQueue:
         else:
             message, error_type, interrupted = failure(entry)
             current = self.book.get(job.request_id)
-            cancelled = interrupted and current is not None and current.cancel_requested
-            self.book.fail(job.request_id, "the request was cancelled" if cancelled else message,
-                           "request_cancelled" if cancelled else error_type, cancelled=cancelled)
+            by_api = interrupted and current is not None and current.cancel_requested
+            # an interrupt from ComfyUI's UI cancels the request too: it ends as cancelled, not as a server error
+            self.book.fail(job.request_id, "the request was cancelled" if by_api else message, error_type,
+                           cancelled=interrupted)
         self.remove_media(job.request_id)
         self.ended(job.request_id)
 

@@ -4,7 +4,7 @@ host (the download rules, one DNS lookup), a file name that must be in models/lo
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from .schema import GenerationInput, field_error
 

@@ -8,7 +8,7 @@ implementation may ask a database; none takes or returns anything of aiohttp's.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Protocol
+from typing import Protocol
 
 from .jobs import Job
 
@@ -17,7 +17,7 @@ from .jobs import Job
 class QueueStatus:
     """A request as of now, and while it waits, how many requests run before it (0: it is next)."""
     job: Job
-    queue_position: Optional[int]
+    queue_position: int | None
 
 
 class JobQueue(Protocol):
@@ -25,10 +25,10 @@ class JobQueue(Protocol):
         """Queue `job` to run the API-format ComfyUI `prompt`; on an error (e.g. ComfyUI's validation refusing
         the prompt) it is raised and nothing of the request is left behind."""
 
-    async def get(self, request_id: str) -> Optional[Job]:
+    async def get(self, request_id: str) -> Job | None:
         """The request as of now (its logs, result or error included); None when unknown."""
 
-    async def status(self, request_id: str) -> Optional[QueueStatus]:
+    async def status(self, request_id: str) -> QueueStatus | None:
         """The request and its queue position; None when unknown."""
 
     async def cancel(self, request_id: str) -> bool:

@@ -23,8 +23,8 @@ import json
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import replace
-from typing import Callable, Optional
 
 from aiohttp import web
 
@@ -41,8 +41,16 @@ from .lora_checks import lora_errors
 from .media import ConditionMedia
 from .outcome import error_answer, hide_paths
 from .queue import JobQueue
-from .schema import (ENDPOINTS, TEXT_TO_VIDEO, GenerationInput, InputError, MediaLimits, data_uri_chars,
-                     field_error, parse_input)
+from .schema import (
+    ENDPOINTS,
+    TEXT_TO_VIDEO,
+    GenerationInput,
+    InputError,
+    MediaLimits,
+    data_uri_chars,
+    field_error,
+    parse_input,
+)
 from .store import REQUEST_ID
 from .uploads import UploadStore
 
@@ -58,7 +66,7 @@ PRIORITIES = ("normal", "low")
 MAX_START_TIMEOUT = 7 * 24 * 3600
 
 
-def json_response(body, status: int = 200, request_id: Optional[str] = None) -> web.Response:
+def json_response(body, status: int = 200, request_id: str | None = None) -> web.Response:
     headers = {REQUEST_ID_HEADER: request_id} if request_id else None
     return web.json_response(body, status=status, headers=headers)
 
@@ -88,7 +96,7 @@ def queueing_error(rejection: Exception, generation: GenerationInput) -> Excepti
                                        content_type="application/json")
 
 
-def checked_webhook(url: Optional[str]) -> Optional[str]:
+def checked_webhook(url: str | None) -> str | None:
     """The `fal_webhook` URL when it can be called: http(s), a host, and no user name or password (those would be
     stored with the request); a 422 naming the query parameter otherwise (its message shows no secret)."""
     if url is None:
@@ -100,7 +108,7 @@ def checked_webhook(url: Optional[str]) -> Optional[str]:
     return url
 
 
-def start_options(request: web.Request) -> tuple[str, Optional[float]]:
+def start_options(request: web.Request) -> tuple[str, float | None]:
     """(priority, start deadline) from the queue headers; a 422 for values the service does not take."""
     priority = request.headers.get(PRIORITY_HEADER, "normal").strip().lower()
     if priority not in PRIORITIES:
@@ -132,7 +140,7 @@ class ApiRoutes:
     when keys are set)."""
 
     def __init__(self, queue: JobQueue, host, config: ServiceConfig, media: ConditionMedia, *,
-                 uploads: Optional[UploadStore] = None,
+                 uploads: UploadStore | None = None,
                  check_reachable: Callable[[str, str], None] = lambda url, what: None,
                  fetch_error: type = Exception, sign: Callable[[str], str] = lambda url: url):
         self.queue, self.host, self.config, self.media = queue, host, config, media
@@ -154,7 +162,7 @@ class ApiRoutes:
 
     # helpers --------------------------------------------------------------------------------------------------
 
-    def unauthorized(self, request: web.Request) -> Optional[web.Response]:
+    def unauthorized(self, request: web.Request) -> web.Response | None:
         """The 401 answer when the request lacks a configured key; None when it may go on."""
         if key_accepted(request.headers.get("Authorization"), self.config.api_keys):
             return None
@@ -195,7 +203,7 @@ class ApiRoutes:
         feature_inputs(generation, self.host.node_inputs("LTX097TextToVideo"), self.host.missing_feature_models())
         return generation
 
-    def local_upload(self, request: web.Request) -> Callable[[str], Optional[tuple[bytes, str]]]:
+    def local_upload(self, request: web.Request) -> Callable[[str], tuple[bytes, str] | None]:
         """`url -> (bytes, content type) | None` for files uploaded to this server."""
         base = base_url(request)
         return (lambda url: self.uploads.local(url, base)) if self.uploads is not None else (lambda url: None)

@@ -10,12 +10,23 @@ from __future__ import annotations
 import random
 import re
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 from ..fetch import redact_url
-from ..hosted import (ASPECT_RATIOS, DEFAULT_ASPECT_RATIO, DEFAULT_FRAME_RATE, DEFAULT_FRAMES, DEFAULT_NEGATIVE_PROMPT,
-                      DEFAULT_RESOLUTION, DEFAULT_STEPS, FRAME_RATE_RANGE, FRAMES_RANGE, MAX_SEED, RESOLUTIONS,
-                      STEPS_RANGE)
+from ..hosted import (
+    ASPECT_RATIOS,
+    DEFAULT_ASPECT_RATIO,
+    DEFAULT_FRAME_RATE,
+    DEFAULT_FRAMES,
+    DEFAULT_NEGATIVE_PROMPT,
+    DEFAULT_RESOLUTION,
+    DEFAULT_STEPS,
+    FRAME_RATE_RANGE,
+    FRAMES_RANGE,
+    MAX_SEED,
+    RESOLUTIONS,
+    STEPS_RANGE,
+)
 
 DRAWN_SEED_LIMIT = 2 ** 32
 """Seeds the server draws stay below 2**32, so JavaScript clients read them exactly."""
@@ -46,7 +57,7 @@ def is_local_path(path: str) -> bool:
 @dataclass(frozen=True)
 class LoraWeight:
     path: str
-    weight_name: Optional[str] = None
+    weight_name: str | None = None
     scale: float = 1.0
 
     def as_json(self) -> dict:
@@ -129,8 +140,8 @@ class _Checker:
             return False
         return src[name] is not None
 
-    def string(self, name: str, default: Optional[str] = None, *, required: bool = False, src: Optional[dict] = None,
-               loc: tuple = (), max_chars: int = MAX_PROMPT_CHARS, nullable: bool = False) -> Optional[str]:
+    def string(self, name: str, default: str | None = None, *, required: bool = False, src: dict | None = None,
+               loc: tuple = (), max_chars: int = MAX_PROMPT_CHARS, nullable: bool = False) -> str | None:
         src = self.body if src is None else src
         if required and src.get(name) is None:
             return self.fail((*loc, name), "field required", "missing")
@@ -144,7 +155,7 @@ class _Checker:
                              "string_too_long")
         return value
 
-    def choice(self, name: str, options: tuple, default: str) -> Optional[str]:
+    def choice(self, name: str, options: tuple, default: str) -> str | None:
         if not self.present(name, self.body, ()):
             return default
         value = self.body[name]
@@ -153,8 +164,8 @@ class _Checker:
                              "literal_error")
         return value
 
-    def integer(self, name: str, bounds: tuple[int, int], default: Optional[int], *, src: Optional[dict] = None,
-                loc: tuple = (), nullable: bool = False) -> Optional[int]:
+    def integer(self, name: str, bounds: tuple[int, int], default: int | None, *, src: dict | None = None,
+                loc: tuple = (), nullable: bool = False) -> int | None:
         src = self.body if src is None else src
         if not self.present(name, src, loc, nullable=nullable):
             return default
@@ -179,7 +190,7 @@ class _Checker:
             return self.fail((*loc, name), f"{value} is out of range; allowed {low} to {high}", "value_error")
         return float(value)
 
-    def boolean(self, name: str, default: bool) -> Optional[bool]:
+    def boolean(self, name: str, default: bool) -> bool | None:
         if not self.present(name, self.body, ()):
             return default
         value = self.body[name]
@@ -217,12 +228,12 @@ class _Checker:
                 loras.append(LoraWeight(path.strip(), weight_name or None, scale))
         return tuple(loras)
 
-    def media_url(self, name: str, kind: str, *, src: dict, loc: tuple, required: bool = False) -> Optional[str]:
+    def media_url(self, name: str, kind: str, *, src: dict, loc: tuple, required: bool = False) -> str | None:
         """An http(s) URL or a data URI, as long as the media limits allow (the prompt's limit is not theirs)."""
         url = self.string(name, required=required, src=src, loc=loc, max_chars=self.limits.url_chars(kind))
         if url is None:
             return None
-        if url.startswith("data:"):
+        if url[:5].lower() == "data:":  # schemes in any case, as the fetcher reads them (and LoRA URLs)
             return url
         if not url.lower().startswith(("http://", "https://")):
             return self.fail((*loc, name), f"{redact_url(url)[:80]!r} is not an http(s) URL or a base64 data "
@@ -232,8 +243,8 @@ class _Checker:
                              "string_too_long")
         return url
 
-    def condition(self, kind: str, *, src: Optional[dict] = None, loc: tuple = (),
-                  required: bool = False) -> Optional[MediaCondition]:
+    def condition(self, kind: str, *, src: dict | None = None, loc: tuple = (),
+                  required: bool = False) -> MediaCondition | None:
         src = self.body if src is None else src
         url = self.media_url(f"{kind}_url", kind, src=src, loc=loc, required=required)
         if url is None:
@@ -309,7 +320,7 @@ def _conditions(check: _Checker, endpoint: str) -> tuple[MediaCondition, ...]:
 
 
 def parse_input(body: Any, *, draw_seed=None, endpoint: str = TEXT_TO_VIDEO, limits: MediaLimits = MediaLimits(),
-                defaults: Optional[dict] = None) -> GenerationInput:
+                defaults: dict | None = None) -> GenerationInput:
     """Validate a request body for one of the `ENDPOINTS`; a missing (or null) seed is drawn with `draw_seed()`
     (default: random). `defaults` replaces the defaults of `expand_prompt` / `enable_safety_checker` (a server
     setting)."""

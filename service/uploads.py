@@ -26,7 +26,6 @@ import time
 import urllib.parse
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Optional
 
 from aiohttp import web
 
@@ -66,7 +65,7 @@ class Upload:
     token_hash: str
     expires_at: float
     multipart: bool = False
-    size: Optional[int] = None
+    size: int | None = None
     """Set once the bytes are complete."""
 
 
@@ -98,7 +97,7 @@ class UploadStore:
     def part_path(self, upload: Upload, number: int) -> Path:
         return self.root / f"{upload.upload_id}.part{number}"
 
-    def create(self, content_type: str, file_name: str, lifetime: Optional[float], multipart: bool
+    def create(self, content_type: str, file_name: str, lifetime: float | None, multipart: bool
                ) -> tuple[Upload, str]:
         self.remove_expired()
         token = secrets.token_urlsafe(24)
@@ -115,7 +114,7 @@ class UploadStore:
         temporary.write_text(json.dumps(asdict(upload)))
         os.replace(temporary, path)
 
-    def get(self, upload_id: str) -> Optional[Upload]:
+    def get(self, upload_id: str) -> Upload | None:
         """The upload, or None when unknown or expired (an expired one is removed)."""
         if not UPLOAD_ID.match(upload_id):
             return None
@@ -155,7 +154,7 @@ class UploadStore:
         self.save(upload)
         return upload
 
-    def local(self, url: str, base_url: str) -> Optional[tuple[bytes, str]]:
+    def local(self, url: str, base_url: str) -> tuple[bytes, str] | None:
         """(bytes, content type) when `url` is a file uploaded to this server (`base_url`), or in a shared store to
         any instance of the fleet; None for other URLs; `UploadMissing` when it names this server and is gone."""
         parts = urllib.parse.urlsplit(url)
@@ -172,7 +171,7 @@ class UploadStore:
         return self.data_path(upload).read_bytes(), upload.content_type
 
 
-def requested_lifetime(header: Optional[str]) -> Optional[float]:
+def requested_lifetime(header: str | None) -> float | None:
     """`expiration_duration_seconds` of the client's `X-Fal-Object-Lifecycle` JSON header, if any."""
     try:
         value = json.loads(header).get("expiration_duration_seconds") if header else None

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Optional
 
 from .jobs import COMPLETED, Job
 from .outcome import error_answer
@@ -20,7 +20,7 @@ logger = logging.getLogger(__name__)
 WEBHOOK_THREADS = 4
 
 
-def webhook_body(job: Job, result: Optional[dict]) -> dict:
+def webhook_body(job: Job, result: dict | None) -> dict:
     """The platform's shape; a request that ended without a video carries its result's error body as payload."""
     body = {"request_id": job.request_id, "gateway_request_id": job.request_id,
             "status": "OK" if job.state == COMPLETED else "ERROR", "payload": result}
@@ -35,7 +35,7 @@ class Webhook:
         self.post_json, self.redact = post_json, redact
         self.executor = ThreadPoolExecutor(max_workers=WEBHOOK_THREADS, thread_name_prefix="ltxv097-webhook")
 
-    async def __call__(self, job: Job, result: Optional[dict]) -> None:
+    async def __call__(self, job: Job, result: dict | None) -> None:
         shown = self.redact(job.webhook_url)
         try:
             status = await asyncio.get_running_loop().run_in_executor(

@@ -8,8 +8,6 @@ mantissa: a relative error of about 1-2 % per layer, which is why it is a speed 
 
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 
 FP8_MAX = 448.0  # largest finite float8_e4m3fn
@@ -31,8 +29,8 @@ def can_use_fp8_matmul(x: torch.Tensor, weight: torch.Tensor) -> bool:
             and x.dtype in (torch.bfloat16, torch.float16, torch.float32))
 
 
-def scaled_fp8_linear(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] = None,
-                      weight_scale: Optional[torch.Tensor] = None) -> torch.Tensor:
+def scaled_fp8_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
+                      weight_scale: torch.Tensor | None = None) -> torch.Tensor:
     """`x @ weight.T + bias` with `weight` `[out, in]` in float8_e4m3fn (times `weight_scale`, default 1) and `x`
     quantised per tensor; the result has `x`'s dtype."""
     shape = x.shape

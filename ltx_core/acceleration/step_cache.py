@@ -13,8 +13,8 @@ video) and hands it to `denoise`, so nothing leaks between passes, windows or ru
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Optional, Sequence
 
 import torch
 
@@ -22,7 +22,7 @@ DEFAULT_MAX_REUSE = 3
 
 # first(x) → output of the first block; rest(h, rows) → output of the remaining blocks for those batch rows
 FirstBlock = Callable[[torch.Tensor], torch.Tensor]
-RemainingBlocks = Callable[[torch.Tensor, Optional[torch.Tensor]], torch.Tensor]
+RemainingBlocks = Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor]
 
 
 def relative_change(new: torch.Tensor, old: torch.Tensor) -> float:
@@ -36,8 +36,8 @@ def relative_change(new: torch.Tensor, old: torch.Tensor) -> float:
 
 @dataclass
 class _BranchState:
-    first_residual: Optional[torch.Tensor] = None  # first block's residual at the last fully computed step
-    rest_residual: Optional[torch.Tensor] = None  # what the remaining blocks added at that step
+    first_residual: torch.Tensor | None = None  # first block's residual at the last fully computed step
+    rest_residual: torch.Tensor | None = None  # what the remaining blocks added at that step
     reused_in_a_row: int = 0
 
 
@@ -68,7 +68,7 @@ class StepCache:
         return (0 < self.step < self.num_steps - 1 and state is not None and state.first_residual is not None
                 and state.reused_in_a_row < self.max_reuse)
 
-    def for_branches(self, branches: Sequence[str], rows_per_branch: int) -> "BranchCache":
+    def for_branches(self, branches: Sequence[str], rows_per_branch: int) -> BranchCache:
         """The view the transformer uses for one forward whose batch holds `branches` one after another."""
         return BranchCache(self, tuple(branches), rows_per_branch)
 

@@ -9,24 +9,25 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any
 
 import torch
 from safetensors import safe_open
 from torch import nn
 
-from . import known_configs
-from .config_checks import check_transformer_config, check_upsampler_config, check_vae_config, check_weights
-from .key_layouts import split_components
 from ..acceleration.fp8 import supports_fp8_matmul
 from ..models.grid import check_vae_grid
 from ..models.ops import AttentionFn, default_attention, fp8_matmul, manual_cast
-from .safetensors_check import check_safetensors
 from ..models.transformer import Transformer3D
 from ..models.upsampler import LatentUpsampler
 from ..models.vae import CausalVideoVAE
+from . import known_configs
+from .config_checks import check_transformer_config, check_upsampler_config, check_vae_config, check_weights
+from .key_layouts import split_components
+from .safetensors_check import check_safetensors
 
 logger = logging.getLogger(__name__)
 
@@ -41,8 +42,8 @@ class LTXCheckpoint:
 
     path: str
     config: dict = field(default_factory=dict)
-    transformer: Optional[Transformer3D] = None
-    vae: Optional[CausalVideoVAE] = None
+    transformer: Transformer3D | None = None
+    vae: CausalVideoVAE | None = None
 
 
 class _SafetensorsFile:
@@ -120,7 +121,7 @@ def _assign(model: nn.Module, tensors: dict[str, torch.Tensor], device) -> nn.Mo
 
 
 def matching_config(candidates: dict[str, dict], build: Callable[[dict], nn.Module],
-                     shapes: dict[str, tuple[int, ...]]) -> Optional[dict]:
+                     shapes: dict[str, tuple[int, ...]]) -> dict | None:
     for name, config in candidates.items():
         with torch.device("meta"):
             model = build(config)
@@ -131,7 +132,7 @@ def matching_config(candidates: dict[str, dict], build: Callable[[dict], nn.Modu
     return None
 
 
-def _load_transformer(file: _SafetensorsFile, names: dict[str, str], config: Optional[dict], dtype: torch.dtype,
+def _load_transformer(file: _SafetensorsFile, names: dict[str, str], config: dict | None, dtype: torch.dtype,
                       device, operations, attention: AttentionFn) -> tuple[Transformer3D, dict]:
     shapes = {name: file.shape(key) for key, name in names.items()}
     if config is None:
@@ -156,7 +157,7 @@ def _load_transformer(file: _SafetensorsFile, names: dict[str, str], config: Opt
     return _assign(model, tensors, device), config
 
 
-def _load_vae(file: _SafetensorsFile, names: dict[str, str], config: Optional[dict], vae_dtype: torch.dtype, device,
+def _load_vae(file: _SafetensorsFile, names: dict[str, str], config: dict | None, vae_dtype: torch.dtype, device,
               operations) -> tuple[CausalVideoVAE, dict]:
     # Of the five statistics buffers only the two the reference uses are kept.
     names = {key: name for key, name in names.items()
@@ -189,8 +190,8 @@ def _load_vae(file: _SafetensorsFile, names: dict[str, str], config: Optional[di
 
 
 def load_checkpoint(path: str | Path, *, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu",
-                    operations: Any = None, attention: Optional[AttentionFn] = None,
-                    vae_dtype: Optional[torch.dtype] = None) -> LTXCheckpoint:
+                    operations: Any = None, attention: AttentionFn | None = None,
+                    vae_dtype: torch.dtype | None = None) -> LTXCheckpoint:
     """Load the transformer and/or VAE of an LTX-Video safetensors file.
 
     `dtype` is the storage dtype: float32, bfloat16, float16, or float8_e4m3fn / float8_e5m2 (transformer

@@ -10,7 +10,8 @@ before a tensor is read.
 from __future__ import annotations
 
 import re
-from typing import Any, Mapping, Optional
+from collections.abc import Mapping
+from typing import Any
 
 from ..arguments import is_whole
 from ..models.vae.config import VAEConfig
@@ -39,7 +40,7 @@ def _bounded(path: str, section: str, field: str, value: Any, high: int, in_file
 
 
 def _int_field(path: str, section: str, config: Mapping[str, Any], field: str, high: int,
-               default: Optional[int] = None) -> int:
+               default: int | None = None) -> int:
     return _bounded(path, section, field, config.get(field, default), high)
 
 

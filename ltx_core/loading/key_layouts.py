@@ -9,7 +9,7 @@ Accepted layouts: the official single file (`model.diffusion_model.*`, `vae.*`),
 from __future__ import annotations
 
 import re
-from typing import Iterable
+from collections.abc import Iterable
 
 TRANSFORMER_PREFIXES = ("model.diffusion_model.", "diffusion_model.", "transformer.", "model.")
 VAE_PREFIXES = ("vae.", "first_stage_model.")

@@ -19,6 +19,19 @@ class NotSafetensorsError(ValueError):
     """A file that is not a complete safetensors file (the message names it and says what it is instead)."""
 
 
+class _DuplicateKey(ValueError):
+    """A JSON object that names one key twice (`json` would silently keep the last)."""
+
+
+def _refuse_duplicates(pairs: list[tuple[str, object]]) -> dict:
+    seen: dict = {}
+    for key, value in pairs:
+        if key in seen:
+            raise _DuplicateKey(key)
+        seen[key] = value
+    return seen
+
+
 def reject_other_formats(head: bytes, what: str, content_type: str = "",
                          error: type[ValueError] = NotSafetensorsError) -> None:
     """Name the usual wrong files (web pages, pickles) from a file's first bytes; a safetensors file has its
@@ -62,7 +75,10 @@ def check_safetensors(path: str | Path, what: str = "the file",
         handle.seek(8)
         raw = handle.read(header_len)
     try:
-        header = json.loads(raw)
+        header = json.loads(raw, object_pairs_hook=_refuse_duplicates)
+    except _DuplicateKey as duplicate:
+        raise error(f"{what} is not a valid safetensors file: its header names the tensor '{duplicate}' "
+                    f"twice") from None
     except (UnicodeDecodeError, json.JSONDecodeError):
         raise error(f"{what} is not a safetensors file (its header is not JSON)") from None
     if not isinstance(header, dict):
@@ -75,6 +91,10 @@ def check_safetensors(path: str | Path, what: str = "the file",
             end = max(end, int(info["data_offsets"][1]))
         except (KeyError, TypeError, IndexError, ValueError):
             raise error(f"{what} is not a safetensors file (entry '{key}' has no data offsets)") from None
-    if 8 + header_len + end != size:
-        raise error(f"{what} is incomplete: it should be {8 + header_len + end} bytes but has {size}; the download "
-                    f"or copy may have been cut short")
+    expected = 8 + header_len + end
+    if expected > size:
+        raise error(f"{what} is incomplete: it should be {expected} bytes but has {size}; the download or copy may "
+                    f"have been cut short")
+    if expected < size:
+        raise error(f"{what} has {size - expected} bytes after its last tensor (it should be {expected} bytes, it "
+                    f"has {size}); it is not a file the safetensors library wrote, or it is damaged")

@@ -1,12 +1,12 @@
 """LoRA adapter types (LoRA/DoRA, LoHa, LoKr, GLoRA, OFT, full diffs): which tensors each needs, and the weight
-shape it makes, so that `ltx_core.lora.mapping` can refuse incomplete layers and LoRAs made for another model size before
-the host's weight adapters see them.
+shape it makes, so that `ltx_core.lora.mapping` can refuse incomplete layers and LoRAs made for another model size
+before the host's weight adapters see them.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 import torch
 
@@ -20,7 +20,7 @@ def flat2(shape: Sequence[int]) -> tuple[int, int]:
     return (shape[0], math.prod(shape[1:]) if len(shape) > 1 else 1)
 
 
-def delta_shape(kind: str, tensors: dict[str, torch.Tensor]) -> Optional[tuple[int, int]]:
+def delta_shape(kind: str, tensors: dict[str, torch.Tensor]) -> tuple[int, int] | None:
     """(out, in) of the weight a layer's adapter produces, where it can be read off the tensors."""
     if kind in ("lora", "dora") and "reshape" not in tensors and "mid" not in tensors:
         return tensors["up"].shape[0], flat2(_shape(tensors["down"]))[1]
@@ -42,7 +42,7 @@ _REQUIRED_ROLES = {"lora": (("up",), ("down",)), "loha": (("w1_a",), ("w1_b",), 
 """Per adapter type: the roles it needs, each as alternatives (LoKr takes a whole w1 or its factors w1_a/w1_b)."""
 
 
-def layer_kind(roles: dict[str, tuple[str, str]]) -> Optional[str]:
+def layer_kind(roles: dict[str, tuple[str, str]]) -> str | None:
     """The adapter type of a layer's roles (role → (kind, key)); None when they are only `.alpha` / `.dora_scale`."""
     kinds = {kind for kind, _ in roles.values()} - {"any"}
     for kind in ("lora", "loha", "lokr", "glora", "oft", "set", "diff"):

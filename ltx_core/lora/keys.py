@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from typing import Mapping, Optional, Sequence
+from collections.abc import Mapping, Sequence
 
 from ..loading.key_layouts import diffusers_to_official_transformer
 
@@ -70,7 +70,7 @@ _DIFFUSERS_PARTS = (("patchify_proj", "proj_in"), ("adaln_single", "time_embed")
 # Key parsing
 
 
-def split_key(key: str) -> Optional[tuple[str, str, str]]:
+def split_key(key: str) -> tuple[str, str, str] | None:
     """`(layer part, kind, role)` of a LoRA key, or None when its suffix is not one we know."""
     for suffix in _SUFFIX_ORDER:
         if key.endswith(suffix) and len(key) > len(suffix):
@@ -79,7 +79,7 @@ def split_key(key: str) -> Optional[tuple[str, str, str]]:
     return None
 
 
-def unsupported_kind(key: str) -> Optional[str]:
+def unsupported_kind(key: str) -> str | None:
     """The adapter type of a key that no weight adapter implements (VeRA, IA³, ...), else None."""
     for suffix, kind in _UNSUPPORTED.items():
         if key.endswith(suffix) or f"{suffix}." in key:
@@ -122,7 +122,7 @@ class LayerIndex:
                 alias = re.sub(rf"(^|\.){official}(\.|$)", rf"\1{diffusers}\2", alias)
             self.underscored.setdefault(alias.replace(".", "_"), layer)
 
-    def resolve(self, name: str, dotted: bool) -> Optional[str]:
+    def resolve(self, name: str, dotted: bool) -> str | None:
         """The official layer name for a layer name without prefixes, written with dots or kohya underscores."""
         if dotted:
             if name in self.layers:
@@ -132,7 +132,7 @@ class LayerIndex:
                 return renamed
         return self.underscored.get(name.replace(".", "_"))
 
-    def locate(self, layer: str) -> Optional[tuple[str, str, str]]:
+    def locate(self, layer: str) -> tuple[str, str, str] | None:
         """(format, name without prefixes, official parameter) of a file's layer part; None: no transformer layer."""
         fmt, bare, dotted = _strip_prefixes(layer)
         target_layer = None if layer.startswith(_TEXT_ENCODER_PREFIXES) else self.resolve(bare, dotted)
@@ -145,7 +145,7 @@ class LayerIndex:
 # PEFT adapter metadata
 
 
-def peft_config(metadata: Optional[Mapping[str, str]], prefix: str = "transformer") -> Optional[dict]:
+def peft_config(metadata: Mapping[str, str] | None, prefix: str = "transformer") -> dict | None:
     """The PEFT `LoraConfig` fields diffusers stores in the safetensors header (`lora_adapter_metadata`)."""
     raw = (metadata or {}).get("lora_adapter_metadata")
     if not raw:
@@ -161,7 +161,7 @@ def peft_config(metadata: Optional[Mapping[str, str]], prefix: str = "transforme
     return config if "r" in config or "lora_alpha" in config else None
 
 
-def _pattern_value(patterns: Mapping[str, float], name: str) -> Optional[float]:
+def _pattern_value(patterns: Mapping[str, float], name: str) -> float | None:
     """PEFT's `get_pattern_key`: the first pattern that matches the end of the module name."""
     for pattern, value in patterns.items():
         if re.match(rf"(.*\.)?({pattern})$", name):
@@ -169,7 +169,7 @@ def _pattern_value(patterns: Mapping[str, float], name: str) -> Optional[float]:
     return None
 
 
-def peft_alpha(config: dict, peft_name: str, rank: int) -> Optional[float]:
+def peft_alpha(config: dict, peft_name: str, rank: int) -> float | None:
     """alpha as the host reads it (factor = alpha / rank) for PEFT's `lora_alpha / r` (or `/ sqrt(r)`)."""
     alpha = _pattern_value(config.get("alpha_pattern") or {}, peft_name)
     if alpha is None:

@@ -33,8 +33,8 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping, Optional, Sequence
 
 import torch
 
@@ -79,8 +79,8 @@ class LoraModule:
     """`lora`, `dora`, `loha`, `lokr`, `glora`, `oft`, `diff` or `set`."""
     keys: dict[str, str] = field(default_factory=dict)
     """role (`up`, `down`, `alpha`, `w1_a`, ...) → file key."""
-    rank: Optional[int] = None
-    alpha: Optional[float] = None
+    rank: int | None = None
+    alpha: float | None = None
     """alpha as the host reads it (`factor = alpha / rank`); None: factor 1."""
 
     @property
@@ -182,7 +182,7 @@ def _group_layers(state_dict: Mapping[str, torch.Tensor], index: LayerIndex,
 
 
 def _new_module(layer: _FileLayer, kind: str, tensors: dict[str, torch.Tensor],
-                config: Optional[dict]) -> LoraModule:
+                config: dict | None) -> LoraModule:
     """The module of a complete layer, with its rank, alpha (the file's, else the PEFT metadata's) and DoRA-ness."""
     module = LoraModule(file_prefix=layer.prefix, target=layer.target, kind=kind,
                         keys={role: key for role, (_, key) in layer.roles.items()})
@@ -243,7 +243,7 @@ def _shape_mismatches(module: LoraModule, tensors: dict[str, torch.Tensor],
 
 
 def _resolve_layer(layer: _FileLayer, state_dict: Mapping[str, torch.Tensor], index: LayerIndex,
-                   config: Optional[dict], found: _Findings) -> Optional[tuple[LoraModule, dict[str, torch.Tensor]]]:
+                   config: dict | None, found: _Findings) -> tuple[LoraModule, dict[str, torch.Tensor]] | None:
     """One file layer as a module and its tensors for the host; None, noted in `found`, when it cannot be one."""
     kind = layer_kind(layer.roles)
     if kind is None:  # only `.alpha` / `.dora_scale` for a layer: nothing to apply
@@ -272,7 +272,7 @@ def _resolve_layer(layer: _FileLayer, state_dict: Mapping[str, torch.Tensor], in
     return module, _module_tensors(module, tensors)
 
 
-def _non_finite(tensor: torch.Tensor) -> Optional[str]:
+def _non_finite(tensor: torch.Tensor) -> str | None:
     """'2 NaN and 1 infinite values (of 256)' when a tensor holds any; None when all its values are finite."""
     if not tensor.is_floating_point():
         return None
@@ -312,7 +312,7 @@ def _unsupported_error(name: str, unsupported: dict[str, list[str]]) -> LoraErro
 
 
 def _refusal(name: str, modules: list[LoraModule], found: _Findings,
-             state_dict: Mapping[str, torch.Tensor]) -> Optional[LoraError]:
+             state_dict: Mapping[str, torch.Tensor]) -> LoraError | None:
     """Why the resolved layers cannot be applied (damaged, incomplete, another model size, nothing, twice)."""
     if found.damaged:
         return LoraError(f"'{name}' is damaged and is not applied: {len(found.damaged)} problems, e.g. "
@@ -347,7 +347,7 @@ def _formats(modules: list[LoraModule], layers: dict[str, _FileLayer]) -> list[s
 
 
 def map_lora(state_dict: Mapping[str, torch.Tensor], parameter_shapes: Mapping[str, Sequence[int]],
-             metadata: Optional[Mapping[str, str]] = None, *, name: str = "LoRA") -> LoraMapping:
+             metadata: Mapping[str, str] | None = None, *, name: str = "LoRA") -> LoraMapping:
     """Map a LoRA file onto a transformer whose parameters have `parameter_shapes` (its `state_dict` shapes).
 
     Raises `LoraError` when nothing in the file adapts this transformer, when it uses an adapter type that

@@ -9,7 +9,7 @@ weights stored in a narrow dtype (fp8) with compute in the activations' dtype, w
 
 from __future__ import annotations
 
-from typing import Callable, Optional
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -21,12 +21,12 @@ AttentionFn = Callable[..., torch.Tensor]
 
 
 def default_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
-                      attn_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+                      attn_mask: torch.Tensor | None = None) -> torch.Tensor:
     """`[B, H, N, D]` in, `[B, H, N, D]` out; `attn_mask` is an additive bias broadcastable to `[B, H, N, M]`."""
     return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
 
 
-def _cast(tensor: Optional[torch.Tensor], like: torch.Tensor) -> Optional[torch.Tensor]:
+def _cast(tensor: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor | None:
     if tensor is None:
         return None
     return tensor.to(device=like.device, dtype=like.dtype)

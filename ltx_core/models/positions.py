@@ -8,7 +8,7 @@ per frequency and `inner_dim % 6` unrotated channels at the start.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 

@@ -8,8 +8,9 @@ predictions together.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import NamedTuple, Optional, Sequence
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -60,7 +61,7 @@ def _make_norm(kind: str, dim: int, eps: float, affine: bool, *, dtype, device, 
 class Attention(nn.Module):
     """Multi-head attention with q/k normalised across all heads; RoPE only for self-attention."""
 
-    def __init__(self, dim: int, context_dim: int, heads: int, qk_norm: Optional[str], *, dtype, device,
+    def __init__(self, dim: int, context_dim: int, heads: int, qk_norm: str | None, *, dtype, device,
                  operations, attention: AttentionFn):
         super().__init__()
         self.heads = heads
@@ -75,9 +76,9 @@ class Attention(nn.Module):
             self.k_norm = _make_norm(qk_norm, dim, 1e-5, True, dtype=dtype, device=device, operations=operations)
         self.to_out = nn.ModuleList([operations.Linear(dim, dim, bias=True, dtype=dtype, device=device)])
 
-    def forward(self, x: torch.Tensor, context: Optional[torch.Tensor] = None, mask: Optional[torch.Tensor] = None,
-                rope: Optional[tuple[torch.Tensor, torch.Tensor]] = None,
-                skip: Optional[tuple[torch.Tensor, str]] = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None, mask: torch.Tensor | None = None,
+                rope: tuple[torch.Tensor, torch.Tensor] | None = None,
+                skip: tuple[torch.Tensor, str] | None = None) -> torch.Tensor:
         source = x if context is None else context
         q = self.q_norm(self.to_q(x))
         k = self.k_norm(self.to_k(source))
@@ -135,9 +136,9 @@ class TransformerBlock(nn.Module):
         self.num_ada = 6 if cfg["adaptive_norm"] == "single_scale_shift" else 4
         self.scale_shift_table = nn.Parameter(torch.empty(self.num_ada, dim, dtype=dtype, device=device))
 
-    def forward(self, x: torch.Tensor, *, context: torch.Tensor, context_bias: Optional[torch.Tensor],
+    def forward(self, x: torch.Tensor, *, context: torch.Tensor, context_bias: torch.Tensor | None,
                 timestep: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor],
-                skip: Optional[tuple[torch.Tensor, str]]) -> torch.Tensor:
+                skip: tuple[torch.Tensor, str] | None) -> torch.Tensor:
         batch = x.shape[0]
         ada = _param(self.scale_shift_table, x)[None, None] + timestep.reshape(batch, timestep.shape[1],
                                                                                 self.num_ada, -1)
@@ -187,24 +188,24 @@ class BlockInputs:
     """What every transformer block of one forward reads besides the hidden states."""
 
     context: torch.Tensor
-    context_bias: Optional[torch.Tensor]
+    context_bias: torch.Tensor | None
     modulation: torch.Tensor
     rope: tuple[torch.Tensor, torch.Tensor]
-    perturbed: Optional[torch.Tensor]
+    perturbed: torch.Tensor | None
     skipped: set[int]
     strategy: str
 
-    def skip(self, index: int) -> Optional[tuple[torch.Tensor, str]]:
+    def skip(self, index: int) -> tuple[torch.Tensor, str] | None:
         if index in self.skipped and self.strategy != "residual":
             return self.perturbed, self.strategy
         return None
 
-    def rows(self, rows: Optional[torch.Tensor]) -> "BlockInputs":
+    def rows(self, rows: torch.Tensor | None) -> BlockInputs:
         """The inputs of some batch rows only (all when `rows` is None)."""
         if rows is None:
             return self
 
-        def pick(tensor: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
+        def pick(tensor: torch.Tensor | None) -> torch.Tensor | None:
             return None if tensor is None else tensor[rows]
 
         return BlockInputs(self.context[rows], pick(self.context_bias), self.modulation[rows],
@@ -215,7 +216,7 @@ class BlockInputs:
 class Transformer3D(nn.Module):
     """LTX-Video transformer; `config` is the checkpoint's `transformer` config section."""
 
-    def __init__(self, config: dict, *, dtype=None, device=None, compute_dtype: Optional[torch.dtype] = None,
+    def __init__(self, config: dict, *, dtype=None, device=None, compute_dtype: torch.dtype | None = None,
                  operations=nn, attention: AttentionFn = default_attention):
         super().__init__()
         cfg = transformer_settings(config)
@@ -240,8 +241,8 @@ class Transformer3D(nn.Module):
         self.proj_out = operations.Linear(dim, cfg["out_channels"], bias=True, dtype=dtype, device=device)
 
     def forward(self, tokens: torch.Tensor, *, positions: torch.Tensor, context: torch.Tensor,
-                context_mask: Optional[torch.Tensor], timestep: torch.Tensor,
-                skip_layers: Optional[SkipLayers | tuple] = None,
+                context_mask: torch.Tensor | None, timestep: torch.Tensor,
+                skip_layers: SkipLayers | tuple | None = None,
                 skip_strategy: str = "attention_values", block_cache=None) -> torch.Tensor:
         """Velocity `[B, N, C]` for latent tokens `[B, N, C]` at σ `timestep` (`[B]` or per token `[B, N]`).
 
@@ -279,7 +280,7 @@ class Transformer3D(nn.Module):
         x = F.layer_norm(x, (self.inner_dim,), eps=1e-6) * (1 + scale) + shift
         return self.proj_out(x)
 
-    def run_blocks(self, x: torch.Tensor, inputs: "BlockInputs", start: int, stop: int) -> torch.Tensor:
+    def run_blocks(self, x: torch.Tensor, inputs: BlockInputs, start: int, stop: int) -> torch.Tensor:
         """Blocks `start` to `stop - 1` on hidden states `x` `[B, N, D]`."""
         for index in range(start, stop):
             skip = inputs.skip(index)
@@ -287,7 +288,7 @@ class Transformer3D(nn.Module):
                                                timestep=inputs.modulation, rope=inputs.rope, skip=skip)
         return x
 
-    def _skip_plan(self, skip_layers, batch: int, device) -> tuple[set[int], Optional[torch.Tensor]]:
+    def _skip_plan(self, skip_layers, batch: int, device) -> tuple[set[int], torch.Tensor | None]:
         if skip_layers is None:
             return set(), None
         blocks, perturbed = skip_layers

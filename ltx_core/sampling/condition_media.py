@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import io
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -107,7 +107,8 @@ def resize_media(media: torch.Tensor, height: int, width: int) -> torch.Tensor:
     return flat.unflatten(0, (batch, frames)).transpose(1, 2)
 
 
-def padding_for(height: int, width: int, multiple: int = PIXELS_PER_LATENT) -> tuple[tuple[int, int], tuple[int, int, int, int]]:
+def padding_for(height: int, width: int,
+                multiple: int = PIXELS_PER_LATENT) -> tuple[tuple[int, int], tuple[int, int, int, int]]:
     """Padded (height, width) and centred `(left, right, top, bottom)` padding."""
     padded_h = math.ceil(height / multiple) * multiple
     padded_w = math.ceil(width / multiple) * multiple

@@ -9,8 +9,8 @@ videos) are appended after the video's tokens (`guides.py`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Optional
 
 import torch
 
@@ -32,7 +32,7 @@ class Condition:
     media: torch.Tensor
     start_frame: int = 0
     strength: float = 1.0
-    crf: Optional[int] = None
+    crf: int | None = None
     guide: bool = False
 
 
@@ -43,7 +43,7 @@ class ConditionedLatents:
 
     tokens: torch.Tensor
     pixel_coords: torch.Tensor
-    mask: Optional[torch.Tensor]
+    mask: torch.Tensor | None
     num_extra: int
     num_guide: int = 0
 

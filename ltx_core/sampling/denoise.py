@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Optional
 
 import torch
 
 from ..acceleration.step_cache import StepCache
+from ..models.positions import pixel_to_positions
+from ..models.transformer import SkipLayers, Transformer3D
+from ..non_finite import INPUT_CAUSES, check_finite
 from .conditioning import ConditionedLatents
 from .guidance import GuidanceStep, combine
-from ..non_finite import INPUT_CAUSES, check_finite
-from ..models.positions import pixel_to_positions
 from .schedules import T_EPS, euler_step
-from ..models.transformer import SkipLayers, Transformer3D
 
 # callback(step_index, total_steps, denoised_tokens [B, N, C]) after every step
 StepCallback = Callable[[int, int, torch.Tensor], None]
@@ -43,7 +43,7 @@ class PassSettings:
 
 def _predict(transformer: Transformer3D, tokens: torch.Tensor, positions: torch.Tensor, sigma: torch.Tensor,
              prompts: Prompts, step: GuidanceStep, settings: PassSettings,
-             cache: Optional[StepCache] = None) -> dict[str, torch.Tensor]:
+             cache: StepCache | None = None) -> dict[str, torch.Tensor]:
     """Run the branches this step needs: as one batch (fast) or one by one (less memory); same result."""
     branches = step.branches
     contexts = {"uncond": (prompts.negative_context, prompts.negative_mask)}
@@ -68,9 +68,9 @@ def _predict(transformer: Transformer3D, tokens: torch.Tensor, positions: torch.
 def denoise(transformer: Transformer3D, latents: ConditionedLatents, prompts: Prompts, settings: PassSettings, *,
             randn: Callable[[tuple, torch.dtype], torch.Tensor],
             global_randn: Callable[[torch.Tensor], torch.Tensor],
-            callback: Optional[StepCallback] = None, cancel: Optional[Callable[[], None]] = None,
-            step_offset: int = 0, total_steps: Optional[int] = None, pass_name: str = "the pass",
-            step_cache: Optional[StepCache] = None) -> torch.Tensor:
+            callback: StepCallback | None = None, cancel: Callable[[], None] | None = None,
+            step_offset: int = 0, total_steps: int | None = None, pass_name: str = "the pass",
+            step_cache: StepCache | None = None) -> torch.Tensor:
     """Denoise `latents.tokens` along `settings.timesteps`; returns the final tokens (extra tokens included).
 
     `randn(shape, dtype)` draws from the sampling generator (conditioning noise); `global_randn(like)` draws the

@@ -7,12 +7,12 @@ prompt), conditional, and conditional with perturbed blocks; the flags decide wh
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Optional, Sequence, Union
 
 import torch
 
-Schedule = Union[float, Sequence[float]]
+Schedule = float | Sequence[float]
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,7 @@ class GuidanceStep:
         return (("uncond",) if self.use_cfg else ()) + ("cond",) + (("perturbed",) if self.use_stg else ())
 
 
-def _mapping(timesteps: torch.Tensor, guidance_timesteps: Optional[Sequence[float]]) -> list[int]:
+def _mapping(timesteps: torch.Tensor, guidance_timesteps: Sequence[float] | None) -> list[int]:
     if not guidance_timesteps:
         return []
     mapping = []
@@ -59,8 +59,8 @@ def _per_step(value, mapping: list[int], count: int, name: str) -> list:
 
 
 def resolve_guidance(timesteps: torch.Tensor, *, guidance_scale: Schedule, stg_scale: Schedule,
-                     rescaling_scale: Schedule, skip_block_list: Optional[Sequence] = None,
-                     guidance_timesteps: Optional[Sequence[float]] = None) -> list[GuidanceStep]:
+                     rescaling_scale: Schedule, skip_block_list: Sequence | None = None,
+                     guidance_timesteps: Sequence[float] | None = None) -> list[GuidanceStep]:
     """Resolve the recipe's schedules to one `GuidanceStep` per σ."""
     mapping = _mapping(timesteps, guidance_timesteps)
     count = len(timesteps)

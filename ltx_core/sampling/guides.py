@@ -11,7 +11,7 @@ first frame of a latent frame (8k + 1). Strength follows this pack's conditionin
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 

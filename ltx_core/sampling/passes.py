@@ -7,19 +7,19 @@ public entry points (`pipeline.sample_video`, `windows.sample_long_video`) drive
 from __future__ import annotations
 
 import logging
-from typing import Callable, Optional, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 
 from ..acceleration.step_cache import DEFAULT_MAX_REUSE, StepCache
 from ..loading.checkpoint import LTXCheckpoint
 from ..models.grid import PIXELS_PER_LATENT
-from .conditioning import apply_conditions, unpatchify
-from .guidance import resolve_guidance
-from .condition_media import resize_media
-from ..randomness import Randomness
 from ..non_finite import check_finite
+from ..randomness import Randomness
+from .condition_media import resize_media
+from .conditioning import apply_conditions, unpatchify
 from .denoise import PassSettings, Prompts, denoise
+from .guidance import resolve_guidance
 from .guides import append_guides
 from .schedules import make_timesteps
 
@@ -39,7 +39,7 @@ def adain(latents: torch.Tensor, reference: torch.Tensor, factor: float) -> torc
 
 
 def _pass_settings(recipe: dict, settings: dict, scheduler_config: dict, latent_shape: tuple, frame_rate: float,
-                   allowed: Optional[Sequence[float]]) -> PassSettings:
+                   allowed: Sequence[float] | None) -> PassSettings:
     timesteps = make_timesteps(scheduler_config, num_steps=settings.get("num_inference_steps"),
                                timesteps=settings.get("timesteps"), latent_shape=latent_shape,
                                skip_initial=settings.get("skip_initial_inference_steps", 0),
@@ -77,8 +77,8 @@ class PassRunner:
     """One generation: the state its passes share."""
 
     def __init__(self, checkpoint: LTXCheckpoint, prompts: Prompts, recipe: dict, frame_rate: float,
-                 randomness: Randomness, device: torch.device, *, callback: Optional[Callback] = None,
-                 cancel: Optional[Callable[[], None]] = None, on_model: Optional[ModelHook] = None):
+                 randomness: Randomness, device: torch.device, *, callback: Callback | None = None,
+                 cancel: Callable[[], None] | None = None, on_model: ModelHook | None = None):
         self.transformer, self.vae = checkpoint.transformer, checkpoint.vae
         self.checkpoint, self.prompts, self.recipe = checkpoint, prompts, recipe
         self.frame_rate, self.randomness, self.device = frame_rate, randomness, device
@@ -153,7 +153,7 @@ class PassRunner:
         """The noise keyframe and guide tokens start from (blended with their latents by strength)."""
         return self.randomness.randn(shape, dtype)
 
-    def _step_cache(self, num_steps: int) -> Optional[StepCache]:
+    def _step_cache(self, num_steps: int) -> StepCache | None:
         """A fresh cache for one pass, or None when the recipe's `step_cache_threshold` is 0 (off)."""
         threshold = float(self.recipe.get("step_cache_threshold", 0.0))
         if threshold == 0:

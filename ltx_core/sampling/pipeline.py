@@ -6,7 +6,8 @@ a second pass; decoding (`ltx_core.decoding`) then resizes to the target and cro
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping, Optional, Sequence, Union
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import torch
 
@@ -19,10 +20,10 @@ from .preparation import prepare
 
 def sample_video(checkpoint: LTXCheckpoint, *, context: torch.Tensor, context_mask: torch.Tensor,
                  negative_context: torch.Tensor, negative_context_mask: torch.Tensor, width: int, height: int,
-                 num_frames: int, frame_rate: float, seed: int, recipe: Union[str, Mapping[str, Any]] = "0.9.7-dev",
-                 steps: Optional[int] = None, conditions: Sequence[Condition] = (), upsampler=None,
-                 callback: Optional[Callback] = None, cancel: Optional[Callable[[], None]] = None,
-                 rng: str = "default", device: Optional[torch.device] = None, on_model: Optional[ModelHook] = None,
+                 num_frames: int, frame_rate: float, seed: int, recipe: str | Mapping[str, Any] = "0.9.7-dev",
+                 steps: int | None = None, conditions: Sequence[Condition] = (), upsampler=None,
+                 callback: Callback | None = None, cancel: Callable[[], None] | None = None,
+                 rng: str = "default", device: torch.device | None = None, on_model: ModelHook | None = None,
                  **overrides) -> VideoLatents:
     """Run the recipe's passes and return the final latents (see `generate` for the arguments).
 

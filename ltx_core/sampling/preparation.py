@@ -9,16 +9,25 @@ count to 8k+1 for generation, and the result is cropped back to exactly what was
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Optional, Sequence, Union
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 from ..arguments import is_number, is_whole
 from ..decoding import VideoLatents
-from ..models.grid import (FRAMES_PER_LATENT, MAX_FRAMES, MAX_SIZE, MIN_FRAMES, MIN_SIZE, PIXELS_PER_LATENT,
-                           TEXT_TOKENS, latent_frame_count)
+from ..models.grid import (
+    FRAMES_PER_LATENT,
+    MAX_FRAMES,
+    MAX_SIZE,
+    MIN_FRAMES,
+    MIN_SIZE,
+    PIXELS_PER_LATENT,
+    TEXT_TOKENS,
+    latent_frame_count,
+)
 from ..randomness import Randomness
 from .condition_media import MIN_MEDIA_SIDE, cropped_size, padding_for, prepare_media, trim_frames
 from .conditioning import Condition
@@ -77,10 +86,10 @@ class Prepared:
 
 def prepare(checkpoint, *, contexts: Sequence[torch.Tensor], context_masks: Sequence[torch.Tensor],
             negative_context: torch.Tensor, negative_context_mask: torch.Tensor, width: int, height: int,
-            num_frames: int, frame_rate: float, seed: int, recipe: Union[str, Mapping[str, Any]],
-            steps: Optional[int], conditions: Sequence[Condition], upsampler, rng: str,
-            device: Optional[torch.device], overrides: Mapping[str, Any],
-            part_frames: Optional[Sequence[int]] = None) -> Prepared:
+            num_frames: int, frame_rate: float, seed: int, recipe: str | Mapping[str, Any],
+            steps: int | None, conditions: Sequence[Condition], upsampler, rng: str,
+            device: torch.device | None, overrides: Mapping[str, Any],
+            part_frames: Sequence[int] | None = None) -> Prepared:
     """Validate and settle everything a generation needs; `part_frames` are the frame counts of its windows
     (default: the whole video in one)."""
     validate_request(width, height, num_frames, frame_rate, conditions)
@@ -97,7 +106,8 @@ def prepare(checkpoint, *, contexts: Sequence[torch.Tensor], context_masks: Sequ
     return Prepared(settings, shapes, padding, device, prompts, Randomness(seed, device, mode=rng))
 
 
-def validate_request(width: int, height: int, num_frames: int, frame_rate: float, conditions: Sequence[Condition]) -> None:
+def validate_request(width: int, height: int, num_frames: int, frame_rate: float,
+                     conditions: Sequence[Condition]) -> None:
     """Refuse what would fail (or give garbage) deep inside a generation, before any work starts."""
     for name, value, low, high in (("width", width, MIN_SIZE, MAX_SIZE), ("height", height, MIN_SIZE, MAX_SIZE),
                                    ("num_frames", num_frames, MIN_FRAMES, MAX_FRAMES)):
@@ -188,8 +198,8 @@ def pass_shapes(recipe: Mapping[str, Any], *, width: int, height: int, num_frame
     return [first, (1, channels, latent_frames, 2 * first[3], 2 * first[4])]
 
 
-def checked_settings(checkpoint, recipe: Union[str, Mapping[str, Any]], overrides: Mapping[str, Any],
-                      steps: Optional[int], upsampler) -> dict:
+def checked_settings(checkpoint, recipe: str | Mapping[str, Any], overrides: Mapping[str, Any],
+                      steps: int | None, upsampler) -> dict:
     """The resolved recipe, refused up front when the checkpoint or the upsampler does not fit it (the model's
     blocks are checked by `check_recipe` once the sizes are known to fit)."""
     settings = resolve_recipe(recipe, overrides)

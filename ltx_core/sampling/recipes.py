@@ -8,7 +8,8 @@ the defaults of the official `inference.py`: conditioning noise 0.15, CRF 29, Ad
 from __future__ import annotations
 
 import copy
-from typing import Any, Callable, Mapping, Optional, Union
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from ..arguments import is_number, is_whole
 from ..models.transformer import STG_MODES
@@ -114,7 +115,7 @@ def _check_keys(mapping: Mapping[str, Any], allowed: frozenset, where: str) -> N
         raise ValueError(f"recipe {where}: unknown key(s) {', '.join(unknown)} (allowed: {', '.join(sorted(allowed))})")
 
 
-def resolve_recipe(recipe: Union[str, Mapping[str, Any]], overrides: Mapping[str, Any]) -> dict[str, Any]:
+def resolve_recipe(recipe: str | Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
     """The named (or given) recipe with `overrides` applied field by field; pass dicts merge key by key."""
     if isinstance(recipe, str):
         if recipe not in RECIPES:
@@ -237,7 +238,7 @@ def recipe_passes(recipe: Mapping[str, Any]) -> list[tuple[str, dict]]:
     return [("recipe", dict(recipe))]
 
 
-def _schedule_length(value: Any, nested: bool) -> Optional[int]:
+def _schedule_length(value: Any, nested: bool) -> int | None:
     if not isinstance(value, (list, tuple)):
         return None
     if nested and not (value and isinstance(value[0], (list, tuple))):
@@ -268,7 +269,7 @@ def max_branches(settings: Mapping[str, Any], batched: bool = True) -> int:
     return max(1 + (float(cfg) > 1) + (float(stg) > 0) for cfg, stg, _ in _guidance_entries(settings))
 
 
-def check_recipe(recipe: Mapping[str, Any], num_layers: Optional[int] = None) -> None:
+def check_recipe(recipe: Mapping[str, Any], num_layers: int | None = None) -> None:
     """Sentences for schedules whose lengths disagree and for STG on blocks the model does not have.
 
     The 13B recipes skip blocks up to 39; the 2B model has blocks 0–27: running a recipe made for another model

@@ -8,14 +8,14 @@ global σ reaches theirs.
 from __future__ import annotations
 
 import math
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 import torch
 
 T_EPS = 1e-6
 
 
-def linear_quadratic(num_steps: int, threshold_noise: float = 0.025, linear_steps: Optional[int] = None
+def linear_quadratic(num_steps: int, threshold_noise: float = 0.025, linear_steps: int | None = None
                      ) -> torch.Tensor:
     """LTX's default: σ falls linearly to `1 - threshold_noise` over the first half, then quadratically."""
     if num_steps == 1:
@@ -39,7 +39,7 @@ def _time_shift(mu: float, sigma: float, t: torch.Tensor) -> torch.Tensor:
     return math.exp(mu) / (math.exp(mu) + (1 / t - 1) ** sigma)
 
 
-def sd3_shift(timesteps: torch.Tensor, num_tokens: int, terminal: Optional[float] = None) -> torch.Tensor:
+def sd3_shift(timesteps: torch.Tensor, num_tokens: int, terminal: float | None = None) -> torch.Tensor:
     """Resolution-dependent shift (SD3 / Flux): more tokens spend longer at high σ; optional terminal stretch."""
     slope = (2.05 - 0.95) / (4096 - 1024)
     mu = slope * num_tokens + (0.95 - slope * 1024)
@@ -57,8 +57,8 @@ def simple_diffusion_shift(timesteps: torch.Tensor, num_tokens: int, base_resolu
     return torch.sigmoid(0.5 * (torch.log(snr) + 2 * math.log(num_tokens / base_resolution)))
 
 
-def make_timesteps(scheduler_config: dict, *, num_steps: Optional[int] = None,
-                   timesteps: Optional[Sequence[float]] = None, latent_shape: Sequence[int] = (),
+def make_timesteps(scheduler_config: dict, *, num_steps: int | None = None,
+                   timesteps: Sequence[float] | None = None, latent_shape: Sequence[int] = (),
                    skip_initial: int = 0, skip_final: int = 0) -> torch.Tensor:
     """The σ list of one pass, as `retrieve_timesteps` builds it from the checkpoint's scheduler config.
 
@@ -98,7 +98,7 @@ def make_timesteps(scheduler_config: dict, *, num_steps: Optional[int] = None,
 
 
 def euler_step(latents: torch.Tensor, velocity: torch.Tensor, sigma: torch.Tensor, timesteps: torch.Tensor,
-               noise: Optional[torch.Tensor] = None) -> torch.Tensor:
+               noise: torch.Tensor | None = None) -> torch.Tensor:
     """One step from per-token σ `[B, N]` to the next lower scheduled σ (or 0).
 
     With `noise` (stochastic sampling) the step re-noises the predicted clean latents instead of moving along

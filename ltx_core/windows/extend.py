@@ -10,8 +10,8 @@ generated to continue their VAE-encoded copy.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Iterable, Iterator
 
 import torch
 

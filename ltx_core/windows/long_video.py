@@ -9,7 +9,8 @@ contrast, and its overlap is cross-faded into the video so there is no seam. Fin
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping, Optional, Sequence, Union
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import torch
 
@@ -17,13 +18,20 @@ from ..arguments import is_number
 from ..decoding import VideoLatents
 from ..models.grid import FRAMES_PER_LATENT
 from ..sampling import Callback, Condition, MediaItems, ModelHook, PassRunner, adain, check_guide_start, prepare
-from .plan import (DEFAULT_OVERLAP_FRAMES, DEFAULT_WINDOW_FRAMES, Window, WindowPlan, plan_windows,
-                   route_conditions, window_prompts)
+from .plan import (
+    DEFAULT_OVERLAP_FRAMES,
+    DEFAULT_WINDOW_FRAMES,
+    Window,
+    WindowPlan,
+    plan_windows,
+    route_conditions,
+    window_prompts,
+)
 
 DEFAULT_TEMPORAL_ADAIN_FACTOR = 0.5
 # on_window(index, count) before each window runs (0-based)
 WindowHook = Callable[[int, int], None]
-Tensors = Union[torch.Tensor, Sequence[torch.Tensor]]
+Tensors = torch.Tensor | Sequence[torch.Tensor]
 
 
 def _as_list(value: Tensors) -> list[torch.Tensor]:
@@ -101,13 +109,13 @@ class _WindowSampler:
 
 def sample_long_video(checkpoint, *, context: Tensors, context_mask: Tensors, negative_context: torch.Tensor,
                       negative_context_mask: torch.Tensor, width: int, height: int, num_frames: int,
-                      frame_rate: float, seed: int, recipe: Union[str, Mapping[str, Any]] = "0.9.7-dev",
-                      steps: Optional[int] = None, conditions: Sequence[Condition] = (), upsampler=None,
+                      frame_rate: float, seed: int, recipe: str | Mapping[str, Any] = "0.9.7-dev",
+                      steps: int | None = None, conditions: Sequence[Condition] = (), upsampler=None,
                       window_frames: int = DEFAULT_WINDOW_FRAMES, overlap_frames: int = DEFAULT_OVERLAP_FRAMES,
                       temporal_adain_factor: float = DEFAULT_TEMPORAL_ADAIN_FACTOR,
-                      callback: Optional[Callback] = None, cancel: Optional[Callable[[], None]] = None,
-                      rng: str = "default", device: Optional[torch.device] = None,
-                      on_model: Optional[ModelHook] = None, on_window: Optional[WindowHook] = None,
+                      callback: Callback | None = None, cancel: Callable[[], None] | None = None,
+                      rng: str = "default", device: torch.device | None = None,
+                      on_model: ModelHook | None = None, on_window: WindowHook | None = None,
                       **overrides) -> VideoLatents:
     """`sample_video` for any length: overlapping windows of `window_frames` (8k+1) sharing `overlap_frames` (8k).
 
@@ -142,7 +150,7 @@ def sample_long_video(checkpoint, *, context: Tensors, context_mask: Tensors, ne
         runner.step_offset, runner.total_steps, runner.callback = done, total, callback
         done += sum(len(p.timesteps) for p in window_plans)
     sampler = _WindowSampler(plan, runners, plans, shapes, settings, upsampler, float(temporal_adain_factor), device)
-    video: Optional[torch.Tensor] = None
+    video: torch.Tensor | None = None
     with torch.no_grad():
         for window in plan.windows:
             if on_window is not None:

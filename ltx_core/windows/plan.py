@@ -9,8 +9,8 @@ video ends inside it. Pixel frame `p` of the video is latent frame `ceil(p/8)`; 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from ..arguments import is_whole
 from ..models.grid import FRAMES_PER_LATENT, padded_frame_count

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Awaitable, Callable, Optional
+from collections.abc import Awaitable, Callable
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool
@@ -66,7 +66,7 @@ async def listen(url: str, handlers: dict[str, Callable[[str], Awaitable[None]]]
         await asyncio.sleep(RETRY_SECONDS)
 
 
-async def connect_until_ready(url: str, on_problem: Callable[[Optional[str]], None]) -> AsyncConnectionPool:
+async def connect_until_ready(url: str, on_problem: Callable[[str | None], None]) -> AsyncConnectionPool:
     """Retry `open_database` until it works, with `on_problem(message)` after each failure (the API answers 503
     with the message meanwhile)."""
     while True:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Awaitable, Callable, Optional
+from collections.abc import Awaitable, Callable
 
 from ...fetch import restore_sealed, take_sealed
 from ..config import ServiceConfig
@@ -36,14 +36,14 @@ class FleetQueue:
     webhook receives (signed when keys are set); `use_secret(secret)` gives the gate the fleet's shared secret."""
 
     def __init__(self, host, config: ServiceConfig, url: str, storage: SharedStorage, *,
-                 notify: Optional[Callable[[Job, Optional[dict]], Awaitable[None]]],
+                 notify: Callable[[Job, dict | None], Awaitable[None]] | None,
                  media_prefix: Callable[[str], str], request_ended: Callable[[str], None],
                  sign: Callable[[str], str] = lambda url: url,
                  use_secret: Callable[[bytes], None] = lambda secret: None):
         self.host, self.config, self.url, self.storage = host, config, url, storage
         self.notify, self.media_prefix, self.request_ended = notify, media_prefix, request_ended
         self.sign, self.use_secret = sign, use_secret
-        self.problem: Optional[str] = CONNECTING
+        self.problem: str | None = CONNECTING
         self.jobs = None
         """The `PgJobQueue` once connected."""
         self.worker = None
@@ -83,7 +83,7 @@ class FleetQueue:
         logger.info("LTX-Video API: the job database is ready; this instance is %s (worker %s)",
                     "a gateway only" if self.config.gateway_only else "a gateway and a worker", self.worker.name)
 
-    def report(self, message: Optional[str]) -> None:
+    def report(self, message: str | None) -> None:
         if message is not None and message != self.problem:
             logger.error("LTX-Video API: %s", message)
         self.problem = message
@@ -110,10 +110,10 @@ class FleetQueue:
         sealed = take_sealed(job.request_id)
         await self.jobs.submit(job.request_id, prompt, settings, LOW if job.priority == "low" else NORMAL, sealed)
 
-    async def get(self, request_id: str) -> Optional[Job]:
+    async def get(self, request_id: str) -> Job | None:
         return await self.jobs.get(request_id)
 
-    async def status(self, request_id: str) -> Optional[QueueStatus]:
+    async def status(self, request_id: str) -> QueueStatus | None:
         found = await self.jobs.status(request_id)
         return None if found is None else QueueStatus(*found)
 

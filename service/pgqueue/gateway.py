@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 import json
-from typing import Optional
 
 from aiohttp import web
 
@@ -33,7 +32,7 @@ class FleetRoutes(ApiRoutes):
                 return json_response({"detail": self.queue.lost_message(lost)}, 503)
         return guarded
 
-    def unauthorized(self, request: web.Request) -> Optional[web.Response]:
+    def unauthorized(self, request: web.Request) -> web.Response | None:
         if self.queue.problem is not None:
             return json_response({"detail": self.queue.problem}, 503)
         return super().unauthorized(request)

@@ -13,14 +13,23 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from typing import Optional
 
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
-from ..jobs import (CANCELLED, COMPLETED, FAILED, MAX_LOG_LINES, QUEUED, RUNNING, START_TIMEOUT, Job,
-                    start_timeout_error, utc_timestamp)
+from ..jobs import (
+    CANCELLED,
+    COMPLETED,
+    FAILED,
+    MAX_LOG_LINES,
+    QUEUED,
+    RUNNING,
+    START_TIMEOUT,
+    Job,
+    start_timeout_error,
+    utc_timestamp,
+)
 from .channels import CANCEL_CHANNEL, LOW, NORMAL, SUBMIT_CHANNEL
 
 ATTEMPTS_MESSAGE = "the request's worker stopped {attempts} times while running it (the most allowed); submit it again"
@@ -61,7 +70,7 @@ class PgJobQueue:
         return row[0]
 
     async def submit(self, request_id: str, prompt: dict, settings: dict, priority: int = NORMAL,
-                     sealed: Optional[dict] = None) -> int:
+                     sealed: dict | None = None) -> int:
         """Store a validated request as waiting and wake the idle workers; returns its position in the fleet.
         `sealed` (the secret parts of its LoRA URLs) is handed to the worker that claims it, to no one else, and
         forgotten when the job ends."""
@@ -81,12 +90,12 @@ class PgJobQueue:
             "< (job.priority, job.queued_at, job.request_id)", (request_id,))).fetchone()
         return row[0]
 
-    async def get(self, request_id: str) -> Optional[Job]:
+    async def get(self, request_id: str) -> Job | None:
         """The request with its log lines; None when unknown."""
         async with self.pool.connection() as connection:
             return await self._job(connection, request_id)
 
-    async def status(self, request_id: str) -> Optional[tuple[Job, Optional[int]]]:
+    async def status(self, request_id: str) -> tuple[Job, int | None] | None:
         """The request and, while it waits, its position in the fleet's queue."""
         async with self.pool.connection() as connection:
             job = await self._job(connection, request_id)
@@ -95,7 +104,7 @@ class PgJobQueue:
             return job, (await self._position(connection, request_id) if job.state == QUEUED else None)
 
     @staticmethod
-    async def _job(connection, request_id: str) -> Optional[Job]:
+    async def _job(connection, request_id: str) -> Job | None:
         cursor = connection.cursor(row_factory=dict_row)
         row = await (await cursor.execute(
             "SELECT request_id::text, state, priority, settings, result, error, error_type, cancel_requested, "
@@ -110,7 +119,7 @@ class PgJobQueue:
                     "WHERE request_id = %s ORDER BY id LIMIT %s", (request_id, MAX_LOG_LINES))).fetchall()]
         return job_of(row, logs)
 
-    async def cancel(self, request_id: str) -> Optional[str]:
+    async def cancel(self, request_id: str) -> str | None:
         """Cancel a waiting job at once, or ask its worker to stop a running one (NOTIFY). Returns the job's
         state before (None: unknown request)."""
         async with self.pool.connection() as connection:
@@ -144,7 +153,7 @@ class PgJobQueue:
                 "INSERT INTO ltxv097_workers (name, runs_jobs) VALUES (%s, %s) ON CONFLICT (name) DO UPDATE "
                 "SET runs_jobs = excluded.runs_jobs, seen_at = clock_timestamp()", (worker, runs_jobs))
 
-    async def claim(self, worker: str) -> Optional[Claim]:
+    async def claim(self, worker: str) -> Claim | None:
         """Take the next waiting job this worker has not refused, under a new lease."""
         lease = str(uuid.uuid4())
         async with self.pool.connection() as connection:
@@ -158,7 +167,7 @@ class PgJobQueue:
                 {"worker": worker, "lease": lease, "seconds": self.lease_seconds})).fetchone()
         return None if row is None else Claim(row[0], lease, row[1], row[2], row[3], row[4])
 
-    async def renew(self, request_id: str, lease: str) -> Optional[bool]:
+    async def renew(self, request_id: str, lease: str) -> bool | None:
         """Extend the lease; returns whether a cancel was asked, or None when the lease is lost."""
         async with self.pool.connection() as connection:
             row = await (await connection.execute(
@@ -195,7 +204,7 @@ class PgJobQueue:
                 (state, result, error, error_type, request_id, lease))).fetchone()
         return row is not None
 
-    async def release(self, request_id: str, lease: str, worker: str, reason: str) -> Optional[str]:
+    async def release(self, request_id: str, lease: str, worker: str, reason: str) -> str | None:
         """This worker cannot run the job (e.g. a model file missing here): back to the queue for the others, or
         failed when every live worker has refused it. Returns the new state (None: the lease was lost)."""
         async with self.pool.connection() as connection:
@@ -279,5 +288,5 @@ def job_of(row: dict, logs: list) -> Job:
                start_deadline=None if timeout is None else float(row["queued"]) + timeout)
 
 
-def _seconds(value) -> Optional[float]:
+def _seconds(value) -> float | None:
     return None if value is None else float(value)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
-from typing import Optional
 
 SUBFOLDER = "ltxv097_api"
 
@@ -23,7 +22,7 @@ def _copy(source: Path, target: Path) -> None:
     os.replace(partial, target)
 
 
-def storage_root(storage_dir: Optional[str], output_dir: Path) -> Path:
+def storage_root(storage_dir: str | None, output_dir: Path) -> Path:
     """`storage_dir` of the config, or ComfyUI's output folder when unset (instances on one machine sharing it)."""
     return Path(storage_dir).expanduser() if storage_dir else Path(output_dir)
 

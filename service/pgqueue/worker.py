@@ -17,7 +17,7 @@ import socket
 import threading
 import time
 import uuid
-from typing import Awaitable, Callable, Optional
+from collections.abc import Awaitable, Callable
 
 from ..graph import OUTPUT_NODE
 from ..outcome import failure, prompt_used, saved_video
@@ -57,7 +57,7 @@ class FleetWorker:
         self.finished, self.request_ended, self.restore_sealed = finished, request_ended, restore_sealed
         self.name = worker_name()
         self.wake = asyncio.Event()
-        self.current: Optional[Claim] = None
+        self.current: Claim | None = None
         self._cancel_asked = False
         self._lines: list[tuple[str, str]] = []
         self._lines_lock = threading.Lock()

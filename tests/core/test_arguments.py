@@ -1,4 +1,5 @@
-"""The shared argument predicates: a bool is no number, NaN and infinities are no finite number, bounds are inclusive."""
+"""The shared argument predicates: a bool is no number, NaN and infinities are no finite number, bounds are
+inclusive."""
 
 import math
 

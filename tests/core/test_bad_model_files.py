@@ -14,8 +14,8 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from support import tiny
 from ltx_core import NonFiniteLatentsError, generate, load_checkpoint, load_latent_upsampler
+from support import tiny
 
 FORGED_BUDGET_S = 5.0
 """Generous: the refusal takes milliseconds; building 20000 blocks took ~30 s."""
@@ -98,7 +98,9 @@ def test_num_layers_beyond_the_file_but_within_bounds_is_refused(files, tmp_path
 
 @pytest.mark.parametrize("fields, named", [
     ({"attention_head_dim": 1_000_000}, "attention_head_dim=1000000 is not allowed"),
-    ({"num_attention_heads": 512, "attention_head_dim": 512}, "512 × 512 = 262144"),
+    ({"num_attention_heads": 512, "attention_head_dim": 512}, "512 × 512 = 262144' is not allowed"),
+    ({"num_attention_heads": 129, "attention_head_dim": 128}, "129 × 128 = 16512' is not allowed (the inner dim is "
+                                                              "at most 16384)"),
     ({"attention_head_dim": 64}, "patchify_proj.weight is 64×128, the config needs 128×128"),
     ({"caption_channels": 4096}, "caption_projection.linear_1.weight is 64×64, the config needs 64×4096"),
     ({"num_layers": "2"}, "num_layers='2' is not allowed"),
@@ -278,3 +280,14 @@ def test_released_architectures_pass_the_config_checks():
             config = known_configs.transformer_config_from_shapes(
                 {"patchify_proj.weight": (dim, 128), **{f"transformer_blocks.{i}.x": (1,) for i in range(layers)}})
             check_transformer_config("transformer", config, shapes(Transformer3D(config)))
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+def test_check_finite_stops_on_nan_and_on_either_infinity(value):
+    from ltx_core.non_finite import check_finite
+
+    latents = torch.zeros(1, 4, 2, 3, 3)
+    check_finite(latents, "step 2 of 8")
+    latents[0, 1, 1, 2, 0] = value
+    with pytest.raises(NonFiniteLatentsError, match=r"^the latents became NaN or infinite at step 2 of 8; "):
+        check_finite(latents, "step 2 of 8")

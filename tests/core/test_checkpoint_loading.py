@@ -6,12 +6,12 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from support import tiny
 from ltx_core import latent_positions, load_checkpoint
 from ltx_core.loading import known_configs
 from ltx_core.loading.checkpoint import matching_config
 from ltx_core.models.transformer import Transformer3D
 from ltx_core.models.vae import CausalVideoVAE
+from support import tiny
 
 
 @pytest.fixture(scope="module")
@@ -81,8 +81,10 @@ def test_separate_vae_file(official, tmp_path):
 
 def test_diffusers_names(official, tmp_path):
     """Files renamed by diffusers' own converters load to the same weights."""
-    from diffusers.loaders.single_file_utils import (convert_ltx_transformer_checkpoint_to_diffusers,
-                                                     convert_ltx_vae_checkpoint_to_diffusers)
+    from diffusers.loaders.single_file_utils import (
+        convert_ltx_transformer_checkpoint_to_diffusers,
+        convert_ltx_vae_checkpoint_to_diffusers,
+    )
 
     path, _, _ = official
     tensors = load_file(str(path))

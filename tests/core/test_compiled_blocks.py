@@ -11,10 +11,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from support import tiny
 from ltx_core import SkipLayers
 from ltx_core.acceleration import compile_blocks
 from ltx_core.models.transformer import Transformer3D
+from support import tiny
 
 
 def _model(seed: int = 0) -> Transformer3D:
@@ -80,3 +80,14 @@ def test_compiled_blocks_equal_eager_and_follow_in_place_weight_patches():
     assert (patched - expected).abs().max().item() <= 1e-5
     assert (patched - compiled).abs().max().item() > 1e-3
     assert compile_blocks(model) is model  # a second call changes nothing
+
+
+def test_compiling_twice_leaves_the_compiled_blocks_as_they_are():
+    """A second call (a loader run again, a model shared by two nodes) must not wrap the blocks anew: each new
+    wrapper would recompile on its first use."""
+    model = _model()
+    compile_blocks(model, backend="aot_eager")
+    wrappers = [block._compiled_call_impl for block in model.transformer_blocks]
+    assert all(wrapper is not None for wrapper in wrappers)
+    assert compile_blocks(model, backend="eager") is model
+    assert [block._compiled_call_impl for block in model.transformer_blocks] == wrappers

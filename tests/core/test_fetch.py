@@ -141,6 +141,16 @@ def test_a_trickle_is_cut_by_the_deadline(web, tmp_path):
     assert leftovers(tmp_path) == []
 
 
+def test_the_minimum_rate_counts_each_windows_own_bytes():
+    """A fast start does not pay for a stall later: the rate is the bytes of the last window over its span."""
+    pace = fetch.pace.Pace("the download", "http://example.com/f", deadline_s=600, min_rate=100, window_s=2.0)
+    pace.window_start -= 2.0
+    pace.check(100_000)  # 50000 bytes/s over the first window
+    pace.window_start -= 2.0
+    with pytest.raises(fetch.FetchError, match=r"it arrived at 0 bytes/s over 2 s, below the minimum of 100"):
+        pace.check(100_000)  # nothing more over the second
+
+
 def test_the_default_deadline_grows_with_the_size():
     assert fetch.DEADLINE_FLOOR_S >= 60 and fetch.MIN_RATE_BYTES_S >= 1024
     assert fetch.pace.default_deadline(0) == fetch.DEADLINE_FLOOR_S
@@ -202,6 +212,14 @@ def test_sizes_truncation_and_http_errors(web, tmp_path):
     assert leftovers(tmp_path) == []
 
 
+def test_leftover_parts_are_the_downloads_hidden_files_only(tmp_path):
+    ours = tmp_path / ".lora.safetensors.k3j4h5g6.part"
+    for path in (ours, tmp_path / ".notes.part", tmp_path / "lora.safetensors.part", tmp_path / "lora.safetensors"):
+        path.write_bytes(b"x")
+    assert fetch.leftover_parts(tmp_path) == [ours]
+    assert fetch.leftover_parts(tmp_path / "missing") == []
+
+
 def test_a_refused_complete_file_is_not_renamed_into_place(web, tmp_path):
     web.routes["/f"] = LocalWeb.static(200, GOOD)
     seen = []
@@ -218,6 +236,8 @@ def test_check_url_refuses_before_anything_runs():
     fetch.check_url("https://example.com/a.safetensors?x=1")
     for url, message in (("ftp://example.com/a", "is not an http or https URL"),
                          ("https://u:hunter2@example.com/a", "has a user name or password"),
+                         ("https://hunter2@example.com/a", "has a user name or password"),
+                         ("https://:hunter2@example.com/a", "has a user name or password"),
                          ("http:///nohost", "has no host name"), ("http://example.com:99999/", "is not a valid URL")):
         with pytest.raises(fetch.FetchError, match=message) as error:
             fetch.check_url(url, "the input")
@@ -235,7 +255,7 @@ def test_check_url_refuses_before_anything_runs():
     ("224.0.0.1", False), ("239.255.255.250", False), ("240.0.0.1", False), ("255.255.255.255", False),
     ("::1", False), ("::", False), ("fc00::1", False), ("fd12:3456::1", False), ("fe80::1", False),
     ("ff02::1", False), ("::ffff:127.0.0.1", False), ("::ffff:169.254.169.254", False), ("::ffff:10.0.0.1", False),
-    ("2002:7f00:1::", False), ("64:ff9b::a9fe:a9fe", False),
+    ("2002:7f00:1::", False), ("64:ff9b::a9fe:a9fe", False), ("64:ff9b::5db8:d822", True),
 ])
 def test_only_public_addresses_count_as_public(address, public):
     assert fetch.is_public(ipaddress.ip_address(address)) is public
@@ -272,6 +292,23 @@ def test_refused_and_unreachable_read_the_same(web, tmp_path, monkeypatch):
     messages.append(str(error.value))
     assert messages == [refused("the download", url)] * 3
     assert "not allowed" in messages[0] and fetch.ALLOW_PRIVATE_ENV in messages[0]
+
+
+def test_the_connection_goes_to_the_address_the_policy_checked(web, tmp_path, monkeypatch):
+    """The name is resolved once, by the policy; the socket connects to that address (a second lookup could answer
+    another address, DNS rebinding). Here the name only resolves through the policy's lookup."""
+    web.routes["/f"] = LocalWeb.static(200, GOOD)
+    real = socket.getaddrinfo
+    looked_up = []
+
+    def resolve(host, *args, **kwargs):
+        looked_up.append(host)
+        return real("127.0.0.1" if host == "rebind.invalid" else host, *args, **kwargs)
+
+    monkeypatch.setattr(policy.socket, "getaddrinfo", resolve)
+    monkeypatch.setenv(fetch.ALLOW_HOSTS_ENV, f"rebind.invalid:{web.port}")
+    assert fetch.fetch_bytes(f"http://rebind.invalid:{web.port}/f", max_bytes=1 << 20)[0] == GOOD
+    assert looked_up == ["rebind.invalid"] and web.host_headers["/f"] == f"rebind.invalid:{web.port}"
 
 
 def test_redirects_are_checked_on_every_hop(web, other_web, tmp_path):

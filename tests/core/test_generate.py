@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from support import tiny
 from ltx_core import Condition, generate, load_checkpoint, load_latent_upsampler
+from support import tiny
 
 
 @pytest.fixture(scope="module")
@@ -139,5 +139,6 @@ def test_decode_progress_reports_latent_frames(models):
     video = sample_video(checkpoint, **_prompts(), width=96, height=64, num_frames=17, frame_rate=24.0, seed=5,
                          recipe="0.9.6-2b-distilled", num_inference_steps=2)
     steps = []
-    frames = decode_video(checkpoint.vae, video, chunk_frames=1, progress=lambda done, total: steps.append((done, total)))
+    frames = decode_video(checkpoint.vae, video, chunk_frames=1,
+                          progress=lambda done, total: steps.append((done, total)))
     assert steps == [(1, 3), (2, 3), (3, 3)] and frames.shape == (17, 64, 96, 3)

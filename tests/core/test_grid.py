@@ -1,6 +1,7 @@
 """`ltx_core.models.grid`: the one owner of the model's grid, and the load-time check of a VAE against it."""
 
 import pytest
+
 from ltx_core import load_checkpoint
 from ltx_core.models import grid
 from support import tiny

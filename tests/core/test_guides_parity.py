@@ -9,12 +9,12 @@ or moving it by one latent frame must move the result by at least 10× the toler
 import pytest
 import torch
 
-from support import tiny
 from ltx_core import load_checkpoint
 from ltx_core.sampling.conditioning import apply_conditions
 from ltx_core.sampling.denoise import PassSettings, Prompts, denoise
 from ltx_core.sampling.guidance import resolve_guidance
 from ltx_core.sampling.guides import append_guides
+from support import tiny
 
 TOL = 1e-5
 SIGMA = 0.8

@@ -4,9 +4,9 @@ to no guide bit for bit, re-encoded at each pass's size, sliced per window, bad 
 import pytest
 import torch
 
-from support import tiny
 from ltx_core import Condition, load_checkpoint, load_latent_upsampler, sample_video
 from ltx_core.windows.plan import plan_windows, route_conditions
+from support import tiny
 
 BASE = dict(recipe="0.9.6-2b-distilled", width=96, height=64, num_frames=17, frame_rate=25.0, seed=3, steps=2)
 

@@ -3,11 +3,18 @@
 import pytest
 import torch
 
-from support import tiny
-from ltx_core import (Condition, VideoLatents, decode_video, iter_decode_video, load_checkpoint,
-                      load_latent_upsampler, sample_video)
+from ltx_core import (
+    Condition,
+    VideoLatents,
+    decode_video,
+    iter_decode_video,
+    load_checkpoint,
+    load_latent_upsampler,
+    sample_video,
+)
 from ltx_core.sampling.passes import PassRunner, adain
 from ltx_core.windows import extended_frames, plan_extension, plan_windows, sample_long_video
+from support import tiny
 
 DISTILLED = dict(width=96, height=64, frame_rate=24.0, seed=7, recipe="0.9.7-distilled")
 
@@ -196,3 +203,31 @@ def test_extension_plans_and_joins_exactly_n_new_frames():
         arguments = {"clip": clip, "new_frames": 5, **kwargs}
         with pytest.raises(ValueError, match=message):
             plan_extension(arguments.pop("clip"), arguments.pop("new_frames"), **arguments)
+
+
+def test_the_cross_fade_goes_from_the_previous_window_to_the_new_one():
+    from ltx_core.windows.long_video import cross_fade
+    from ltx_core.windows.plan import Window
+
+    video = torch.zeros(1, 1, 8, 1, 1)
+    cross_fade(video, Window(index=1, start=2, length=5, overlap=3, num_frames=33), torch.ones(1, 1, 5, 1, 1))
+    # the overlap's first frame is mostly the previous window's, its last mostly the new one's
+    assert video.flatten().tolist() == [0.0, 0.0, 0.25, 0.5, 0.75, 1.0, 1.0, 0.0]
+
+
+def test_every_later_window_takes_the_first_windows_statistics(models, monkeypatch):
+    checkpoint, upsampler = models
+    recorder = Recorder(monkeypatch)
+    context, mask = _prompt(1)
+    video = sample_long_video(checkpoint, context=context, context_mask=mask, **_negative(), **DISTILLED,
+                              num_frames=41, window_frames=17, overlap_frames=8, upsampler=upsampler,
+                              temporal_adain_factor=1.0, on_window=recorder.on_window)
+    plan = plan_windows(41, 17, 8)
+    assert len(plan.windows) == 3
+    first = recorder.passes(0)[-1][3].cpu()
+    for window, following in zip(plan.windows[1:], plan.windows[2:] + (None,)):
+        out = recorder.passes(window.index)[-1][3].cpu()
+        settled = adain(out, first, 1.0)
+        assert not torch.equal(settled, out)
+        own = slice(window.start + window.overlap, following.start if following else plan.latent_frames)
+        assert torch.equal(video.latents[:, :, own], settled[:, :, own.start - window.start:own.stop - window.start])

@@ -9,10 +9,9 @@ import math
 import pytest
 import torch
 
-from support import tiny
-from support import tiny_lora
 from ltx_core import Transformer3D
 from ltx_core.lora.mapping import LoraError, lora_delta, map_lora, merge_lora_, peft_config, split_key
+from support import tiny, tiny_lora
 
 RANK, ALPHA = 4, 8.0
 

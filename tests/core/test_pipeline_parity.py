@@ -10,10 +10,9 @@ import logging
 import pytest
 import torch
 
-from support import pipeline_reference
-from support import tiny
 from ltx_core import Condition, decode_video, load_checkpoint, load_latent_upsampler, sample_video
 from ltx_core.sampling.condition_media import padding_for, prepare_media
+from support import pipeline_reference, tiny
 
 TOL = 1e-4
 SENSITIVITY = 10 * TOL

@@ -5,10 +5,10 @@ import pytest
 import torch
 from PIL import Image
 
-from ltx_core.sampling.guidance import GuidanceStep, combine, resolve_guidance
+from ltx_core.decoding import tone_map
 from ltx_core.models.grid import padded_frame_count
 from ltx_core.sampling.condition_media import padding_for, prepare_media, trim_frames
-from ltx_core.decoding import tone_map
+from ltx_core.sampling.guidance import GuidanceStep, combine, resolve_guidance
 from ltx_core.sampling.passes import adain
 from ltx_core.sampling.recipes import RECIPES, resolve_recipe
 from ltx_core.sampling.schedules import euler_step, linear_quadratic, make_timesteps

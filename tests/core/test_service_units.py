@@ -10,31 +10,19 @@ import inspect
 import io
 import json
 import struct
-import sys
 import threading
-import types
 import zlib
-from pathlib import Path
 
 import pytest
+from PIL import Image
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-PLAIN_PACK = "ltxv097_plain"
+from support.plain_pack import REPO_ROOT, pack_module
 
-
-def pack_module(name: str) -> types.ModuleType:
-    """A module of the pack imported as the pack's own submodule (`service/` imports `hosted/` relatively),
-    without running the pack's `__init__` (which registers with ComfyUI): the API's parts need no ComfyUI."""
-    if PLAIN_PACK not in sys.modules:
-        package = types.ModuleType(PLAIN_PACK)
-        package.__path__ = [str(REPO_ROOT)]
-        sys.modules[PLAIN_PACK] = package
-    return importlib.import_module(f"{PLAIN_PACK}.{name}")
-
-
-access, service_config, downloads, graph, jobs, media, outcome, schema, store, webhook, service_limits = (
+access, service_config, downloads, graph, jobs, media, outcome, schema, store, webhook = (
     pack_module(f"service.{name}") for name in ("access", "config", "downloads", "graph", "jobs", "media", "outcome",
-                                                "schema", "store", "webhook", "limits"))
+                                                "schema", "store", "webhook"))
+service_limits = pack_module("media.limits")
+check_media = pack_module("media").check
 REQUEST_ID = "0b7e2a4c-3f1d-4c55-9a0e-5d6f7a8b9c0d"
 NODE_INPUTS = {"model", "vae", "clip", "prompt", "negative_prompt", "resolution", "seed"}
 
@@ -80,6 +68,48 @@ def test_every_bad_field_is_named_at_once():
         schema.parse_input({"prompt": "p", "image_url": "data:,x", "video_url": "data:,y"})
     with pytest.raises(schema.InputError, match="JSON object"):
         schema.parse_input(["prompt"])
+
+
+def test_ranges_include_both_ends_and_stop_there():
+    ends = {"number_of_frames": (9, 257), "number_of_steps": (1, 100), "frame_rate": (1, 60),
+            "seed": (0, 2 ** 64 - 1), "start_frame_number": (0, 256)}
+    for name, (low, high) in ends.items():
+        for value in (low, high):
+            assert getattr(schema.parse_input({"prompt": "p", "image_url": "https://x/y.png", name: value}),
+                           name, value) == value
+        for value in (low - 1, high + 1):
+            with pytest.raises(schema.InputError) as refused:
+                schema.parse_input({"prompt": "p", "image_url": "https://x/y.png", name: value})
+            assert refused.value.detail == [{"loc": ["body", name], "msg": f"{value} is out of range; allowed {low} "
+                                                                           f"to {high}", "type": "value_error"}]
+
+
+def test_a_video_start_frame_off_the_grid_is_named_at_its_own_field():
+    with pytest.raises(schema.InputError) as refused:
+        schema.parse_input({"prompt": "p", "video_url": "https://a/b.mp4", "start_frame_number": 12})
+    (entry,) = refused.value.detail
+    assert entry["loc"] == ["body", "start_frame_number"] and entry["msg"].startswith("12 is not a multiple of 8")
+
+
+def test_the_default_negative_prompt_is_the_services():
+    """service-api.md's default, word for word."""
+    assert schema.parse_input({"prompt": "p"}).negative_prompt == (
+        "blurry, low quality, low resolution, inconsistent motion, jittery, distorted")
+
+
+def test_url_schemes_are_read_in_any_case_as_for_loras():
+    """`HTTP://` is an http URL for a condition as for a LoRA (whose source check is `fetch.check_url`, which reads
+    schemes in any case); other schemes are refused."""
+    import fetch
+
+    for url in ("HTTP://example.com/a.png", "Https://example.com/a.png", "DATA:image/png;base64,AAAA"):
+        (condition,) = schema.parse_input({"prompt": "p", "image_url": url}).conditions
+        assert condition.url == url
+        if not url.startswith("DATA"):
+            fetch.check_url(url.replace(".png", ".safetensors"), "the LoRA source")
+    for url in ("FILE:///etc/passwd", "Ftp://example.com/a.png", "http//example.com/a.png"):
+        with pytest.raises(schema.InputError, match="is not an http.s. URL or a base64 data URI"):
+            schema.parse_input({"prompt": "p", "image_url": url})
 
 
 def test_nulls_and_wrong_types_are_422s_naming_the_field():
@@ -200,6 +230,23 @@ def test_records_survive_a_restart_and_unfinished_ones_fail_clearly(tmp_path):
         store.JobStore(tmp_path).path("../../etc/passwd")
 
 
+def test_a_record_is_replaced_whole_never_rewritten_in_place(tmp_path):
+    """A reader (or a crash) in the middle of a save sees the old record or the new one, never half of one: the
+    new record is written beside it and renamed over it (a new file), and no temporary file stays."""
+    records = store.JobStore(tmp_path)
+    job = jobs.Job(REQUEST_ID, seed=1, prompt="p")
+    records.save(job)
+    before = records.path(REQUEST_ID).stat().st_ino
+    held = open(records.path(REQUEST_ID))  # a reader that opened the old record keeps reading all of it
+    job.prompt = "another prompt, longer than the first one"
+    records.save(job)
+    with held:
+        assert json.loads(held.read())["prompt"] == "p"
+    assert records.path(REQUEST_ID).stat().st_ino != before
+    assert json.loads(records.path(REQUEST_ID).read_text())["prompt"] == job.prompt
+    assert [p.name for p in tmp_path.iterdir()] == [f"{REQUEST_ID}.json"]
+
+
 def test_status_result_and_webhook_json_shapes():
     urls = jobs.Urls("https://h:1/queue/fal-ai/ltx-video-lora")
     job = jobs.Job(REQUEST_ID, seed=5, prompt="p", logs=[{"message": "m"}])
@@ -270,12 +317,15 @@ def test_media_is_sniffed_and_written_to_the_input_folder(tmp_path):
         return jpeg(), "image/jpeg"
 
     config = service_config.ServiceConfig(max_image_bytes=123)
-    loader = media.ConditionMedia(fetch_bytes, ValueError, tmp_path, config)
+    checked = []
+    loader = media.ConditionMedia(fetch_bytes, ValueError, tmp_path, config,
+                                  check_media=lambda kind, data, what: checked.append((kind, data[:3], what)))
     generation = schema.parse_input({"prompt": "p", "image_url": "https://x/y"})
     files = asyncio.run(loader(generation, REQUEST_ID))
     assert files == [f"ltxv097_api_{REQUEST_ID}_0_image.jpg"]
     assert fetched == [("https://x/y", 123, "the image_url")]
     assert (tmp_path / files[0]).read_bytes().startswith(b"\xff\xd8\xff")
+    assert checked == [("image", b"\xff\xd8\xff", "the image_url")]
     uploaded = {"https://me/up/1": (png_header_bomb(4, 4), "image/png")}  # a real (tiny) PNG
     several = schema.parse_input({"prompt": "p", "images": [{"image_url": "https://me/up/1"},
                                                             {"image_url": "https://x/z", "start_frame_number": 8}]},
@@ -287,6 +337,33 @@ def test_media_is_sniffed_and_written_to_the_input_folder(tmp_path):
     with pytest.raises(schema.InputError) as caught:
         asyncio.run(loader(several, "0" + REQUEST_ID[1:], too_big.get))
     assert caught.value.detail[0]["loc"] == ["body", "images", 0, "image_url"]
+
+
+def test_leftover_condition_files_are_removed_and_users_files_kept(tmp_path):
+    ours = [media.input_name(REQUEST_ID, 0, "image", "png"), media.input_name(REQUEST_ID, 3, "video", "webm")]
+    users = ["photo.png", "ltxv097_api_notes.png", f"ltxv097_api_{REQUEST_ID}_0_image.png.bak",
+             f"my_ltxv097_api_{REQUEST_ID}_0_image.png", f"ltxv097_api_{REQUEST_ID}_0_mask.png"]
+    for name in ours + users:
+        (tmp_path / name).write_bytes(b"x")
+    assert media.remove_leftover_inputs(tmp_path) == sorted(ours)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(users)
+    assert media.remove_leftover_inputs(tmp_path / "missing") == []
+
+
+def test_damaged_media_is_a_422_naming_the_field_and_nothing_is_written(tmp_path):
+    pixels = bytes(range(256)) * 48
+    buffer = io.BytesIO()
+    Image.frombytes("RGB", (64, 64), pixels).save(buffer, "PNG")
+    png = buffer.getvalue()
+    for data, field in ((png[: len(png) // 2], "image_url"), (png[:-20], "image_url")):
+        loader = media.ConditionMedia(lambda url, data=data, **_: (data, "image/png"), ValueError, tmp_path,
+                                      service_config.ServiceConfig(), check_media=check_media)
+        with pytest.raises(schema.InputError) as refused:
+            asyncio.run(loader(schema.parse_input({"prompt": "p", field: "https://x/y"}), REQUEST_ID))
+        (entry,) = refused.value.detail
+        assert entry["loc"] == ["body", field] and entry["type"] == "file_damaged", entry
+        assert entry["msg"].startswith("the image_url is a damaged or cut-short image"), entry
+    assert list(tmp_path.iterdir()) == []
 
 
 def refusal(loader, body: dict) -> dict:
@@ -381,7 +458,8 @@ def test_failed_prompts_become_the_services_errors():
         return {"status": {"status_str": "error", "messages": [["execution_start", {}], [name, data]]}}
 
     assert outcome.failure(entry("execution_interrupted", {})) == (
-        "the generation was interrupted", "request_cancelled", True)
+        "the request was cancelled: its generation was interrupted in ComfyUI (its UI or /interrupt)",
+        "request_cancelled", True)
     assert outcome.failure(entry("execution_error", {"node_type": "LTX097TextToVideo",
                                                      "exception_message": "out of memory"})) == (
         "LTX097TextToVideo: out of memory", "execution_error", False)
@@ -405,8 +483,27 @@ def test_a_lora_that_fails_while_running_is_a_422_naming_it_and_no_server_path_s
         "node_type": "X", "exception_message": "open failed: /home/me/secret/thing.bin"}]]}}
     assert outcome.failure(crash)[0] == "X: open failed: thing.bin"
     assert outcome.hide_paths("C:\\ComfyUI\\output\\a.mp4 at 16:9, 1/2") == "output/a.mp4 at 16:9, 1/2"
-    assert outcome.error_answer("cancelled", "stopped", "request_cancelled")[0] == 400
+    assert outcome.error_answer("cancelled", "stopped", "request_cancelled")[0] == 499  # as fal answers one
     assert outcome.error_answer("failed", "too late", "request_timeout")[0] == 504
+
+
+def test_results_of_failed_cancelled_and_flagged_requests_answer_as_the_service_does():
+    """A cancelled request answers 499 (fal's `RequestCancelledException`), flagged content 422
+    `content_policy_violation`, any other failure 500 with its error type."""
+    routes = pack_module("service.routes")
+    handlers = routes.ApiRoutes(None, None, service_config.ServiceConfig(), None)
+
+    def answer(state, error, error_type):
+        job = jobs.Job(REQUEST_ID, seed=1, prompt="p", state=state, error=error, error_type=error_type)
+        response = handlers.outcome(None, job)
+        return response.status, json.loads(response.body)
+
+    assert answer(jobs.CANCELLED, "the request was cancelled", "request_cancelled") == (
+        499, {"detail": "the request was cancelled", "error_type": "request_cancelled"})
+    assert answer(jobs.FAILED, outcome.FLAGGED, "content_policy_violation") == (
+        422, {"detail": [{"loc": ["body"], "msg": outcome.FLAGGED, "type": "content_policy_violation"}]})
+    assert answer(jobs.FAILED, "LTX097TextToVideo: out of memory", "execution_error") == (
+        500, {"detail": "LTX097TextToVideo: out of memory", "error_type": "execution_error"})
 
 
 def test_the_result_prompt_is_the_prompt_the_node_used():

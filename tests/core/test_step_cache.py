@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from support import tiny
 from ltx_core import generate, load_checkpoint, load_latent_upsampler, sample_video
 from ltx_core.acceleration import StepCache
 from ltx_core.acceleration import step_cache as step_cache_module
+from support import tiny
 
 
 class _Blocks:

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from support import tiny
 from ltx_core import SkipLayers, latent_positions, load_checkpoint
+from support import tiny
 
 TOL = 1e-5
 

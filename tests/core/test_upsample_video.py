@@ -4,8 +4,8 @@ un-normalised latents, re-normalised (fp32, ≤ 1e-5), and decodes to 2N - 1 fra
 import pytest
 import torch
 
-from support import tiny
 from ltx_core import VideoLatents, decode_video, load_checkpoint, load_latent_upsampler, upsample_video
+from support import tiny
 
 TOL = 1e-5
 

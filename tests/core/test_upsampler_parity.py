@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from support import tiny
 from ltx_core import load_latent_upsampler
+from support import tiny
 
 
 @pytest.mark.parametrize("variant", [

@@ -13,9 +13,8 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from support.tiny import latent_statistics, reference_vae, save_single_file, vae_config
-
 from ltx_core.models.vae import CausalVideoVAE
+from support.tiny import latent_statistics, reference_vae, save_single_file, vae_config
 
 ATOL = 1e-5
 

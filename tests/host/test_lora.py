@@ -8,8 +8,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from support import tiny
-from support import tiny_lora
+from support import tiny, tiny_lora
 from support.lora_kit import ALPHA, RANK, TOLERANCE, load_model, reference, require_peft, run, with_lora
 
 pytest_plugins = ["support.comfy_host", "support.lora_kit"]

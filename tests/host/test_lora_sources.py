@@ -16,8 +16,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from support import tiny
-from support import tiny_lora
+from support import tiny, tiny_lora
 from support.local_web import LocalWeb
 
 pytest_plugins = ["support.comfy_host"]
@@ -181,6 +180,48 @@ def test_the_size_cap(sources, server, downloads, lora_bytes, monkeypatch):
             sources.resolve_lora(server.url + "/big.safetensors")
     monkeypatch.setenv("LTX097_LORA_MAX_DOWNLOAD_MB", "1")
     assert Path(sources.resolve_lora(server.url + "/big.safetensors")).is_file()
+
+
+def test_query_variants_of_a_url_share_one_cached_file(sources, server, downloads, lora_bytes):
+    for query in ("?token=a", "?token=b&x=1", "", "#part"):
+        server.routes["/shared.safetensors" + query] = (200, {}, lora_bytes, None)
+    paths = {sources.resolve_lora(server.url + "/shared.safetensors" + query)
+             for query in ("?token=a", "?token=b&x=1", "", "#part")}
+    assert len(paths) == 1 and _files(downloads) == [Path(paths.pop()).name]
+    assert sum(hits for route, hits in server.hits.items() if route.startswith("/shared")) == 1
+
+
+def test_the_cache_keeps_the_most_recently_used_files_under_its_cap(sources, server, downloads, lora_bytes,
+                                                                    monkeypatch, caplog):
+    for name in ("a", "b", "c"):
+        server.routes[f"/{name}.safetensors"] = (200, {}, lora_bytes, None)
+    monkeypatch.setenv("LTX097_LORA_CACHE_MB", str(2.5 * len(lora_bytes) / 2**20))  # room for two
+    a = sources.resolve_lora(server.url + "/a.safetensors")
+    b = sources.resolve_lora(server.url + "/b.safetensors")
+    time.sleep(0.01)  # distinct modification times even on coarse file systems
+    assert sources.resolve_lora(server.url + "/a.safetensors") == a  # a reused: b is now the least recent
+    time.sleep(0.01)
+    with caplog.at_level("INFO"):
+        c = sources.resolve_lora(server.url + "/c.safetensors")
+    assert _files(downloads) == sorted(Path(p).name for p in (a, c))
+    assert f"removed the least recently used {Path(b).name}" in caplog.text
+    assert server.hits["/a.safetensors"] == 1
+    monkeypatch.setenv("LTX097_LORA_CACHE_MB", str(0.5 * len(lora_bytes) / 2**20))  # not even one: keeps the new
+    d = sources.resolve_lora(server.url + "/b.safetensors")
+    assert _files(downloads) == [Path(d).name]
+    monkeypatch.setenv("LTX097_LORA_CACHE_MB", "-1")
+    with pytest.raises(ValueError, match=r"LTX097_LORA_CACHE_MB='-1' is not a number of megabytes; set it to a "
+                                         r"positive number \(the default is 20480\)"):
+        sources.resolve_lora(server.url + "/c.safetensors")
+
+
+def test_unfinished_downloads_are_removed_and_the_rest_kept(sources, server, downloads):
+    kept = Path(sources.resolve_lora(server.url + "/good.safetensors"))
+    unfinished = downloads / f".{kept.name}.k3j4h5g6.part"
+    unfinished.write_bytes(b"half a LoRA")
+    (downloads / ".notes.part").write_bytes(b"a user's")
+    sources.remove_unfinished_downloads()
+    assert _files(downloads) == sorted([".notes.part", kept.name])
 
 
 def test_an_unreachable_server_says_so(sources, downloads):

@@ -10,11 +10,10 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from support import tiny
-from support import tiny_lora
-from support.lora_kit import ALPHA, with_lora
 from ltx_core import Transformer3D
 from ltx_core.lora.mapping import LoraError, map_lora
+from support import tiny, tiny_lora
+from support.lora_kit import ALPHA, with_lora
 
 pytest_plugins = ["support.comfy_host", "support.lora_kit"]
 

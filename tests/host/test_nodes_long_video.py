@@ -131,3 +131,28 @@ def test_without_settings_the_trained_length_stays_one_window(ltx_pack):
     assert long_video.window_settings(None, 258)["window_frames"] == 121
     chosen = {"window_frames": 97, "overlap_frames": 16, "temporal_adain_factor": 0.5}
     assert long_video.window_settings(chosen, 200) == chosen
+
+
+def test_a_cut_short_video_file_is_refused_by_the_nodes_that_read_it(models, output_dir, tmp_path, comfy_host):
+    """Video Condition and Extend Video decode a Load Video file whole: one cut short is an error naming the input,
+    not a shorter clip (core's decoding stops quietly where the data ends)."""
+    from comfy_api.latest import InputImpl
+
+    whole = tmp_path / "whole.mp4"
+    node_module("video").write_mp4(str(whole), torch.linspace(0, 1, 17).view(17, 1, 1, 1).expand(17, 64, 64, 3), 24.0)
+    cut = tmp_path / "cut.mp4"
+    with av.open(str(whole)) as container:
+        end = [packet for packet in container.demux(video=0) if packet.size][12].pos
+    cut.write_bytes(whole.read_bytes()[:end])
+    assert len(InputImpl.VideoFromFile(str(cut)).get_components().images) == 12  # what core makes of it
+    condition = node_module("conditioning").LTX097VideoCondition
+    (conditions,) = condition.execute(video=InputImpl.VideoFromFile(str(whole))).result
+    assert conditions[0].media.shape[0] == 17
+    with pytest.raises(ValueError, match=r"^video condition is a damaged or cut-short video: its container lists 17 "
+                                         r"frames but only 12 could be decoded"):
+        condition.execute(video=InputImpl.VideoFromFile(str(cut)))
+    positive, negative = node_module("text").LTX097TextEncode.execute(clip=models.clip, prompt="a fox").result
+    with pytest.raises(ValueError, match=r"^the clip to extend is a damaged or cut-short video"):
+        node_module("extend").LTX097ExtendVideo.execute(
+            model=models.model, vae=models.vae, positive=positive, negative=negative, new_frames=8,
+            video=InputImpl.VideoFromFile(str(cut)), **SMALL)

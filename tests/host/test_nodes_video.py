@@ -97,6 +97,20 @@ def test_metadata_and_core_save_video(video, output_dir):
     assert copied["frames"].shape == (9, 136, 200, 3) and copied["rate"] == 25
 
 
+def test_a_prompt_can_ask_for_files_without_metadata(video, output_dir):
+    """The HTTP API's prompts do (their graph holds the request id): the same frames then give the same bytes."""
+    files = []
+    for request in ("request-1", "request-2"):
+        saver = video.LTX097SaveVideo.PREPARE_CLASS_CLONE({
+            "PROMPT": {"1": {"class_type": "X", "inputs": {"filename_prefix": request}}},
+            "EXTRA_PNGINFO": {video.WITHOUT_METADATA: True}})
+        result = saver.execute(images=ramp(9), frame_rate=25.0, filename_prefix="tests/bare", crf=23)
+        path = saved_path(output_dir, result.ui)
+        assert read_mp4(path)["metadata"].get("prompt") is None
+        files.append(path.read_bytes())
+    assert files[0] == files[1] and b"request-1" not in files[0]
+
+
 def x264_settings(path) -> dict[str, str]:
     """The encoder settings x264 writes into its stream (`... options: cabac=1 ref=3 ... crf=19.0 ...`)."""
     data = path.read_bytes()

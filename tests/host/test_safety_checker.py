@@ -69,6 +69,19 @@ def test_black_out_option_blacks_flagged_frames(safety_nodes, names):
     assert flagged is False and torch.equal(out, images)
 
 
+def test_a_score_at_the_threshold_is_flagged(safety_nodes, names):
+    images = frames(3)
+    scores = safety_nodes.safety.unsafe_scores(checker(safety_nodes, names["checker_flags"]).loaded(), images)
+    top = int(scores.argmax())
+    threshold = float(scores[top])
+    at = checker(safety_nodes, names["checker_flags"], on_flagged="black out", threshold=threshold)
+    _, _, report = safety_nodes.LTX097SafetyCheck.execute(safety_checker=at, images=images).result
+    assert [r["flagged"] for r in json.loads(report)] == [i == top for i in range(3)]
+    at = checker(safety_nodes, names["checker_flags"], threshold=threshold)
+    with pytest.raises(safety_nodes.safety.ContentFlagged, match=rf"frame {top} \(score "):
+        list(safety_nodes.checked_stream(at, iter([images]), 3))
+
+
 def test_sampling_covers_first_and_last_and_neighbours_follow_the_nearest(ltx_pack):
     from ltxv097.assistants.safety import FrameVerdict, black_out, frame_flags, sample_indices
 
@@ -169,6 +182,20 @@ def test_one_node_expand_prompt_outputs_the_prompt_used(models, output_dir, name
     assert plain[2] == "A red fox runs through snow" and not torch.equal(result[1], plain[1])
 
 
+def test_one_node_plans_the_expansion_from_its_conditions(models, output_dir, names, caplog):
+    """The one node hands its conditions to the enhancer, as the Prompt Enhancer node takes them: with a video at
+    frame 0 (which the official enhancer does not rewrite for) the prompt is kept as written, where without
+    conditions it would be expanded as text-to-video."""
+    (enhancer,) = node_module("enhancer").LTX097PromptEnhancerLoader.execute(llm=names["llm"],
+                                                                             captioner="none").result
+    (conditions,) = node_module("conditioning").LTX097VideoCondition.execute(images=frames(9, seed=4)).result
+    with caplog.at_level("INFO"):
+        output = run_t2v(models, expand_prompt=True, prompt_enhancer=enhancer, conditions=conditions,
+                         enable_safety_checker=False)
+    assert output.result[2] == "A red fox runs through snow"
+    assert "prompt expansion (t2v)" not in caplog.text
+
+
 @pytest.fixture
 def images_unconnected(monkeypatch):
     """The one node queued with nothing reading its images output: the frames stream into the mp4."""
@@ -191,6 +218,17 @@ def test_streamed_video_is_checked_on_the_way_and_a_flag_saves_nothing(models, o
     assert saved_files(output_dir) == before
     passed = run_t2v(models, safety_checker=checker(safety_nodes, names["checker"]))
     assert passed.result[1] is None and len(saved_files(output_dir)) == len(before) + 1
+
+
+def test_streamed_video_checks_the_conditioning_media_first(models, output_dir, safety_nodes, names,
+                                                           images_unconnected):
+    from ltxv097.assistants.safety import ContentFlagged
+
+    before = saved_files(output_dir)
+    (conditions,) = node_module("conditioning").LTX097ImageCondition.execute(image=frames(1)).result
+    with pytest.raises(ContentFlagged, match=r"flagged the conditioning media \(image condition at frame 0\)"):
+        run_t2v(models, conditions=conditions, safety_checker=checker(safety_nodes, names["checker_flags"]))
+    assert saved_files(output_dir) == before
 
 
 def test_streamed_check_looks_at_the_frames_check_generation_samples(models, safety_nodes, names, monkeypatch):

@@ -10,10 +10,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from support import e2e_workflows
-from support import tiny
-from support import tiny_lora
-from support import workflow_api
+from support import e2e_workflows, tiny, tiny_lora, workflow_api
 from support.comfy_server import ComfyServer, HostError
 
 pytest_plugins = ["support.comfy_host"]

@@ -26,9 +26,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from support import e2e_browser
-from support import e2e_workflows
-from support import workflow_api
+from support import e2e_browser, e2e_workflows, workflow_api
 from support.comfy_host import PACK_NAME, REPO_ROOT, ComfyServer
 
 pytest_plugins = ["support.comfy_host"]

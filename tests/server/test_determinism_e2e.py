@@ -17,8 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from support import e2e_workflows
-from support import workflow_api
+from support import e2e_workflows, workflow_api
 from support.comfy_server import ComfyServer
 from support.server_events import ServerEvents
 

@@ -9,11 +9,10 @@ import math
 import pytest
 import torch
 
-from support import e2e_workflows
-from support import workflow_api
-from support.comfy_server import HostError
 from ltx_core import Condition, sample_video
 from ltx_core.sampling.recipes import resolve_recipe
+from support import e2e_workflows, workflow_api
+from support.comfy_server import HostError
 
 pytest_plugins = ["support.comfy_host"]
 NAN = float("nan")

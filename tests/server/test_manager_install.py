@@ -22,8 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from support import e2e_workflows
-from support import tiny_t5
+from support import e2e_workflows, tiny_t5
 from support.comfy_host import ComfyServer, comfy_root, write_standard_models
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

@@ -9,11 +9,11 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import tomllib
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 
 import pytest
+import tomllib
 
 from support.comfy_server import comfy_root
 

@@ -23,7 +23,9 @@ import uuid
 from pathlib import Path
 
 import pytest
+import torch
 
+from mp4 import write_mp4
 from support import e2e_workflows, service_kit, tiny, tiny_lora
 from support.comfy_server import REPO_ROOT, host_env
 from support.local_web import LocalWeb
@@ -109,7 +111,8 @@ def test_javascript_client_runs_the_documented_subscribe(api, tls, tmp_path):
         "@fal-ai/client is not installed: run scripts/setup_api_clients.sh (make test does)"
     script = tmp_path / "node"
     shutil.copytree(CLIENTS_DIR, script / "clients", symlinks=True, ignore=shutil.ignore_patterns("*.mjs"))
-    shutil.copy(Path(__file__).parents[1] / "support" / "api_clients" / "subscribe.mjs", script / "clients" / "subscribe.mjs")
+    support_clients = Path(__file__).parents[1] / "support" / "api_clients"
+    shutil.copy(support_clients / "subscribe.mjs", script / "clients" / "subscribe.mjs")
     env = {**os.environ, "LTXV097_API_URL": api.url, "FAL_KEY": "test-key", "NODE_EXTRA_CA_CERTS": str(tls[0]),
            "LTXV097_API_INPUT": json.dumps(service_kit.SMALL)}
     completed = subprocess.run(["node", str(script / "clients" / "subscribe.mjs")], env=env, capture_output=True,
@@ -134,6 +137,23 @@ def test_python_client_queue_status_logs_and_result(api, tls):
     assert api.history(seen["request_id"])["status"]["status_str"] == "success"
 
 
+def test_identical_requests_give_identical_mp4_files(api):
+    """The mp4 keeps no metadata from the API's prompt (which holds the request id): the same request, the same
+    bytes."""
+    files, ids = [], []
+    for _ in range(2):
+        status, body = post(api, QUEUE, {"prompt": "the same again", "seed": 77, **FAST})
+        assert status == 200, body
+        while post(api, f"{QUEUE}/requests/{body['request_id']}/status", None, "GET")[1]["status"] != "COMPLETED":
+            time.sleep(0.2)
+        status, result = post(api, f"{QUEUE}/requests/{body['request_id']}", None, "GET")
+        assert status == 200, result
+        files.append(download(api, result["video"]["url"]))
+        ids.append(body["request_id"])
+    assert files[0] == files[1]
+    assert not any(request_id.encode() in data for request_id in ids for data in files)
+
+
 def test_python_client_subscribe_and_run(api, tls):
     subscribed = python_client(api, tls, "subscribe", {"prompt": "a lighthouse", **FAST, "reverse_video": True})
     check_output(api, subscribed["result"], prompt="a lighthouse")
@@ -147,8 +167,33 @@ def test_python_client_cancels_a_running_request(api, tls):
     seen = python_client(api, tls, "cancel_running", {"prompt": "a slow one", **service_kit.SMALL,
                                                       "number_of_steps": 40})
     assert seen["final"]["type"] == "Completed" and seen["final"]["error_type"] == "request_cancelled"
-    assert seen["result_error"]["status"] == 400
+    assert seen["result_error"]["status"] == 499  # what fal answers for a cancelled request
     assert api.history(seen["request_id"])["status"]["status_str"] == "error"
+
+
+def test_an_interrupt_from_comfyuis_ui_cancels_the_api_request(api):
+    """The UI's Cancel (ComfyUI's POST /interrupt) ends a running API request as cancelled, answered as fal answers a
+    cancelled request (499), not as a server error."""
+    status, body = post(api, QUEUE, {"prompt": "interrupted from the UI", **service_kit.SMALL,
+                                     "number_of_steps": 40})
+    assert status == 200, body
+    status_route = f"{QUEUE}/requests/{body['request_id']}/status"
+    while not any("step" in line["message"] for line in post(api, status_route + "?logs=1", None, "GET")[1].get(
+            "logs") or []):  # sampling has begun (an interrupt before the prompt starts would be cleared)
+        time.sleep(0.05)
+    assert post(api, f"{QUEUE}/requests/{body['request_id']}", None, "GET") == (
+        400, {"detail": "the request is still in progress"})
+    status, waiting = post(api, QUEUE, {"prompt": "behind it", **FAST})
+    assert status == 200 and waiting["queue_position"] == 0, waiting  # the running request is not ahead in the queue
+    assert post(api, f"{QUEUE}/requests/{waiting['request_id']}/cancel", b"", "PUT") == (
+        202, {"status": "CANCELLATION_REQUESTED"})
+    assert post(api, f"{QUEUE}/requests/{waiting['request_id']}", None, "GET")[0] == 499
+    api.interrupt()
+    while (state := post(api, status_route, None, "GET")[1])["status"] != "COMPLETED":
+        time.sleep(0.1)
+    assert state["error_type"] == "request_cancelled" and "interrupted in ComfyUI" in state["error"], state
+    status, answer = post(api, f"{QUEUE}/requests/{body['request_id']}", None, "GET")
+    assert status == 499 and answer["error_type"] == "request_cancelled", answer
 
 
 def post(api, route: str, body, method: str = "POST", headers: dict | None = None):
@@ -163,11 +208,17 @@ def post(api, route: str, body, method: str = "POST", headers: dict | None = Non
 
 
 def test_ten_requests_run_in_order_and_a_cancelled_one_ends_cancelled(api):
-    ids = []
+    ids, submitted = [], []
     for number in range(10):
         status, body = post(api, QUEUE, {"prompt": f"request {number}", **FAST, "seed": number})
         assert status == 200 and body["status"] == "IN_QUEUE", body
         ids.append(body["request_id"])
+        submitted.append(body["queue_position"])
+    # positions count the requests ahead: the first of an idle queue has none, each next at most one more
+    assert submitted[0] == 0 and all(0 <= b - a <= 1 for a, b in zip(submitted, submitted[1:])), submitted
+    assert submitted[-1] >= 5, submitted
+    assert post(api, f"{QUEUE}/requests/{ids[-1]}", None, "GET") == (
+        400, {"detail": "the request is still in progress"})
     positions = []
     for request_id in ids:
         _, status = post(api, f"{QUEUE}/requests/{request_id}/status", None, "GET")
@@ -184,7 +235,7 @@ def test_ten_requests_run_in_order_and_a_cancelled_one_ends_cancelled(api):
             break
         time.sleep(0.5)
     assert [state.get("error_type") for state in states] == [None] * 6 + ["request_cancelled"] + [None] * 3
-    assert post(api, f"{QUEUE}/requests/{cancelled}", None, "GET")[0] == 400
+    assert post(api, f"{QUEUE}/requests/{cancelled}", None, "GET")[0] == 499
     assert post(api, f"{QUEUE}/requests/{cancelled}/cancel", b"", "PUT")[0] == 400  # already completed
     finished = [prompt_id for prompt_id in api.get_json("/history") if prompt_id in ids]
     assert finished == ids[:6] + ids[7:]
@@ -198,7 +249,8 @@ BAD_VALUES = [
     ("negative_prompt", ["x"], "string_type"), ("loras", "a.safetensors", "list_type"),
     ("loras", [{"scale": 1}], "missing"), ("loras", [{"path": "a", "scale": 99}], "value_error"),
     ("loras", [{"path": "a", "weight_name": 3}], "string_type"),
-    ("loras", [{"path": "not_there.safetensors"}], "value_error"), ("loras", [{"path": "/etc/x"}], "value_error"), ("resolution", "1080p", "literal_error"),
+    ("loras", [{"path": "not_there.safetensors"}], "value_error"), ("loras", [{"path": "/etc/x"}], "value_error"),
+    ("resolution", "1080p", "literal_error"),
     ("aspect_ratio", "4:3", "literal_error"), ("number_of_frames", 8, "value_error"),
     ("number_of_frames", 258, "value_error"), ("number_of_frames", "89", "int_type"),
     ("number_of_steps", 0, "value_error"), ("number_of_steps", 101, "value_error"),
@@ -269,7 +321,16 @@ def test_bad_media_and_webhooks_get_422s(api, web, tmp_path):
                                              {"Content-Type": "image/png"})
     png = "data:image/png;base64," + base64.b64encode(
         e2e_workflows.write_image(tmp_path / "b.png").read_bytes()).decode()
+    whole = {name: e2e_workflows.write_image(tmp_path / f"c.{name}").read_bytes() for name in ("png", "jpg")}
+    write_mp4(str(tmp_path / "c.mp4"), torch.rand(17, 64, 64, 3), 24.0)  # faststart: its header is whole when cut
+    clip = (tmp_path / "c.mp4").read_bytes()
+    web.routes["/cut.png"] = LocalWeb.static(200, whole["png"][: len(whole["png"]) // 2])
+    web.routes["/cut.mp4"] = LocalWeb.static(200, clip[: len(clip) * 2 // 3])
+    cut_jpeg = "data:image/jpeg;base64," + base64.b64encode(whole["jpg"][: len(whole["jpg"]) // 2]).decode()
     cases = [
+        ({"image_url": f"{web.url}/cut.png"}, "image_url", "file_damaged", "damaged or cut-short image"),
+        ({"image_url": cut_jpeg}, "image_url", "file_damaged", "damaged or cut-short image"),
+        ({"video_url": f"{web.url}/cut.mp4"}, "video_url", "file_damaged", "damaged or cut-short video"),
         ({"image_url": f"{web.url}/page.png"}, "image_url", "file_type", "is not an image file"),
         ({"image_url": f"{web.url}/big.png"}, "image_url", "file_download_error", "allowed"),
         ({"image_url": "http://127.0.0.2:9/a.png"}, "image_url", "file_download_error", "127.0.0.2"),
@@ -561,7 +622,7 @@ def test_a_request_cancelled_while_queued_sends_its_webhook_once(api, web):
     web.finish("/hook-cancel")
     status, answer = post(api, f"{QUEUE}/requests/{queued['request_id']}", None, "GET")
     hook = json.loads(web.bodies["/hook-cancel"])
-    assert status == 400 and hook["status"] == "ERROR" and hook["payload"] == answer
+    assert status == 499 and hook["status"] == "ERROR" and hook["payload"] == answer  # fal's answer to a cancel
     time.sleep(1)
     assert web.hits["/hook-cancel"] == 1
 
@@ -600,8 +661,18 @@ def test_restart_keeps_finished_results_and_fails_unfinished_ones(api, tls):
     api.stop()
     config_path = api.workdir / "user" / "ltxv097_api.json"
     config_path.write_text(json.dumps({**json.loads(config_path.read_text()), "api_keys": ["sekrit"]}))
+    # what a crash leaves: a partial mp4 and a condition file; and a user's files of like names
+    leftovers = [api.output_dir / "ltxv097_api" / ".kept_00001_.mp4.a1b2c3d4.part",
+                 api.workdir / "input" / f"ltxv097_api_{uuid.uuid4()}_0_image.png",
+                 api.models_dir / "loras" / "ltx097_downloads" / ".big-0123456789ab.safetensors.x9y8z7w6.part"]
+    users = [api.output_dir / ".notes.part", api.workdir / "input" / "ltxv097_api_notes.png",
+             api.output_dir / "clip.mp4.part", api.models_dir / "loras" / "ltx097_downloads" / "notes.txt"]
+    for path in leftovers + users:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"x")
     api.api_key = "sekrit"  # every route needs it now, the readiness check too
     api.start()
+    assert not any(path.exists() for path in leftovers) and all(path.exists() for path in users)
     key = {"Authorization": "Key sekrit"}
     assert post(api, f"{QUEUE}/requests/{done['request_id']}", None, "GET")[0] == 401
     assert post(api, QUEUE, {"prompt": "p"}, headers={"Authorization": "Key wrong"})[0] == 401

@@ -18,10 +18,7 @@ import numpy as np
 import pytest
 import torch
 
-from support import e2e_workflows
-from support import tiny
-from support import tiny_lora
-from support import workflow_api
+from support import e2e_workflows, tiny, tiny_lora, workflow_api
 from support.comfy_server import ComfyServer, HostError
 from support.server_events import ServerEvents
 

@@ -36,7 +36,6 @@ import shutil
 import sys
 import types
 from pathlib import Path
-from typing import Optional
 
 import pytest
 
@@ -49,7 +48,7 @@ __all__ = ["MODEL_FOLDERS", "PACK_NAME", "REPO_ROOT", "ComfyServer", "comfy_root
 # In-process host
 
 
-def _is_under(path: Optional[str], root: Path) -> bool:
+def _is_under(path: str | None, root: Path) -> bool:
     if not path:
         return False
     try:
@@ -163,7 +162,8 @@ def write_standard_models(models_dir: Path) -> dict[str, str]:
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# pytest fixtures (a module opts in with `pytest_plugins = ["support.comfy_host"]`, so one FixtureDef serves the session)
+# pytest fixtures (a module opts in with `pytest_plugins = ["support.comfy_host"]`, so one FixtureDef serves the
+# session)
 
 
 @pytest.fixture(scope="session")

@@ -23,8 +23,8 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Callable, Iterable, Optional
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PACK_NAME = "ltxv097"
@@ -60,7 +60,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def prepare_workdir(workdir: Path, pack_dir: Optional[Path] = REPO_ROOT, pack_name: str = PACK_NAME) -> Path:
+def prepare_workdir(workdir: Path, pack_dir: Path | None = REPO_ROOT, pack_name: str = PACK_NAME) -> Path:
     """Create models/, custom_nodes/<pack_name> → pack_dir (none with `pack_dir=None`: a host without the pack),
     input/, output/, temp/, user/ and the yaml."""
     workdir = Path(workdir).resolve()
@@ -78,7 +78,7 @@ def prepare_workdir(workdir: Path, pack_dir: Optional[Path] = REPO_ROOT, pack_na
     return workdir
 
 
-def host_command(workdir: Path, *extra: str, port: Optional[int] = None, cpu: bool = True) -> list[str]:
+def host_command(workdir: Path, *extra: str, port: int | None = None, cpu: bool = True) -> list[str]:
     """`python main.py ...` for a workdir made by `prepare_workdir` (run it with cwd=comfy_root()); `cpu=False`
     lets ComfyUI use a GPU (the demo with real weights).
 
@@ -95,7 +95,7 @@ def host_command(workdir: Path, *extra: str, port: Optional[int] = None, cpu: bo
     return cmd + list(extra)
 
 
-def host_env(allow_hosts: Optional[Iterable[str]] = None) -> dict[str, str]:
+def host_env(allow_hosts: Iterable[str] | None = None) -> dict[str, str]:
     """The server's environment. With `allow_hosts` (`host:port` entries) the URL settings are exactly these: the
     pack fetches from these local addresses and refuses every other non-public one (LTX097_URL_ALLOW_HOSTS, no
     LTX097_ALLOW_PRIVATE_URLS); without, they are inherited (the demo)."""
@@ -142,8 +142,8 @@ class ComfyServer:
     """
 
     def __init__(self, workdir: Path, *, extra_args: Iterable[str] = (),
-                 startup_timeout: float = STARTUP_TIMEOUT, pack_dir: Optional[Path] = REPO_ROOT, cpu: bool = True,
-                 pack_name: str = PACK_NAME, allow_hosts: Optional[Iterable[str]] = None):
+                 startup_timeout: float = STARTUP_TIMEOUT, pack_dir: Path | None = REPO_ROOT, cpu: bool = True,
+                 pack_name: str = PACK_NAME, allow_hosts: Iterable[str] | None = None):
         self.workdir = prepare_workdir(workdir, pack_dir, pack_name)
         self.models_dir = self.workdir / "models"
         self.output_dir = self.workdir / "output"
@@ -153,12 +153,12 @@ class ComfyServer:
         self.startup_timeout = startup_timeout
         self.allow_hosts = None if allow_hosts is None else list(allow_hosts)
         self.client_id = uuid.uuid4().hex
-        self.process: Optional[subprocess.Popen] = None
-        self.port: Optional[int] = None
+        self.process: subprocess.Popen | None = None
+        self.port: int | None = None
         self.url = ""
         self.models: dict[str, str] = {}
-        self.startup_seconds: Optional[float] = None
-        self.api_key: Optional[str] = None
+        self.startup_seconds: float | None = None
+        self.api_key: str | None = None
         """Sent as `Authorization: Key <api_key>` with every request of this class (a server with api_keys)."""
         self.scheme, self.ssl_context = "http", None
         if "--tls-certfile" in self.extra_args:  # ComfyUI's TLS options: trust the test's own certificate
@@ -167,7 +167,7 @@ class ComfyServer:
 
     # lifecycle ---------------------------------------------------------------------------------------------
 
-    def __enter__(self) -> "ComfyServer":
+    def __enter__(self) -> ComfyServer:
         self.start()
         return self
 
@@ -280,7 +280,7 @@ class ComfyServer:
             raise HostError(f"GET {route} answered HTTP {status}: {body}", body)
         return body
 
-    def object_info(self, node_class: Optional[str] = None) -> dict:
+    def object_info(self, node_class: str | None = None) -> dict:
         if node_class is None:
             return self.get_json("/object_info")
         return self.get_json("/object_info/" + urllib.parse.quote(node_class))[node_class]
@@ -292,7 +292,7 @@ class ComfyServer:
             raise HostError(f"POST /prompt answered HTTP {status}: {json.dumps(body, indent=1)[:4000]}", body)
         return body["prompt_id"]
 
-    def history(self, prompt_id: str) -> Optional[dict]:
+    def history(self, prompt_id: str) -> dict | None:
         return self.get_json("/history/" + urllib.parse.quote(prompt_id)).get(prompt_id)
 
     def wait(self, prompt_id: str, timeout: float = 120.0, *, raise_on_error: bool = False) -> dict:
@@ -310,7 +310,7 @@ class ComfyServer:
         raise TimeoutError(f"prompt {prompt_id} did not finish in {timeout:.0f} s; log tail:\n{self.log_tail()}")
 
     @staticmethod
-    def execution_error(entry: dict) -> Optional[dict]:
+    def execution_error(entry: dict) -> dict | None:
         """The `execution_error` message of a history entry (node_id, node_type, exception_message, ...)."""
         for name, data in entry.get("status", {}).get("messages", []):
             if name == "execution_error":

@@ -30,7 +30,7 @@ import time
 import urllib.parse
 import urllib.request
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 CHROMIUM_CANDIDATES = ("chromium", "chromium-browser", "google-chrome")
 CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -62,7 +62,7 @@ class Browser:
     def __init__(self, profile_dir: Path | str, *, width: int = 1600, height: int = 1000):
         self.profile_dir = Path(profile_dir)
         self.width, self.height = width, height
-        self.process: Optional[subprocess.Popen] = None
+        self.process: subprocess.Popen | None = None
         self.socket = None
         self._ids = itertools.count(1)
         self.events: list[dict] = []
@@ -70,7 +70,7 @@ class Browser:
 
     # lifecycle -------------------------------------------------------------------------------------------------
 
-    def __enter__(self) -> "Browser":
+    def __enter__(self) -> Browser:
         self.start()
         return self
 
@@ -153,7 +153,7 @@ class Browser:
 
     # protocol --------------------------------------------------------------------------------------------------
 
-    def send(self, method: str, params: Optional[dict] = None, timeout: float = 60.0) -> dict:
+    def send(self, method: str, params: dict | None = None, timeout: float = 60.0) -> dict:
         """Send one DevTools command and return its result; events that arrive meanwhile are kept."""
         if self.socket is None:
             raise BrowserError("the browser is not running")
@@ -208,7 +208,7 @@ class Browser:
         self.send("Page.navigate", {"url": url}, timeout=timeout)
         self.wait_for("document.readyState === 'complete'", timeout=timeout)
 
-    def screenshot(self, path: Path | str, *, quality: Optional[int] = None, scale: float = 1.0) -> Path:
+    def screenshot(self, path: Path | str, *, quality: int | None = None, scale: float = 1.0) -> Path:
         """A PNG (or a JPEG of this quality) of the page as it is drawn now, optionally scaled down."""
         params = {"format": "png"} if quality is None else {"format": "jpeg", "quality": quality}
         if scale != 1.0:
@@ -295,7 +295,7 @@ QUIET_SETTINGS = {
 }
 
 
-def open_frontend(browser: Browser, url: str, *, extension: Optional[str] = None, timeout: float = 90.0) -> None:
+def open_frontend(browser: Browser, url: str, *, extension: str | None = None, timeout: float = 90.0) -> None:
     """Open ComfyUI's frontend at `url` and wait until the graph canvas, the node types and (if given) the named
     extension are there. The server's user settings get `QUIET_SETTINGS` first (no first-run dialogs)."""
     request = urllib.request.Request(url.rstrip("/") + "/settings", data=json.dumps(QUIET_SETTINGS).encode(),
@@ -371,7 +371,7 @@ async () => {
 """
 
 
-def screenshot_graph(browser: Browser, path: Path | str, *, quality: Optional[int] = None,
+def screenshot_graph(browser: Browser, path: Path | str, *, quality: int | None = None,
                      scale: float = 1.0) -> Path:
     """The whole graph, fitted to the window, without the frontend's menus (focus mode), as PNG or JPEG."""
     browser.evaluate(f"({SHOW_GRAPH_JS})()")

@@ -14,12 +14,11 @@ runs with the tiny random models instead (`tiny_prompt`):
 from __future__ import annotations
 
 import json
-import tomllib
 from fractions import Fraction
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
+import tomllib
 
 from support import workflow_api
 
@@ -63,7 +62,7 @@ def ui_nodes(workflow: dict, node_type: str) -> list[dict]:
     return [node for node in workflow["nodes"] if node["type"] == node_type]
 
 
-def input_media(workflows: Optional[list[dict]] = None) -> dict[str, str]:
+def input_media(workflows: list[dict] | None = None) -> dict[str, str]:
     """{file name: "image" | "video"} of every file the workflows' LoadImage / LoadVideo nodes name."""
     media = {}
     for workflow in workflows or [load_workflow(p) for p in workflow_paths()]:
@@ -122,8 +121,8 @@ def write_input_media(input_dir: Path) -> dict[str, Path]:
     return written
 
 
-def tiny_prompt(workflow: dict, object_info: dict, models: dict, *, lora: Optional[str] = None,
-                lora_strength: Optional[float] = None) -> dict:
+def tiny_prompt(workflow: dict, object_info: dict, models: dict, *, lora: str | None = None,
+                lora_strength: float | None = None) -> dict:
     """The workflow as an API prompt for the test server: tiny models, small sizes, STG on a tiny block."""
     prompt = workflow_api.to_api(workflow, object_info)
     present = {node["class_type"] for node in prompt.values()}

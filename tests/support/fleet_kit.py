@@ -15,7 +15,6 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Optional
 
 import psycopg
 
@@ -26,7 +25,7 @@ QUEUE = f"/queue/{service_kit.APP_ID}"
 FAST = {**service_kit.SMALL, "number_of_steps": 1}
 
 
-def fleet_server(workdir: Path, database_url: Optional[str], storage: Path, *, tls, models_from=None,
+def fleet_server(workdir: Path, database_url: str | None, storage: Path, *, tls, models_from=None,
                  **changes) -> ComfyServer:
     """A (not started) fleet member; `models_from` is a server whose tiny models it copies (same weights)."""
     settings = {"database_url": database_url, "storage_dir": str(storage), **changes}
@@ -38,7 +37,7 @@ def fleet_server(workdir: Path, database_url: Optional[str], storage: Path, *, t
     return server
 
 
-def call(server: ComfyServer, route: str, body=None, method: str = "GET", headers: Optional[dict] = None):
+def call(server: ComfyServer, route: str, body=None, method: str = "GET", headers: dict | None = None):
     """(HTTP status, JSON body) of one API call."""
     data = None if body is None else json.dumps(body).encode()
     request = urllib.request.Request(server.url + route, data=data, method=method,
@@ -83,11 +82,11 @@ def worker_of(database_url: str, request_id: str) -> tuple[str, int]:
     return worker, attempts
 
 
-def runs_on(server: ComfyServer, worker: Optional[str]) -> bool:
+def runs_on(server: ComfyServer, worker: str | None) -> bool:
     return worker is not None and server.process is not None and worker.split(":")[1] == str(server.process.pid)
 
 
-def in_history(server: ComfyServer, request_id: str) -> Optional[str]:
+def in_history(server: ComfyServer, request_id: str) -> str | None:
     """ComfyUI's own outcome of the request on this server (`success` / `error`), None when it never ran there."""
     entry = server.history(request_id)
     return None if entry is None else entry["status"].get("status_str")

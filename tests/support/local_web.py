@@ -15,14 +15,14 @@ import http.server
 import ssl
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Optional
 
 Handler = Callable[[http.server.BaseHTTPRequestHandler], None]
 
 
 class LocalWeb:
-    def __init__(self, tls_pem: Optional[Path] = None):
+    def __init__(self, tls_pem: Path | None = None):
         """`tls_pem` (key + certificate in one file) serves https instead of http."""
         self.routes: dict[str, Handler] = {}
         self.hits: dict[str, int] = {}
@@ -80,7 +80,7 @@ class LocalWeb:
     # route makers ------------------------------------------------------------------------------------------------
 
     @staticmethod
-    def _head(request, status: int, headers: dict[str, str], length: Optional[int]) -> None:
+    def _head(request, status: int, headers: dict[str, str], length: int | None) -> None:
         request.send_response(status)
         for name, value in headers.items():
             request.send_header(name, value)
@@ -90,8 +90,8 @@ class LocalWeb:
         request.end_headers()
 
     @staticmethod
-    def static(status: int, body: bytes, headers: Optional[dict[str, str]] = None, *, length: bool = True,
-               cut_at: Optional[int] = None) -> Handler:
+    def static(status: int, body: bytes, headers: dict[str, str] | None = None, *, length: bool = True,
+               cut_at: int | None = None) -> Handler:
         """A fixed answer; `cut_at` closes the connection after that many body bytes."""
         def handle(request):
             LocalWeb._head(request, status, headers or {}, len(body) if length else None)

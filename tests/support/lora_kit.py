@@ -14,8 +14,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from support import tiny
-from support import tiny_lora
+from support import tiny, tiny_lora
 from support.comfy_host import MODEL_FOLDERS
 
 CKPT = "lora_tiny_ltxv097.safetensors"

@@ -12,8 +12,7 @@ import importlib
 import types
 from pathlib import Path
 
-from support import tiny
-from support import tiny_t5
+from support import tiny, tiny_t5
 from support.comfy_host import MODEL_FOLDERS
 
 CHECKPOINT = "nodes_tiny_ltxv097.safetensors"

@@ -20,7 +20,6 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-from typing import Optional
 
 from .comfy_server import free_port
 
@@ -50,13 +49,13 @@ class PgServer:
         self.as_root = os.geteuid() == 0
         self.folder = Path(tempfile.mkdtemp(prefix="ltxv097-pg-"))
         self.data = self.folder / "data"
-        self.port: Optional[int] = None
+        self.port: int | None = None
 
     @property
     def url(self) -> str:
         return self.url_with()
 
-    def url_with(self, *, password: Optional[str] = None, port: Optional[int] = None,
+    def url_with(self, *, password: str | None = None, port: int | None = None,
                  database: str = DATABASE) -> str:
         return (f"postgresql://{USER}:{self.password if password is None else password}@127.0.0.1:"
                 f"{self.port if port is None else port}/{database}")
@@ -67,7 +66,7 @@ class PgServer:
         return subprocess.run(command, check=check, capture_output=True, text=True, cwd=self.folder,
                               timeout=START_TIMEOUT)
 
-    def __enter__(self) -> "PgServer":
+    def __enter__(self) -> PgServer:
         self.init()
         self.start()
         return self

@@ -35,7 +35,8 @@ def build(path, upsampler_path=None):
 
     pipeline = LTXVideoPipeline(
         tokenizer=None, text_encoder=None, vae=CausalVideoAutoencoder.from_pretrained(path).eval(),
-        transformer=Transformer3DModel.from_pretrained(path).eval(), scheduler=RectifiedFlowScheduler.from_pretrained(path),
+        transformer=Transformer3DModel.from_pretrained(path).eval(),
+        scheduler=RectifiedFlowScheduler.from_pretrained(path),
         patchifier=SymmetricPatchifier(patch_size=1), prompt_enhancer_image_caption_model=None,
         prompt_enhancer_image_caption_processor=None, prompt_enhancer_llm_model=None,
         prompt_enhancer_llm_tokenizer=None)

@@ -8,10 +8,8 @@ from __future__ import annotations
 import json
 import subprocess
 from pathlib import Path
-from typing import Optional
 
-from support import e2e_workflows
-from support import tiny_t5
+from support import e2e_workflows, tiny_t5
 from support.comfy_host import write_standard_models
 from support.comfy_server import ComfyServer
 
@@ -40,8 +38,8 @@ def make_certificate(folder: Path) -> tuple[Path, Path]:
     return cert, key
 
 
-def api_server(workdir: Path, *, tls: Optional[tuple[Path, Path]] = None, config_changes: Optional[dict] = None,
-               models: Optional[dict] = None) -> ComfyServer:
+def api_server(workdir: Path, *, tls: tuple[Path, Path] | None = None, config_changes: dict | None = None,
+               models: dict | None = None) -> ComfyServer:
     """A (not yet started) ComfyServer with the tiny models, the test node pack and ltxv097_api.json."""
     extra = ["--tls-certfile", str(tls[0]), "--tls-keyfile", str(tls[1])] if tls else []
     server = ComfyServer(workdir, extra_args=extra)

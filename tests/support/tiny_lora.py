@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
 
 import torch
 from safetensors.torch import save_file
@@ -60,7 +59,7 @@ def peft_metadata(lora: LoRA, rank: int, alpha: float, **extra) -> dict[str, str
     return {"format": "pt", "lora_adapter_metadata": json.dumps({f"transformer.{k}": v for k, v in config.items()})}
 
 
-def lora_tensors(lora: LoRA, fmt: str, alpha: Optional[float]) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+def lora_tensors(lora: LoRA, fmt: str, alpha: float | None) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """(tensors, metadata) of `lora` written in format `fmt` (one of FORMATS)."""
     tensors: dict[str, torch.Tensor] = {}
     metadata: dict[str, str] = {"format": "pt"}
@@ -97,12 +96,12 @@ def lora_tensors(lora: LoRA, fmt: str, alpha: Optional[float]) -> tuple[dict[str
     return tensors, metadata
 
 
-def format_alpha(fmt: str, alpha: float) -> Optional[float]:
+def format_alpha(fmt: str, alpha: float) -> float | None:
     """The alpha a file in `fmt` carries (None: the format has none, so the factor is the scale alone)."""
     return None if fmt in ALPHA_FREE_FORMATS else alpha
 
 
-def write_lora(path: Path, lora: LoRA, fmt: str, alpha: Optional[float] = None) -> Path:
+def write_lora(path: Path, lora: LoRA, fmt: str, alpha: float | None = None) -> Path:
     tensors, metadata = lora_tensors(lora, fmt, alpha)
     save_file({k: v.contiguous() for k, v in tensors.items()}, str(path), metadata=metadata)
     return Path(path)

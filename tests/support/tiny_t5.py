@@ -26,7 +26,6 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Optional
 
 import torch
 
@@ -58,7 +57,7 @@ def _model_options(config: dict, dtype: torch.dtype) -> dict:
     return {"t5xxl_model_config": dict(config), "dtype": dtype}
 
 
-def tiny_t5_state_dict(seed: int = 0, config: Optional[dict] = None, scale: float = 0.5) -> dict[str, torch.Tensor]:
+def tiny_t5_state_dict(seed: int = 0, config: dict | None = None, scale: float = 0.5) -> dict[str, torch.Tensor]:
     """Seeded random weights for the tiny T5, with the key names of a real `t5xxl_*.safetensors` file."""
     _ensure_host()
     import comfy.ops
@@ -87,7 +86,7 @@ def _xxl_config() -> dict:
     return json.loads(path.read_text())
 
 
-def tiny_t5_clip(seed: int = 0, *, state_dict: Optional[dict] = None, config: Optional[dict] = None,
+def tiny_t5_clip(seed: int = 0, *, state_dict: dict | None = None, config: dict | None = None,
                  dtype: torch.dtype = torch.float32):
     """A `comfy.sd.CLIP` exactly like core `CLIPLoader(type="ltxv")` builds it, with the tiny config."""
     _ensure_host()
@@ -111,7 +110,7 @@ def tiny_t5_clip(seed: int = 0, *, state_dict: Optional[dict] = None, config: Op
     return clip
 
 
-def write_tiny_t5(path: Path | str, seed: int = 0, config: Optional[dict] = None) -> Path:
+def write_tiny_t5(path: Path | str, seed: int = 0, config: dict | None = None) -> Path:
     """Save the tiny T5 as a safetensors file (its config in the metadata) for `load_tiny_t5` / the test node."""
     from safetensors.torch import save_file
 
@@ -130,8 +129,8 @@ def load_tiny_t5(path: Path | str, dtype: torch.dtype = torch.float32):
     with safe_open(str(path), framework="pt") as handle:
         metadata = handle.metadata() or {}
     if METADATA_KEY not in metadata:
-        raise ValueError(f"'{os.path.basename(str(path))}' is not a tiny test T5 (written by tests/support/tiny_t5.py); "
-                         "real T5-XXL files load with the core Load CLIP node, type ltxv")
+        raise ValueError(f"'{os.path.basename(str(path))}' is not a tiny test T5 (written by "
+                         "tests/support/tiny_t5.py); real T5-XXL files load with the core Load CLIP node, type ltxv")
     return tiny_t5_clip(state_dict=load_file(str(path)), config=json.loads(metadata[METADATA_KEY]), dtype=dtype)
 
 

@@ -15,7 +15,7 @@ their input of the same type through.
 from __future__ import annotations
 
 import copy
-from typing import Any, Optional
+from typing import Any
 
 NOTE_TYPES = frozenset({"Note", "MarkdownNote"})
 WIDGET_TYPES = frozenset({"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"})
@@ -90,7 +90,7 @@ class _Graph:
                         link.get("type")]
             self.links[link[0]] = link
 
-    def source(self, link_id: int, seen: Optional[set] = None) -> Optional[tuple[str, Any]]:
+    def source(self, link_id: int, seen: set | None = None) -> tuple[str, Any] | None:
         """Where a link's value comes from: ("link", [node id, slot]), ("value", x), or None (nothing: muted)."""
         seen = seen if seen is not None else set()
         if link_id in seen:
@@ -171,7 +171,7 @@ def replace_node(prompt: dict, class_type: str, new_type: str, inputs: dict) -> 
     return prompt
 
 
-def add_node(prompt: dict, class_type: str, inputs: dict, node_id: Optional[str] = None) -> tuple[dict, str]:
+def add_node(prompt: dict, class_type: str, inputs: dict, node_id: str | None = None) -> tuple[dict, str]:
     """A copy of `prompt` with one more node; returns (prompt, its id)."""
     prompt = copy.deepcopy(prompt)
     node_id = node_id or str(max((int(k) for k in prompt if k.isdigit()), default=0) + 1)

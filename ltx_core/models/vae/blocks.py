@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -21,8 +21,8 @@ class TimeEmbedding(nn.Module):
     """Layout of diffusers' `PixArtAlphaCombinedTimestepSizeEmbeddings` without size conditioning, so the keys are
     `time_embedder.timestep_embedder.linear_{1,2}` as in the official checkpoints."""
 
-    def __init__(self, embed_dim: int, *, dtype: Optional[torch.dtype] = None,
-                 device: Optional[torch.device | str] = None, operations=nn) -> None:
+    def __init__(self, embed_dim: int, *, dtype: torch.dtype | None = None,
+                 device: torch.device | str | None = None, operations=nn) -> None:
         super().__init__()
         self.timestep_embedder = TimestepEmbedder(embed_dim, dtype=dtype, device=device, operations=operations)
 
@@ -46,9 +46,9 @@ class _ResnetStream:
 class ResnetBlock3D(nn.Module):
     """`norm → [adaLN] → SiLU → conv` twice, plus the (projected, if the width changes) input."""
 
-    def __init__(self, in_channels: int, out_channels: Optional[int] = None, *, norm_layer: str,
+    def __init__(self, in_channels: int, out_channels: int | None = None, *, norm_layer: str,
                  inject_noise: bool = False, timestep_conditioning: bool = False, spatial_padding_mode: str = "zeros",
-                 dtype: Optional[torch.dtype] = None, device: Optional[torch.device | str] = None,
+                 dtype: torch.dtype | None = None, device: torch.device | str | None = None,
                  operations=nn) -> None:
         super().__init__()
         out_channels = in_channels if out_channels is None else out_channels
@@ -64,8 +64,8 @@ class ResnetBlock3D(nn.Module):
             # Both scales are sized by the input width in the official model (which only injects when in == out).
             self.per_channel_scale1 = nn.Parameter(torch.zeros(in_channels, 1, 1, dtype=dtype, device=device))
             self.per_channel_scale2 = nn.Parameter(torch.zeros(in_channels, 1, 1, dtype=dtype, device=device))
-        self.norm3: Optional[nn.Module] = None
-        self.conv_shortcut: Optional[nn.Module] = None
+        self.norm3: nn.Module | None = None
+        self.conv_shortcut: nn.Module | None = None
         if in_channels != out_channels:
             self.norm3 = ChannelLayerNorm(in_channels, RESNET_EPS, **kw)
             self.conv_shortcut = operations.Conv3d(in_channels, out_channels, 1, dtype=dtype, device=device)
@@ -73,7 +73,7 @@ class ResnetBlock3D(nn.Module):
             self.scale_shift_table = nn.Parameter(
                 torch.randn(4, in_channels, dtype=dtype, device=device) / in_channels ** 0.5)
 
-    def _add_noise(self, x: torch.Tensor, index: int, stream: Optional[DecodeStream]) -> torch.Tensor:
+    def _add_noise(self, x: torch.Tensor, index: int, stream: DecodeStream | None) -> torch.Tensor:
         """StyleGAN-style spatial noise, one `[H, W]` map per layer shared by all frames (and chunks)."""
         scale = self.per_channel_scale1 if index == 1 else self.per_channel_scale2
         if stream is None:
@@ -87,8 +87,8 @@ class ResnetBlock3D(nn.Module):
             noise = drawn[index]
         return x + (noise[None] * scale)[None, :, None]
 
-    def forward(self, x: torch.Tensor, causal: bool = True, timestep_embedding: Optional[torch.Tensor] = None,
-                stream: Optional[DecodeStream] = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, causal: bool = True, timestep_embedding: torch.Tensor | None = None,
+                stream: DecodeStream | None = None) -> torch.Tensor:
         h = self.norm1(x)
         if self.timestep_conditioning:
             if timestep_embedding is None:
@@ -119,7 +119,7 @@ class MidBlock3D(nn.Module):
 
     def __init__(self, channels: int, num_layers: int, *, norm_layer: str, inject_noise: bool = False,
                  timestep_conditioning: bool = False, spatial_padding_mode: str = "zeros",
-                 dtype: Optional[torch.dtype] = None, device: Optional[torch.device | str] = None,
+                 dtype: torch.dtype | None = None, device: torch.device | str | None = None,
                  operations=nn) -> None:
         super().__init__()
         kw = dict(dtype=dtype, device=device, operations=operations)
@@ -132,8 +132,8 @@ class MidBlock3D(nn.Module):
                           **kw)
             for _ in range(num_layers)])
 
-    def forward(self, x: torch.Tensor, causal: bool = True, timestep: Optional[torch.Tensor] = None,
-                stream: Optional[DecodeStream] = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, causal: bool = True, timestep: torch.Tensor | None = None,
+                stream: DecodeStream | None = None) -> torch.Tensor:
         embedding = None
         if self.timestep_conditioning:
             if timestep is None:
@@ -149,8 +149,8 @@ class SpaceToDepthDownsample(nn.Module):
     input the same way and averages channel groups. A temporal stride first duplicates frame 0 (causality)."""
 
     def __init__(self, in_channels: int, out_channels: int, stride: Sequence[int], *,
-                 spatial_padding_mode: str = "zeros", dtype: Optional[torch.dtype] = None,
-                 device: Optional[torch.device | str] = None, operations=nn) -> None:
+                 spatial_padding_mode: str = "zeros", dtype: torch.dtype | None = None,
+                 device: torch.device | str | None = None, operations=nn) -> None:
         super().__init__()
         self.stride = tuple(stride)
         self.group_size = in_channels * volume(stride) // out_channels
@@ -182,7 +182,7 @@ class DepthToSpaceUpsample(nn.Module):
 
     def __init__(self, in_channels: int, stride: Sequence[int], *, residual: bool = False,
                  out_channels_reduction_factor: int = 1, spatial_padding_mode: str = "zeros",
-                 dtype: Optional[torch.dtype] = None, device: Optional[torch.device | str] = None,
+                 dtype: torch.dtype | None = None, device: torch.device | str | None = None,
                  operations=nn) -> None:
         super().__init__()
         self.stride = tuple(stride)
@@ -192,7 +192,7 @@ class DepthToSpaceUpsample(nn.Module):
                                  spatial_padding_mode=spatial_padding_mode, dtype=dtype, device=device,
                                  operations=operations)
 
-    def forward(self, x: torch.Tensor, causal: bool = True, stream: Optional[DecodeStream] = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, causal: bool = True, stream: DecodeStream | None = None) -> torch.Tensor:
         state = stream.state(self, _UpsampleStream) if stream is not None else _UpsampleStream()
         skip = None
         if self.residual:

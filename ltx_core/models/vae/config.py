@@ -8,8 +8,9 @@ values we cannot honour raise a `ValueError` that names the key.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 logger = logging.getLogger(__name__)
 
@@ -77,7 +78,7 @@ class VAEConfig:
     decoder_blocks: tuple[BlockSpec, ...]
 
     @classmethod
-    def from_dict(cls, config: Mapping[str, Any]) -> "VAEConfig":
+    def from_dict(cls, config: Mapping[str, Any]) -> VAEConfig:
         class_name = config.get("_class_name", "CausalVideoAutoencoder")
         if class_name != "CausalVideoAutoencoder":
             raise _fail("_class_name", class_name, "only CausalVideoAutoencoder is supported")

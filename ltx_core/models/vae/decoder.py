@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -24,8 +22,8 @@ class Decoder(nn.Module):
     (≈1000) and modulates each `res_x` block and the output norm.
     """
 
-    def __init__(self, config: VAEConfig, *, dtype: Optional[torch.dtype] = None,
-                 device: Optional[torch.device | str] = None, operations=nn) -> None:
+    def __init__(self, config: VAEConfig, *, dtype: torch.dtype | None = None,
+                 device: torch.device | str | None = None, operations=nn) -> None:
         super().__init__()
         kw = dict(dtype=dtype, device=device, operations=operations)
         pad = config.spatial_padding_mode
@@ -95,7 +93,7 @@ class Decoder(nn.Module):
             peak = max(peak, channels * time_scale * area)
         return max(peak, self.conv_out.out_channels * time_scale * area)
 
-    def forward(self, z: torch.Tensor, timestep: Optional[torch.Tensor], stream: DecodeStream) -> torch.Tensor:
+    def forward(self, z: torch.Tensor, timestep: torch.Tensor | None, stream: DecodeStream) -> torch.Tensor:
         """One chunk of un-normalised latents → the pixel frames that are complete so far (possibly none)."""
         x = self.conv_in(z, self.causal, stream)
         scaled_timestep = None

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -25,8 +23,8 @@ class Encoder(nn.Module):
     one shared by all channels (`uniform`), or none (`constant`: fixed at −30, `none`).
     """
 
-    def __init__(self, config: VAEConfig, *, dtype: Optional[torch.dtype] = None,
-                 device: Optional[torch.device | str] = None, operations=nn) -> None:
+    def __init__(self, config: VAEConfig, *, dtype: torch.dtype | None = None,
+                 device: torch.device | str | None = None, operations=nn) -> None:
         super().__init__()
         kw = dict(dtype=dtype, device=device, operations=operations)
         pad = config.spatial_padding_mode

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 import torch
 from einops import rearrange
@@ -23,7 +23,7 @@ class CausalConv3d(nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3,
                  stride: int | Sequence[int] = 1, *, spatial_padding_mode: str = "zeros",
-                 dtype: Optional[torch.dtype] = None, device: Optional[torch.device | str] = None,
+                 dtype: torch.dtype | None = None, device: torch.device | str | None = None,
                  operations=nn) -> None:
         super().__init__()
         self.kernel_size = kernel_size
@@ -32,7 +32,7 @@ class CausalConv3d(nn.Module):
                                       padding=(0, kernel_size // 2, kernel_size // 2),
                                       padding_mode=spatial_padding_mode, dtype=dtype, device=device)
 
-    def forward(self, x: torch.Tensor, causal: bool = True, stream: Optional[DecodeStream] = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, causal: bool = True, stream: DecodeStream | None = None) -> torch.Tensor:
         context = self.kernel_size - 1
         front, back = (context, 0) if causal else (context // 2, context // 2)
         if stream is None:
@@ -59,8 +59,8 @@ class PixelNorm(nn.Module):
 class ChannelLayerNorm(nn.Module):
     """LayerNorm over the channel axis of `[B, C, F, H, W]`; the official wrapper names its layer `norm`."""
 
-    def __init__(self, channels: int, eps: float, *, dtype: Optional[torch.dtype] = None,
-                 device: Optional[torch.device | str] = None, operations=nn) -> None:
+    def __init__(self, channels: int, eps: float, *, dtype: torch.dtype | None = None,
+                 device: torch.device | str | None = None, operations=nn) -> None:
         super().__init__()
         self.norm = operations.LayerNorm(channels, eps=eps, elementwise_affine=True, dtype=dtype, device=device)
 
@@ -70,7 +70,7 @@ class ChannelLayerNorm(nn.Module):
 
 
 def make_norm(norm_layer: str, channels: int, *, eps: float = 1e-6, groups: int = 32,
-              dtype: Optional[torch.dtype] = None, device: Optional[torch.device | str] = None,
+              dtype: torch.dtype | None = None, device: torch.device | str | None = None,
               operations=nn) -> nn.Module:
     """The config's `norm_layer`: `pixel_norm` (0.9.x, eps fixed at 1e-8), `group_norm` or `layer_norm`."""
     if norm_layer == "pixel_norm":

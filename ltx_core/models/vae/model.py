@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable, Iterator, Mapping, Optional
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
 
 import torch
 from torch import nn
@@ -31,8 +32,8 @@ class PerChannelStatistics(nn.Module):
 
     IGNORED = ("mean-of-stds", "mean-of-stds_over_std-of-means", "channel")
 
-    def __init__(self, channels: int, *, dtype: Optional[torch.dtype] = None,
-                 device: Optional[torch.device | str] = None) -> None:
+    def __init__(self, channels: int, *, dtype: torch.dtype | None = None,
+                 device: torch.device | str | None = None) -> None:
         super().__init__()
         self.register_buffer("std-of-means", torch.ones(channels, dtype=dtype, device=device))
         self.register_buffer("mean-of-means", torch.zeros(channels, dtype=dtype, device=device))
@@ -58,8 +59,8 @@ def _per_sample(value: float | torch.Tensor, batch: int, device: torch.device) -
 class CausalVideoVAE(nn.Module):
     """LTX-Video's causal video VAE (0.9.x layout). Latents outside this class are always per-channel normalised."""
 
-    def __init__(self, config: VAEConfig, *, dtype: Optional[torch.dtype] = None,
-                 device: Optional[torch.device | str] = None, operations=nn) -> None:
+    def __init__(self, config: VAEConfig, *, dtype: torch.dtype | None = None,
+                 device: torch.device | str | None = None, operations=nn) -> None:
         super().__init__()
         self.config = config
         kw = dict(dtype=dtype, device=device, operations=operations)
@@ -72,8 +73,8 @@ class CausalVideoVAE(nn.Module):
             self.post_quant_conv = operations.Conv3d(channels, channels, 1, dtype=dtype, device=device)
 
     @classmethod
-    def from_config(cls, config: Mapping[str, Any], *, dtype: Optional[torch.dtype] = None,
-                    device: Optional[torch.device | str] = None, operations=nn) -> "CausalVideoVAE":
+    def from_config(cls, config: Mapping[str, Any], *, dtype: torch.dtype | None = None,
+                    device: torch.device | str | None = None, operations=nn) -> CausalVideoVAE:
         """Build from the official `vae` config dict (`json.loads(metadata["config"])["vae"]`)."""
         return cls(VAEConfig.from_dict(config), dtype=dtype, device=device, operations=operations)
 
@@ -95,7 +96,7 @@ class CausalVideoVAE(nn.Module):
     def denormalize(self, z: torch.Tensor) -> torch.Tensor:
         return z * self.per_channel_statistics.std(z) + self.per_channel_statistics.mean(z)
 
-    def posterior(self, video: torch.Tensor) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+    def posterior(self, video: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Un-normalised posterior mean and clamped log-variance (None when the config has no variance)."""
         moments = self.encoder(video)
         if self.config.use_quant_conv:
@@ -114,7 +115,7 @@ class CausalVideoVAE(nn.Module):
         return mean, torch.clamp(logvar, -30.0, 20.0)
 
     def encode(self, video: torch.Tensor, *, sample: bool = False,
-               generator: Optional[torch.Generator] = None) -> torch.Tensor:
+               generator: torch.Generator | None = None) -> torch.Tensor:
         """`[B, 3, 8k+1, H, W]` in [-1, 1] → normalised latents `[B, C, k+1, H/32, W/32]`.
 
         `sample=True` draws `mean + exp(logvar / 2) · ε` like the official `latent_dist.sample()`, with ε from
@@ -132,10 +133,10 @@ class CausalVideoVAE(nn.Module):
         return self.normalize(z)
 
     def decode(self, latents: torch.Tensor, *, timestep: float | torch.Tensor = 0.05,
-               noise_scale: float | torch.Tensor = 0.025, generator: Optional[torch.Generator] = None,
-               chunk_frames: Optional[int] = None, cancel: Optional[Callable[[], None]] = None,
-               dtype: Optional[torch.dtype] = None,
-               progress: Optional[Callable[[int, int], None]] = None) -> torch.Tensor:
+               noise_scale: float | torch.Tensor = 0.025, generator: torch.Generator | None = None,
+               chunk_frames: int | None = None, cancel: Callable[[], None] | None = None,
+               dtype: torch.dtype | None = None,
+               progress: Callable[[int, int], None] | None = None) -> torch.Tensor:
         """Normalised latents → pixels `[B, 3, F, H, W]` in about [-1, 1] (not clamped).
 
         As in the official pipeline, a timestep-conditioned decoder first blends noise into the normalised
@@ -152,10 +153,10 @@ class CausalVideoVAE(nn.Module):
         return self._gather(chunks, self.decoder.output_frames(latents.shape[2]))
 
     def decode_chunks(self, latents: torch.Tensor, *, timestep: float | torch.Tensor = 0.05,
-                      noise_scale: float | torch.Tensor = 0.025, generator: Optional[torch.Generator] = None,
-                      chunk_frames: Optional[int] = None, cancel: Optional[Callable[[], None]] = None,
-                      dtype: Optional[torch.dtype] = None,
-                      progress: Optional[Callable[[int, int], None]] = None) -> Iterator[torch.Tensor]:
+                      noise_scale: float | torch.Tensor = 0.025, generator: torch.Generator | None = None,
+                      chunk_frames: int | None = None, cancel: Callable[[], None] | None = None,
+                      dtype: torch.dtype | None = None,
+                      progress: Callable[[int, int], None] | None = None) -> Iterator[torch.Tensor]:
         """`decode`, yielding the pixels chunk by chunk (`[B, 3, f, H, W]`), so no full-length tensor is needed."""
         batch = latents.shape[0]
         t = None
@@ -170,10 +171,10 @@ class CausalVideoVAE(nn.Module):
         yield from self.decode_unnormalized_chunks(z, t, generator=generator, chunk_frames=chunk_frames,
                                                    cancel=cancel, progress=progress)
 
-    def decode_unnormalized(self, z: torch.Tensor, timestep: Optional[torch.Tensor], *,
-                            generator: Optional[torch.Generator] = None, chunk_frames: Optional[int] = None,
-                            cancel: Optional[Callable[[], None]] = None,
-                            progress: Optional[Callable[[int, int], None]] = None) -> torch.Tensor:
+    def decode_unnormalized(self, z: torch.Tensor, timestep: torch.Tensor | None, *,
+                            generator: torch.Generator | None = None, chunk_frames: int | None = None,
+                            cancel: Callable[[], None] | None = None,
+                            progress: Callable[[int, int], None] | None = None) -> torch.Tensor:
         """The decoder on un-normalised latents and `[B]` (unscaled) timesteps, chunk by chunk.
 
         `generator` feeds the decoder's noise injection (global RNG without one).
@@ -185,7 +186,7 @@ class CausalVideoVAE(nn.Module):
     @staticmethod
     def _gather(chunks: Iterator[torch.Tensor], total: int) -> torch.Tensor:
         """Copy chunks into one preallocated tensor (no second full-size copy, as `torch.cat` would make)."""
-        out: Optional[torch.Tensor] = None
+        out: torch.Tensor | None = None
         written = 0
         for pixels in chunks:
             if out is None:
@@ -195,10 +196,10 @@ class CausalVideoVAE(nn.Module):
             del pixels
         return out
 
-    def decode_unnormalized_chunks(self, z: torch.Tensor, timestep: Optional[torch.Tensor], *,
-                                   generator: Optional[torch.Generator] = None, chunk_frames: Optional[int] = None,
-                                   cancel: Optional[Callable[[], None]] = None,
-                                   progress: Optional[Callable[[int, int], None]] = None) -> Iterator[torch.Tensor]:
+    def decode_unnormalized_chunks(self, z: torch.Tensor, timestep: torch.Tensor | None, *,
+                                   generator: torch.Generator | None = None, chunk_frames: int | None = None,
+                                   cancel: Callable[[], None] | None = None,
+                                   progress: Callable[[int, int], None] | None = None) -> Iterator[torch.Tensor]:
         """`decode_unnormalized`, yielding each chunk's pixels as soon as the decoder gives them."""
         frames = z.shape[2]
         if frames < 1:
@@ -224,7 +225,7 @@ class CausalVideoVAE(nn.Module):
         if written != total:
             raise RuntimeError(f"streamed decode produced {written} of {total} frames")
 
-    def _chunk_frames(self, z: torch.Tensor, requested: Optional[int]) -> int:
+    def _chunk_frames(self, z: torch.Tensor, requested: int | None) -> int:
         frames = z.shape[2]
         if self.decoder.mixes_frames:
             if requested is not None:

@@ -12,7 +12,8 @@ its own input in order, the frames, and therefore the results, are the same for 
 
 from __future__ import annotations
 
-from typing import Callable, Optional, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 import torch
 from torch import nn
@@ -23,7 +24,7 @@ T = TypeVar("T")
 class DecodeStream:
     """One decode call: per-module states plus whether the chunk being processed is the last one."""
 
-    def __init__(self, generator: Optional[torch.Generator] = None) -> None:
+    def __init__(self, generator: torch.Generator | None = None) -> None:
         self.final = False
         self.generator = generator
         self._states: dict[int, object] = {}
@@ -41,7 +42,7 @@ class ConvCache:
 
     def __init__(self) -> None:
         self.started = False
-        self.frames: Optional[torch.Tensor] = None
+        self.frames: torch.Tensor | None = None
 
     def window(self, x: torch.Tensor, *, context: int, front: int, back: int, final: bool) -> torch.Tensor:
         """The frames the conv must run on now: cached context (or the replicated first frame) + `x` (+ flush).
@@ -73,7 +74,7 @@ class FrameQueue:
     """Skip-path frames waiting for the main path, which each temporal conv delays by its look-ahead."""
 
     def __init__(self) -> None:
-        self.frames: Optional[torch.Tensor] = None
+        self.frames: torch.Tensor | None = None
 
     def align(self, skip: torch.Tensor, count: int) -> torch.Tensor:
         """Queue `skip` and return the oldest `count` frames (as many as the main path just produced)."""
@@ -95,7 +96,7 @@ class FirstFrameDrop:
         return x[:, :, 1:]
 
 
-def gaussian_noise(shape: tuple[int, ...], like: torch.Tensor, generator: Optional[torch.Generator]) -> torch.Tensor:
+def gaussian_noise(shape: tuple[int, ...], like: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
     """`randn` in `like`'s dtype from `generator` (on its device, then moved) or, without one, the global RNG."""
     device = generator.device if generator is not None else like.device
     return torch.randn(shape, generator=generator, device=device, dtype=like.dtype).to(like.device)

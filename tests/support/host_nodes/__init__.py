@@ -36,8 +36,8 @@ class LTX097TestTinyT5Loader(io.ComfyNode):
             node_id="LTX097TestTinyT5Loader",
             display_name="LTX-Video 0.9.7 Test Tiny T5 Loader",
             category="LTX-Video 0.9.7/testing",
-            description="Test only: loads a tiny random T5 written by tests/support/tiny_t5.py as a CLIP (like Load CLIP, "
-                        "type ltxv, does for T5-XXL).",
+            description="Test only: loads a tiny random T5 written by tests/support/tiny_t5.py as a CLIP (like "
+                        "Load CLIP, type ltxv, does for T5-XXL).",
             inputs=[io.Combo.Input("t5_name", options=sorted(names),
                                    tooltip="A tiny T5 file in models/text_encoders (tests/support/tiny_t5.py).")],
             outputs=[io.Clip.Output(display_name="clip", tooltip="The tiny T5 text encoder.")],

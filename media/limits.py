@@ -1,5 +1,5 @@
 """How much work one condition image or video may cause, decided from the file's header before any pixel is
-decoded, and how much memory a whole request needs. Shared by the API (`media.py`) and the nodes that load
+decoded, and how much memory a whole request needs. Shared by the API (`service/media.py`) and the nodes that load
 condition media, so both refuse the same files. Plain Python (Pillow and PyAV, no ComfyUI).
 
 A 12000×12000 PNG is 420 KB (under every byte cap) and about 20 GB once decoded and prepared; only pixel counts
@@ -12,7 +12,6 @@ import io
 import logging
 import warnings
 from dataclasses import dataclass
-from typing import Optional
 
 logger = logging.getLogger(__name__)
 
@@ -26,9 +25,6 @@ VIDEO_BYTES_PER_PIXEL = 40
 """Memory one pixel of one condition video frame costs (decoded as float RGB, then cropped and re-encoded)."""
 OUTPUT_BYTES_PER_PIXEL = 24
 """Memory one pixel of one generated frame costs (decoded float RGB frames, and their uint8 copy for the mp4)."""
-
-OUTPUT_FRAME_PIXELS = {"480p": 848 * 480, "720p": 1280 * 720}
-"""The most pixels a generated frame has at each resolution (any aspect ratio), for the memory estimate."""
 
 
 class MediaTooLarge(ValueError):
@@ -103,7 +99,7 @@ def output_memory(width: int, height: int, frames: int) -> int:
     return width * height * frames * OUTPUT_BYTES_PER_PIXEL
 
 
-def available_memory() -> Optional[int]:
+def available_memory() -> int | None:
     """Bytes of memory the machine has free now (None when unknown)."""
     try:
         import psutil

@@ -198,7 +198,7 @@ MUTANTS = (
            "        if not job.finished:\n            return json_response({\"detail\": \"the request is still",
            "        if False:\n            return json_response({\"detail\": \"the request is still",
            (f"{SERVICE_API}::test_an_interrupt_from_comfyuis_ui_cancels_the_api_request",)),
-    Mutant("ui-interrupt-is-a-failure", "service/local_queue.py", "cancelled=interrupted)", "cancelled=by_api)",
+    Mutant("ui-interrupt-is-a-failure", "service/outcome.py", '"request_cancelled", True)', '"execution_error", True)',
            (f"{SERVICE_API}::test_an_interrupt_from_comfyuis_ui_cancels_the_api_request",)),
     Mutant("webhook-only-on-success", "service/local_queue.py",
            "if record is not None and record.finished and record.webhook_url:",

@@ -1,41 +1,29 @@
-"""The API's plain-Python parts without a server: schema defaults and 422s, the prompt graph, request records and
-their restart recovery, status / result / webhook JSON, keys, the config file and media sniffing."""
+"""The API's other plain-Python parts without a server: the queue seam, the prompt graph, request records and
+their restart recovery, status / result / webhook JSON, keys, the config file, outcomes, uploads, status events."""
 
 from __future__ import annotations
 
-import asyncio
 import importlib
 import importlib.util
 import inspect
-import io
 import json
-import struct
-import threading
-import zlib
 
 import pytest
-from PIL import Image
 
 from support.plain_pack import REPO_ROOT, pack_module
+from support.service_modules import (
+    REQUEST_ID,
+    access,
+    graph,
+    jobs,
+    outcome,
+    schema,
+    service_config,
+    store,
+    webhook,
+)
 
-access, service_config, downloads, graph, jobs, media, outcome, schema, store, webhook = (
-    pack_module(f"service.{name}") for name in ("access", "config", "downloads", "graph", "jobs", "media", "outcome",
-                                                "schema", "store", "webhook"))
-service_limits = pack_module("media.limits")
-check_media = pack_module("media").check
-REQUEST_ID = "0b7e2a4c-3f1d-4c55-9a0e-5d6f7a8b9c0d"
 NODE_INPUTS = {"model", "vae", "clip", "prompt", "negative_prompt", "resolution", "seed"}
-
-
-def test_defaults_are_the_services_and_a_missing_seed_is_drawn():
-    parsed = schema.parse_input({"prompt": "a fox"}, draw_seed=lambda: 4242)
-    assert parsed == schema.GenerationInput(
-        prompt="a fox", negative_prompt=schema.DEFAULT_NEGATIVE_PROMPT, loras=(), resolution="720p",
-        aspect_ratio="16:9", number_of_frames=89, number_of_steps=30, frame_rate=25, seed=4242,
-        expand_prompt=False, reverse_video=False, enable_safety_checker=True, conditions=())
-    drawn = {schema.parse_input({"prompt": "a fox", "seed": None}).seed for _ in range(20)}
-    assert len(drawn) > 1 and all(0 <= seed < schema.DRAWN_SEED_LIMIT for seed in drawn)
-    assert schema.parse_input({"prompt": "a fox", "seed": 0}).seed == 0
 
 
 def test_the_single_server_queue_is_a_job_queue():
@@ -50,120 +38,6 @@ def test_the_single_server_queue_is_a_job_queue():
         for name, method in methods.items():
             assert inspect.iscoroutinefunction(getattr(queue, name)), (queue, name)
             assert inspect.signature(getattr(queue, name)) == inspect.signature(method), (queue, name)
-
-
-def test_every_bad_field_is_named_at_once():
-    with pytest.raises(schema.InputError) as caught:
-        schema.parse_input({"prompt": 3, "resolution": "4k", "number_of_frames": 300, "loras": [{"path": ""}, 5],
-                            "image_url": "C:/a.png", "frame_rate": True})
-    locs = {tuple(entry["loc"]) for entry in caught.value.detail}
-    assert locs == {("body", "prompt"), ("body", "resolution"), ("body", "number_of_frames"),
-                    ("body", "loras", 0, "path"), ("body", "loras", 1), ("body", "image_url"),
-                    ("body", "frame_rate")}
-    frames = next(e for e in caught.value.detail if e["loc"] == ["body", "number_of_frames"])
-    assert frames["msg"] == "300 is out of range; allowed 9 to 257"
-    with pytest.raises(schema.InputError, match="local files are not read"):
-        schema.parse_input({"prompt": "p", "loras": [{"path": "../../secret.safetensors"}]})
-    with pytest.raises(schema.InputError, match="not both"):
-        schema.parse_input({"prompt": "p", "image_url": "data:,x", "video_url": "data:,y"})
-    with pytest.raises(schema.InputError, match="JSON object"):
-        schema.parse_input(["prompt"])
-
-
-def test_ranges_include_both_ends_and_stop_there():
-    ends = {"number_of_frames": (9, 257), "number_of_steps": (1, 100), "frame_rate": (1, 60),
-            "seed": (0, 2 ** 64 - 1), "start_frame_number": (0, 256)}
-    for name, (low, high) in ends.items():
-        for value in (low, high):
-            assert getattr(schema.parse_input({"prompt": "p", "image_url": "https://x/y.png", name: value}),
-                           name, value) == value
-        for value in (low - 1, high + 1):
-            with pytest.raises(schema.InputError) as refused:
-                schema.parse_input({"prompt": "p", "image_url": "https://x/y.png", name: value})
-            assert refused.value.detail == [{"loc": ["body", name], "msg": f"{value} is out of range; allowed {low} "
-                                                                           f"to {high}", "type": "value_error"}]
-
-
-def test_a_video_start_frame_off_the_grid_is_named_at_its_own_field():
-    with pytest.raises(schema.InputError) as refused:
-        schema.parse_input({"prompt": "p", "video_url": "https://a/b.mp4", "start_frame_number": 12})
-    (entry,) = refused.value.detail
-    assert entry["loc"] == ["body", "start_frame_number"] and entry["msg"].startswith("12 is not a multiple of 8")
-
-
-def test_the_default_negative_prompt_is_the_services():
-    """service-api.md's default, word for word."""
-    assert schema.parse_input({"prompt": "p"}).negative_prompt == (
-        "blurry, low quality, low resolution, inconsistent motion, jittery, distorted")
-
-
-def test_url_schemes_are_read_in_any_case_as_for_loras():
-    """`HTTP://` is an http URL for a condition as for a LoRA (whose source check is `fetch.check_url`, which reads
-    schemes in any case); other schemes are refused."""
-    import fetch
-
-    for url in ("HTTP://example.com/a.png", "Https://example.com/a.png", "DATA:image/png;base64,AAAA"):
-        (condition,) = schema.parse_input({"prompt": "p", "image_url": url}).conditions
-        assert condition.url == url
-        if not url.startswith("DATA"):
-            fetch.check_url(url.replace(".png", ".safetensors"), "the LoRA source")
-    for url in ("FILE:///etc/passwd", "Ftp://example.com/a.png", "http//example.com/a.png"):
-        with pytest.raises(schema.InputError, match="is not an http.s. URL or a base64 data URI"):
-            schema.parse_input({"prompt": "p", "image_url": url})
-
-
-def test_nulls_and_wrong_types_are_422s_naming_the_field():
-    for name in ("number_of_frames", "number_of_steps", "frame_rate", "resolution", "negative_prompt", "loras",
-                 "expand_prompt", "enable_safety_checker", "image_url", "strength"):
-        body = {"prompt": "p", "image_url": "https://x/y.png", name: None}
-        with pytest.raises(schema.InputError) as caught:
-            schema.parse_input(body)
-        assert [(e["loc"], e["type"]) for e in caught.value.detail] == [(["body", name], "null_type")], name
-    with pytest.raises(schema.InputError) as caught:
-        schema.parse_input({"prompt": "p", "resolution": ["720p"], "loras": [{"path": "a", "extra": 1}]})
-    assert {tuple(e["loc"]) for e in caught.value.detail} == {("body", "resolution"), ("body", "loras", 0, "extra")}
-    assert schema.parse_input({"prompt": "p", "seed": None}).seed >= 0  # seed alone is nullable (drawn)
-
-
-def test_data_uris_may_be_as_long_as_the_media_limits_and_the_prompt_keeps_its_own():
-    limits = schema.MediaLimits(max_image_bytes=90_000, max_video_bytes=300_000)
-    uri = "data:image/jpeg;base64," + "A" * 119_996
-    assert schema.parse_input({"prompt": "p", "image_url": uri}, limits=limits).conditions[0].url == uri
-    with pytest.raises(schema.InputError, match="at most"):
-        schema.parse_input({"prompt": "p", "image_url": uri + "A" * 400}, limits=limits)
-    with pytest.raises(schema.InputError, match="string_too_long|at most"):
-        schema.parse_input({"prompt": "p" * (schema.MAX_PROMPT_CHARS + 1)})
-
-
-def test_the_family_endpoints_have_their_own_fields():
-    i2v = schema.parse_input({"prompt": "p", "image_url": "https://x/a.png"}, endpoint=schema.IMAGE_TO_VIDEO)
-    assert i2v.conditions == (schema.MediaCondition("image", "https://x/a.png", 0, 1.0),)
-    with pytest.raises(schema.InputError) as caught:
-        schema.parse_input({"prompt": "p", "video_url": "https://x/a.mp4"}, endpoint=schema.IMAGE_TO_VIDEO)
-    assert {tuple(e["loc"]) for e in caught.value.detail} == {("body", "video_url"), ("body", "image_url")}
-    multi = schema.parse_input({"prompt": "p", "images": [{"image_url": "https://x/a.png", "start_frame_number": 40,
-                                                           "strength": 0.5}],
-                                "videos": [{"video_url": "data:video/mp4;base64,AAAA", "start_frame_number": 8}]},
-                               endpoint=schema.MULTICONDITIONING)
-    assert [(c.kind, c.start_frame_number, c.strength, c.loc) for c in multi.conditions] == [
-        ("image", 40, 0.5, ("images", 0, "image_url")), ("video", 8, 1.0, ("videos", 0, "video_url"))]
-    with pytest.raises(schema.InputError) as caught:
-        schema.parse_input({"prompt": "p", "images": [{"start_frame_number": 1}, "x"], "image_url": "https://x/a"},
-                           endpoint=schema.MULTICONDITIONING)
-    assert {tuple(e["loc"]) for e in caught.value.detail} == {
-        ("body", "images", 0, "image_url"), ("body", "images", 1), ("body", "image_url")}
-    assert schema.parse_input({"prompt": "p"}, defaults={"enable_safety_checker": False}).enable_safety_checker \
-        is False
-
-
-def test_conditions_and_loras_parse():
-    parsed = schema.parse_input({"prompt": "p", "video_url": "https://a/b.mp4", "start_frame_number": 16,
-                                 "strength": 0.5, "loras": [{"path": "org/repo", "weight_name": "w.safetensors",
-                                                             "scale": 0.7}]})
-    assert parsed.conditions == (schema.MediaCondition("video", "https://a/b.mp4", 16, 0.5),)
-    assert parsed.loras == (schema.LoraWeight("org/repo", "w.safetensors", 0.7),)
-    with pytest.raises(schema.InputError, match="multiple of 8"):
-        schema.parse_input({"prompt": "p", "video_url": "https://a/b.mp4", "start_frame_number": 4})
 
 
 def test_graph_is_the_one_node_workflow_from_the_config():
@@ -285,172 +159,6 @@ def test_config_file_defaults_and_errors(tmp_path):
         (tmp_path / service_config.FILE_NAME).write_text(json.dumps(bad))
         with pytest.raises(service_config.ConfigError, match=words):
             service_config.load_config(tmp_path)
-
-
-def png_header_bomb(width: int, height: int) -> bytes:
-    """A real, valid 1-bit PNG of width × height black pixels: tiny on the wire, huge once decoded."""
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    rows = zlib.compress(bytes(height * (1 + (width + 7) // 8)), 9)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0))
-            + chunk(b"IDAT", rows) + chunk(b"IEND", b""))
-
-
-def jpeg(width: int = 64, height: int = 48) -> bytes:
-    from PIL import Image
-
-    out = io.BytesIO()
-    Image.new("RGB", (width, height), (200, 30, 30)).save(out, "JPEG")
-    return out.getvalue()
-
-
-def test_media_is_sniffed_and_written_to_the_input_folder(tmp_path):
-    assert media.sniff("image", b"\x89PNG\r\n\x1a\n....") == "png"
-    assert media.sniff("image", b"RIFF\0\0\0\0WEBPVP8 ") == "webp"
-    assert media.sniff("video", b"\0\0\0\x18ftypisom") == "mp4"
-    assert media.sniff("image", b"<html>") is None and media.sniff("video", b"\x89PNG\r\n\x1a\n") is None
-    fetched = []
-
-    def fetch_bytes(url, *, max_bytes, what):
-        fetched.append((url, max_bytes, what))
-        return jpeg(), "image/jpeg"
-
-    config = service_config.ServiceConfig(max_image_bytes=123)
-    checked = []
-    loader = media.ConditionMedia(fetch_bytes, ValueError, tmp_path, config,
-                                  check_media=lambda kind, data, what: checked.append((kind, data[:3], what)))
-    generation = schema.parse_input({"prompt": "p", "image_url": "https://x/y"})
-    files = asyncio.run(loader(generation, REQUEST_ID))
-    assert files == [f"ltxv097_api_{REQUEST_ID}_0_image.jpg"]
-    assert fetched == [("https://x/y", 123, "the image_url")]
-    assert (tmp_path / files[0]).read_bytes().startswith(b"\xff\xd8\xff")
-    assert checked == [("image", b"\xff\xd8\xff", "the image_url")]
-    uploaded = {"https://me/up/1": (png_header_bomb(4, 4), "image/png")}  # a real (tiny) PNG
-    several = schema.parse_input({"prompt": "p", "images": [{"image_url": "https://me/up/1"},
-                                                            {"image_url": "https://x/z", "start_frame_number": 8}]},
-                                 endpoint=schema.MULTICONDITIONING)
-    files = asyncio.run(loader(several, REQUEST_ID, uploaded.get))
-    assert files == [f"ltxv097_api_{REQUEST_ID}_0_image.png", f"ltxv097_api_{REQUEST_ID}_1_image.jpg"]
-    assert fetched[-1] == ("https://x/z", 123, "the images.1.image_url")  # the upload needed no fetch
-    too_big = {"https://me/up/1": (b"\x89PNG\r\n\x1a\n" + bytes(200), "image/png")}
-    with pytest.raises(schema.InputError) as caught:
-        asyncio.run(loader(several, "0" + REQUEST_ID[1:], too_big.get))
-    assert caught.value.detail[0]["loc"] == ["body", "images", 0, "image_url"]
-
-
-def test_leftover_condition_files_are_removed_and_users_files_kept(tmp_path):
-    ours = [media.input_name(REQUEST_ID, 0, "image", "png"), media.input_name(REQUEST_ID, 3, "video", "webm")]
-    users = ["photo.png", "ltxv097_api_notes.png", f"ltxv097_api_{REQUEST_ID}_0_image.png.bak",
-             f"my_ltxv097_api_{REQUEST_ID}_0_image.png", f"ltxv097_api_{REQUEST_ID}_0_mask.png"]
-    for name in ours + users:
-        (tmp_path / name).write_bytes(b"x")
-    assert media.remove_leftover_inputs(tmp_path) == sorted(ours)
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(users)
-    assert media.remove_leftover_inputs(tmp_path / "missing") == []
-
-
-def test_damaged_media_is_a_422_naming_the_field_and_nothing_is_written(tmp_path):
-    pixels = bytes(range(256)) * 48
-    buffer = io.BytesIO()
-    Image.frombytes("RGB", (64, 64), pixels).save(buffer, "PNG")
-    png = buffer.getvalue()
-    for data, field in ((png[: len(png) // 2], "image_url"), (png[:-20], "image_url")):
-        loader = media.ConditionMedia(lambda url, data=data, **_: (data, "image/png"), ValueError, tmp_path,
-                                      service_config.ServiceConfig(), check_media=check_media)
-        with pytest.raises(schema.InputError) as refused:
-            asyncio.run(loader(schema.parse_input({"prompt": "p", field: "https://x/y"}), REQUEST_ID))
-        (entry,) = refused.value.detail
-        assert entry["loc"] == ["body", field] and entry["type"] == "file_damaged", entry
-        assert entry["msg"].startswith("the image_url is a damaged or cut-short image"), entry
-    assert list(tmp_path.iterdir()) == []
-
-
-def refusal(loader, body: dict) -> dict:
-    with pytest.raises(schema.InputError) as caught:
-        asyncio.run(loader(schema.parse_input({"prompt": "p", **body}), REQUEST_ID))
-    [entry] = caught.value.detail
-    return entry
-
-
-def test_condition_pixels_are_limited_from_the_header_before_decoding(tmp_path):
-    """A 12000×12000 PNG of a few KB once took 20 GB: its header alone decides now (issue 17, 1)."""
-    bomb = png_header_bomb(12000, 12000)
-    assert len(bomb) < 100_000
-    served = {"https://x/bomb.png": bomb, "https://x/small.jpg": jpeg(64, 48)}
-
-    def fetch_bytes(url, *, max_bytes, what):
-        return served[url], ""
-
-    loader = media.ConditionMedia(fetch_bytes, ValueError, tmp_path, service_config.ServiceConfig())
-    entry = refusal(loader, {"image_url": "https://x/bomb.png"})
-    assert entry["loc"] == ["body", "image_url"] and entry["type"] == "file_too_large"
-    assert "12000×12000 px = 144,000,000 pixels; at most 67,108,864" in entry["msg"], entry
-    small = media.ConditionMedia(fetch_bytes, ValueError, tmp_path,
-                                 service_config.ServiceConfig(max_image_pixels=64 * 48 - 1))
-    assert refusal(small, {"image_url": "https://x/small.jpg"})["type"] == "file_too_large"
-    assert asyncio.run(media.ConditionMedia(fetch_bytes, ValueError, tmp_path, service_config.ServiceConfig(
-        max_image_pixels=64 * 48))(schema.parse_input({"prompt": "p", "image_url": "https://x/small.jpg"}),
-                                   REQUEST_ID)) == [f"ltxv097_api_{REQUEST_ID}_0_image.jpg"]
-    served["https://x/cut.png"] = bomb[:20]
-    entry = refusal(loader, {"image_url": "https://x/cut.png"})
-    assert entry["type"] == "file_type" and "not a readable png file" in entry["msg"]
-    assert not list(tmp_path.glob("*.png"))
-
-
-def test_video_pixels_come_from_the_container(tmp_path):
-    from support import e2e_workflows
-
-    clip = e2e_workflows.write_video(tmp_path / "clip.mp4", frames=9).read_bytes()
-    width, height = e2e_workflows.INPUT_MEDIA_SIZE
-    assert service_limits.video_size(clip) == service_limits.MediaSize(width, height, 9)
-
-    def fetch_bytes(url, *, max_bytes, what):
-        return clip, "video/mp4"
-
-    tight = media.ConditionMedia(fetch_bytes, ValueError, tmp_path / "in",
-                                 service_config.ServiceConfig(max_video_pixels=width * height * 9 - 1))
-    entry = refusal(tight, {"video_url": "https://x/clip.mp4"})
-    assert entry["loc"] == ["body", "video_url"] and entry["type"] == "file_too_large"
-    assert f"{width}×{height} px × 9 frames" in entry["msg"]
-
-
-def test_a_request_larger_than_the_free_memory_is_refused(tmp_path):
-    def fetch_bytes(url, *, max_bytes, what):
-        return jpeg(640, 480), "image/jpeg"
-
-    config = service_config.ServiceConfig()
-    needs = media.request_memory(schema.parse_input({"prompt": "p", "number_of_frames": 89}), [])
-    assert needs == 1280 * 720 * 89 * service_limits.OUTPUT_BYTES_PER_PIXEL
-    short = media.ConditionMedia(fetch_bytes, ValueError, tmp_path, config,
-                                 free_memory=lambda: needs + 640 * 480 * service_limits.IMAGE_BYTES_PER_PIXEL - 1)
-    entry = refusal(short, {"image_url": "https://x/a.jpg", "number_of_frames": 89})
-    assert entry["loc"] == ["body", "image_url"] and entry["type"] == "insufficient_memory"
-    assert "free" in entry["msg"] and not list(tmp_path.iterdir())
-    enough = media.ConditionMedia(fetch_bytes, ValueError, tmp_path, config,
-                                  free_memory=lambda: needs + 640 * 480 * service_limits.IMAGE_BYTES_PER_PIXEL)
-    assert asyncio.run(enough(schema.parse_input({"prompt": "p", "image_url": "https://x/a.jpg"}), REQUEST_ID))
-    text_only = media.ConditionMedia(fetch_bytes, ValueError, tmp_path, config, free_memory=lambda: 1000)
-    assert refusal(text_only, {})["loc"] == ["body", "number_of_frames"]
-
-
-def test_the_download_pool_answers_busy_instead_of_waiting():
-    pool = downloads.DownloadPool(workers=2, per_request=1)
-    release = threading.Event()
-
-    async def scenario():
-        slow = [asyncio.ensure_future(pool.run([release.wait])) for _ in range(2)]
-        await asyncio.sleep(0.05)
-        try:  # a third download must be refused at once; waiting behind the two would never end before release
-            with pytest.raises(downloads.ServerBusy, match="downloading 2 files for other requests"):
-                await asyncio.wait_for(pool.run([lambda: 1]), timeout=10)
-        finally:
-            release.set()
-        assert await asyncio.gather(*slow) == [[True], [True]]
-        assert await pool.run([lambda: 1, lambda: 2]) == [1, 2]
-        assert pool.in_flight == 0
-
-    asyncio.run(scenario())
 
 
 def test_failed_prompts_become_the_services_errors():

@@ -27,6 +27,7 @@ LINKED = (".venv", ".comfyui", ".api_clients", ".venv-tools", ".transformers")
 """Set-up folders (ignored by git) that the copy links to instead of copying."""
 PARITY = "tests/core/test_pipeline_parity.py"
 FETCH = "tests/core/test_fetch.py"
+FETCH_POLICY = "tests/core/test_fetch_policy.py"
 SAFETY = "tests/host/test_safety_checker.py"
 LONG = "tests/core/test_long_video.py"
 BAD_FILES = "tests/core/test_bad_model_files.py"
@@ -125,14 +126,14 @@ MUTANTS = (
            (f"{PARITY}::test_098_distilled_recipes",)),
     # issue 17: the URL policy and the wire
     Mutant("nat64-not-embedded", "fetch/policy.py", "        if embedded is None and address in _NAT64:",
-           "        if False:", (f"{FETCH}::test_only_public_addresses_count_as_public",)),
+           "        if False:", (f"{FETCH_POLICY}::test_only_public_addresses_count_as_public",)),
     Mutant("user-without-password-passes", "fetch/policy.py",
            "if parts.username is not None or parts.password is not None:", "if parts.password is not None:",
-           (f"{FETCH}::test_check_url_refuses_before_anything_runs",)),
+           (f"{FETCH_POLICY}::test_check_url_refuses_before_anything_runs",)),
     Mutant("second-dns-lookup", "fetch/wire.py", "        sock = _connect_one(address, target.port, pace)",
            "        sock = _connect_one(type(address)(socket.gethostbyname(target.host)), "
            "target.port, pace)",
-           (f"{FETCH}::test_the_connection_goes_to_the_address_the_policy_checked",)),
+           (f"{FETCH_POLICY}::test_the_connection_goes_to_the_address_the_policy_checked",)),
     Mutant("rate-over-all-bytes", "fetch/pace.py", "rate = (done - self.window_done) / span", "rate = done / span",
            (f"{FETCH}::test_the_minimum_rate_counts_each_windows_own_bytes",)),
     # issue 17: windows, acceleration, checks
@@ -265,7 +266,7 @@ MUTANTS = (
            ("tests/host/test_nodes_video.py::test_metadata_never_carries_a_urls_secret_part",)),
     Mutant("token-follows-redirects", "fetch/download.py", "pace, headers=auth_headers(target))",
            "pace, headers=auth_headers(parse_url(url)))",
-           ("tests/core/test_fetch.py::test_tokens_from_the_environment_go_in_a_header_to_their_host_only",)),
+           ("tests/core/test_fetch_policy.py::test_tokens_from_the_environment_go_in_a_header_to_their_host_only",)),
     Mutant("downloads-wait-for-a-slot", "service/downloads.py", "        if self.in_flight + slots > self.workers:",
            "        if False:",
            ("tests/core/test_service_media.py::test_the_download_pool_answers_busy_instead_of_waiting",)),

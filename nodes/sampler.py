@@ -44,9 +44,9 @@ from .inputs import (
 from .long_video import WindowProgress, window_settings
 from .lora import warn_unguided_ic_loras
 from .memory import generation_loads
-from .progress import StepProgress, check_interrupted
+from .progress import StepProgress, check_interrupted, show_text
 from .ranges import MAX_FRAME_RATE, MAX_FRAMES, MAX_SIZE, MAX_STEPS, MIN_FRAME_RATE, MIN_FRAMES, MIN_SIZE, MIN_STEPS
-from .recipe_choices import DEFAULT_RECIPE, RECIPE_CHOICES, UPSAMPLER_FILE, RecipeChoice, recipe_choice
+from .recipe_choices import AUTO_RECIPE, RECIPE_OPTIONS, UPSAMPLER_FILE, RecipeChoice, chosen_recipe
 from .run_log import PassLog
 from .sockets import LTXModel, LTXUpsampler, LTXVae, require_vae
 from .text import prompt_context, prompt_contexts
@@ -94,6 +94,14 @@ def recipe_models(choice: RecipeChoice, steps: int | None, upsampler: LTXUpsampl
     return steps, upsampler
 
 
+def used_recipe(model: LTXModel, label: str, node_id: str | None) -> RecipeChoice:
+    """The recipe `label` names (`auto`: the one the model's checkpoint was released with), shown under the node."""
+    loras = [entry["path"] for entry in model.extra.get("loras", [])]
+    choice, sentence = chosen_recipe(label, model.path, model.config, loras)
+    show_text(sentence, node_id)
+    return choice
+
+
 def check_video_size(width: int, height: int, num_frames: int) -> None:
     if not MIN_SIZE <= width <= MAX_SIZE or not MIN_SIZE <= height <= MAX_SIZE:
         raise ValueError(f"{width}×{height} is out of range: width and height must lie in "
@@ -117,8 +125,8 @@ def sample(model: LTXModel, vae: LTXVae, positive: Any, negative: Any, *, recipe
     Videos longer than one window run window by window (`windows`: Long Video Settings, default 121 frames with
     24 of overlap); each entry of `positive` is the prompt of one window, the last one repeating.
     """
-    choice = recipe_choice(recipe)
     check_video_size(width, height, num_frames)
+    choice = used_recipe(model, recipe, node_id)
     steps, upsampler = recipe_models(choice, steps, upsampler)
     checkpoint = checkpoint_of(model, vae)
     caption_channels = model.transformer_config.get("caption_channels")
@@ -180,7 +188,7 @@ class LTX097Sampler(io.ComfyNode):
                 model_input(),
                 vae_input("The video VAE from the same checkpoint (encodes the conditions)."),
                 *encoded_prompt_inputs(),
-                recipe_input(),
+                recipe_input(AUTO_RECIPE),
                 *size_inputs(),
                 steps_input(),
                 seed_input(),
@@ -196,19 +204,19 @@ class LTX097Sampler(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, recipe: str = DEFAULT_RECIPE, steps: int = DEFAULT_STEPS,
+    def validate_inputs(cls, recipe: str = AUTO_RECIPE, steps: int = DEFAULT_STEPS,
                         frame_rate: float = 25.0) -> bool | str:
         rate = check_number("frame_rate", frame_rate, MIN_FRAME_RATE, MAX_FRAME_RATE)
         if rate is not True:
             return rate
-        if recipe not in RECIPE_CHOICES:
-            return f"recipe '{recipe}' is not one of: {', '.join(RECIPE_CHOICES)}"
+        if recipe not in RECIPE_OPTIONS:
+            return f"recipe '{recipe}' is not one of: {', '.join(RECIPE_OPTIONS)}"
         if not MIN_STEPS <= steps <= MAX_STEPS:
             return f"steps={steps} is out of range ({MIN_STEPS}–{MAX_STEPS})"
         return True
 
     @classmethod
-    def execute(cls, model: LTXModel, vae: LTXVae, positive, negative, recipe: str = DEFAULT_RECIPE,
+    def execute(cls, model: LTXModel, vae: LTXVae, positive, negative, recipe: str = AUTO_RECIPE,
                 width: int = 768, height: int = 512, num_frames: int = 97, frame_rate: float = 25.0,
                 steps: int = DEFAULT_STEPS,
                 seed: int = 0, upsampler: LTXUpsampler | None = None, conditions=None,

@@ -36,6 +36,7 @@ SERVICE_UNITS = "tests/core/test_service_units.py"
 SERVICE_API = "tests/server/test_service_api.py"
 MEDIA = "tests/core/test_media_strict.py"
 GUIDES = "tests/core/test_guides_parity.py"
+AUTO = "tests/core/test_checkpoint_recipes.py"
 
 logger = logging.getLogger("check_mutants")
 
@@ -124,6 +125,18 @@ MUTANTS = (
     Mutant("tone-map-098-dropped", "ltx_core/sampling/recipes.py",
            '"0.9.8-distilled": {**_DISTILLED, "tone_map_compression_ratio": 0.6}', '"0.9.8-distilled": _DISTILLED',
            (f"{PARITY}::test_098_distilled_recipes",)),
+    Mutant("auto-ignores-allowed-steps", "ltx_core/sampling/checkpoint_recipes.py",
+           'metadata_kind = "distilled" if allowed else None', "metadata_kind = None",
+           (f"{AUTO}::test_ambiguous_files_fall_back_and_say_why",)),
+    Mutant("auto-distilled-file-gets-dev", "ltx_core/sampling/checkpoint_recipes.py",
+           '(?P<kind>dev|distilled)', '(?P<kind>dev)', (f"{AUTO}::test_each_official_file_gets_its_recipe",)),
+    Mutant("auto-trusts-a-renamed-file", "ltx_core/sampling/checkpoint_recipes.py",
+           "        if size is not None and size != named_size:", "        if False:",
+           (f"{AUTO}::test_ambiguous_files_fall_back_and_say_why",)),
+    Mutant("released-lora-without-alpha-divided-by-rank", "ltx_core/lora/mapping.py",
+           "        if self.alpha is None or not self.rank:\n            return 1.0\n",
+           "        if self.alpha is None or not self.rank:\n            return 1.0 / max(self.rank, 1)\n",
+           ("tests/core/test_lora_release_layouts.py::test_released_layouts_place_every_tensor",)),
     # issue 17: the URL policy and the wire
     Mutant("nat64-not-embedded", "fetch/policy.py", "        if embedded is None and address in _NAT64:",
            "        if False:", (f"{FETCH_POLICY}::test_only_public_addresses_count_as_public",)),

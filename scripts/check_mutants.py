@@ -36,6 +36,7 @@ SERVICE_UNITS = "tests/core/test_service_units.py"
 SERVICE_API = "tests/server/test_service_api.py"
 MEDIA = "tests/core/test_media_strict.py"
 GUIDES = "tests/core/test_guides_parity.py"
+REFINE = "tests/core/test_refine.py::test_the_distilled_second_pass_refines_the_given_latents"
 AUTO = "tests/core/test_checkpoint_recipes.py"
 
 logger = logging.getLogger("check_mutants")
@@ -137,6 +138,10 @@ MUTANTS = (
            "        if self.alpha is None or not self.rank:\n            return 1.0\n",
            "        if self.alpha is None or not self.rank:\n            return 1.0 / max(self.rank, 1)\n",
            ("tests/core/test_lora_release_layouts.py::test_released_layouts_place_every_tensor",)),
+    Mutant("refine-ignores-denoise", "ltx_core/sampling/refine.py", "    plan = capped(plan, float(denoise))\n",
+           "    plan = plan\n", (REFINE,)),
+    Mutant("refine-starts-from-noise", "ltx_core/sampling/refine.py",
+           "init_latents=video.latents.to(prepared.device)", "init_latents=None", (REFINE,)),
     # issue 17: the URL policy and the wire
     Mutant("nat64-not-embedded", "fetch/policy.py", "        if embedded is None and address in _NAT64:",
            "        if False:", (f"{FETCH_POLICY}::test_only_public_addresses_count_as_public",)),

@@ -21,7 +21,8 @@ from comfy_api.latest import io
 
 from .. import ltx_core
 from ..hosted import DEFAULT_STEPS
-from ..ltx_core.sampling import check_recipe, resolve_recipe
+from ..ltx_core.models.grid import PIXELS_PER_LATENT
+from ..ltx_core.sampling import check_recipe, refining_recipe, resolve_recipe
 from ..ltx_core.windows import plan_windows
 from .conditioning import extra_latent_frames, has_guide, resolve_conditions
 from .inputs import (
@@ -166,6 +167,51 @@ def model_facts(model: LTXModel) -> str:
             f"LoRAs attached: {attached}.")
 
 
+def latent_video(samples: Any, what: str) -> ltx_core.VideoLatents:
+    """The `VideoLatents` of one of our LATENTs (with its `samples`, which a core latent node may have replaced)."""
+    video = samples.get(LATENT_KEY) if isinstance(samples, dict) else None
+    if not isinstance(video, ltx_core.VideoLatents):
+        raise ValueError(f"{what}: the input is not the LATENT of an LTX-Video 0.9.7 Sampler or Latent Upsample node")
+    return dataclasses.replace(video, latents=samples["samples"])
+
+
+def refine(model: LTXModel, vae: LTXVae, positive: Any, negative: Any, *, latent: dict, recipe: str, seed: int,
+           denoise: float, steps: int | None = None, conditions: Sequence[ltx_core.Condition] | None = None,
+           guidance: dict | None = None, node_id: str | None = None,
+           step_cache: float = 0.0) -> ltx_core.VideoLatents:
+    """Refine a sampled (e.g. temporally upsampled) LATENT with the recipe's refining pass from σ ≤ `denoise`:
+    `ltx_core.refine_video` plugged into the host like `sample`. Size, frames and frame rate are the latent's."""
+    video = latent_video(latent, "latent")
+    choice = used_recipe(model, recipe, node_id)
+    if steps is not None and choice.fixed_steps:
+        steps = None
+    caption_channels = model.transformer_config.get("caption_channels")
+    prompts = prompt_contexts(positive, "positive", caption_channels)
+    if len(prompts) > 1:
+        logger.info("refining runs one pass over the whole video: the first of the %d prompts is used", len(prompts))
+    negative_context, negative_mask = prompt_context(negative, "negative", caption_channels)
+    items = resolve_conditions(conditions, video.num_frames)
+    warn_unguided_ic_loras(model, has_guide(items))
+    overrides = recipe_overrides(choice, guidance, step_cache)
+    settings = refining_recipe(choice.recipe, overrides)
+    check_recipe(settings, int(model.transformer_config.get("num_layers", 0)))
+    _, _, _, rows, columns = video.latents.shape
+    passes = PassLog(generation_loads(model, vae, None, settings, width=columns * PIXELS_PER_LATENT,
+                                      height=rows * PIXELS_PER_LATENT, num_frames=video.num_frames,
+                                      extra_frames=extra_latent_frames(items, video.num_frames)))
+    context, mask = prompts[0]
+    try:
+        refined = ltx_core.refine_video(
+            checkpoint_of(model, vae), video, context=context, context_mask=mask, negative_context=negative_context,
+            negative_context_mask=negative_mask, seed=seed, recipe=choice.recipe, steps=steps, denoise=denoise,
+            conditions=items, callback=StepProgress(node_id, passes.step), cancel=check_interrupted,
+            device=model.patcher.load_device, on_model=passes.model, **overrides)
+    except ltx_core.NonFiniteLatentsError as error:
+        error.args = (f"{error} {model_facts(model)}",)
+        raise
+    return dataclasses.replace(refined, latents=refined.latents.to(mm.intermediate_device()))
+
+
 def as_latent(video: ltx_core.VideoLatents) -> dict:
     """Core LATENT (`samples` = normalised `[B, 128, F, H, W]`, as core's LTXV uses) plus our crop information."""
     return {"samples": video.latents, LATENT_KEY: video}
@@ -179,10 +225,12 @@ class LTX097Sampler(io.ComfyNode):
             display_name="LTX-Video 0.9.7 Sampler",
             category=f"{CATEGORY}/sampling",
             description=(
-                "Generates a video's latents with an official LTX-Video recipe (multi-scale 0.9.7 dev or "
-                "distilled, single-scale, 2B 0.9.6), from encoded prompts and optional image/video conditions. "
+                "Generates a video's latents with an official LTX-Video recipe (by default the one the loaded "
+                "checkpoint was released with, shown under the node), from encoded prompts and optional image/video "
+                "conditions. "
                 "Decode the LATENT with LTX-Video 0.9.7 Decode, which crops it to exactly the requested size and "
-                "frame count."
+                "frame count. With latents on its latent input it refines them instead (e.g. after a temporal "
+                "Latent Upsample)."
             ),
             inputs=[
                 model_input(),
@@ -197,6 +245,17 @@ class LTX097Sampler(io.ComfyNode):
                 guidance_input(),
                 step_cache_input(),
                 windows_input(),
+                io.Latent.Input("latent", optional=True,
+                                tooltip="Latents to refine instead of generating (e.g. Sampler → Latent Upsample "
+                                        "(temporal) → this): the recipe's refining pass (a multi-scale recipe's "
+                                        "second pass, at the latents' size; no upsampler needed) noises them to its "
+                                        "first σ with the seed's noise and denoises them, as the official second "
+                                        "pass does. Size, frames and frame rate come from the latents."),
+                io.Float.Input("denoise", default=1.0, min=0.01, max=1.0, step=0.01, optional=True,
+                               tooltip="With latents to refine: the highest σ the refining pass starts from; it runs "
+                                       "its steps at or below it. 1 = the recipe's own second pass (distilled: "
+                                       "0.9094, 0.725, 0.4219; dev: the last 13 of 30 steps). A single-scale recipe "
+                                       "starts at σ 1, which keeps nothing of the latents: lower it (e.g. 0.5)."),
             ],
             outputs=[io.Latent.Output(display_name="latent",
                                       tooltip="The video latents, with what the decode node needs to crop them.")],
@@ -221,7 +280,13 @@ class LTX097Sampler(io.ComfyNode):
                 steps: int = DEFAULT_STEPS,
                 seed: int = 0, upsampler: LTXUpsampler | None = None, conditions=None,
                 guidance: dict | None = None, windows: dict | None = None,
-                step_cache: float = 0.0) -> io.NodeOutput:
+                step_cache: float = 0.0, latent: dict | None = None, denoise: float = 1.0) -> io.NodeOutput:
+        if latent is not None:
+            if windows is not None:
+                logger.info("refining latents runs one pass over the whole video; the window settings are not used")
+            return io.NodeOutput(as_latent(refine(
+                model, vae, positive, negative, latent=latent, recipe=recipe, seed=seed, denoise=denoise, steps=steps,
+                conditions=conditions, guidance=guidance, node_id=hidden_unique_id(cls), step_cache=step_cache)))
         video = sample(model, vae, positive, negative, recipe=recipe, width=width, height=height,
                        num_frames=num_frames, frame_rate=frame_rate, seed=seed, steps=steps,
                        conditions=conditions, upsampler=upsampler, guidance=guidance, windows=windows,

@@ -142,6 +142,11 @@ MUTANTS = (
            "    plan = plan\n", (REFINE,)),
     Mutant("refine-starts-from-noise", "ltx_core/sampling/refine.py",
            "init_latents=video.latents.to(prepared.device)", "init_latents=None", (REFINE,)),
+    Mutant("sampler-refine-ignores-denoise", "nodes/sampler.py",
+           "latent=latent, recipe=recipe, seed=seed, denoise=denoise",
+           "latent=latent, recipe=recipe, seed=seed, denoise=1.0",
+           ("tests/host/test_nodes_upsample.py::test_temporal_upsample_doubles_the_frame_rate_and_the_sampler_"
+            "refines_it",)),
     # issue 17: the URL policy and the wire
     Mutant("nat64-not-embedded", "fetch/policy.py", "        if embedded is None and address in _NAT64:",
            "        if False:", (f"{FETCH_POLICY}::test_only_public_addresses_count_as_public",)),

@@ -9,9 +9,9 @@ from .passes import Callback, ModelHook, PassRunner, adain
 from .pipeline import sample_video
 from .preparation import MediaItems, Prepared, pass_shapes, prepare
 from .recipes import RECIPES, check_recipe, max_branches, recipe_passes, resolve_recipe
-from .refine import refine_video
+from .refine import refine_video, refining_recipe
 
 __all__ = ["MIN_MEDIA_SIDE", "RECIPES", "Callback", "Condition", "MediaItems", "ModelHook", "PassRunner", "Prepared",
            "RecipeGuess", "adain", "check_guide_start", "check_recipe", "max_branches", "pass_shapes", "padding_for",
-           "prepare", "prepare_media", "recipe_for_checkpoint", "recipe_passes", "refine_video", "resolve_recipe",
-           "sample_video", "trim_frames"]
+           "prepare", "prepare_media", "recipe_for_checkpoint", "recipe_passes", "refine_video", "refining_recipe",
+           "resolve_recipe", "sample_video", "trim_frames"]

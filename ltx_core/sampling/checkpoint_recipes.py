@@ -15,7 +15,7 @@ Lightricks ships one recipe file per checkpoint (`configs/ltxv-<size>-<version>-
 The contents outrank the name: a file named like an official one whose weights or metadata say otherwise (a
 renamed merge) gets the recipe its contents fit, and the reason says so. Without an official name the version is
 the default one for the size and kind (13B: 0.9.7; 2B dev: 0.9.6; 2B distilled: 0.9.8 when its allowed
-timesteps hold the multi-scale ones, else 0.9.6). With no signal at all the default is `DEFAULT_RECIPE`, the hosted
+timesteps hold the multi-scale ones, else 0.9.6). With no signal at all the default is `FALLBACK_RECIPE`, the hosted
 service's 0.9.7 dev recipe.
 """
 
@@ -29,7 +29,7 @@ from typing import Any
 
 from .recipes import RECIPES
 
-DEFAULT_RECIPE = "0.9.7-dev"
+FALLBACK_RECIPE = "0.9.7-dev"
 """The recipe of a checkpoint that says nothing about itself (the hosted service's)."""
 
 LAYERS_BY_SIZE = {"13b": 48, "2b": 28}
@@ -125,7 +125,7 @@ def recipe_for_checkpoint(path: str, config: Mapping[str, Any], lora_paths: Sequ
         facts = "allowed_inference_steps in its metadata (distilled)" if allowed else kind
         return RecipeGuess(recipe, f"{source}: {size.upper()} ({num_layers} blocks), {facts} → {recipe}",
                            certain=False)
-    recipe = "0.9.7-distilled" if kind == "distilled" else DEFAULT_RECIPE
+    recipe = "0.9.7-distilled" if kind == "distilled" else FALLBACK_RECIPE
     what = "allowed_inference_steps in its metadata (distilled)" if allowed else "no kind in its metadata"
     depth = f"a {num_layers}-block transformer (no released size)" if num_layers else "no transformer config"
     return RecipeGuess(recipe, f"{source}: {depth}, {what} → the default {recipe}", certain=False)

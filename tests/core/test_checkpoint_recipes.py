@@ -14,7 +14,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from ltx_core import load_checkpoint
+from ltx_core import Transformer3D, load_checkpoint
 from ltx_core.sampling import recipe_for_checkpoint
 from support import tiny
 
@@ -89,11 +89,11 @@ def test_a_loaded_checkpoint_keeps_what_the_choice_reads(tmp_path):
     """`load_checkpoint` keeps the metadata's `allowed_inference_steps` and the transformer config read from the
     weights, so the loaded model's config is enough to choose (a tiny 2-block model: no released size)."""
     tcfg = tiny.transformer_config()
-    path = tiny.save_single_file(tmp_path / "renamed.safetensors", transformer=tiny.reference_transformer(tcfg),
+    path = tiny.save_single_file(tmp_path / "renamed.safetensors", transformer=Transformer3D(tcfg),
                                  transformer_config_=tcfg, extra_config={"allowed_inference_steps": DISTILLED_STEPS})
     checkpoint = load_checkpoint(path)
     assert recipe_for_checkpoint(checkpoint.path, checkpoint.config).recipe == "0.9.7-distilled"
     dev = tiny.save_single_file(tmp_path / "ltxv-13b-0.9.8-dev.safetensors",
-                                transformer=tiny.reference_transformer(tcfg), transformer_config_=tcfg)
+                                transformer=Transformer3D(tcfg), transformer_config_=tcfg)
     checkpoint = load_checkpoint(dev)
     assert recipe_for_checkpoint(checkpoint.path, checkpoint.config).recipe == "0.9.8-dev"

@@ -64,16 +64,17 @@ class RecipeGuess:
     """False when a signal was missing or contradicted another (the host logs it as a warning)."""
 
 
-def _official_name(path: str) -> tuple[str, str, str] | None:
-    stem = PurePath(path.replace("\\", "/")).name
-    for suffix in (".safetensors", ".sft"):
-        if stem.lower().endswith(suffix):
-            stem = stem[: -len(suffix)]
-    match = _OFFICIAL_NAME.fullmatch(stem)
+def _official_name(file: str) -> tuple[str, str, str] | None:
+    """(size, version, kind) of an official file name (any case, any extension), else None."""
+    match = _OFFICIAL_NAME.fullmatch(PurePath(file).stem)
     if match is None:
         return None
     named = (match["size"].lower(), match["version"], match["kind"].lower())
     return named if named in OFFICIAL_RECIPES else None
+
+
+def _base_name(path: str) -> str:
+    return PurePath(str(path).replace("\\", "/")).name
 
 
 def _size(num_layers: int | None) -> str | None:
@@ -90,7 +91,7 @@ def _multi_scale_distilled(allowed: Sequence[float]) -> bool:
 def recipe_for_checkpoint(path: str, config: Mapping[str, Any], lora_paths: Sequence[str] = ()) -> RecipeGuess:
     """The official recipe for the checkpoint at `path` whose loaded config (the metadata `config` JSON, with the
     transformer config read from the weights when the file has none) is `config`; see the module docstring."""
-    file = PurePath(str(path).replace("\\", "/")).name
+    file = _base_name(path)
     allowed = config.get("allowed_inference_steps")
     metadata_kind = "distilled" if allowed else None
     num_layers = (config.get("transformer") or {}).get("num_layers")
@@ -110,7 +111,7 @@ def recipe_for_checkpoint(path: str, config: Mapping[str, Any], lora_paths: Sequ
         source = f"the official file name '{file}'" if not doubts else f"'{file}', whose {'; '.join(doubts)}"
     else:
         source = f"'{file}' (not an official file name)"
-    loras = [PurePath(str(p).replace("\\", "/")).name for p in lora_paths]
+    loras = [_base_name(p) for p in lora_paths]
     distilled_lora = next((name for name in loras if _DISTILLED_LORA.fullmatch(PurePath(name).stem)), None)
     if distilled_lora and kind == "dev":
         kind = "distilled"

@@ -1,7 +1,9 @@
-"""The hosted service's parameters, shared by the nodes and the API (see `defaults`)."""
+"""What the nodes and the API share without importing each other: the hosted service's parameters (`defaults`) and
+the recipe labels (`recipes`)."""
 
 from .defaults import (
     ASPECT_RATIOS,
+    CHECKPOINT_FILE,
     DEFAULT_ASPECT_RATIO,
     DEFAULT_FRAME_RATE,
     DEFAULT_FRAMES,
@@ -13,9 +15,13 @@ from .defaults import (
     MAX_SEED,
     RESOLUTIONS,
     STEPS_RANGE,
+    TEXT_ENCODER_FILE,
+    UPSAMPLER_FILE,
     VIDEO_SIZES,
 )
+from .recipes import AUTO_RECIPE, DEFAULT_RECIPE, RECIPE_CHOICES, RECIPE_OPTIONS, RecipeChoice
 
-__all__ = ["ASPECT_RATIOS", "DEFAULT_ASPECT_RATIO", "DEFAULT_FRAME_RATE", "DEFAULT_FRAMES", "DEFAULT_NEGATIVE_PROMPT",
-           "DEFAULT_RESOLUTION", "DEFAULT_STEPS", "FRAME_RATE_RANGE", "FRAMES_RANGE", "MAX_SEED", "RESOLUTIONS",
-           "STEPS_RANGE", "VIDEO_SIZES"]
+__all__ = ["ASPECT_RATIOS", "AUTO_RECIPE", "CHECKPOINT_FILE", "DEFAULT_ASPECT_RATIO", "DEFAULT_FRAME_RATE",
+           "DEFAULT_FRAMES", "DEFAULT_NEGATIVE_PROMPT", "DEFAULT_RECIPE", "DEFAULT_RESOLUTION", "DEFAULT_STEPS",
+           "FRAME_RATE_RANGE", "FRAMES_RANGE", "MAX_SEED", "RECIPE_CHOICES", "RECIPE_OPTIONS", "RESOLUTIONS",
+           "STEPS_RANGE", "TEXT_ENCODER_FILE", "UPSAMPLER_FILE", "VIDEO_SIZES", "RecipeChoice"]

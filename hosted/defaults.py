@@ -1,10 +1,17 @@
-"""What the hosted fal service `fal-ai/ltx-video-lora` fixes: its defaults, video sizes, aspect ratios and ranges.
+"""What the hosted fal service `fal-ai/ltx-video-lora` fixes: its model files, defaults, video sizes, aspect ratios and
+ranges.
 
 The one-node Text to Video (`nodes/`) offers the service's parameters with the service's defaults, and the API
 (`service/`) validates requests against them, so both import them from here. Plain Python with no imports: `nodes/`
 must not import `service/` (whose package pulls in ComfyUI's server), and `service/` stays importable without
 ComfyUI, so neither of them can own these values.
 """
+
+CHECKPOINT_FILE = "ltxv-13b-0.9.7-dev.safetensors"
+"""The model files the hosted service runs: the API's defaults, and the files the nodes' tooltips and errors name."""
+UPSAMPLER_FILE = "ltxv-spatial-upscaler-0.9.7.safetensors"
+"""The spatial latent upsampler the multi-scale recipes need."""
+TEXT_ENCODER_FILE = "t5xxl_fp16.safetensors"
 
 DEFAULT_NEGATIVE_PROMPT = "blurry, low quality, low resolution, inconsistent motion, jittery, distorted"
 

@@ -11,6 +11,7 @@ import torch
 from comfy_api.latest import io, ui
 
 from .. import ltx_core
+from ..hosted import DEFAULT_RECIPE
 from ..ltx_core.windows import DEFAULT_CONTEXT_FRAMES, DIRECTIONS, extended_frames
 from .conditioning import as_frames, check_media_size, video_frames
 from .decode import iter_frames
@@ -31,7 +32,6 @@ from .inputs import (
 )
 from .long_video import output_connected
 from .ranges import MAX_STEPS, MAX_WINDOW_FRAMES
-from .recipe_choices import DEFAULT_RECIPE
 from .sampler import as_latent, sample
 from .sockets import LTXModel, LTXUpsampler, LTXVae
 from .video import metadata_of, save_video

@@ -9,7 +9,7 @@ from typing import Any
 
 from comfy_api.latest import io
 
-from ..hosted import DEFAULT_STEPS, MAX_SEED
+from ..hosted import DEFAULT_RECIPE, DEFAULT_STEPS, MAX_SEED, RECIPE_OPTIONS, TEXT_ENCODER_FILE, UPSAMPLER_FILE
 from ..ltx_core.arguments import is_number
 from ..ltx_core.windows import DEFAULT_OVERLAP_FRAMES, DEFAULT_TEMPORAL_ADAIN_FACTOR, DEFAULT_WINDOW_FRAMES
 from ..mp4 import DEFAULT_CRF
@@ -28,7 +28,7 @@ from .ranges import (
     MIN_STEPS,
     SIZE_GRID,
 )
-from .recipe_choices import DEFAULT_RECIPE, RECIPE_OPTIONS, RECIPE_TOOLTIP, UPSAMPLER_FILE
+from .recipe_choices import RECIPE_TOOLTIP
 from .sockets import LTXConditionsType, LTXGuidanceType, LTXModelType, LTXUpsamplerType, LTXVaeType, LTXWindowsType
 
 CATEGORY = "LTX-Video 0.9.7"
@@ -96,7 +96,7 @@ def download_input(tooltip: str) -> io.Input:
 
 
 def clip_input() -> io.Input:
-    return io.Clip.Input("clip", tooltip="A T5-XXL text encoder: t5xxl_fp16.safetensors (or fp8) in "
+    return io.Clip.Input("clip", tooltip=f"A T5-XXL text encoder: {TEXT_ENCODER_FILE} (or fp8) in "
                                          "models/text_encoders, loaded with the core Load CLIP node, type ltxv.")
 
 

@@ -20,7 +20,7 @@ import comfy.model_management as mm
 from comfy_api.latest import io
 
 from .. import ltx_core
-from ..hosted import DEFAULT_STEPS
+from ..hosted import AUTO_RECIPE, DEFAULT_STEPS, RECIPE_OPTIONS, UPSAMPLER_FILE, RecipeChoice
 from ..ltx_core.models.grid import PIXELS_PER_LATENT
 from ..ltx_core.sampling import check_recipe, refining_recipe, resolve_recipe
 from ..ltx_core.windows import plan_windows
@@ -47,7 +47,7 @@ from .lora import warn_unguided_ic_loras
 from .memory import generation_loads
 from .progress import StepProgress, check_interrupted, show_text
 from .ranges import MAX_FRAME_RATE, MAX_FRAMES, MAX_SIZE, MAX_STEPS, MIN_FRAME_RATE, MIN_FRAMES, MIN_SIZE, MIN_STEPS
-from .recipe_choices import AUTO_RECIPE, RECIPE_OPTIONS, UPSAMPLER_FILE, RecipeChoice, chosen_recipe
+from .recipe_choices import chosen_recipe
 from .run_log import PassLog
 from .sockets import LTXModel, LTXUpsampler, LTXVae, require_vae
 from .text import prompt_context, prompt_contexts

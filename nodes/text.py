@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from comfy_api.latest import io
 
-from ..hosted import DEFAULT_NEGATIVE_PROMPT
+from ..hosted import DEFAULT_NEGATIVE_PROMPT, TEXT_ENCODER_FILE
 from ..ltx_core.models.grid import TEXT_TOKENS
 from .inputs import CATEGORY, clip_input, negative_prompt_input, prompt_input
 
@@ -22,7 +22,7 @@ logger = logging.getLogger(__name__)
 
 T5_KEY = "t5xxl"
 T5_END, T5_PAD = 1, 0
-NOT_T5 = ("this CLIP is not a T5-XXL text encoder; load t5xxl_fp16.safetensors (or another T5-XXL file) from "
+NOT_T5 = (f"this CLIP is not a T5-XXL text encoder; load {TEXT_ENCODER_FILE} (or another T5-XXL file) from "
           "models/text_encoders with the core Load CLIP node, type ltxv")
 
 

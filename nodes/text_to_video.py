@@ -15,6 +15,7 @@ from ..hosted import (
     DEFAULT_FRAME_RATE,
     DEFAULT_FRAMES,
     DEFAULT_NEGATIVE_PROMPT,
+    DEFAULT_RECIPE,
     DEFAULT_RESOLUTION,
     DEFAULT_STEPS,
     VIDEO_SIZES,
@@ -45,7 +46,6 @@ from .inputs import (
 from .long_video import output_connected
 from .lora import apply_lora_stack
 from .ranges import MAX_FRAME_RATE, MAX_FRAMES, MIN_FRAME_RATE, MIN_FRAMES
-from .recipe_choices import DEFAULT_RECIPE
 from .run_log import emit
 from .safety import SafetyChecker, check_conditions, check_generation, checked_stream, default_checker
 from .sampler import as_latent, sample

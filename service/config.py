@@ -12,15 +12,12 @@ import logging
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+from ..hosted import CHECKPOINT_FILE, DEFAULT_RECIPE, RECIPE_OPTIONS, TEXT_ENCODER_FILE, UPSAMPLER_FILE
 from ..media.limits import MAX_IMAGE_PIXELS, MAX_VIDEO_PIXELS
 
 logger = logging.getLogger(__name__)
 
 FILE_NAME = "ltxv097_api.json"
-RECIPES = ("0.9.7 dev multi-scale", "0.9.7 distilled multi-scale", "0.9.8 dev multi-scale",
-           "0.9.8 distilled multi-scale", "0.9.8 2B distilled multi-scale", "0.9.7 dev single-scale",
-           "0.9.6 2B dev", "0.9.6 2B distilled", "auto (from the checkpoint)")
-"""The Sampler's recipe labels (`nodes/recipe_choices.py`); `auto` takes the one the checkpoint was released with."""
 
 
 def uses_upsampler(recipe: str) -> bool:
@@ -30,15 +27,16 @@ def uses_upsampler(recipe: str) -> bool:
 
 @dataclass(frozen=True)
 class ServiceConfig:
-    checkpoint: str = "ltxv-13b-0.9.7-dev.safetensors"
+    checkpoint: str = CHECKPOINT_FILE
     weight_dtype: str = "auto"
-    upsampler: str | None = "ltxv-spatial-upscaler-0.9.7.safetensors"
-    text_encoder: str = "t5xxl_fp16.safetensors"
+    upsampler: str | None = UPSAMPLER_FILE
+    text_encoder: str = TEXT_ENCODER_FILE
     text_encoder_loader: dict = field(default_factory=lambda: {
         "node": "CLIPLoader", "file_input": "clip_name", "inputs": {"type": "ltxv", "device": "default"}})
     """The node that loads `text_encoder`: its class, the input that takes the file name, other inputs."""
-    recipe: str = "0.9.7 dev multi-scale"
-    """One of `RECIPES`; the hosted service's recipe unless set (`auto`: chosen from the checkpoint file)."""
+    recipe: str = DEFAULT_RECIPE
+    """One of the Sampler's labels (`hosted.RECIPE_OPTIONS`); the hosted service's recipe unless set (`auto`: chosen
+    from the checkpoint file)."""
     guidance: dict | None = None
     """Inputs of an LTX097GuidanceSettings node applied to every request (None: the recipe as it is)."""
     api_keys: tuple[str, ...] = ()
@@ -93,8 +91,8 @@ class ConfigError(ValueError):
 
 
 def _check(config: ServiceConfig, path: Path) -> ServiceConfig:
-    if config.recipe not in RECIPES:
-        raise ConfigError(f"{path}: recipe {config.recipe!r} is not one of {', '.join(RECIPES)}")
+    if config.recipe not in RECIPE_OPTIONS:
+        raise ConfigError(f"{path}: recipe {config.recipe!r} is not one of {', '.join(RECIPE_OPTIONS)}")
     if config.recipe.endswith("multi-scale") and not config.upsampler:
         raise ConfigError(f"{path}: the {config.recipe} recipe needs an upsampler file")
     loader = config.text_encoder_loader

@@ -113,7 +113,7 @@ def test_conditions_that_are_not_condition_items_are_named(ltx_pack, conditions,
 def test_sampler_refuses_a_guidance_input_that_is_not_a_dict(ltx_pack):
     sampler_node, choices = ltx_pack.nodes.sampler, ltx_pack.nodes.recipe_choices
     with pytest.raises(ValueError, match=r"guidance='cfg 3' is not allowed \(allowed: a dict of recipe settings"):
-        sampler_node.recipe_overrides(choices.recipe_choice(choices.DEFAULT_RECIPE), "cfg 3")
+        sampler_node.recipe_overrides(choices.recipe_choice(ltx_pack.hosted.DEFAULT_RECIPE), "cfg 3")
 
 
 # ------------------------------------------------------------------------------------------------------------------

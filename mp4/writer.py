@@ -22,6 +22,7 @@ import torch
 logger = logging.getLogger(__name__)
 
 DEFAULT_CRF = 19
+"""H.264 quality of the videos the pack writes unless told otherwise: the save nodes' and the API's default."""
 X264_OPTIONS = {"mbtree": "0"}
 """libx264 settings besides the CRF. The macroblock-tree rate control is off because its AVX-512 code in the x264
 that PyAV bundles (core 165) does not always give the same bitstream for the same frames: on CPUs with AVX-512,

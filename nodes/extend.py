@@ -13,6 +13,7 @@ from comfy_api.latest import io, ui
 from .. import ltx_core
 from ..hosted import DEFAULT_RECIPE
 from ..ltx_core.windows import DEFAULT_CONTEXT_FRAMES, DIRECTIONS, extended_frames
+from ..mp4 import DEFAULT_CRF
 from .conditioning import as_frames, check_media_size, video_frames
 from .decode import iter_frames
 from .inputs import (
@@ -108,9 +109,10 @@ class LTX097ExtendVideo(io.ComfyNode):
     def execute(cls, model: LTXModel, vae: LTXVae, positive, negative, new_frames: int = 96,
                 direction: str = "append", context_frames: int = DEFAULT_CONTEXT_FRAMES,
                 recipe: str = DEFAULT_RECIPE, steps: int = 0, seed: int = 0, frame_rate: float = 25.0,
-                filename_prefix: str = "LTX-Video/ltxv097_extended", crf: int = 19, reverse_video: bool = False,
-                video=None, images: torch.Tensor | None = None, upsampler: LTXUpsampler | None = None,
-                guidance: dict | None = None, windows: dict | None = None) -> io.NodeOutput:
+                filename_prefix: str = "LTX-Video/ltxv097_extended", crf: int = DEFAULT_CRF,
+                reverse_video: bool = False, video=None, images: torch.Tensor | None = None,
+                upsampler: LTXUpsampler | None = None, guidance: dict | None = None,
+                windows: dict | None = None) -> io.NodeOutput:
         clip, rate = clip_frames(video, images, frame_rate)
         extension = ltx_core.plan_extension(clip, new_frames, direction=direction, context_frames=context_frames)
         height, width = clip.shape[1:3]

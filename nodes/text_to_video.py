@@ -20,6 +20,7 @@ from ..hosted import (
     DEFAULT_STEPS,
     VIDEO_SIZES,
 )
+from ..mp4 import DEFAULT_CRF
 from .decode import decode, iter_frames
 from .enhancer import PromptEnhancerModels, default_enhancer, run_enhancer
 from .inputs import (
@@ -157,7 +158,7 @@ class LTX097TextToVideo(io.ComfyNode):
                 negative_prompt: str = DEFAULT_NEGATIVE_PROMPT, resolution: str = DEFAULT_RESOLUTION,
                 aspect_ratio: str = DEFAULT_ASPECT_RATIO, number_of_frames: int = DEFAULT_FRAMES,
                 number_of_steps: int = DEFAULT_STEPS, frame_rate: float = DEFAULT_FRAME_RATE, seed: int = 0,
-                recipe: str = DEFAULT_RECIPE, filename_prefix: str = "LTX-Video/ltxv097", crf: int = 19,
+                recipe: str = DEFAULT_RECIPE, filename_prefix: str = "LTX-Video/ltxv097", crf: int = DEFAULT_CRF,
                 reverse_video: bool = False, expand_prompt: bool = False, enable_safety_checker: bool = True,
                 upsampler: LTXUpsampler | None = None, loras=None,
                 conditions=None, prompt_enhancer: PromptEnhancerModels | None = None,

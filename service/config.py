@@ -14,6 +14,7 @@ from pathlib import Path
 
 from ..hosted import CHECKPOINT_FILE, DEFAULT_RECIPE, RECIPE_OPTIONS, TEXT_ENCODER_FILE, UPSAMPLER_FILE
 from ..media.limits import MAX_IMAGE_PIXELS, MAX_VIDEO_PIXELS
+from ..mp4 import DEFAULT_CRF
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +52,7 @@ class ServiceConfig:
     """Image / video downloads in flight for all requests together; a submit beyond them gets a 503 at once."""
     max_request_downloads: int = 2
     """Downloads in flight for one request."""
-    crf: int = 19
+    crf: int = DEFAULT_CRF
     default_enable_safety_checker: bool = True
     """`enable_safety_checker` of a request that leaves it out (the service's default is on)."""
     default_expand_prompt: bool = False

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from ..hosted import CHECKPOINT_FILE, DEFAULT_RECIPE, RECIPE_OPTIONS, TEXT_ENCODER_FILE, UPSAMPLER_FILE
+from ..ltx_core.arguments import is_whole
 from ..media.limits import MAX_IMAGE_PIXELS, MAX_VIDEO_PIXELS
 from ..mp4 import DEFAULT_CRF
 
@@ -104,7 +105,7 @@ def _check(config: ServiceConfig, path: Path) -> ServiceConfig:
     for name in ("max_image_bytes", "max_video_bytes", "max_image_pixels", "max_video_pixels", "max_downloads",
                  "max_request_downloads", "crf"):
         value = getattr(config, name)
-        if isinstance(value, bool) or not isinstance(value, int) or value < (0 if name == "crf" else 1):
+        if not is_whole(value, 0 if name == "crf" else 1):
             raise ConfigError(f"{path}: {name} must be a positive whole number, not {value!r}")
     if not isinstance(config.max_attempts, int) or config.max_attempts < 1:
         raise ConfigError(f"{path}: max_attempts must be an integer of at least 1, not {config.max_attempts!r}")
@@ -115,8 +116,7 @@ def _check(config: ServiceConfig, path: Path) -> ServiceConfig:
     for name in ("default_enable_safety_checker", "default_expand_prompt"):
         if not isinstance(getattr(config, name), bool):
             raise ConfigError(f"{path}: {name} must be true or false, not {getattr(config, name)!r}")
-    if isinstance(config.upload_lifetime_seconds, bool) or not isinstance(config.upload_lifetime_seconds, int) \
-            or config.upload_lifetime_seconds < 60:
+    if not is_whole(config.upload_lifetime_seconds, 60):
         raise ConfigError(f"{path}: upload_lifetime_seconds must be a whole number of seconds, at least 60")
     return config
 

@@ -27,6 +27,7 @@ from ..hosted import (
     RESOLUTIONS,
     STEPS_RANGE,
 )
+from ..ltx_core.arguments import is_number, is_whole
 
 DRAWN_SEED_LIMIT = 2 ** 32
 """Seeds the server draws stay below 2**32, so JavaScript clients read them exactly."""
@@ -172,10 +173,10 @@ class _Checker:
         value = src[name]
         if isinstance(value, float) and value.is_integer():
             value = int(value)
-        if isinstance(value, bool) or not isinstance(value, int):
+        if not is_whole(value):
             return self.fail((*loc, name), f"{_shown(value)} is not an integer", "int_type")
         low, high = bounds
-        if not low <= value <= high:
+        if not is_whole(value, low, high):
             return self.fail((*loc, name), f"{value} is out of range; allowed {low} to {high}", "value_error")
         return value
 
@@ -183,10 +184,10 @@ class _Checker:
         if not self.present(name, src, loc):
             return default
         value = src[name]
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
+        if not is_number(value, finite=False):  # NaN and infinity are numbers out of range
             return self.fail((*loc, name), f"{_shown(value)} is not a number", "float_type")
         low, high = bounds
-        if not low <= value <= high:
+        if not is_number(value, low, high):
             return self.fail((*loc, name), f"{value} is out of range; allowed {low} to {high}", "value_error")
         return float(value)
 

@@ -29,6 +29,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from ..ltx_core.arguments import is_number
 from .access import key_accepted
 from .config import ServiceConfig
 from .media import sniff
@@ -177,7 +178,7 @@ def requested_lifetime(header: str | None) -> float | None:
         value = json.loads(header).get("expiration_duration_seconds") if header else None
     except (ValueError, AttributeError):
         return None
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+    return float(value) if is_number(value, finite=False) else None
 
 
 class UploadRoutes:

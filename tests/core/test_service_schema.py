@@ -135,3 +135,17 @@ def test_conditions_and_loras_parse():
         schema.parse_input({"prompt": "p", "video_url": "https://a/b.mp4", "start_frame_number": 4})
 
 
+
+
+@pytest.mark.parametrize("field,value,msg,kind", [
+    ("number_of_frames", True, "True is not an integer", "int_type"),
+    ("number_of_frames", 89.5, "89.5 is not an integer", "int_type"),
+    ("strength", False, "False is not a number", "float_type"),
+    ("strength", float("nan"), "nan is out of range; allowed 0.0 to 1.0", "value_error"),
+    ("strength", float("inf"), "inf is out of range; allowed 0.0 to 1.0", "value_error"),
+])
+def test_a_bool_is_no_number_and_a_non_finite_number_is_out_of_range(field, value, msg, kind):
+    """JSON `true` would pass for 1 and NaN passes no comparison (Python's `json` reads NaN and Infinity)."""
+    with pytest.raises(schema.InputError) as refused:
+        schema.parse_input({"prompt": "p", "image_url": "https://x/y.png", field: value})
+    assert refused.value.detail == [{"loc": ["body", field], "msg": msg, "type": kind}]

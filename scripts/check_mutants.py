@@ -196,8 +196,8 @@ MUTANTS = (
            (f"{SAFETY}::test_one_node_plans_the_expansion_from_its_conditions",)),
     # issue 17: the API (schema, store, handlers, queue)
     Mutant("ranges-exclude-upper-bound", "service/schema.py",
-           '"int_type")\n        low, high = bounds\n        if not low <= value <= high:',
-           '"int_type")\n        low, high = bounds\n        if not low <= value < high:',
+           '"int_type")\n        low, high = bounds\n        if not is_whole(value, low, high):',
+           '"int_type")\n        low, high = bounds\n        if not is_whole(value, low, high - 1):',
            ("tests/core/test_service_schema.py::test_ranges_include_both_ends_and_stop_there",)),
     Mutant("video-start-error-at-video-url", "service/schema.py",
            'start = self.fail((*loc, "start_frame_number"), f"{start} is not a multiple of 8',

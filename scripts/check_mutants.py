@@ -33,7 +33,8 @@ LONG = "tests/core/test_long_video.py"
 BAD_FILES = "tests/core/test_bad_model_files.py"
 LORA_SOURCES = "tests/host/test_lora_sources.py"
 SERVICE_UNITS = "tests/core/test_service_units.py"
-SERVICE_API = "tests/server/test_service_api.py"
+SERVICE_QUEUE = "tests/server/test_service_queue.py"
+SERVICE_INPUTS = "tests/server/test_service_inputs.py"
 MEDIA = "tests/core/test_media_strict.py"
 GUIDES = "tests/core/test_guides_parity.py"
 REFINE = "tests/core/test_refine.py::test_the_distilled_second_pass_refines_the_given_latents"
@@ -217,17 +218,17 @@ MUTANTS = (
     Mutant("queue-position-from-1", "service/routes.py",
            '"queue_position": (standing.queue_position if standing else None) or 0}',
            '"queue_position": ((standing.queue_position if standing else None) or 0) + 1}',
-           (f"{SERVICE_API}::test_an_interrupt_from_comfyuis_ui_cancels_the_api_request",)),
+           (f"{SERVICE_QUEUE}::test_an_interrupt_from_comfyuis_ui_cancels_the_api_request",)),
     Mutant("unfinished-result-answered", "service/routes.py",
            "        if not job.finished:\n            return json_response({\"detail\": \"the request is still",
            "        if False:\n            return json_response({\"detail\": \"the request is still",
-           (f"{SERVICE_API}::test_an_interrupt_from_comfyuis_ui_cancels_the_api_request",)),
+           (f"{SERVICE_QUEUE}::test_an_interrupt_from_comfyuis_ui_cancels_the_api_request",)),
     Mutant("ui-interrupt-is-a-failure", "service/outcome.py", '"request_cancelled", True)', '"execution_error", True)',
-           (f"{SERVICE_API}::test_an_interrupt_from_comfyuis_ui_cancels_the_api_request",)),
+           (f"{SERVICE_QUEUE}::test_an_interrupt_from_comfyuis_ui_cancels_the_api_request",)),
     Mutant("webhook-only-on-success", "service/local_queue.py",
            "if record is not None and record.finished and record.webhook_url:",
            "if record is not None and record.finished and record.webhook_url and record.state == COMPLETED:",
-           (f"{SERVICE_API}::test_a_lora_that_fails_while_running_answers_422_naming_it_and_its_webhook_"
+           (f"{SERVICE_INPUTS}::test_a_lora_that_fails_while_running_answers_422_naming_it_and_its_webhook_"
                             "carries_that_body",)),
     # issue 17: what this round fixed (LoRA cache, strict media, schemes, metadata, leftovers)
     Mutant("cache-key-keeps-query", "nodes/lora_cache.py", 'hashlib.sha256(redact_url(url).encode("utf-8"))',
@@ -263,11 +264,11 @@ MUTANTS = (
            " or (hidden.extra_pnginfo or {}).get(WITHOUT_METADATA):", ":",
            ("tests/host/test_nodes_video.py::test_a_prompt_can_ask_for_files_without_metadata",)),
     Mutant("api-mp4-keeps-metadata", "service/host.py", ', "extra_pnginfo": {WITHOUT_METADATA: True}}', "}",
-           (f"{SERVICE_API}::test_identical_requests_give_identical_mp4_files",)),
+           (f"{SERVICE_QUEUE}::test_identical_requests_give_identical_mp4_files",)),
     Mutant("leftovers-kept-at-start-up", "__init__.py", "        remove_unfinished_videos()", "        pass",
-           (f"{SERVICE_API}::test_restart_keeps_finished_results_and_fails_unfinished_ones",)),
+           (f"{SERVICE_QUEUE}::test_restart_keeps_finished_results_and_fails_unfinished_ones",)),
     Mutant("lora-parts-kept-at-start-up", "__init__.py", "        remove_unfinished_downloads()", "        pass",
-           (f"{SERVICE_API}::test_restart_keeps_finished_results_and_fails_unfinished_ones",)),
+           (f"{SERVICE_QUEUE}::test_restart_keeps_finished_results_and_fails_unfinished_ones",)),
     Mutant("download-part-name-too-loose", "fetch/download.py", r'_PART_NAME = re.compile(r"^\..+\.[a-z0-9_]{8}"',
            r'_PART_NAME = re.compile(r"^\..*"', (f"{FETCH}::test_leftover_parts_are_the_downloads_hidden_files_only",)),
     Mutant("leftover-inputs-match-users-files", "service/media.py", "'mov', *VIDEO_TYPES])})$\")",

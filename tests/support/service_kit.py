@@ -39,10 +39,11 @@ def make_certificate(folder: Path) -> tuple[Path, Path]:
 
 
 def api_server(workdir: Path, *, tls: tuple[Path, Path] | None = None, config_changes: dict | None = None,
-               models: dict | None = None) -> ComfyServer:
-    """A (not yet started) ComfyServer with the tiny models, the test node pack and ltxv097_api.json."""
+               models: dict | None = None, allow_hosts: list[str] | None = None) -> ComfyServer:
+    """A (not yet started) ComfyServer with the tiny models, the test node pack and ltxv097_api.json; `allow_hosts`:
+    the only local addresses it may fetch from (see `ComfyServer`)."""
     extra = ["--tls-certfile", str(tls[0]), "--tls-keyfile", str(tls[1])] if tls else []
-    server = ComfyServer(workdir, extra_args=extra)
+    server = ComfyServer(workdir, extra_args=extra, allow_hosts=allow_hosts)
     if models is None:
         models = write_standard_models(server.models_dir)
         tiny_t5.install_test_nodes(server.workdir / "custom_nodes")

@@ -16,6 +16,7 @@ from ..hosted import CHECKPOINT_FILE, DEFAULT_RECIPE, RECIPE_OPTIONS, TEXT_ENCOD
 from ..ltx_core.arguments import is_whole
 from ..media.limits import MAX_IMAGE_PIXELS, MAX_VIDEO_PIXELS
 from ..mp4 import DEFAULT_CRF
+from .schema import MAX_IMAGE_BYTES, MAX_VIDEO_BYTES
 
 logger = logging.getLogger(__name__)
 
@@ -43,8 +44,8 @@ class ServiceConfig:
     """Inputs of an LTX097GuidanceSettings node applied to every request (None: the recipe as it is)."""
     api_keys: tuple[str, ...] = ()
     """When not empty, every API call must send `Authorization: Key <one of these>`."""
-    max_image_bytes: int = 20 * 1024 * 1024
-    max_video_bytes: int = 200 * 1024 * 1024
+    max_image_bytes: int = MAX_IMAGE_BYTES
+    max_video_bytes: int = MAX_VIDEO_BYTES
     max_image_pixels: int = MAX_IMAGE_PIXELS
     """An image condition's width × height × frames, read from its header before it is decoded."""
     max_video_pixels: int = MAX_VIDEO_PIXELS

@@ -36,6 +36,8 @@ MAX_LORAS = 8
 MAX_START_FRAME = 256
 MAX_CONDITIONS = 8
 """Images plus videos one multiconditioning request may pin to frames."""
+MAX_IMAGE_BYTES, MAX_VIDEO_BYTES = 20 * 1024 * 1024, 200 * 1024 * 1024
+"""A condition image's and video's size in bytes unless the config sets `max_image_bytes` / `max_video_bytes`."""
 MAX_URL_CHARS = 8_192
 """An http(s) URL's length; a data URI is bounded by the media size limits instead (`data_uri_chars`)."""
 TEXT_TO_VIDEO, IMAGE_TO_VIDEO, MULTICONDITIONING = "text-to-video", "image-to-video", "multiconditioning"
@@ -103,8 +105,8 @@ class GenerationInput:
 @dataclass(frozen=True)
 class MediaLimits:
     """Byte limits of condition media (the config's); a data URI may be as long as its base64 needs."""
-    max_image_bytes: int = 20 * 1024 * 1024
-    max_video_bytes: int = 200 * 1024 * 1024
+    max_image_bytes: int = MAX_IMAGE_BYTES
+    max_video_bytes: int = MAX_VIDEO_BYTES
 
     def url_chars(self, kind: str) -> int:
         return data_uri_chars(self.max_image_bytes if kind == "image" else self.max_video_bytes)

@@ -3,8 +3,9 @@
 Each mutant is one text replacement in one file. The repo's files are copied to temporary folders (the working
 tree is never touched), the mutant applied in one of them, and only the tests named for it run there, in a child
 forked from this process (torch and the other heavy libraries are imported once, before the first fork); a mutant
-is caught when they fail. `--jobs` copies run at once (one per CPU by default). Before any test runs, every mutant's text must be found exactly once in its file: a pattern the code
-has moved away from is an error naming the mutant (exit 2), never a silent pass.
+is caught when they fail. `--jobs` copies run at once (one per CPU by default). Before any test runs, every
+mutant's text must be found exactly once in its file: a pattern the code has moved away from is an error naming the
+mutant (exit 2), never a silent pass.
 
 Usage: `.venv/bin/python scripts/check_mutants.py [name ...]` (all by default; `--patterns` checks the patterns
 only, in a second). Exits 1 when a mutant survives, 2 when a pattern does not match exactly once or a

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from ..media.limits import MAX_IMAGE_PIXELS, MAX_VIDEO_PIXELS
+from .retention import DEFAULT_RETENTION_HOURS
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +54,8 @@ class ServiceConfig:
     """`expand_prompt` of a request that leaves it out."""
     upload_lifetime_seconds: int = 24 * 3600
     """How long a file uploaded through the storage API is kept (a client may ask for less)."""
+    result_retention_hours: float | None = DEFAULT_RETENTION_HOURS
+    """How long a finished request (its status, result and mp4) is kept; null: forever (`service/retention.py`)."""
     database_url: str | None = None
     """PostgreSQL URL of the fleet's shared queue (README "Scale out"); LTX097_API_DATABASE_URL overrides it."""
     storage_dir: str | None = None
@@ -112,6 +115,11 @@ def _check(config: ServiceConfig, path: Path) -> ServiceConfig:
     if isinstance(config.upload_lifetime_seconds, bool) or not isinstance(config.upload_lifetime_seconds, int) \
             or config.upload_lifetime_seconds < 60:
         raise ConfigError(f"{path}: upload_lifetime_seconds must be a whole number of seconds, at least 60")
+    retention = config.result_retention_hours
+    if retention is not None and (isinstance(retention, bool) or not isinstance(retention, (int, float))
+                                  or not retention > 0):
+        raise ConfigError(f"{path}: result_retention_hours must be a number of hours above 0 (or null: keep every "
+                          f"result), not {retention!r}")
     return config
 
 

@@ -109,9 +109,13 @@ MUTANTS = (
            ("tests/server/test_pg_queue.py::test_sealed_lora_urls_go_with_the_job_to_its_worker_only_and_are_"
             "forgotten_when_it_ends",)),
     # the retention: finished jobs (and only they) go once past it, in the fleet and on one server
-    Mutant("fleet-prune-unfinished-jobs", "service/pgqueue/pruning.py",
+    Mutant("fleet-prune-by-age-whatever-the-state", "service/pgqueue/pruning.py",
            "WHERE state IN ('completed', 'failed', 'cancelled') \"\n                \"AND finished_at <",
-           "WHERE state IS NOT NULL \"\n                \"AND finished_at <",
+           "WHERE \"\n                \"queued_at <",
+           ("tests/server/test_pg_queue.py::test_finished_jobs_past_the_retention_go_with_their_files_and_"
+            "unfinished_ones_stay",)),
+    Mutant("fleet-prune-by-queue-time", "service/pgqueue/pruning.py", "AND finished_at < clock_timestamp()",
+           "AND queued_at < clock_timestamp()",
            ("tests/server/test_pg_queue.py::test_finished_jobs_past_the_retention_go_with_their_files_and_"
             "unfinished_ones_stay",)),
     Mutant("fleet-prune-without-lock", "service/pgqueue/pruning.py", "            if not locked[0]:\n",

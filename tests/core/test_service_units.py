@@ -20,6 +20,7 @@ from support.service_modules import (
     jobs,
     local_queue,
     outcome,
+    retention,
     schema,
     service_config,
     store,
@@ -131,7 +132,7 @@ def test_the_single_server_forgets_finished_requests_past_the_retention_with_the
                               video={"path": f"ltxv097_api/{request_id}.mp4", "file_name": "a.mp4", "file_size": 3}))
     records.save(jobs.Job(waiting, seed=1, prompt="p", created_at=time.time() - 5 * 3600))  # lost in a restart
     queue = local_queue.LocalQueue(OutputFolder(output), records, notify=None, remove_media=lambda request_id: None,
-                                   retention_seconds=2 * 3600)
+                                   retention_seconds=retention.retention_seconds(2))  # hours
     assert asyncio.run(queue.get(old)) is None and not records.path(old).exists()
     assert not (output / "ltxv097_api" / f"{old}.mp4").exists() and (output / "ltxv097_api").is_dir()
     assert asyncio.run(queue.get(recent)).state == jobs.COMPLETED

@@ -369,11 +369,11 @@ def test_finished_jobs_past_the_retention_go_with_their_files_and_unfinished_one
                 await queue.log(request_id, claim.lease, [("INFO", "a line")])
                 await queue.complete(request_id, claim.lease, {"video": {"path": stored(request_id)}, "prompt": "p"})
         storage.inputs(cancelled).mkdir(parents=True)  # condition files a gateway left behind
-        async with queue.pool.connection() as connection:  # everything but `recent` happened two hours ago
+        async with queue.pool.connection() as connection:  # all queued two hours ago; only `recent` ended since
             await connection.execute(
                 "UPDATE ltxv097_jobs SET queued_at = queued_at - interval '2 hours', "
-                "started_at = started_at - interval '2 hours', finished_at = finished_at - interval '2 hours' "
-                "WHERE request_id <> %s", (recent,))
+                "started_at = started_at - interval '2 hours', finished_at = finished_at - CASE "
+                "WHEN request_id = %s THEN interval '0 hours' ELSE interval '2 hours' END", (recent,))
             async with connection.transaction():  # another instance is pruning: this one skips
                 await connection.execute("SELECT pg_advisory_xact_lock(%s)", (pruning.PRUNE_LOCK_KEY,))
                 skipped = await pruning.prune_finished(queue.pool, 3600)

@@ -135,6 +135,9 @@ def fleet(tmp_path_factory, tls, pg, web):
                                       **SETTINGS) for name in "bc"]
     with pytest.MonkeyPatch.context() as env:
         env.setenv("LTX097_URL_ALLOW_HOSTS", f"127.0.0.1:{web.port}")
+        # one compute thread each: three ComfyUIs whose torch threads each want every core spin against each other
+        # (a 1-step job took 15 s instead of 5 on 2 cores)
+        env.setenv("OMP_NUM_THREADS", "1")
         try:
             for server in servers:
                 server.api_key = KEY

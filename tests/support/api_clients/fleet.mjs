@@ -18,10 +18,11 @@ const other = clientOf(process.env.LTXV097_API_OTHER_URL);
 
 const submitted = await Promise.all(JSON.parse(process.env.LTXV097_API_INPUTS)
   .map((input) => submitter.queue.submit(APP, { input })));
-const followed = await Promise.all(submitted.map(async ({ request_id: requestId }) => {
+const followed = [];
+for (const { request_id: requestId } of submitted) { // one after the other: one poller per client, as they finish
   const status = await other.queue.subscribeToStatus(APP, { requestId, logs: true, mode: "polling",
                                                            pollInterval: 250 });
   const result = await other.queue.result(APP, { requestId });
-  return { requestId, logs: (status.logs ?? []).map((log) => log.message), data: result.data };
-}));
+  followed.push({ requestId, logs: (status.logs ?? []).map((log) => log.message), data: result.data });
+}
 console.log("RESULT " + JSON.stringify(followed));

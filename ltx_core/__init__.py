@@ -6,7 +6,7 @@ namespace and attention from an injected function, so a host can add low-VRAM lo
     models/        the transformer, the causal video VAE, the latent upsampler, positions, ops, the grid
     loading/       checkpoint files, key layouts, known configs, config and safetensors checks
     lora/          LoRA files mapped onto the transformer (formats, keys, adapters)
-    sampling/      recipes, schedules, guidance, conditions, the denoising passes, `sample_video`
+    sampling/      recipes, schedules, guidance, conditions, the denoising passes, `sample_video`, `refine_video`
     windows/       long videos window by window, extending a clip
     acceleration/  step cache, compiled blocks, fp8 matmuls
     decoding.py    `VideoLatents` → frames; generation.py: `generate` (sample, then decode)
@@ -19,7 +19,7 @@ from .generation import generate
 from .loading import LTXCheckpoint, load_checkpoint, load_latent_upsampler
 from .models import CausalVideoVAE, LatentUpsampler, SkipLayers, Transformer3D, latent_positions
 from .non_finite import NonFiniteLatentsError
-from .sampling import Condition, sample_video
+from .sampling import Condition, refine_video, sample_video
 from .upsampling import upsample_video
 from .windows import plan_extension, sample_long_video
 
@@ -39,6 +39,7 @@ __all__ = [
     "load_checkpoint",
     "load_latent_upsampler",
     "plan_extension",
+    "refine_video",
     "sample_long_video",
     "sample_video",
     "upsample_video",

@@ -28,7 +28,7 @@ from .ranges import (
     MIN_STEPS,
     SIZE_GRID,
 )
-from .recipe_choices import DEFAULT_RECIPE, RECIPE_CHOICES, RECIPE_TOOLTIP, UPSAMPLER_FILE
+from .recipe_choices import DEFAULT_RECIPE, RECIPE_OPTIONS, RECIPE_TOOLTIP, UPSAMPLER_FILE
 from .sockets import LTXConditionsType, LTXGuidanceType, LTXModelType, LTXUpsamplerType, LTXVaeType, LTXWindowsType
 
 CATEGORY = "LTX-Video 0.9.7"
@@ -122,8 +122,8 @@ def encoded_prompt_inputs(positive_tooltip: str = "The encoded prompt (LTX-Video
 # Sampling
 
 
-def recipe_input() -> io.Input:
-    return io.Combo.Input("recipe", options=list(RECIPE_CHOICES), default=DEFAULT_RECIPE, tooltip=RECIPE_TOOLTIP)
+def recipe_input(default: str = DEFAULT_RECIPE) -> io.Input:
+    return io.Combo.Input("recipe", options=RECIPE_OPTIONS, default=default, tooltip=RECIPE_TOOLTIP)
 
 
 def seed_input(tooltip: str = "Seed of the noise; the same seed and inputs give the same video.", *,

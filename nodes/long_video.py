@@ -7,8 +7,6 @@ colours. Without the node the defaults apply (121 frames, 24 frames of overlap, 
 
 from __future__ import annotations
 
-import logging
-
 from comfy_api.latest import io
 
 from ..ltx_core.windows import (
@@ -19,11 +17,9 @@ from ..ltx_core.windows import (
     check_window_settings,
 )
 from .inputs import CATEGORY, answer
+from .progress import show_text
 from .ranges import MAX_WINDOW_FRAMES
 from .sockets import LTXWindowsType
-
-logger = logging.getLogger(__name__)
-
 
 
 def window_settings(windows: dict | None, num_frames: int) -> dict:
@@ -68,15 +64,7 @@ class WindowProgress:
     def __call__(self, index: int, count: int) -> None:
         if count < 2:
             return
-        text = f"window {index + 1} of {count}"
-        logger.info("LTX-Video long video: %s", text)
-        try:
-            from server import PromptServer
-
-            if self.node_id is not None and PromptServer.instance is not None:
-                PromptServer.instance.send_progress_text(text, self.node_id)
-        except (ImportError, AttributeError) as error:  # no server (in-process use): the log line is enough
-            logger.debug("no progress text: %s", error)
+        show_text(f"window {index + 1} of {count}", self.node_id)
 
 
 class LTX097LongVideoSettings(io.ComfyNode):

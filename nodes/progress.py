@@ -20,6 +20,18 @@ import torch
 logger = logging.getLogger(__name__)
 
 
+def show_text(text: str, node_id: str | None) -> None:
+    """`text` under the node in the browser (and in the log); the log line alone when there is no server."""
+    logger.info("LTX-Video: %s", text)
+    try:
+        from server import PromptServer
+
+        if node_id is not None and PromptServer.instance is not None:
+            PromptServer.instance.send_progress_text(text, node_id)
+    except (ImportError, AttributeError) as error:  # no server (in-process use): the log line is enough
+        logger.debug("no progress text: %s", error)
+
+
 def check_interrupted() -> None:
     """Raise ComfyUI's InterruptProcessingException if the user pressed Cancel (or POSTed /interrupt)."""
     mm.throw_exception_if_processing_interrupted()

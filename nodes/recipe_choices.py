@@ -1,9 +1,17 @@
 """The recipes the sampling nodes offer: each official `ltx_core` recipe under a label, with what the node must know
-of it (whether it needs the upsampler, whether it runs fixed timesteps) and the sentence its tooltip shows."""
+of it (whether it needs the upsampler, whether it runs fixed timesteps) and the sentence its tooltip shows, plus
+the `auto` choice that takes the recipe the loaded checkpoint was released with (`ltx_core.recipe_for_checkpoint`)."""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
+
+from ..ltx_core.sampling import recipe_for_checkpoint
+
+logger = logging.getLogger(__name__)
 
 UPSAMPLER_FILE = "ltxv-spatial-upscaler-0.9.7.safetensors"
 """The spatial latent upsampler the multi-scale recipes need (named in tooltips and errors)."""
@@ -41,11 +49,31 @@ RECIPE_CHOICES = {choice.label: choice for choice in (
     RecipeChoice("0.9.6 2B distilled", "0.9.6-2b-distilled", False, False,
                  "the 2B 0.9.6 distilled recipe: 8 stochastic steps without guidance"),
 )}
+AUTO_RECIPE = "auto (from the checkpoint)"
+RECIPE_OPTIONS = [AUTO_RECIPE, *RECIPE_CHOICES]
 DEFAULT_RECIPE = "0.9.7 dev multi-scale"
-RECIPE_TOOLTIP = "Sampling recipe: " + "; ".join(f"{c.label}: {c.about}" for c in RECIPE_CHOICES.values()) + "."
+"""The one node's and the API's default, the hosted service's recipe (the Sampler's is `AUTO_RECIPE`)."""
+RECIPE_TOOLTIP = ("Sampling recipe. auto: the recipe the loaded checkpoint was released with, from its official file "
+                  "name, the allowed_inference_steps a distilled file's metadata lists, its size (48 blocks = 13B, "
+                  "28 = 2B) and an attached distilled LoRA (a renamed or merged file gets the 0.9.7 recipe of its "
+                  "size and kind); the recipe used is shown under the node and logged. "
+                  + "; ".join(f"{c.label}: {c.about}" for c in RECIPE_CHOICES.values()) + ".")
 
 
 def recipe_choice(label: str) -> RecipeChoice:
+    """A named recipe (not `auto`, which needs the model: `chosen_recipe`)."""
     if label not in RECIPE_CHOICES:
-        raise ValueError(f"recipe '{label}' is not one of: {', '.join(RECIPE_CHOICES)}")
+        raise ValueError(f"recipe '{label}' is not one of: {', '.join(RECIPE_OPTIONS)}")
     return RECIPE_CHOICES[label]
+
+
+def chosen_recipe(label: str, checkpoint_path: str, config: Mapping[str, Any],
+                  lora_paths: Sequence[str] = ()) -> tuple[RecipeChoice, str]:
+    """The recipe to run and the sentence that tells the user which (and, for `auto`, from what)."""
+    if label != AUTO_RECIPE:
+        return recipe_choice(label), f"recipe: {label}"
+    guess = recipe_for_checkpoint(checkpoint_path, config, lora_paths)
+    choice = next(c for c in RECIPE_CHOICES.values() if c.recipe == guess.recipe)
+    if not guess.certain:
+        logger.warning("recipe auto: %s; choose a recipe on the node if this is not the right one", guess.reason)
+    return choice, f"recipe: {choice.label} (auto, from {guess.reason})"

@@ -45,7 +45,7 @@ from .inputs import (
 from .long_video import output_connected
 from .lora import apply_lora_stack
 from .ranges import MAX_FRAME_RATE, MAX_FRAMES, MIN_FRAME_RATE, MIN_FRAMES
-from .recipe_choices import DEFAULT_RECIPE, recipe_choice
+from .recipe_choices import DEFAULT_RECIPE
 from .run_log import emit
 from .safety import SafetyChecker, check_conditions, check_generation, checked_stream, default_checker
 from .sampler import as_latent, sample
@@ -166,10 +166,7 @@ class LTX097TextToVideo(io.ComfyNode):
         width, height = video_size(resolution, aspect_ratio)
         if not MIN_FRAMES <= number_of_frames <= MAX_FRAMES:
             raise ValueError(f"number_of_frames={number_of_frames} is out of range ({MIN_FRAMES}–{MAX_FRAMES})")
-        steps: int | None = number_of_steps
-        if recipe_choice(recipe).fixed_steps:
-            logger.info("the %s recipe runs fixed steps; number_of_steps=%d is not used", recipe, number_of_steps)
-            steps = None
+        steps: int | None = number_of_steps  # a recipe with fixed timesteps leaves it out (`recipe_models`)
         checker = (safety_checker or default_checker()) if enable_safety_checker else None
         if expand_prompt:
             emit("expand: the prompt (LLM)")

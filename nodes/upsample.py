@@ -15,7 +15,7 @@ from comfy_api.latest import io
 from .. import ltx_core
 from .inputs import CATEGORY
 from .memory import ModelLoads, upsampler_bytes
-from .sampler import LATENT_KEY, as_latent
+from .sampler import as_latent, latent_video
 from .sockets import LTXUpsampler, LTXUpsamplerType, LTXVae, LTXVaeType
 
 
@@ -43,10 +43,7 @@ class LTX097LatentUpsample(io.ComfyNode):
 
     @classmethod
     def execute(cls, samples: dict, upsampler: LTXUpsampler, vae: LTXVae) -> io.NodeOutput:
-        video = samples.get(LATENT_KEY) if isinstance(samples, dict) else None
-        if not isinstance(video, ltx_core.VideoLatents):
-            raise ValueError("latent upsample: the samples input is not the LATENT of an LTX-Video 0.9.7 Sampler")
-        video = dataclasses.replace(video, latents=samples["samples"])
+        video = latent_video(samples, "latent upsample: samples")
         _, _, frames, height, width = video.latents.shape
         mid_channels = int(upsampler.config.get("mid_channels", 512))
         ModelLoads().add("upsampler", upsampler.patcher,

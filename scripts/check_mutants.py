@@ -1,8 +1,9 @@
 """Check that the tests catch realistic one-line bugs (the mutation audits of issues 8 and 17); `make test` runs it.
 
-Each mutant is one text replacement in one file. The repo's files are copied to a temporary folder (the working
-tree is never touched), the mutant applied there, and only the tests named for it run; a mutant is caught when
-they fail. Before any test runs, every mutant's text must be found exactly once in its file: a pattern the code
+Each mutant is one text replacement in one file. The repo's files are copied to temporary folders (the working
+tree is never touched), the mutant applied in one of them, and only the tests named for it run there, in a child
+forked from this process (torch and the other heavy libraries are imported once, before the first fork); a mutant
+is caught when they fail. `--jobs` copies run at once (one per CPU by default). Before any test runs, every mutant's text must be found exactly once in its file: a pattern the code
 has moved away from is an error naming the mutant (exit 2), never a silent pass.
 
 Usage: `.venv/bin/python scripts/check_mutants.py [name ...]` (all by default; `--patterns` checks the patterns
@@ -13,12 +14,16 @@ mutant's tests cannot run (not found, not collected, a set-up error).
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
+import os
 import re
 import shutil
 import subprocess
 import sys
 import tempfile
+import threading
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +41,8 @@ SERVICE_UNITS = "tests/core/test_service_units.py"
 SERVICE_API = "tests/server/test_service_api.py"
 MEDIA = "tests/core/test_media_strict.py"
 GUIDES = "tests/core/test_guides_parity.py"
+REFINE = "tests/core/test_refine.py::test_the_distilled_second_pass_refines_the_given_latents"
+AUTO = "tests/core/test_checkpoint_recipes.py"
 
 logger = logging.getLogger("check_mutants")
 
@@ -149,6 +156,27 @@ MUTANTS = (
     Mutant("tone-map-098-dropped", "ltx_core/sampling/recipes.py",
            '"0.9.8-distilled": {**_DISTILLED, "tone_map_compression_ratio": 0.6}', '"0.9.8-distilled": _DISTILLED',
            (f"{PARITY}::test_098_distilled_recipes",)),
+    Mutant("auto-ignores-allowed-steps", "ltx_core/sampling/checkpoint_recipes.py",
+           'metadata_kind = "distilled" if allowed else None', "metadata_kind = None",
+           (f"{AUTO}::test_ambiguous_files_fall_back_and_say_why",)),
+    Mutant("auto-distilled-file-gets-dev", "ltx_core/sampling/checkpoint_recipes.py",
+           '(?P<kind>dev|distilled)', '(?P<kind>dev)', (f"{AUTO}::test_each_official_file_gets_its_recipe",)),
+    Mutant("auto-trusts-a-renamed-file", "ltx_core/sampling/checkpoint_recipes.py",
+           "        if size is not None and size != named_size:", "        if False:",
+           (f"{AUTO}::test_ambiguous_files_fall_back_and_say_why",)),
+    Mutant("released-lora-without-alpha-divided-by-rank", "ltx_core/lora/mapping.py",
+           "        if self.alpha is None or not self.rank:\n            return 1.0\n",
+           "        if self.alpha is None or not self.rank:\n            return 1.0 / max(self.rank, 1)\n",
+           ("tests/core/test_lora_release_layouts.py::test_released_layouts_place_every_tensor",)),
+    Mutant("refine-ignores-denoise", "ltx_core/sampling/refine.py", "    plan = capped(plan, float(denoise))\n",
+           "    plan = plan\n", (REFINE,)),
+    Mutant("refine-starts-from-noise", "ltx_core/sampling/refine.py",
+           "init_latents=video.latents.to(prepared.device)", "init_latents=None", (REFINE,)),
+    Mutant("sampler-refine-ignores-denoise", "nodes/sampler.py",
+           "latent=latent, recipe=recipe, seed=seed, denoise=denoise",
+           "latent=latent, recipe=recipe, seed=seed, denoise=1.0",
+           ("tests/host/test_nodes_upsample.py::test_temporal_upsample_doubles_the_frame_rate_and_the_sampler_"
+            "refines_it",)),
     # issue 17: the URL policy and the wire
     Mutant("nat64-not-embedded", "fetch/policy.py", "        if embedded is None and address in _NAT64:",
            "        if False:", (f"{FETCH_POLICY}::test_only_public_addresses_count_as_public",)),
@@ -328,30 +356,102 @@ def copy_repo(target: Path) -> None:
             (target / shared).symlink_to((REPO / shared).resolve())
 
 
-def caught(mutant: Mutant, copy: Path) -> bool:
-    """True when the mutant's tests fail with it applied (the copy is restored afterwards). Tests that pytest
-    cannot find, collect or set up are an error (exit 2), not a catch."""
+PRELOADED = ("torch", "numpy", "einops", "safetensors.torch", "PIL.Image", "av", "pytest",
+             "ltx_video.pipelines.pipeline_ltx_video", "ltx_video.inference")
+"""Third-party modules imported once here, before the mutants' test runs fork from this process: each run then
+starts in a fraction of a second instead of importing torch and the official package (with diffusers) again, about
+10 s on 2 cores. The pack's own modules are never imported here, so each run imports its mutated copy afresh."""
+
+
+@dataclass
+class Run:
+    """One mutant's tests running in a forked child, in one of the copies."""
+
+    mutant: Mutant
+    copy: Path
+    original: str
+    log: Path
+    pid: int
+
+
+def start(mutant: Mutant, copy: Path, log: Path) -> Run:
+    """Apply the mutant to the copy and fork a child that runs its tests there as `python -m pytest` would."""
     path = copy / mutant.path
     original = path.read_text()
     path.write_text(original.replace(mutant.original, mutant.mutated))
-    try:
-        result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
-                                 *mutant.tests], cwd=copy, capture_output=True, text=True)
-    finally:
-        path.write_text(original)
-    last = (result.stdout.strip().splitlines() or ["(no output)"])[-1]
-    logger.info("%s: %s", mutant.name, last)
-    if result.returncode not in (0, 1) or re.search(r"\b\d+ errors?\b", last):
+    pid = os.fork()
+    if pid == 0:  # the child: never returns
+        code = 3
+        try:
+            with open(log, "w") as out:
+                os.dup2(out.fileno(), 1)
+                os.dup2(out.fileno(), 2)
+            os.chdir(copy)
+            sys.path[0] = str(copy)
+            sys.dont_write_bytecode = True  # a restored file of the same size and second must not reuse a stale .pyc
+            import pytest
+
+            code = int(pytest.main(["-q", "-x", "-p", "no:cacheprovider", *mutant.tests]))
+        except BaseException:
+            traceback.print_exc()
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+    return Run(mutant, copy, original, log, pid)
+
+
+def finish(run: Run, status: int) -> bool:
+    """Restore the copy; True when the mutant's tests failed. Tests that pytest cannot find, collect or set up are
+    an error (exit 2), not a catch."""
+    (run.copy / run.mutant.path).write_text(run.original)
+    code = os.waitstatus_to_exitcode(status)
+    output = run.log.read_text(errors="replace")
+    last = (output.strip().splitlines() or ["(no output)"])[-1]
+    logger.info("%s: %s", run.mutant.name, last)
+    if code not in (0, 1) or re.search(r"\b\d+ errors?\b", last):
         logger.error("%s: pytest could not run its tests (exit %d; a set-up error is not a catch):\n%s",
-                     mutant.name, result.returncode, (result.stdout + result.stderr)[-3000:])
+                     run.mutant.name, code, output[-3000:])
         sys.exit(2)
-    return result.returncode == 1
+    return code == 1
+
+
+def survivors_of(mutants: list[Mutant], jobs: int) -> list[str]:
+    """Run every mutant's tests, `jobs` at a time, each in its own copy of the repo; the names of those not caught."""
+    for name in PRELOADED:
+        importlib.import_module(name)
+    if threading.active_count() != 1:
+        raise RuntimeError("a preloaded module started a thread: forking would copy its locks held")
+    import torch
+
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // jobs))  # the children inherit it: no oversubscription
+    survivors, waiting, running = [], list(reversed(mutants)), {}
+    with tempfile.TemporaryDirectory() as folder:
+        copies = [Path(folder) / f"copy{number}" for number in range(min(jobs, len(mutants)))]
+        for copy in copies:
+            copy.mkdir()
+            copy_repo(copy)
+        free = list(copies)
+        while waiting or running:
+            while waiting and free:
+                copy = free.pop()
+                run = start(waiting.pop(), copy, copy.with_suffix(".log"))
+                running[run.pid] = run
+            pid, status = os.wait()
+            run = running.pop(pid)
+            free.append(run.copy)
+            if not finish(run, status):
+                survivors.append(run.mutant.name)
+    order = [m.name for m in mutants]
+    return sorted(survivors, key=order.index)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("names", nargs="*", help="mutants to check (default: all)")
     parser.add_argument("--patterns", action="store_true", help="only check that every pattern matches once")
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
+                        help="mutants checked at once, each in its own copy (default: one per CPU)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     unknown = set(args.names) - {m.name for m in MUTANTS}
@@ -366,9 +466,7 @@ def main() -> None:
     if args.patterns:
         logger.info("all %d mutant patterns match exactly once", len(chosen))
         return
-    with tempfile.TemporaryDirectory() as folder:
-        copy_repo(Path(folder))
-        survivors = [m.name for m in chosen if not caught(m, Path(folder))]
+    survivors = survivors_of(chosen, args.jobs)
     logger.info("caught %d of %d%s", len(chosen) - len(survivors), len(chosen),
                 f"; survived: {', '.join(survivors)}" if survivors else "")
     sys.exit(1 if survivors else 0)

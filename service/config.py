@@ -20,7 +20,13 @@ logger = logging.getLogger(__name__)
 FILE_NAME = "ltxv097_api.json"
 RECIPES = ("0.9.7 dev multi-scale", "0.9.7 distilled multi-scale", "0.9.8 dev multi-scale",
            "0.9.8 distilled multi-scale", "0.9.8 2B distilled multi-scale", "0.9.7 dev single-scale",
-           "0.9.6 2B dev", "0.9.6 2B distilled")
+           "0.9.6 2B dev", "0.9.6 2B distilled", "auto (from the checkpoint)")
+"""The Sampler's recipe labels (`nodes/recipe_choices.py`); `auto` takes the one the checkpoint was released with."""
+
+
+def uses_upsampler(recipe: str) -> bool:
+    """Whether the recipe may need the spatial upsampler (`auto` does when it picks a multi-scale recipe)."""
+    return recipe.endswith("multi-scale") or recipe.startswith("auto")
 
 
 @dataclass(frozen=True)
@@ -33,6 +39,7 @@ class ServiceConfig:
         "node": "CLIPLoader", "file_input": "clip_name", "inputs": {"type": "ltxv", "device": "default"}})
     """The node that loads `text_encoder`: its class, the input that takes the file name, other inputs."""
     recipe: str = "0.9.7 dev multi-scale"
+    """One of `RECIPES`; the hosted service's recipe unless set (`auto`: chosen from the checkpoint file)."""
     guidance: dict | None = None
     """Inputs of an LTX097GuidanceSettings node applied to every request (None: the recipe as it is)."""
     api_keys: tuple[str, ...] = ()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 
-from .config import ServiceConfig
+from .config import ServiceConfig, uses_upsampler
 from .schema import GenerationInput, InputError, field_error
 
 OUTPUT_NODE = "text_to_video"
@@ -96,7 +96,7 @@ def build_prompt(generation: GenerationInput, config: ServiceConfig, request_id:
         "reverse_video": generation.reverse_video,
         **feature_inputs(generation, node_inputs),
     }
-    if config.upsampler and config.recipe.endswith("multi-scale"):
+    if config.upsampler and uses_upsampler(config.recipe):
         prompt["upsampler"] = {"class_type": "LTX097UpsamplerLoader",
                                "inputs": {"upscale_model_name": config.upsampler, "dtype": "auto"}}
         inputs["upsampler"] = ["upsampler", 0]

@@ -66,6 +66,10 @@ def test_graph_is_the_one_node_workflow_from_the_config():
     single = graph.build_prompt(generation, service_config.ServiceConfig(recipe="0.9.7 dev single-scale"),
                                 REQUEST_ID, node_inputs=NODE_INPUTS, media_files=["in.png"])
     assert "upsampler" not in single and "upsampler" not in single[graph.OUTPUT_NODE]["inputs"]
+    auto = graph.build_prompt(generation, service_config.ServiceConfig(recipe="auto (from the checkpoint)"),
+                              REQUEST_ID, node_inputs=NODE_INPUTS, media_files=["in.png"])
+    assert auto[graph.OUTPUT_NODE]["inputs"]["recipe"] == "auto (from the checkpoint)"
+    assert auto[graph.OUTPUT_NODE]["inputs"]["upsampler"] == ["upsampler", 0]  # in case auto picks multi-scale
 
 
 def test_expand_prompt_and_safety_checker_map_onto_the_node_only_when_it_has_them():

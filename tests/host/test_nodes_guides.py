@@ -59,13 +59,13 @@ def test_guide_reaches_ltx_core_unchanged(models, prompts, ltx_pack):
     assert guided.shape == plain.shape
     assert (guided - plain).abs().max() > 1e-3
 
-    sampler_node, text = node_module("sampler"), node_module("text")
+    text = node_module("text")
     context, mask = text.prompt_context(prompts[0], "positive")
     negative, negative_mask = text.prompt_context(prompts[1], "negative")
     checkpoint = SimpleNamespace(transformer=models.model.transformer, vae=models.vae.vae, config=models.model.config)
     core = ltx_pack.ltx_core
     direct = core.sample_video(checkpoint, context=context, context_mask=mask, negative_context=negative,
-                               negative_context_mask=negative_mask, recipe=sampler_node.recipe_choice(
+                               negative_context_mask=negative_mask, recipe=node_module("recipe_choices").recipe_choice(
                                    "0.9.6 2B distilled").recipe, steps=2,
                                conditions=[core.Condition(guide_frames[:17], 0, 1.0, guide=True)], **SIZE)
     assert torch.equal(guided, direct.latents.to(guided.device))

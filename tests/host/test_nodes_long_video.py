@@ -64,7 +64,7 @@ def test_text_encode_splits_window_prompts_and_the_sampler_runs_windows(models, 
     assert len(seen["context"]) == 2 and seen["window_frames"] == 17 and seen["overlap_frames"] == 8
     assert latent["samples"].shape[2] == 6  # 40 frames → 41 = 8·5+1 → 6 latent frames, in 3 windows
     assert [r.getMessage() for r in caplog.records if "window" in r.getMessage()] == [
-        f"LTX-Video long video: window {k} of 3" for k in (1, 2, 3)]
+        f"LTX-Video: window {k} of 3" for k in (1, 2, 3)]
     (frames, _) = node_module("decode").LTX097Decode.execute(samples=latent, vae=models.vae).result
     assert frames.shape == (40, 64, 64, 3)
     with pytest.raises(ValueError, match="window prompt\\(s\\) \\[2\\] of 3 are empty"):

@@ -3,6 +3,8 @@ progress and previews, interruption (and a clean model afterwards), conditions, 
 
 from __future__ import annotations
 
+import dataclasses
+import importlib
 from types import SimpleNamespace
 
 import pytest
@@ -44,8 +46,8 @@ def progress(monkeypatch, comfy_host):
 
 def run_sampler(models, prompts, recipe="0.9.6 2B distilled", **kwargs):
     arguments = dict(model=models.model, vae=models.vae, positive=prompts[0], negative=prompts[1], recipe=recipe,
-                     width=WIDTH, height=HEIGHT, num_frames=FRAMES, frame_rate=25.0, steps=STEPS[recipe], seed=7,
-                     upsampler=models.upsampler, guidance=TINY_GUIDANCE[recipe])
+                     width=WIDTH, height=HEIGHT, num_frames=FRAMES, frame_rate=25.0, steps=STEPS.get(recipe), seed=7,
+                     upsampler=models.upsampler, guidance=TINY_GUIDANCE.get(recipe))
     arguments.update(kwargs)
     (latent,) = node_module("sampler").LTX097Sampler.execute(**arguments).result
     return latent
@@ -58,7 +60,7 @@ def run_decode(models, latent, **kwargs):
 def generate_directly(ltx_pack, models, prompts, recipe, conditions=(), **overrides):
     """`ltx_core.generate` on the very modules the nodes loaded, with the node's inputs."""
     sampler_node, text = node_module("sampler"), node_module("text")
-    choice = sampler_node.recipe_choice(recipe)
+    choice = node_module("recipe_choices").recipe_choice(recipe)
     context, mask = text.prompt_context(prompts[0], "positive")
     negative, negative_mask = text.prompt_context(prompts[1], "negative")
     checkpoint = SimpleNamespace(transformer=models.model.transformer, vae=models.vae.vae, config=models.model.config)
@@ -226,6 +228,31 @@ def test_sampler_validation_before_running(ltx_pack):
     assert sampler.validate_inputs(recipe="0.9.7 distilled multi-scale", steps=30) is True
     assert sampler.validate_inputs(recipe="0.9.7 dev multi-scale", steps=0) == "steps=0 is out of range (1–200)"
     assert "is not one of" in sampler.validate_inputs(recipe="0.9.8", steps=30)
+
+
+def test_auto_recipe_runs_the_checkpoints_recipe_and_says_so(models, prompts, progress, caplog, monkeypatch):
+    """`auto` (the Sampler's default) takes the recipe the file was released with and names it under the node and in
+    the log; a file that says nothing gets the documented default with a warning naming the file."""
+    sampler, choices = node_module("sampler"), node_module("recipe_choices")
+    shown = []
+    monkeypatch.setattr(sampler, "show_text", lambda text, node_id: shown.append(text))
+    assert choices.AUTO_RECIPE in choices.RECIPE_OPTIONS
+    assert set(importlib.import_module("ltxv097.service.config").RECIPES) == set(choices.RECIPE_OPTIONS)  # the API's
+    assert sampler.LTX097Sampler.define_schema().inputs[4].default == choices.AUTO_RECIPE
+    with caplog.at_level("WARNING"):
+        assert sampler.used_recipe(models.model, choices.AUTO_RECIPE, None).label == "0.9.7 dev multi-scale"
+    assert "nodes_tiny_ltxv097.safetensors" in caplog.text and "the default 0.9.7-dev" in caplog.text
+    lora = {"path": "/m/loras/ltxv-13b-0.9.7-distilled-lora128.safetensors", "scale": 1.0}
+    with_lora = models.model.with_patcher(models.model.patcher)
+    with_lora.extra["loras"] = [lora]
+    assert sampler.used_recipe(with_lora, choices.AUTO_RECIPE, None).label == "0.9.7 distilled multi-scale"
+    official = dataclasses.replace(models.model, path="/m/checkpoints/ltxv-2b-0.9.6-distilled-04-25.safetensors")
+    recipe = "0.9.6 2B distilled"
+    auto = run_sampler(SimpleNamespace(**{**vars(models), "model": official}), prompts, recipe=choices.AUTO_RECIPE,
+                       steps=STEPS[recipe], guidance=TINY_GUIDANCE[recipe])["samples"]
+    assert shown[-1].startswith(f"recipe: {recipe} (auto, from the official file name 'ltxv-2b-0.9.6-distilled")
+    torch.testing.assert_close(auto, run_sampler(models, prompts, recipe=recipe)["samples"], atol=0, rtol=0)
+    assert shown[-1] == f"recipe: {recipe}"
 
 
 def test_distilled_recipe_does_not_use_the_steps_widget(models, prompts, progress):

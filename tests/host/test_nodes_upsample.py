@@ -1,5 +1,6 @@
 """The Latent Upsample node on tiny models, in process: the temporal upscaler after the Sampler gives 2N - 1 frames
-at twice the frame rate through Decode, equal to `ltx_core.upsample_video` on the same latents."""
+at twice the frame rate through Decode, equal to `ltx_core.upsample_video` on the same latents; a second Sampler
+refines them (its `latent` input), equal to `ltx_core.refine_video`."""
 
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ def models(tmp_path_factory, comfy_host, ltx_pack):
     return models
 
 
-def test_temporal_upsample_doubles_the_frame_rate(models, ltx_pack):
+def test_temporal_upsample_doubles_the_frame_rate_and_the_sampler_refines_it(models, ltx_pack):
     positive, negative = node_module("text").LTX097TextEncode.execute(clip=models.clip, prompt="A fox in the snow",
                                                                       negative_prompt="blurry").result
     (latent,) = node_module("sampler").LTX097Sampler.execute(
@@ -39,6 +40,27 @@ def test_temporal_upsample_doubles_the_frame_rate(models, ltx_pack):
     assert upsampled["samples"].shape == (1, 128, 5, 2, 3)
     assert torch.equal(upsampled["samples"], expected.latents.to(upsampled["samples"].device))
     frames, frame_rate = node_module("decode").LTX097Decode.execute(samples=upsampled, vae=models.vae).result
+    assert frames.shape == (33, 64, 96, 3) and frame_rate == 48.0
+
+    # Sampler → Latent Upsample (temporal) → Sampler (refine) → Decode
+    def refine(denoise):
+        (refined,) = node_module("sampler").LTX097Sampler.execute(
+            model=models.model, vae=models.vae, positive=positive, negative=negative,
+            recipe="0.9.7 distilled multi-scale", width=768, height=512, num_frames=97, frame_rate=25.0, steps=30,
+            seed=4, latent=upsampled, denoise=denoise).result
+        return refined
+
+    refined = refine(1.0)
+    text = node_module("text")
+    context, mask = text.prompt_context(positive, "positive")
+    negative_context, negative_mask = text.prompt_context(negative, "negative")
+    direct = ltx_pack.ltx_core.refine_video(
+        node_module("sampler").checkpoint_of(models.model, models.vae), expected, context=context, context_mask=mask,
+        negative_context=negative_context, negative_context_mask=negative_mask, seed=4, recipe="0.9.7-distilled")
+    assert torch.equal(refined["samples"], direct.latents.to(refined["samples"].device))
+    assert (refined["samples"] - upsampled["samples"]).abs().max() > 1e-3
+    assert (refine(0.8)["samples"] - refined["samples"]).abs().max() > 1e-3  # the strength reaches ltx_core
+    frames, frame_rate = node_module("decode").LTX097Decode.execute(samples=refined, vae=models.vae).result
     assert frames.shape == (33, 64, 96, 3) and frame_rate == 48.0
 
 

@@ -254,7 +254,7 @@ def test_text_to_video_uses_its_negative_prompt(models, output_dir, ltx_pack):
                                                           text.prompt_context(negative, "negative"))
     checkpoint = types.SimpleNamespace(transformer=models.model.transformer, vae=models.vae.vae,
                                        config=models.model.config)
-    choice = sampler_node.recipe_choice(recipe)
+    choice = node_module("recipe_choices").recipe_choice(recipe)
     expected = ltx_pack.ltx_core.generate(
         checkpoint, context=context, context_mask=mask, negative_context=negative_context,
         negative_context_mask=negative_mask, width=480, height=480, num_frames=9, frame_rate=25.0, seed=11,

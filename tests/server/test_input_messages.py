@@ -111,9 +111,9 @@ def test_conditions_that_are_not_condition_items_are_named(ltx_pack, conditions,
 
 
 def test_sampler_refuses_a_guidance_input_that_is_not_a_dict(ltx_pack):
-    sampler_node = ltx_pack.nodes.sampler
+    sampler_node, choices = ltx_pack.nodes.sampler, ltx_pack.nodes.recipe_choices
     with pytest.raises(ValueError, match=r"guidance='cfg 3' is not allowed \(allowed: a dict of recipe settings"):
-        sampler_node.recipe_overrides(sampler_node.recipe_choice(sampler_node.DEFAULT_RECIPE), "cfg 3")
+        sampler_node.recipe_overrides(choices.recipe_choice(choices.DEFAULT_RECIPE), "cfg 3")
 
 
 # ------------------------------------------------------------------------------------------------------------------

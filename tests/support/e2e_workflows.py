@@ -37,6 +37,8 @@ TINY_GUIDANCE = {"apply_to": "both passes", "cfg_scale": "", "stg_scale": "", "r
                  "stg_mode": "recipe default", "image_cond_noise_scale": -1.0, "decode_timestep": -1.0,
                  "decode_noise_scale": -1.0, "adain_factor": -1.0, "save_memory": False}
 """STG on block 1 (the tiny transformer has blocks 0 and 1); everything else as the recipe has it."""
+TINY_STEPS = 4
+"""Steps per pass of the tiny runs: a pass's σ range and guidance schedule are exercised in a few steps."""
 SAMPLING_NODES = ("LTX097Sampler", "LTX097TextToVideo", "LTX097ExtendVideo")
 LONG_VIDEO_WINDOWS = {"window_frames": 9, "overlap_frames": 8}
 """Windows of 9 frames each adding 8: a few dozen frames exercise several windows in seconds."""
@@ -149,6 +151,10 @@ def tiny_prompt(workflow: dict, object_info: dict, models: dict, *, lora: str | 
             changes["strength"] = lora_strength
         prompt = workflow_api.set_inputs(prompt, "LTX097LoraLoader", **changes)
     samplers = [node_id for node_id, node in prompt.items() if node["class_type"] in SAMPLING_NODES]
+    for node_id in samplers:
+        for name in ("steps", "number_of_steps"):
+            if isinstance(prompt[node_id]["inputs"].get(name), int):
+                prompt[node_id]["inputs"][name] = TINY_STEPS
     if samplers:
         prompt, guidance = workflow_api.add_node(prompt, "LTX097GuidanceSettings", TINY_GUIDANCE)
         for node_id in samplers:

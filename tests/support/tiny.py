@@ -181,8 +181,9 @@ def latent_statistics(channels: int = 128, seed: int = 2) -> dict[str, torch.Ten
 
 def save_single_file(path: Path, *, transformer=None, transformer_config_: dict | None = None, vae=None,
                      vae_config_: dict | None = None, statistics: dict | None = None,
-                     extra_metadata: dict | None = None) -> Path:
-    """Write an official-layout single-file checkpoint (what `ltxv-13b-0.9.7-dev.safetensors` looks like)."""
+                     extra_metadata: dict | None = None, extra_config: dict | None = None) -> Path:
+    """Write an official-layout single-file checkpoint (what `ltxv-13b-0.9.7-dev.safetensors` looks like);
+    `extra_config` adds top-level keys to the `config` JSON (a distilled file's `allowed_inference_steps`)."""
     tensors: dict[str, torch.Tensor] = {}
     config: dict = {}
     if transformer is not None:
@@ -194,6 +195,7 @@ def save_single_file(path: Path, *, transformer=None, transformer_config_: dict 
         tensors.update({f"vae.per_channel_statistics.{k}": v for k, v in stats.items()})
         config["vae"] = vae_config_
     config["scheduler"] = scheduler_config()
+    config.update(extra_config or {})
     metadata = {"config": json.dumps(config)}
     metadata.update(extra_metadata or {})
     save_file({k: v.contiguous() for k, v in tensors.items()}, str(path), metadata=metadata)

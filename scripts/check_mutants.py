@@ -130,7 +130,7 @@ MUTANTS = (
            ("tests/server/test_pg_queue.py::test_finished_jobs_past_the_retention_go_with_their_files_and_"
             "unfinished_ones_stay",)),
     Mutant("fleet-pruned-files-kept", "service/pgqueue/pruning.py",
-           "            self.storage.remove_results(request_id, path)", "            pass",
+           "await asyncio.to_thread(self.storage.remove_results, request_id, path)", "pass",
            ("tests/server/test_pg_queue.py::test_finished_jobs_past_the_retention_go_with_their_files_and_"
             "unfinished_ones_stay",)),
     Mutant("retention-ignored", "service/local_queue.py",

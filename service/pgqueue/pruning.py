@@ -9,6 +9,7 @@ whatever their age.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 
@@ -54,7 +55,7 @@ class Pruner:
             return
         self._last = time.monotonic()
         pruned = await prune_finished(self.pool, self.retention_seconds)
-        for request_id, path in pruned or ():
-            self.storage.remove_results(request_id, path)
+        for request_id, path in pruned or ():  # off the event loop: the storage may be a network volume
+            await asyncio.to_thread(self.storage.remove_results, request_id, path)
         if pruned:
             logger.info("LTX-Video API: %d finished requests older than the retention pruned", len(pruned))

@@ -30,13 +30,13 @@ sys.path.append(str(REPO / "tests"))
 from support.pg_server import PgServer  # noqa: E402
 from support.plain_pack import pack_module  # noqa: E402
 
-graph, database, pg_queue, channels, storage, worker_module = (
+graph, database, pg_queue, channels, storage, worker_module, pruning = (
     pack_module(f"service.{name}") for name in ("graph", "pgqueue.database", "pgqueue.queue", "pgqueue.channels",
-                                                "pgqueue.storage", "pgqueue.worker"))
+                                                "pgqueue.storage", "pgqueue.worker", "pgqueue.pruning"))
 OUTPUT_NODE, OUTPUT_SUBFOLDER = graph.OUTPUT_NODE, graph.OUTPUT_SUBFOLDER
 listen, open_database = database.listen, database.open_database
 CANCEL_CHANNEL, SUBMIT_CHANNEL, PgJobQueue = channels.CANCEL_CHANNEL, channels.SUBMIT_CHANNEL, pg_queue.PgJobQueue
-SharedStorage, FleetWorker = storage.SharedStorage, worker_module.FleetWorker
+SharedStorage, FleetWorker, Pruner = storage.SharedStorage, worker_module.FleetWorker, pruning.Pruner
 
 
 class WaitingHost:
@@ -103,9 +103,10 @@ async def start_workers(url: str, folder: Path, count: int, job_seconds: float, 
         async def finished(_request_id: str) -> None:
             return None
 
-        worker = FleetWorker(host, queue, SharedStorage(host.output_dir(), host.output_dir()), runs_jobs=True,
-                             finished=finished, request_ended=lambda request_id: None,
-                             restore_sealed=lambda parts, request_id: None)
+        shared = SharedStorage(host.output_dir(), host.output_dir())
+        worker = FleetWorker(host, queue, shared, runs_jobs=True, finished=finished,
+                             request_ended=lambda request_id: None, restore_sealed=lambda parts, request_id: None,
+                             pruner=Pruner(pool, shared, None))  # nothing is old enough to prune in a benchmark
         workers.append(worker)
         tasks.append(asyncio.create_task(worker.run_forever()))
         tasks.append(asyncio.create_task(listen(url, {CANCEL_CHANNEL: worker.on_cancel,

@@ -117,6 +117,31 @@ MUTANTS = (
     Mutant("fleet-sealed-urls-kept-after-the-job", "service/pgqueue/migrations.py", "NEW.sealed := '{}';", "NULL;",
            ("tests/server/test_pg_queue.py::test_sealed_lora_urls_go_with_the_job_to_its_worker_only_and_are_"
             "forgotten_when_it_ends",)),
+    # the retention: finished jobs (and only they) go once past it, in the fleet and on one server
+    Mutant("fleet-prune-by-age-whatever-the-state", "service/pgqueue/pruning.py",
+           "WHERE state IN ('completed', 'failed', 'cancelled') \"\n                \"AND finished_at <",
+           "WHERE \"\n                \"queued_at <",
+           ("tests/server/test_pg_queue.py::test_finished_jobs_past_the_retention_go_with_their_files_and_"
+            "unfinished_ones_stay",)),
+    Mutant("fleet-prune-by-queue-time", "service/pgqueue/pruning.py", "AND finished_at < clock_timestamp()",
+           "AND queued_at < clock_timestamp()",
+           ("tests/server/test_pg_queue.py::test_finished_jobs_past_the_retention_go_with_their_files_and_"
+            "unfinished_ones_stay",)),
+    Mutant("fleet-prune-without-lock", "service/pgqueue/pruning.py", "            if not locked[0]:\n",
+           "            if False:\n",
+           ("tests/server/test_pg_queue.py::test_finished_jobs_past_the_retention_go_with_their_files_and_"
+            "unfinished_ones_stay",)),
+    Mutant("fleet-pruned-files-kept", "service/pgqueue/pruning.py",
+           "await asyncio.to_thread(self.storage.remove_results, request_id, path)", "pass",
+           ("tests/server/test_pg_queue.py::test_finished_jobs_past_the_retention_go_with_their_files_and_"
+            "unfinished_ones_stay",)),
+    Mutant("retention-ignored", "service/local_queue.py",
+           "expired = self.book.finished_before(time.time() - self.retention_seconds)", "expired = []",
+           ("tests/core/test_service_units.py::test_the_single_server_forgets_finished_requests_past_the_"
+            "retention_with_their_mp4s",)),
+    Mutant("retention-hours-as-seconds", "service/retention.py", "float(hours) * 3600.0", "float(hours)",
+           ("tests/core/test_service_units.py::test_the_single_server_forgets_finished_requests_past_the_"
+            "retention_with_their_mp4s",)),
     Mutant("fleet-uploads-not-shared", "service/uploads.py", "if not (here or self.shared) or", "if not here or",
            ("tests/core/test_service_units.py::test_a_fleet_instance_reads_uploads_made_through_any_other",)),
     Mutant("guide-offset-dropped", "ltx_core/sampling/guides.py", "pixel[:, 0] += start_frame", "pixel[:, 0] += 0",

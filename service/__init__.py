@@ -33,6 +33,7 @@ def start(add_log_listener: Callable[[Callable[[str], None]], None], fetch: Modu
     from .media import ConditionMedia, remove_leftover_inputs
     from .pgqueue.settings import database_url
     from .pgqueue.storage import storage_root, uploads_folder
+    from .retention import retention_seconds
     from .routes import APP_ID, QUEUE_PREFIX, ApiRoutes
     from .store import JobStore
     from .uploads import REST_PREFIX, TOKEN_PARAMETER, UPLOADS_PREFIX, UploadRoutes, UploadStore
@@ -68,7 +69,7 @@ def start(add_log_listener: Callable[[Callable[[str], None]], None], fetch: Modu
     else:  # one server: the requests it had queued or running were lost with its old process, and their files
         remove_leftover_inputs(host.input_dir())
         queue = LocalQueue(host, JobStore(host.user_dir() / STORE_FOLDER / "requests"), notify, request_ended,
-                           sign=gate.signed)
+                           sign=gate.signed, retention_seconds=retention_seconds(config.result_retention_hours))
         api = ApiRoutes(queue, host, config, condition_media, **options)
     api.register(host.routes)
     UploadRoutes(uploads, config).register(host.routes)

@@ -13,9 +13,10 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from ..hosted import CHECKPOINT_FILE, DEFAULT_RECIPE, RECIPE_OPTIONS, TEXT_ENCODER_FILE, UPSAMPLER_FILE
-from ..ltx_core.arguments import is_whole
+from ..ltx_core.arguments import is_number, is_whole
 from ..media.limits import MAX_IMAGE_PIXELS, MAX_VIDEO_PIXELS
 from ..mp4 import DEFAULT_CRF
+from .retention import DEFAULT_RETENTION_HOURS
 from .schema import MAX_IMAGE_BYTES, MAX_VIDEO_BYTES
 
 logger = logging.getLogger(__name__)
@@ -61,6 +62,8 @@ class ServiceConfig:
     """`expand_prompt` of a request that leaves it out."""
     upload_lifetime_seconds: int = 24 * 3600
     """How long a file uploaded through the storage API is kept (a client may ask for less)."""
+    result_retention_hours: float | None = DEFAULT_RETENTION_HOURS
+    """How long a finished request (its status, result and mp4) is kept; null: forever (`service/retention.py`)."""
     database_url: str | None = None
     """PostgreSQL URL of the fleet's shared queue (README "Scale out"); LTX097_API_DATABASE_URL overrides it."""
     storage_dir: str | None = None
@@ -119,6 +122,10 @@ def _check(config: ServiceConfig, path: Path) -> ServiceConfig:
             raise ConfigError(f"{path}: {name} must be true or false, not {getattr(config, name)!r}")
     if not is_whole(config.upload_lifetime_seconds, 60):
         raise ConfigError(f"{path}: upload_lifetime_seconds must be a whole number of seconds, at least 60")
+    retention = config.result_retention_hours
+    if retention is not None and not (is_number(retention) and retention > 0):
+        raise ConfigError(f"{path}: result_retention_hours must be a number of hours above 0 (or null: keep every "
+                          f"result), not {retention!r}")
     return config
 
 

@@ -134,6 +134,11 @@ class JobBook:
         with self._lock:
             return self._jobs.get(request_id)
 
+    def finished_before(self, moment: float) -> list[Job]:
+        """The requests that ended before `moment` (a time.time()): those past the retention."""
+        with self._lock:
+            return [job for job in self._jobs.values() if job.finished and (job.finished_at or job.created_at) < moment]
+
     def active(self) -> list[Job]:
         with self._lock:
             return [job for job in self._jobs.values() if not job.finished]

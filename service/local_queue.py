@@ -18,6 +18,7 @@ from .graph import OUTPUT_NODE
 from .jobs import COMPLETED, QUEUED, START_TIMEOUT, Job, JobBook, result_json, start_timeout_error, video_url
 from .outcome import failure, prompt_used, saved_video
 from .queue import QueueStatus
+from .retention import PRUNE_EVERY_SECONDS, remove_result_file
 from .store import JobStore
 
 logger = logging.getLogger(__name__)
@@ -29,20 +30,24 @@ class LocalQueue:
     """`host` is a `service.host.ComfyHost` (or a stand-in with the same methods); `notify(job, output JSON or
     None)` is called when a request with a webhook finishes; `remove_media(request_id)` deletes its input files (and
     whatever else a request holds until it ends); `sign(url)` is the mp4 URL a webhook receives (signed when keys
-    are set)."""
+    are set); `retention_seconds` is how long a finished request is kept (None: forever)."""
 
     def __init__(self, host, store: JobStore, notify: Callable[[Job, dict | None], Awaitable[None]],
-                 remove_media: Callable[[str], None], sign: Callable[[str], str] = lambda url: url):
+                 remove_media: Callable[[str], None], sign: Callable[[str], str] = lambda url: url,
+                 retention_seconds: float | None = None):
         self.host, self.store, self.notify, self.remove_media = host, store, notify, remove_media
-        self.sign = sign
+        self.sign, self.retention_seconds = sign, retention_seconds
         self.book = JobBook(store.save)
         for job in store.load_all():
             self.book.add(job, persist=False)
         self._follower: asyncio.Task | None = None
+        self._last_prune = float("-inf")
+        self.prune()
 
     # JobQueue -------------------------------------------------------------------------------------------------
 
     async def enqueue(self, job: Job, prompt: dict) -> None:
+        self.prune()
         self.book.add(job, persist=False)  # before ComfyUI may start it, so its first log lines find it
         try:
             await self.host.queue(prompt, job.request_id, low_priority=job.priority == "low")
@@ -84,6 +89,23 @@ class LocalQueue:
         while not (job := self.book.get(request_id)).finished:
             await asyncio.sleep(POLL_SECONDS)
         return job
+
+    # retention ------------------------------------------------------------------------------------------------
+
+    def prune(self) -> None:
+        """Forget the requests that ended more than the retention ago: their record, their mp4 (at most every
+        PRUNE_EVERY_SECONDS)."""
+        if self.retention_seconds is None or time.monotonic() - self._last_prune < PRUNE_EVERY_SECONDS:
+            return
+        self._last_prune = time.monotonic()
+        expired = self.book.finished_before(time.time() - self.retention_seconds)
+        for job in expired:
+            self.book.discard(job.request_id)
+            self.store.remove(job.request_id)
+            if job.video:
+                remove_result_file(self.host.output_dir(), job.video.get("path"))
+        if expired:
+            logger.info("LTX-Video API: %d finished requests older than the retention pruned", len(expired))
 
     # following ComfyUI ----------------------------------------------------------------------------------------
 

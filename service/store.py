@@ -44,6 +44,9 @@ class JobStore:
         temporary.write_text(json.dumps(record))
         os.replace(temporary, path)
 
+    def remove(self, request_id: str) -> None:
+        self.path(request_id).unlink(missing_ok=True)
+
     def load_all(self) -> list[Job]:
         """Every stored request; unfinished ones are turned into failed ones (and saved so)."""
         jobs = []

@@ -16,6 +16,7 @@ from ..config import ServiceConfig
 from ..gate import new_secret
 from ..jobs import COMPLETED, QUEUED, RUNNING, Job, result_json, video_url
 from ..queue import QueueStatus
+from ..retention import retention_seconds
 from .channels import CANCEL_CHANNEL, LOW, NORMAL, SUBMIT_CHANNEL
 from .settings import redact
 from .storage import SharedStorage
@@ -63,6 +64,7 @@ class FleetQueue:
             import psycopg_pool
 
             from .database import connect_until_ready, listen
+            from .pruning import Pruner
             from .queue import PgJobQueue
             from .worker import FleetWorker
         except ImportError:
@@ -70,11 +72,12 @@ class FleetQueue:
             return
         self.database_errors = (psycopg.Error, psycopg_pool.PoolTimeout)
         pool = await connect_until_ready(self.url, self.report)
+        retention = retention_seconds(self.config.result_retention_hours)
         self.jobs = PgJobQueue(pool, lease_seconds=self.config.lease_seconds, max_attempts=self.config.max_attempts)
         self.use_secret(bytes.fromhex(await self.jobs.shared_secret(GATE_SECRET, new_secret())))
         self.worker = FleetWorker(self.host, self.jobs, self.storage, runs_jobs=not self.config.gateway_only,
                                   finished=self.finished_here, request_ended=self.request_ended,
-                                  restore_sealed=restore_sealed)
+                                  restore_sealed=restore_sealed, pruner=Pruner(pool, self.storage, retention))
         self.report(None)  # the API answers from here on
         loop = asyncio.get_running_loop()
         self._tasks.append(loop.create_task(self.worker.run_forever()))

@@ -70,6 +70,11 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE TRIGGER ltxv097_jobs_forget_sealed BEFORE UPDATE OF state ON ltxv097_jobs
         FOR EACH ROW EXECUTE FUNCTION ltxv097_forget_sealed();
     """,
+    # the retention: finished jobs are deleted by age (service/pgqueue/pruning.py)
+    """
+    CREATE INDEX ltxv097_jobs_finished ON ltxv097_jobs (finished_at)
+        WHERE state IN ('completed', 'failed', 'cancelled');
+    """,
 )
 VERSION = len(MIGRATIONS)
 

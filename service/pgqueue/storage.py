@@ -12,6 +12,8 @@ import os
 import shutil
 from pathlib import Path
 
+from ..retention import remove_result_file
+
 SUBFOLDER = "ltxv097_api"
 
 
@@ -65,3 +67,9 @@ class SharedStorage:
 
     def drop_inputs(self, request_id: str) -> None:
         shutil.rmtree(self.inputs(request_id), ignore_errors=True)
+
+    def remove_results(self, request_id: str, video_path: str | None) -> None:
+        """A pruned request's files: its mp4 (under `results/<request id>/`, or in the output folder when that is
+        the storage) and any condition files left."""
+        remove_result_file(self.root, video_path)
+        self.drop_inputs(request_id)

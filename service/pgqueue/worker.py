@@ -4,7 +4,8 @@ writes log lines and the outcome back, and stops the prompt when a cancel arrive
 
 It also does the fleet's housekeeping (a gateway-only instance too): about once a second the failure of jobs that
 did not start within their `X-Fal-Request-Timeout`; every lease/3 seconds its heartbeat (who can run jobs), the requeue
-of jobs whose worker stopped renewing, and the failure of jobs that no live worker can run. Runs as one asyncio task
+of jobs whose worker stopped renewing, the failure of jobs that no live worker can run, and (every few minutes, one
+instance at a time) the pruning of finished jobs past the retention (`pruning.py`). Runs as one asyncio task
 on ComfyUI's event loop; the log listener is the only part called from ComfyUI's execution thread.
 """
 
@@ -21,6 +22,7 @@ from collections.abc import Awaitable, Callable
 
 from ..graph import OUTPUT_NODE
 from ..outcome import failure, prompt_used, saved_video
+from .pruning import Pruner
 from .queue import Claim, PgJobQueue
 from .storage import SharedStorage
 
@@ -48,13 +50,15 @@ def attempt_prompt(claim: Claim) -> dict:
 class FleetWorker:
     """`finished(request_id)` is awaited after a job ended here (webhook); `restore_sealed(parts, request_id)` makes
     the job's sealed LoRA URLs readable in this process (`fetch.restore_sealed`); `request_ended(request_id)` deletes
-    its condition files from this ComfyUI's input folder and forgets those URLs."""
+    its condition files from this ComfyUI's input folder and forgets those URLs; `pruner` deletes the jobs past the
+    retention."""
 
     def __init__(self, host, queue: PgJobQueue, storage: SharedStorage, *, runs_jobs: bool,
                  finished: Callable[[str], Awaitable[None]], request_ended: Callable[[str], None],
-                 restore_sealed: Callable[[dict, str], None]):
+                 restore_sealed: Callable[[dict, str], None], pruner: Pruner):
         self.host, self.queue, self.storage, self.runs_jobs = host, queue, storage, runs_jobs
         self.finished, self.request_ended, self.restore_sealed = finished, request_ended, restore_sealed
+        self.pruner = pruner
         self.name = worker_name()
         self.wake = asyncio.Event()
         self.current: Claim | None = None
@@ -118,6 +122,7 @@ class FleetWorker:
         for request_id in await self.queue.fail_unrunnable():
             logger.warning("LTX-Video API: request %s failed: no live worker can run it", request_id)
             await self.ended_waiting(request_id)
+        await self.pruner.maybe_prune()
 
     async def fail_late(self) -> None:
         """Waiting jobs past their X-Fal-Request-Timeout fail (about once a second, idle or busy, as on one server)."""

@@ -3,10 +3,12 @@ their restart recovery, status / result / webhook JSON, keys, the config file, o
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import importlib.util
 import inspect
 import json
+import time
 
 import pytest
 
@@ -16,7 +18,9 @@ from support.service_modules import (
     access,
     graph,
     jobs,
+    local_queue,
     outcome,
+    retention,
     schema,
     service_config,
     store,
@@ -108,6 +112,41 @@ def test_records_survive_a_restart_and_unfinished_ones_fail_clearly(tmp_path):
         store.JobStore(tmp_path).path("../../etc/passwd")
 
 
+class OutputFolder:
+    """What the single server's retention asks of ComfyUI: where its mp4s are."""
+
+    def __init__(self, folder):
+        self.folder = folder
+
+    def output_dir(self):
+        return self.folder
+
+
+def test_the_single_server_forgets_finished_requests_past_the_retention_with_their_mp4s(tmp_path):
+    """Results were kept forever (a busy server filled its disk): a finished request older than
+    result_retention_hours goes at start-up with its record and its mp4; a newer one and an unfinished one stay."""
+    records, output = store.JobStore(tmp_path / "requests"), tmp_path / "output"
+    old, recent, waiting = (f"{REQUEST_ID[:-1]}{digit}" for digit in "123")
+    for request_id, age_hours in ((old, 3), (recent, 1)):
+        (output / "ltxv097_api").mkdir(parents=True, exist_ok=True)
+        (output / "ltxv097_api" / f"{request_id}.mp4").write_bytes(b"mp4")
+        finished = time.time() - age_hours * 3600
+        records.save(jobs.Job(request_id, seed=1, prompt="p", state=jobs.COMPLETED, created_at=finished - 5,
+                              started_at=finished - 4, finished_at=finished,
+                              video={"path": f"ltxv097_api/{request_id}.mp4", "file_name": "a.mp4", "file_size": 3}))
+    records.save(jobs.Job(waiting, seed=1, prompt="p", created_at=time.time() - 5 * 3600))  # lost in a restart
+    queue = local_queue.LocalQueue(OutputFolder(output), records, notify=None, remove_media=lambda request_id: None,
+                                   retention_seconds=retention.retention_seconds(2))  # hours
+    assert asyncio.run(queue.get(old)) is None and not records.path(old).exists()
+    assert not (output / "ltxv097_api" / f"{old}.mp4").exists() and (output / "ltxv097_api").is_dir()
+    assert asyncio.run(queue.get(recent)).state == jobs.COMPLETED
+    assert (output / "ltxv097_api" / f"{recent}.mp4").is_file()
+    assert asyncio.run(queue.get(waiting)).error_type == store.LOST_TYPE  # it ended at this start: kept
+    forever = local_queue.LocalQueue(OutputFolder(output), records, notify=None, remove_media=lambda request_id: None,
+                                     retention_seconds=None)
+    assert asyncio.run(forever.get(recent)) is not None
+
+
 def test_a_record_is_replaced_whole_never_rewritten_in_place(tmp_path):
     """A reader (or a crash) in the middle of a save sees the old record or the new one, never half of one: the
     new record is written beside it and renamed over it (a new file), and no temporary file stays."""
@@ -158,8 +197,13 @@ def test_config_file_defaults_and_errors(tmp_path):
     assert written["checkpoint"] == "ltxv-13b-0.9.7-dev.safetensors" and written["api_keys"] == []
     (tmp_path / service_config.FILE_NAME).write_text(json.dumps({**written, "api_keys": ["k"]}))
     assert service_config.load_config(tmp_path).api_keys == ("k",)
+    assert written["result_retention_hours"] == 168  # a week unless set (service/retention.py says why)
+    (tmp_path / service_config.FILE_NAME).write_text(json.dumps({**written, "result_retention_hours": None}))
+    assert service_config.load_config(tmp_path).result_retention_hours is None  # keep every result
     for bad, words in (({"recipe": "fast"}, "recipe 'fast'"), ({"upsampler": None}, "needs an upsampler"),
-                       ({"checkpont": "x"}, "unknown keys checkpont")):
+                       ({"checkpont": "x"}, "unknown keys checkpont"),
+                       ({"result_retention_hours": 0}, "result_retention_hours must be a number of hours above 0"),
+                       ({"result_retention_hours": "7d"}, "result_retention_hours must be")):
         (tmp_path / service_config.FILE_NAME).write_text(json.dumps(bad))
         with pytest.raises(service_config.ConfigError, match=words):
             service_config.load_config(tmp_path)

@@ -1,7 +1,7 @@
 """The fleet's job queue on a throwaway real PostgreSQL: migrations under concurrency, claiming with SKIP LOCKED,
 priorities and fleet-wide positions, leases (renewal, expiry, late results discarded, attempts), refusals,
 cancels (NOTIFY), the once-only webhook, the gate's secret shared by the fleet and the sealed LoRA URLs kept with
-their job. No ComfyUI here: the servers' side is in test_fleet_api.py.
+their job, the pruning of finished jobs past the retention. No ComfyUI here: the servers' side is in test_fleet_api.py.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ jobs, database, migrations, channels, queue_module, settings_module, worker_modu
     pack_module(f"service.{name}") for name in ("jobs", "pgqueue.database", "pgqueue.migrations",
                                                 "pgqueue.channels", "pgqueue.queue", "pgqueue.settings",
                                                 "pgqueue.worker", "pgqueue.fleet", "gate"))
+pruning, storage_module = pack_module("service.pgqueue.pruning"), pack_module("service.pgqueue.storage")
 sealed, FetchError = pack_module("fetch.sealed"), pack_module("fetch.policy").FetchError
 CANCELLED, COMPLETED, FAILED, QUEUED, RUNNING = jobs.CANCELLED, jobs.COMPLETED, jobs.FAILED, jobs.QUEUED, jobs.RUNNING
 CANCEL_CHANNEL, LOW, NORMAL = channels.CANCEL_CHANNEL, channels.LOW, channels.NORMAL
@@ -344,3 +345,50 @@ def test_sealed_lora_urls_go_with_the_job_to_its_worker_only_and_are_forgotten_w
     sealed.release(owner)  # the job ended there
     with pytest.raises(FetchError, match="gone"):
         sealed.unseal_url(in_prompt)
+
+
+def test_finished_jobs_past_the_retention_go_with_their_files_and_unfinished_ones_stay(url, tmp_path):
+    """Finished rows and their mp4s were kept forever: a worker's housekeeping now deletes the jobs that ended more
+    than the retention ago (completed, failed or cancelled: their log lines and stored files too), never a waiting
+    or running one however old, and one instance at a time (the others skip while one holds the lock)."""
+    storage = storage_module.SharedStorage(tmp_path / "storage", tmp_path / "output")
+
+    def stored(request_id: str) -> str:
+        path = f"ltxv097_api/results/{request_id}/a.mp4"
+        (storage.root / path).parent.mkdir(parents=True, exist_ok=True)
+        (storage.root / path).write_bytes(b"mp4")
+        return path
+
+    async def body(queue: PgJobQueue):
+        old, recent, cancelled, running, waiting = [await submit(queue, seed=seed) for seed in range(5)]
+        await queue.cancel(cancelled)
+        for request_id in (old, recent, running):
+            claim = await queue.claim("w1")
+            assert claim.request_id == request_id
+            if request_id != running:
+                await queue.log(request_id, claim.lease, [("INFO", "a line")])
+                await queue.complete(request_id, claim.lease, {"video": {"path": stored(request_id)}, "prompt": "p"})
+        storage.inputs(cancelled).mkdir(parents=True)  # condition files a gateway left behind
+        async with queue.pool.connection() as connection:  # all queued two hours ago; only `recent` ended since
+            await connection.execute(
+                "UPDATE ltxv097_jobs SET queued_at = queued_at - interval '2 hours', "
+                "started_at = started_at - interval '2 hours', finished_at = finished_at - CASE "
+                "WHEN request_id = %s THEN interval '0 hours' ELSE interval '2 hours' END", (recent,))
+            async with connection.transaction():  # another instance is pruning: this one skips
+                await connection.execute("SELECT pg_advisory_xact_lock(%s)", (pruning.PRUNE_LOCK_KEY,))
+                skipped = await pruning.prune_finished(queue.pool, 3600)
+        await pruning.Pruner(queue.pool, storage, None).maybe_prune()  # a null retention keeps everything
+        kept = [await queue.get(request_id) is not None for request_id in (old, recent, cancelled, running, waiting)]
+        await pruning.Pruner(queue.pool, storage, 3600).maybe_prune()
+        left = {request_id: (await queue.get(request_id)).state
+                for request_id in (old, recent, cancelled, running, waiting) if await queue.get(request_id)}
+        async with queue.pool.connection() as connection:
+            lines = await (await connection.execute("SELECT request_id::text FROM ltxv097_job_logs")).fetchall()
+        return (old, recent, cancelled, running, waiting), skipped, kept, left, lines
+
+    (old, recent, cancelled, running, waiting), skipped, kept, left, lines = run(with_queue(url, body))
+    assert skipped is None and kept == [True] * 5
+    assert left == {recent: COMPLETED, running: RUNNING, waiting: QUEUED}, left
+    assert lines == [(recent,)]  # the old job's log lines went with it
+    assert not (storage.root / f"ltxv097_api/results/{old}").exists() and not storage.inputs(cancelled).exists()
+    assert (storage.root / f"ltxv097_api/results/{recent}/a.mp4").is_file()

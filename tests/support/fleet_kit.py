@@ -37,11 +37,12 @@ def fleet_server(workdir: Path, database_url: str | None, storage: Path, *, tls,
     return server
 
 
-def call(server: ComfyServer, route: str, body=None, method: str = "GET", headers: dict | None = None):
-    """(HTTP status, JSON body) of one API call."""
+def call(server: ComfyServer, route: str, body=None, method: str = "GET", headers: dict | None = None, *,
+         key: bool = True):
+    """(HTTP status, JSON body) of one API call, with the server's API key unless `key` is False."""
     data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(server.url + route, data=data, method=method,
-                                     headers={"Content-Type": "application/json", **(headers or {})})
+    sent = {"Content-Type": "application/json", **(server.key_header() if key else {}), **(headers or {})}
+    request = urllib.request.Request(server.url + route, data=data, method=method, headers=sent)
     try:
         with urllib.request.urlopen(request, timeout=60, context=server.ssl_context) as response:
             return response.status, json.loads(response.read())
@@ -66,6 +67,7 @@ def wait_until(server: ComfyServer, request_id: str, states: tuple[str, ...], ti
 
 
 def fetch(server: ComfyServer, url: str) -> bytes:
+    """A file URL the API handed out (signed when keys are set: it opens without a key)."""
     with urllib.request.urlopen(url, timeout=30, context=server.ssl_context) as response:
         return response.read()
 
@@ -104,23 +106,30 @@ def decoded_frames(data: bytes, workdir: Path) -> bytes:
 
 def start_python_client(server: ComfyServer, certificate: Path, scenario: str, arguments: dict) -> subprocess.Popen:
     """`fal-client` (tests/api_clients/py_client.py) against one instance, running in the background."""
-    env = {**host_env(), "FAL_KEY": "any", "FAL_RUN_HOST": f"127.0.0.1:{server.port}",
+    env = {**host_env(), "FAL_KEY": server.api_key or "any", "FAL_RUN_HOST": f"127.0.0.1:{server.port}",
            "FAL_QUEUE_RUN_HOST": f"127.0.0.1:{server.port}/queue", "SSL_CERT_FILE": str(certificate)}
     script = Path(__file__).parent / "api_clients" / "py_client.py"
     return subprocess.Popen([sys.executable, str(script), scenario, json.dumps(arguments)], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def start_js_subscribe(server: ComfyServer, certificate: Path, arguments: dict, folder: Path) -> subprocess.Popen:
-    """`@fal-ai/client`'s documented `fal.subscribe` (tests/api_clients/subscribe.mjs) against one instance."""
+def js_clients(folder: Path) -> Path:
+    """A folder with `@fal-ai/client` installed and the test scripts (tests/api_clients/*.mjs) beside it."""
     clients = REPO_ROOT / ".api_clients"
     assert (clients / "node_modules" / "@fal-ai" / "client").is_dir(), \
         "@fal-ai/client is not installed: run scripts/setup_api_clients.sh (make test does)"
     shutil.copytree(clients, folder / "clients", symlinks=True, ignore=shutil.ignore_patterns("*.mjs"))
-    shutil.copy(Path(__file__).parent / "api_clients" / "subscribe.mjs", folder / "clients" / "subscribe.mjs")
-    env = {**os.environ, "LTXV097_API_URL": server.url, "FAL_KEY": "any", "NODE_EXTRA_CA_CERTS": str(certificate),
-           "LTXV097_API_INPUT": json.dumps(arguments)}
-    return subprocess.Popen(["node", str(folder / "clients" / "subscribe.mjs")], env=env, stdout=subprocess.PIPE,
+    for script in (Path(__file__).parent / "api_clients").glob("*.mjs"):
+        shutil.copy(script, folder / "clients" / script.name)
+    return folder / "clients"
+
+
+def start_js(clients: Path, script: str, server: ComfyServer, certificate: Path, **env) -> subprocess.Popen:
+    """`node <script>` of `js_clients` against one instance; `env` adds LTXV097_API_* variables."""
+    env = {**os.environ, "LTXV097_API_URL": server.url, "FAL_KEY": server.api_key or "any",
+           "NODE_EXTRA_CA_CERTS": str(certificate), **{f"LTXV097_API_{name.upper()}": value
+                                                       for name, value in env.items()}}
+    return subprocess.Popen(["node", str(clients / script)], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
 
 

@@ -61,6 +61,27 @@ def with_webhook(arguments: dict) -> dict:
     return {"request_id": handle.request_id, "result": handle.get()}
 
 
+def submit_many(arguments: dict) -> dict:
+    """submit each of `arguments["inputs"]` (one may carry a `webhook`); the request ids, in order."""
+    ids = []
+    for given in arguments["inputs"]:
+        webhook = given.pop("webhook", None)
+        ids.append(fal_client.submit(APP, arguments=given, webhook_url=webhook).request_id)
+    return {"request_ids": ids}
+
+
+def follow_many(arguments: dict) -> dict:
+    """status (with logs) of each of `arguments["request_ids"]` until completed, then its result: what a client
+    that did not submit them (another instance) sees."""
+    followed = []
+    for request_id in arguments["request_ids"]:
+        while not isinstance(status := fal_client.status(APP, request_id, with_logs=True), fal_client.Completed):
+            time.sleep(0.2)
+        followed.append({"request_id": request_id, "logs": [log["message"] for log in status.logs or []],
+                         "result": fal_client.result(APP, request_id)})
+    return {"followed": followed}
+
+
 def result(arguments: dict) -> dict:
     return {"result": fal_client.result(APP, arguments["request_id"])}
 

@@ -49,7 +49,7 @@ from support.pg_server import PgServer
 
 LEASE_SECONDS = 10
 """Short enough for a crash test, long enough that a busy CPU never delays a renewal past it."""
-SLOW = {**service_kit.SMALL, "number_of_steps": 40, "enable_safety_checker": True}
+SLOW = {**service_kit.SMALL, "resolution": "720p", "number_of_steps": 100, "enable_safety_checker": True}
 """Long enough to be caught running (and stopped), on any CPU."""
 MEDIUM = {**service_kit.SMALL, "number_of_steps": 12, "enable_safety_checker": True}
 KEY = "fleet-key"
